@@ -1,0 +1,1 @@
+//! The Shoot's `spec.extensions[type=cri-resmgr-extension].providerConfig`.

@@ -1,0 +1,4 @@
+//! API types: Gardener's (typed, serde-exact, unknown fields preserved where we write objects back) and the
+//! extension's own providerConfig.
+
+pub mod config;

@@ -1,0 +1,20 @@
+//! gardener-extension-cri-resmgr: a Gardener extension that installs, configures, health-checks and removes
+//! intel's CRI-Resource-Manager on the worker nodes of Gardener shoot clusters.
+//!
+//! Module map (see the README's architecture section):
+//! - [`apis`]: the Gardener API types we read and write, and the extension's own providerConfig.
+//! - [`validation`]: pure validation of the providerConfig, shared by the webhook, the reconciler and `render`.
+//! - [`webhook`]: the TLS admission server and its handlers.
+//! - [`certs`]: development/test webhook certificates.
+//! - [`constants`]: every well-known name and node path, spelled once.
+//! - [`crds`]: the CustomResourceDefinitions the local control plane installs.
+//! - [`testbed`]: a real etcd + kube-apiserver on loopback, for `make dev` and the integration tests.
+
+pub mod apis;
+pub mod certs;
+pub mod constants;
+pub mod crds;
+pub mod testbed;
+pub mod validation;
+pub mod webhook;
+pub mod yaml;

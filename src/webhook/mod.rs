@@ -1,0 +1,3 @@
+//! The TLS admission server and its handlers.
+
+pub mod server;

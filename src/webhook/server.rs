@@ -1,0 +1,1 @@
+//! The TLS webhook server (axum + rustls on the ring provider).

@@ -32,3 +32,10 @@ pub const LABEL_WORKER_POOL: &str = "worker.gardener.cloud/pool";
 
 /// The only container runtime cri-resmgr can sit in front of.
 pub const CRI_CONTAINERD: &str = "containerd";
+
+/// Prefix of the ConfigMaps cri-resmgr-agent reads in the shoot's `kube-system`: `<prefix>.default`,
+/// `<prefix>.node.<NODE>`, `<prefix>.group.<GROUP>` (the agent's `-configmap-name` default).
+pub const AGENT_CONFIG_MAP_PREFIX: &str = "cri-resmgr-config";
+
+/// Node label whose value names the node's cri-resmgr config group (the agent's `-label-name` default).
+pub const AGENT_GROUP_LABEL: &str = "cri-resource-manager.intel.com/group";

@@ -8,12 +8,14 @@
 //! - [`certs`]: development/test webhook certificates.
 //! - [`constants`]: every well-known name and node path, spelled once.
 //! - [`crds`]: the CustomResourceDefinitions the local control plane installs.
+//! - [`dev`]: `make dev`'s local environment.
 //! - [`testbed`]: a real etcd + kube-apiserver on loopback, for `make dev` and the integration tests.
 
 pub mod apis;
 pub mod certs;
 pub mod constants;
 pub mod crds;
+pub mod dev;
 pub mod testbed;
 pub mod validation;
 pub mod webhook;

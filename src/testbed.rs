@@ -1,1 +1,639 @@
-//! A real etcd + kube-apiserver on loopback.
+//! A real etcd + kube-apiserver on loopback: the test bed of every integration test and the default target of
+//! `make dev`.
+//!
+//! The binaries come from `hacks/install-control-plane.sh` (etcd from Debian's `etcd-server`, kube-apiserver built
+//! from Debian's `kubernetes` source package), or from `$ETCD` / `$KUBE_APISERVER`.
+//!
+//! Processes are started from one dedicated keeper thread that lives as long as the control plane, with
+//! `PR_SET_PDEATHSIG`: the kernel delivers that signal when the *thread* that forked the child ends, so forking from a
+//! short-lived test thread would kill the control plane early, while forking from the keeper kills it exactly when the
+//! owning process dies — also when a test binary aborts and never runs its clean-up.
+
+use std::net::{Ipv4Addr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, PostParams};
+use kube::config::{
+    AuthInfo, Cluster, Context, KubeConfigOptions, Kubeconfig, NamedAuthInfo, NamedCluster, NamedContext,
+};
+
+/// Environment variable naming a kube-apiserver binary to use instead of the one built by the installer.
+pub const ENV_KUBE_APISERVER: &str = "KUBE_APISERVER";
+/// Environment variable naming an etcd binary to use instead of Debian's.
+pub const ENV_ETCD: &str = "ETCD";
+/// Environment variable overriding the cache directory the installer builds kube-apiserver into.
+pub const ENV_CACHE_DIR: &str = "CRI_RESMGR_CACHE_DIR";
+/// The Debian source package version the installer builds kube-apiserver from; part of the cached binary's name.
+pub const KUBE_SOURCE_VERSION: &str = "1.20.5+really1.20.2";
+/// The installer script, relative to the repository root.
+pub const INSTALLER: &str = "hacks/install-control-plane.sh";
+/// Name of the kubeconfig context (and cluster and user) written for the control plane.
+pub const KUBECONFIG_CONTEXT: &str = "cri-resmgr-local";
+
+const ADMIN_USER: &str = "admin";
+const START_TIMEOUT: Duration = Duration::from_secs(90);
+const STOP_GRACE: Duration = Duration::from_secs(10);
+const CRD_ESTABLISH_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What can go wrong while starting or using the control plane.
+#[derive(Debug, thiserror::Error)]
+pub enum TestbedError {
+    #[error(
+        "{what} binary not found at {path}: run `bash {INSTALLER}` (make does this) or set ${env} to a binary"
+    )]
+    MissingBinary { what: &'static str, path: PathBuf, env: &'static str },
+    #[error("{context}: {source}")]
+    Io { context: String, source: std::io::Error },
+    #[error("cannot generate control-plane certificates: {0}")]
+    Certificates(#[from] rcgen::Error),
+    #[error("{what} did not become ready within {timeout:?}; last lines of {log}:\n{tail}")]
+    NotReady { what: &'static str, timeout: Duration, log: PathBuf, tail: String },
+    #[error("{what} exited during start-up ({status}); last lines of {log}:\n{tail}")]
+    Exited { what: &'static str, status: String, log: PathBuf, tail: String },
+    #[error("kubeconfig: {0}")]
+    Kubeconfig(String),
+    #[error("kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("CRD {name} was not established within {CRD_ESTABLISH_TIMEOUT:?}")]
+    CrdNotEstablished { name: String },
+    #[error("the control plane's keeper thread is gone")]
+    KeeperGone,
+}
+
+fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> TestbedError {
+    let context = context.into();
+    move |source| TestbedError::Io { context, source }
+}
+
+/// Paths of the two binaries the control plane runs.
+#[derive(Debug, Clone)]
+pub struct Binaries {
+    pub etcd: PathBuf,
+    pub kube_apiserver: PathBuf,
+}
+
+impl Binaries {
+    /// Resolves the binaries from `$ETCD` / `$KUBE_APISERVER`, else etcd on `PATH` and the installer's cached
+    /// kube-apiserver. Does not build anything.
+    pub fn locate() -> Result<Self, TestbedError> {
+        let etcd = match std::env::var_os(ENV_ETCD) {
+            Some(path) => PathBuf::from(path),
+            None => find_on_path("etcd").unwrap_or_else(|| PathBuf::from("/usr/bin/etcd")),
+        };
+        let kube_apiserver = match std::env::var_os(ENV_KUBE_APISERVER) {
+            Some(path) => PathBuf::from(path),
+            None => cache_dir().join(format!("kube-apiserver-{KUBE_SOURCE_VERSION}")),
+        };
+        for (what, path, env) in
+            [("etcd", &etcd, ENV_ETCD), ("kube-apiserver", &kube_apiserver, ENV_KUBE_APISERVER)]
+        {
+            if !path.is_file() {
+                return Err(TestbedError::MissingBinary { what, path: path.clone(), env });
+            }
+        }
+        Ok(Self { etcd, kube_apiserver })
+    }
+}
+
+/// The installer's cache directory (same rule as `hacks/install-control-plane.sh`).
+pub fn cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os(ENV_CACHE_DIR) {
+        return PathBuf::from(dir);
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("gardener-extension-cri-resmgr")
+}
+
+fn find_on_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|dir| dir.join(name)).find(|candidate| candidate.is_file())
+}
+
+/// Where the control plane keeps its data, certificates, logs and kubeconfig.
+#[derive(Debug, Clone)]
+pub enum WorkDir {
+    /// A fresh directory under the system temp dir, removed when the control plane stops.
+    Temporary,
+    /// A directory that is kept (e.g. `.dev/` for `make dev`); its previous contents are replaced.
+    Kept(PathBuf),
+}
+
+/// A running etcd + kube-apiserver.
+pub struct ControlPlane {
+    dir: PathBuf,
+    remove_dir_on_stop: bool,
+    kubeconfig_path: PathBuf,
+    kubeconfig: Kubeconfig,
+    server_url: String,
+    pids: Vec<u32>,
+    keeper: Option<Keeper>,
+}
+
+impl std::fmt::Debug for ControlPlane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControlPlane")
+            .field("dir", &self.dir)
+            .field("server_url", &self.server_url)
+            .field("pids", &self.pids)
+            .finish()
+    }
+}
+
+impl ControlPlane {
+    /// Starts etcd and kube-apiserver on free loopback ports and waits until the apiserver is ready.
+    pub async fn start(work_dir: WorkDir) -> Result<Self, TestbedError> {
+        let binaries = Binaries::locate()?;
+        let (dir, remove_dir_on_stop) = match work_dir {
+            WorkDir::Temporary => (
+                std::env::temp_dir().join(format!(
+                    "cri-resmgr-testbed-{}-{}",
+                    std::process::id(),
+                    unique_suffix()
+                )),
+                true,
+            ),
+            WorkDir::Kept(dir) => (dir, false),
+        };
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(io_err(format!("removing {}", dir.display())))?;
+        }
+        std::fs::create_dir_all(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
+
+        let keeper = Keeper::start();
+        let mut plane = ControlPlane {
+            kubeconfig_path: dir.join("kubeconfig"),
+            dir,
+            remove_dir_on_stop,
+            kubeconfig: Kubeconfig::default(),
+            server_url: String::new(),
+            pids: Vec::new(),
+            keeper: Some(keeper),
+        };
+        // On any start-up error `plane` is dropped, which stops whatever was already started.
+        plane.boot(&binaries).await?;
+        Ok(plane)
+    }
+
+    async fn boot(&mut self, binaries: &Binaries) -> Result<(), TestbedError> {
+        let tls = self.write_certificates()?;
+        let token = random_token()?;
+        let tokens_file = self.dir.join("tokens.csv");
+        std::fs::write(&tokens_file, format!("{token},{ADMIN_USER},{ADMIN_USER},\"system:masters\"\n"))
+            .map_err(io_err("writing tokens.csv"))?;
+
+        let etcd_client_port = free_port()?;
+        let etcd_peer_port = free_port()?;
+        let etcd_url = format!("http://127.0.0.1:{etcd_client_port}");
+        let etcd_log = self.dir.join("etcd.log");
+        let etcd_peer_url = format!("http://127.0.0.1:{etcd_peer_port}");
+        let mut etcd = Command::new(&binaries.etcd);
+        etcd.arg("--name=testbed")
+            .arg(format!("--data-dir={}", self.dir.join("etcd").display()))
+            .arg(format!("--listen-client-urls={etcd_url}"))
+            .arg(format!("--advertise-client-urls={etcd_url}"))
+            .arg(format!("--listen-peer-urls={etcd_peer_url}"))
+            .arg(format!("--initial-advertise-peer-urls={etcd_peer_url}"))
+            .arg(format!("--initial-cluster=testbed={etcd_peer_url}"))
+            .arg("--log-level=warn");
+        let etcd_pid = self.spawn("etcd", etcd, &etcd_log)?;
+        wait_for_etcd(&etcd_url, etcd_pid, &etcd_log).await?;
+
+        let apiserver_port = free_port()?;
+        self.server_url = format!("https://127.0.0.1:{apiserver_port}");
+        let apiserver_log = self.dir.join("kube-apiserver.log");
+        let mut apiserver = Command::new(&binaries.kube_apiserver);
+        apiserver
+            .arg(format!("--etcd-servers={etcd_url}"))
+            .arg("--bind-address=127.0.0.1")
+            .arg("--advertise-address=127.0.0.1")
+            .arg(format!("--secure-port={apiserver_port}"))
+            // 1.20 still opens an insecure port (8080) unless told not to; it would clash between control planes.
+            .arg("--insecure-port=0")
+            .arg(format!("--tls-cert-file={}", tls.cert.display()))
+            .arg(format!("--tls-private-key-file={}", tls.key.display()))
+            .arg(format!("--client-ca-file={}", tls.ca.display()))
+            .arg(format!("--token-auth-file={}", tokens_file.display()))
+            .arg("--authorization-mode=RBAC")
+            .arg(format!("--service-account-key-file={}", tls.sa_public.display()))
+            .arg(format!("--service-account-signing-key-file={}", tls.sa_private.display()))
+            .arg("--service-account-issuer=https://kubernetes.default.svc.cluster.local")
+            .arg("--service-cluster-ip-range=10.0.0.0/24")
+            .arg("--allow-privileged=true")
+            .arg("--enable-priority-and-fairness=false")
+            .arg("--profiling=false")
+            .arg("--v=1");
+        let apiserver_pid = self.spawn("kube-apiserver", apiserver, &apiserver_log)?;
+
+        self.kubeconfig = kubeconfig(&self.server_url, &tls.ca_pem, &token);
+        let yaml = crate::yaml::to_string(&self.kubeconfig).map_err(|e| TestbedError::Kubeconfig(e.to_string()))?;
+        std::fs::write(&self.kubeconfig_path, yaml).map_err(io_err("writing kubeconfig"))?;
+
+        let client = self.client().await?;
+        wait_until(START_TIMEOUT, || async {
+            if !process_alive(apiserver_pid) {
+                return Some(Err(exited("kube-apiserver", &apiserver_log)));
+            }
+            let request = http::Request::get("/readyz").body(Vec::new()).ok()?;
+            match client.request_text(request).await {
+                Ok(body) if body.trim() == "ok" => Some(Ok(())),
+                _ => None,
+            }
+        })
+        .await
+        .unwrap_or_else(|| Err(not_ready("kube-apiserver", &apiserver_log)))
+    }
+
+    fn spawn(&mut self, what: &'static str, mut command: Command, log: &Path) -> Result<u32, TestbedError> {
+        let out = std::fs::File::create(log).map_err(io_err(format!("creating {}", log.display())))?;
+        let err = out.try_clone().map_err(io_err(format!("opening {}", log.display())))?;
+        command.stdin(Stdio::null()).stdout(out).stderr(err);
+        let keeper = self.keeper.as_ref().ok_or(TestbedError::KeeperGone)?;
+        let pid = keeper.spawn(command).map_err(io_err(format!("starting {what}")))?;
+        self.pids.push(pid);
+        Ok(pid)
+    }
+
+    fn write_certificates(&self) -> Result<TlsFiles, TestbedError> {
+        let ca_key = rcgen::KeyPair::generate()?;
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params.distinguished_name.push(rcgen::DnType::CommonName, "cri-resmgr-testbed-ca");
+        ca_params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign];
+        let ca_cert = ca_params.self_signed(&ca_key)?;
+        let issuer = rcgen::Issuer::new(ca_params, &ca_key);
+
+        let server_key = rcgen::KeyPair::generate()?;
+        let mut server_params = rcgen::CertificateParams::new(vec!["localhost".to_string()])?;
+        server_params
+            .subject_alt_names
+            .push(rcgen::SanType::IpAddress(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST)));
+        server_params.distinguished_name.push(rcgen::DnType::CommonName, "kube-apiserver");
+        let server_cert = server_params.signed_by(&server_key, &issuer)?;
+
+        let sa_key = rcgen::KeyPair::generate()?;
+        let files = TlsFiles {
+            ca: self.dir.join("ca.crt"),
+            cert: self.dir.join("apiserver.crt"),
+            key: self.dir.join("apiserver.key"),
+            sa_public: self.dir.join("sa.pub"),
+            sa_private: self.dir.join("sa.key"),
+            ca_pem: ca_cert.pem(),
+        };
+        for (path, content) in [
+            (&files.ca, ca_cert.pem()),
+            (&files.cert, server_cert.pem()),
+            (&files.key, server_key.serialize_pem()),
+            (&files.sa_public, sa_key.public_key_pem()),
+            (&files.sa_private, sa_key.serialize_pem()),
+        ] {
+            std::fs::write(path, content).map_err(io_err(format!("writing {}", path.display())))?;
+        }
+        Ok(files)
+    }
+
+    /// The kubeconfig file (admin token, CA data) for kubectl and for the extension.
+    pub fn kubeconfig_path(&self) -> &Path {
+        &self.kubeconfig_path
+    }
+
+    /// The apiserver's URL, `https://127.0.0.1:<port>`.
+    pub fn server_url(&self) -> &str {
+        &self.server_url
+    }
+
+    /// Process ids of etcd and kube-apiserver.
+    pub fn pids(&self) -> &[u32] {
+        &self.pids
+    }
+
+    /// The control plane's working directory (data, logs, certificates).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// A client authenticated as cluster admin.
+    pub async fn client(&self) -> Result<kube::Client, TestbedError> {
+        let config = kube::Config::from_custom_kubeconfig(self.kubeconfig.clone(), &KubeConfigOptions::default())
+            .await
+            .map_err(|e| TestbedError::Kubeconfig(e.to_string()))?;
+        Ok(kube::Client::try_from(config)?)
+    }
+
+    /// Stops both processes (SIGTERM, then SIGKILL after a grace period) and removes a temporary work dir.
+    pub fn stop(&mut self) {
+        if let Some(keeper) = self.keeper.take() {
+            keeper.stop();
+        }
+        self.pids.clear();
+        if self.remove_dir_on_stop {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Creates the given CRDs (or replaces their spec) and waits until each is established.
+pub async fn install_crds(client: &kube::Client, crds: Vec<CustomResourceDefinition>) -> Result<(), TestbedError> {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in crds {
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        match api.get_opt(&name).await? {
+            None => {
+                api.create(&PostParams::default(), &crd).await?;
+            }
+            Some(existing) => {
+                let mut updated = crd.clone();
+                updated.metadata.resource_version = existing.metadata.resource_version;
+                api.replace(&name, &PostParams::default(), &updated).await?;
+            }
+        }
+        let established = wait_until(CRD_ESTABLISH_TIMEOUT, || {
+            let api = api.clone();
+            let name = name.clone();
+            async move {
+                let crd = api.get(&name).await.ok()?;
+                let conditions = crd.status?.conditions?;
+                conditions
+                    .iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True")
+                    .then_some(())
+            }
+        })
+        .await;
+        if established.is_none() {
+            return Err(TestbedError::CrdNotEstablished { name });
+        }
+    }
+    Ok(())
+}
+
+struct TlsFiles {
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+    sa_public: PathBuf,
+    sa_private: PathBuf,
+    ca_pem: String,
+}
+
+fn kubeconfig(server: &str, ca_pem: &str, token: &str) -> Kubeconfig {
+    use base64::Engine as _;
+    let encode = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+    Kubeconfig {
+        clusters: vec![NamedCluster {
+            name: KUBECONFIG_CONTEXT.to_string(),
+            cluster: Some(Cluster {
+                server: Some(server.to_string()),
+                certificate_authority_data: Some(encode(ca_pem.as_bytes())),
+                ..Cluster::default()
+            }),
+            ..NamedCluster::default()
+        }],
+        auth_infos: vec![NamedAuthInfo {
+            name: KUBECONFIG_CONTEXT.to_string(),
+            auth_info: Some(AuthInfo { token: Some(token.to_string().into()), ..AuthInfo::default() }),
+            ..NamedAuthInfo::default()
+        }],
+        contexts: vec![NamedContext {
+            name: KUBECONFIG_CONTEXT.to_string(),
+            context: Some(Context {
+                cluster: KUBECONFIG_CONTEXT.to_string(),
+                user: Some(KUBECONFIG_CONTEXT.to_string()),
+                ..Context::default()
+            }),
+            ..NamedContext::default()
+        }],
+        current_context: Some(KUBECONFIG_CONTEXT.to_string()),
+        ..Kubeconfig::default()
+    }
+}
+
+fn random_token() -> Result<String, TestbedError> {
+    use std::io::Read;
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(io_err("reading /dev/urandom"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+fn unique_suffix() -> u128 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    nanos ^ u128::from(COUNTER.fetch_add(1, Ordering::Relaxed))
+}
+
+fn free_port() -> Result<u16, TestbedError> {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(io_err("finding a free port"))?;
+    let port = listener.local_addr().map_err(io_err("finding a free port"))?.port();
+    Ok(port)
+}
+
+async fn wait_for_etcd(url: &str, pid: u32, log: &Path) -> Result<(), TestbedError> {
+    let address = url.trim_start_matches("http://").to_string();
+    wait_until(START_TIMEOUT, || {
+        let address = address.clone();
+        async move {
+            if !process_alive(pid) {
+                return Some(Err(exited("etcd", log)));
+            }
+            let mut stream = tokio::net::TcpStream::connect(&address).await.ok()?;
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let request = format!("GET /health HTTP/1.0\r\nHost: {address}\r\n\r\n");
+            stream.write_all(request.as_bytes()).await.ok()?;
+            let mut response = String::new();
+            stream.read_to_string(&mut response).await.ok()?;
+            response.contains("\"health\":\"true\"").then_some(Ok(()))
+        }
+    })
+    .await
+    .unwrap_or_else(|| Err(not_ready("etcd", log)))
+}
+
+/// Polls `check` every 200 ms until it yields a value or `timeout` passes.
+async fn wait_until<T, F, Fut>(timeout: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return Some(value);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn log_tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
+fn not_ready(what: &'static str, log: &Path) -> TestbedError {
+    TestbedError::NotReady { what, timeout: START_TIMEOUT, log: log.to_path_buf(), tail: log_tail(log) }
+}
+
+fn exited(what: &'static str, log: &Path) -> TestbedError {
+    TestbedError::Exited { what, status: "process gone".to_string(), log: log.to_path_buf(), tail: log_tail(log) }
+}
+
+/// Whether a process with this pid exists and is not a zombie.
+pub fn process_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state is the first field after the parenthesised command name.
+        Ok(stat) => stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next()).is_some_and(|s| s != 'Z'),
+        Err(_) => false,
+    }
+}
+
+enum KeeperRequest {
+    Spawn(Command, mpsc::Sender<std::io::Result<u32>>),
+    Stop(mpsc::Sender<()>),
+}
+
+/// The thread that forks the control-plane processes and owns their handles (see the module docs for why).
+struct Keeper {
+    requests: mpsc::Sender<KeeperRequest>,
+}
+
+impl Keeper {
+    fn start() -> Self {
+        let (requests, inbox) = mpsc::channel::<KeeperRequest>();
+        std::thread::Builder::new()
+            .name("control-plane-keeper".to_string())
+            .spawn(move || {
+                let mut children: Vec<Child> = Vec::new();
+                while let Ok(request) = inbox.recv() {
+                    match request {
+                        KeeperRequest::Spawn(mut command, reply) => {
+                            let result = spawn_tied_to_this_thread(&mut command).map(|child| {
+                                let pid = child.id();
+                                children.push(child);
+                                pid
+                            });
+                            let _ = reply.send(result);
+                        }
+                        KeeperRequest::Stop(reply) => {
+                            terminate_all(&mut children);
+                            let _ = reply.send(());
+                            return;
+                        }
+                    }
+                }
+                // The owner vanished without asking (e.g. leaked): still do not leave processes behind.
+                terminate_all(&mut children);
+            })
+            .map(|_| ())
+            .unwrap_or_else(|e| tracing::error!(error = %e, "cannot start the control-plane keeper thread"));
+        Keeper { requests }
+    }
+
+    fn spawn(&self, command: Command) -> std::io::Result<u32> {
+        let (reply, answer) = mpsc::channel();
+        self.requests
+            .send(KeeperRequest::Spawn(command, reply))
+            .map_err(|_| std::io::Error::other("control-plane keeper thread is gone"))?;
+        answer.recv().map_err(|_| std::io::Error::other("control-plane keeper thread is gone"))?
+    }
+
+    fn stop(self) {
+        let (reply, done) = mpsc::channel();
+        if self.requests.send(KeeperRequest::Stop(reply)).is_ok() {
+            let _ = done.recv();
+        }
+    }
+}
+
+fn spawn_tied_to_this_thread(command: &mut Command) -> std::io::Result<Child> {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the forked child before exec and only calls async-signal-safe functions.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // Our own process group, so a Ctrl-C in `make dev`'s terminal reaches us first and we stop cleanly.
+            if libc::setpgid(0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    command.spawn()
+}
+
+fn terminate_all(children: &mut Vec<Child>) {
+    // kube-apiserver first, so it does not spin on a vanished etcd.
+    for child in children.iter().rev() {
+        // SAFETY: plain kill(2) on a pid we own and have not yet reaped.
+        unsafe {
+            libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+        }
+    }
+    let deadline = Instant::now() + STOP_GRACE;
+    for child in children.iter_mut().rev() {
+        loop {
+            match child.try_wait() {
+                Ok(Some(_)) | Err(_) => break,
+                Ok(None) if Instant::now() >= deadline => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break;
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
+    children.clear();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_long_and_distinct() {
+        let a = random_token().expect("token");
+        let b = random_token().expect("token");
+        assert_eq!(a.len(), 64);
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn missing_binary_names_the_installer_and_the_variable() {
+        let err = TestbedError::MissingBinary { what: "etcd", path: PathBuf::from("/nope/etcd"), env: ENV_ETCD };
+        let text = err.to_string();
+        assert!(text.contains(INSTALLER), "{text}");
+        assert!(text.contains("$ETCD"), "{text}");
+    }
+
+    #[test]
+    fn process_alive_sees_self_and_not_a_reaped_child() {
+        assert!(process_alive(std::process::id()));
+        let mut child = Command::new("true").spawn().expect("spawn true");
+        let pid = child.id();
+        child.wait().expect("wait");
+        assert!(!process_alive(pid));
+    }
+}

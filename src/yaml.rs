@@ -32,3 +32,37 @@ pub fn from_multi_str<T: DeserializeOwned>(text: &str) -> Result<Vec<T>, YamlErr
 pub fn to_string<T: Serialize>(value: &T) -> Result<String, YamlError> {
     serde_saphyr::to_string(value).map_err(|e| YamlError::Encode(e.to_string()))
 }
+
+/// Largest number of YAML events that alias (`*anchor`) replay may produce while decoding one document with
+/// [`from_str_strict`]. It bounds "billion laughs" documents far below the library default, while a real cri-resmgr
+/// configuration replays at most a few hundred events.
+pub const STRICT_MAX_REPLAYED_EVENTS: usize = 20_000;
+
+/// Decodes one YAML document strictly, for text written by users (cri-resmgr configuration bodies):
+/// - a repeated key in any mapping is an error (YAML requires unique keys, and "last one wins" would silently
+///   drop half of what the user wrote);
+/// - alias expansion is bounded by [`STRICT_MAX_REPLAYED_EVENTS`];
+/// - the error is a single line with line and column but without a source snippet, because it ends up in admission
+///   responses and Kubernetes events.
+pub fn from_str_strict<T: DeserializeOwned>(text: &str) -> Result<T, YamlError> {
+    let mut options = serde_saphyr::Options::default();
+    options.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::Error;
+    options.with_snippet = false;
+    options.alias_limits.max_total_replayed_events = STRICT_MAX_REPLAYED_EVENTS;
+    serde_saphyr::from_str_with_options(text, options).map_err(|e| YamlError::Decode(strict_message(&e)))
+}
+
+/// One line describing a decode error, with its position when known.
+fn strict_message(error: &serde_saphyr::Error) -> String {
+    let error = error.without_snippet();
+    if let serde_saphyr::Error::DuplicateMappingKey { key, location } = error {
+        let key = key.as_deref().map(|k| format!(" {k:?}")).unwrap_or_default();
+        return format!(
+            "duplicate key{key} at line {}, column {}: keys of a YAML mapping must be unique",
+            location.line(),
+            location.column()
+        );
+    }
+    // Collapse whatever layout the library uses into one line.
+    error.to_string().split_whitespace().collect::<Vec<_>>().join(" ")
+}

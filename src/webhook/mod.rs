@@ -1,3 +1,13 @@
 //! The TLS admission server and its handlers.
+//!
+//! - [`admission`]: the handler abstraction ([`AdmissionHandler`]) and the AdmissionReview plumbing.
+//! - [`server`]: the HTTPS server ([`WebhookServer`]) that routes requests to handlers by path,
+//!   serves `/healthz` and `/readyz`, and reloads its certificate when the files change.
+//! - [`registration`]: the Validating-/MutatingWebhookConfigurations pointing the apiserver at the server.
 
+pub mod admission;
+pub mod registration;
 pub mod server;
+
+pub use admission::{AdmissionHandler, DynamicAdmissionRequest};
+pub use server::{BoundWebhookServer, ServerError, WebhookServer, WebhookServerConfig};

@@ -1,0 +1,35 @@
+# The two commands of the README: `make dev` and `make test`. Both install their own prerequisites.
+CARGO ?= cargo
+BINARY := gardener-extension-cri-resmgr
+
+.PHONY: dev test prerequisites build fmt fmt-check lint ci crds
+
+## Installs etcd, kubectl and a kube-apiserver built from Debian's source package (cached outside the repo).
+prerequisites:
+	bash hacks/install-control-plane.sh
+
+## Starts a local etcd + kube-apiserver, installs the CRDs, applies examples/ and runs until Ctrl-C.
+dev: prerequisites
+	$(CARGO) run --bin $(BINARY) -- dev
+
+## Runs every unit and integration test (the integration tests start their own control plane).
+test: prerequisites
+	$(CARGO) test --all-targets --no-fail-fast
+
+build:
+	$(CARGO) build --release --bin $(BINARY)
+
+fmt:
+	$(CARGO) fmt --all
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+lint:
+	$(CARGO) clippy --all-targets -- -D warnings
+
+crds:
+	@$(CARGO) run -q --bin $(BINARY) -- crds
+
+## What CI runs.
+ci: fmt-check lint test

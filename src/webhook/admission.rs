@@ -1,0 +1,217 @@
+//! The admission plumbing shared by every webhook: the handler abstraction, decoding of the incoming
+//! `AdmissionReview` and wrapping of a handler's answer into the outgoing one.
+//!
+//! Everything here is pure (no I/O), so the HTTP server in [`super::server`] stays thin and these
+//! rules are unit-tested directly.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use kube::core::DynamicObject;
+use kube::core::TypeMeta;
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
+use kube::core::response::Status;
+use thiserror::Error;
+
+/// The only AdmissionReview version served. kube-apiserver sends the first entry of a webhook's
+/// `admissionReviewVersions` it supports, and every supported apiserver supports `v1`.
+pub const ADMISSION_REVIEW_API_VERSION: &str = "admission.k8s.io/v1";
+/// `kind` of an AdmissionReview.
+pub const ADMISSION_REVIEW_KIND: &str = "AdmissionReview";
+
+/// The request type every handler receives: the object stays untyped (`DynamicObject`), the handler
+/// decodes what it needs (e.g. a Shoot or an OperatingSystemConfig) and denies what it cannot decode.
+pub type DynamicAdmissionRequest = AdmissionRequest<DynamicObject>;
+
+/// An admission webhook: validator, defaulter or mutator, registered on the server by path.
+///
+/// Implement it on a struct that carries the handler's dependencies, or pass an async closure /
+/// `async fn(DynamicAdmissionRequest) -> AdmissionResponse`, which implement it through the blanket impl.
+///
+/// The handler builds its answer from the request, typically `AdmissionResponse::from(&request)`
+/// (allow), `.deny(reason)` or `.with_patch(patch)`. The server always echoes the request's `uid`
+/// and sets the `admission.k8s.io/v1` envelope, whatever the handler filled in. A handler that
+/// panics is answered with a denial ("internal error"); it does not take the server down.
+pub trait AdmissionHandler: Send + Sync + 'static {
+    /// Decides on one admission request.
+    fn admit(&self, request: DynamicAdmissionRequest) -> impl Future<Output = AdmissionResponse> + Send;
+}
+
+impl<F, Fut> AdmissionHandler for F
+where
+    F: Fn(DynamicAdmissionRequest) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = AdmissionResponse> + Send,
+{
+    fn admit(&self, request: DynamicAdmissionRequest) -> impl Future<Output = AdmissionResponse> + Send {
+        self(request)
+    }
+}
+
+/// Object-safe form of [`AdmissionHandler`], so handlers of different types share one router.
+pub(crate) trait DynHandler: Send + Sync {
+    fn call(self: Arc<Self>, request: DynamicAdmissionRequest) -> BoxFuture<'static, AdmissionResponse>;
+}
+
+impl<H: AdmissionHandler> DynHandler for H {
+    fn call(self: Arc<Self>, request: DynamicAdmissionRequest) -> BoxFuture<'static, AdmissionResponse> {
+        Box::pin(async move { self.admit(request).await })
+    }
+}
+
+/// Why a request body is not an admission request; the text is sent back with HTTP 400.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ReviewError {
+    /// The body is not JSON at all.
+    #[error("request body is not valid JSON: {0}")]
+    NotJson(String),
+    /// JSON, but not an object.
+    #[error("request body is not a JSON object")]
+    NotAnObject,
+    /// An object of another type or version.
+    #[error(
+        "expected apiVersion {ADMISSION_REVIEW_API_VERSION:?} and kind {ADMISSION_REVIEW_KIND:?}, got apiVersion {api_version:?} and kind {kind:?}"
+    )]
+    WrongType { api_version: String, kind: String },
+    /// An AdmissionReview without `request` (e.g. a response sent back to us).
+    #[error("AdmissionReview has no request")]
+    MissingRequest,
+    /// An AdmissionReview whose `request` does not have the expected shape.
+    #[error("malformed AdmissionReview: {0}")]
+    Malformed(String),
+}
+
+/// Decodes an HTTP body into the admission request it carries.
+///
+/// Only `admission.k8s.io/v1` `AdmissionReview`s with a `request` are accepted.
+pub fn parse_review(body: &[u8]) -> Result<DynamicAdmissionRequest, ReviewError> {
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| ReviewError::NotJson(e.to_string()))?;
+    let object = value.as_object().ok_or(ReviewError::NotAnObject)?;
+    let field = |name: &str| object.get(name).and_then(serde_json::Value::as_str).unwrap_or_default().to_owned();
+    let (api_version, kind) = (field("apiVersion"), field("kind"));
+    if api_version != ADMISSION_REVIEW_API_VERSION || kind != ADMISSION_REVIEW_KIND {
+        return Err(ReviewError::WrongType { api_version, kind });
+    }
+    if object.get("request").is_none_or(serde_json::Value::is_null) {
+        return Err(ReviewError::MissingRequest);
+    }
+    let review: AdmissionReview<DynamicObject> =
+        serde_json::from_value(value).map_err(|e| ReviewError::Malformed(e.to_string()))?;
+    review.try_into().map_err(|_| ReviewError::MissingRequest)
+}
+
+/// Wraps a handler's response into the AdmissionReview sent back to the apiserver: the request's
+/// `uid` and the `admission.k8s.io/v1` envelope are enforced, whatever the handler set.
+pub fn into_review(uid: &str, mut response: AdmissionResponse) -> AdmissionReview<DynamicObject> {
+    response.uid = uid.to_owned();
+    response.types =
+        TypeMeta { api_version: ADMISSION_REVIEW_API_VERSION.to_owned(), kind: ADMISSION_REVIEW_KIND.to_owned() };
+    response.into_review()
+}
+
+/// The denial sent when a handler failed (panicked or was cancelled): nothing is admitted on a
+/// failure, matching the webhooks' `failurePolicy: Fail`.
+pub fn internal_error(uid: &str) -> AdmissionResponse {
+    let mut response = AdmissionResponse::invalid("internal error");
+    response.uid = uid.to_owned();
+    response.result = Status::failure("internal error", "InternalError").with_code(500);
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn review(request: serde_json::Value) -> Vec<u8> {
+        serde_json::to_vec(&json!({
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "request": request,
+        }))
+        .expect("serialize")
+    }
+
+    fn shoot_request(uid: &str) -> serde_json::Value {
+        json!({
+            "uid": uid,
+            "kind": {"group": "core.gardener.cloud", "version": "v1beta1", "kind": "Shoot"},
+            "resource": {"group": "core.gardener.cloud", "version": "v1beta1", "resource": "shoots"},
+            "name": "crazy-botany",
+            "namespace": "garden-dev",
+            "operation": "CREATE",
+            "userInfo": {"username": "admin"},
+            "object": {
+                "apiVersion": "core.gardener.cloud/v1beta1",
+                "kind": "Shoot",
+                "metadata": {"name": "crazy-botany", "namespace": "garden-dev"},
+                "spec": {}
+            },
+            "oldObject": null,
+            "dryRun": false
+        })
+    }
+
+    #[test]
+    fn parses_a_v1_review() {
+        let request = parse_review(&review(shoot_request("1234"))).expect("valid review");
+        assert_eq!(request.uid, "1234");
+        assert_eq!(request.kind.kind, "Shoot");
+        assert_eq!(request.name, "crazy-botany");
+        assert_eq!(request.types.api_version, ADMISSION_REVIEW_API_VERSION);
+        let object = request.object.expect("object");
+        assert_eq!(object.metadata.name.as_deref(), Some("crazy-botany"));
+    }
+
+    #[test]
+    fn rejects_what_is_not_an_admission_request() {
+        let cases: Vec<(Vec<u8>, fn(&ReviewError) -> bool)> = vec![
+            (b"\x00\xffgarbage".to_vec(), |e| matches!(e, ReviewError::NotJson(_))),
+            (b"".to_vec(), |e| matches!(e, ReviewError::NotJson(_))),
+            (b"[1,2]".to_vec(), |e| *e == ReviewError::NotAnObject),
+            (b"{}".to_vec(), |e| matches!(e, ReviewError::WrongType { .. })),
+            (
+                serde_json::to_vec(&json!({"apiVersion": "v1", "kind": "Pod", "request": shoot_request("x")})).expect("json"),
+                |e| matches!(e, ReviewError::WrongType { api_version, kind } if api_version == "v1" && kind == "Pod"),
+            ),
+            (
+                serde_json::to_vec(&json!({"apiVersion": "admission.k8s.io/v1beta1", "kind": "AdmissionReview", "request": shoot_request("x")}))
+                    .expect("json"),
+                |e| matches!(e, ReviewError::WrongType { .. }),
+            ),
+            (
+                serde_json::to_vec(&json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"})).expect("json"),
+                |e| *e == ReviewError::MissingRequest,
+            ),
+            (review(serde_json::Value::Null), |e| *e == ReviewError::MissingRequest),
+            (review(json!({"uid": 5})), |e| matches!(e, ReviewError::Malformed(_))),
+        ];
+        for (body, expected) in cases {
+            let err = parse_review(&body).expect_err("must be rejected");
+            assert!(expected(&err), "{:?}: unexpected {err:?}", String::from_utf8_lossy(&body));
+        }
+    }
+
+    #[test]
+    fn the_response_echoes_the_uid_and_uses_the_v1_envelope() {
+        let request = parse_review(&review(shoot_request("abc"))).expect("valid");
+        let mut response = AdmissionResponse::from(&request).deny("no");
+        response.uid = "something-else".to_owned();
+        let value = serde_json::to_value(into_review(&request.uid, response)).expect("serialize");
+        assert_eq!(value["apiVersion"], "admission.k8s.io/v1");
+        assert_eq!(value["kind"], "AdmissionReview");
+        assert_eq!(value["response"]["uid"], "abc");
+        assert_eq!(value["response"]["allowed"], false);
+        assert_eq!(value["response"]["status"]["message"], "no");
+        assert!(value.get("request").is_none());
+    }
+
+    #[test]
+    fn internal_error_is_a_denial() {
+        let value = serde_json::to_value(into_review("u", internal_error("u"))).expect("serialize");
+        assert_eq!(value["response"]["allowed"], false);
+        assert_eq!(value["response"]["uid"], "u");
+        assert_eq!(value["response"]["status"]["message"], "internal error");
+        assert_eq!(value["response"]["status"]["code"], 500);
+    }
+}

@@ -1,0 +1,632 @@
+//! Tests of the webhook server: in-process router tests for the HTTP rules, and real TLS servers on
+//! 127.0.0.1:0 for the transport (certificates, reload, health, shutdown).
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::unix::fs::symlink;
+
+use axum::body::Body;
+use axum::http::Request;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use kube::core::admission::AdmissionResponse;
+use rustls::pki_types::ServerName;
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+use tower::ServiceExt;
+
+use super::*;
+use crate::certs::{self, CA_CERT_FILE, GeneratedCerts};
+use crate::webhook::DynamicAdmissionRequest;
+
+const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+const ECHO: &str = "/webhooks/echo";
+const PANIC: &str = "/webhooks/panic";
+const SLOW: &str = "/webhooks/slow";
+
+// ---------------------------------------------------------------------------------------------
+// Fixtures
+
+/// Allows, and reports what it saw as a warning; denies objects named "forbidden".
+async fn echo(request: DynamicAdmissionRequest) -> AdmissionResponse {
+    let response = AdmissionResponse::from(&request);
+    if request.name == "forbidden" {
+        return response.deny("name is forbidden");
+    }
+    let mut response = response;
+    response.warnings = Some(vec![format!("seen {:?} {}", request.operation, request.name)]);
+    response
+}
+
+fn handlers() -> WebhookServer {
+    let mut server = WebhookServer::new(WebhookServerConfig::new((Ipv4Addr::LOCALHOST, 0).into(), "unused"));
+    register_handlers(&mut server);
+    server
+}
+
+fn register_handlers(server: &mut WebhookServer) {
+    server.register(ECHO, echo).expect("echo");
+    server
+        .register(PANIC, |_request: DynamicAdmissionRequest| async move {
+            panic!("handler bug");
+        })
+        .expect("panic");
+    server
+        .register(SLOW, |request: DynamicAdmissionRequest| async move {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            AdmissionResponse::from(&request)
+        })
+        .expect("slow");
+}
+
+fn review(uid: &str, name: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": uid,
+            "kind": {"group": "core.gardener.cloud", "version": "v1beta1", "kind": "Shoot"},
+            "resource": {"group": "core.gardener.cloud", "version": "v1beta1", "resource": "shoots"},
+            "name": name,
+            "namespace": "garden-dev",
+            "operation": "UPDATE",
+            "userInfo": {"username": "admin"},
+            "object": {
+                "apiVersion": "core.gardener.cloud/v1beta1",
+                "kind": "Shoot",
+                "metadata": {"name": name, "namespace": "garden-dev"},
+                "spec": {}
+            },
+            "oldObject": null,
+            "dryRun": false
+        }
+    }))
+    .expect("serialize review")
+}
+
+fn response_of(body: &[u8]) -> Value {
+    let review: Value = serde_json::from_slice(body).expect("response is JSON");
+    assert_eq!(review["apiVersion"], "admission.k8s.io/v1", "{review}");
+    assert_eq!(review["kind"], "AdmissionReview", "{review}");
+    review["response"].clone()
+}
+
+fn generate_certs(dir: &Path) -> GeneratedCerts {
+    certs::generate(dir, &["localhost"], &[LOCALHOST]).expect("generate certs")
+}
+
+fn der_of(pem: &str) -> Vec<u8> {
+    CertificateDer::from_pem_slice(pem.as_bytes()).expect("PEM certificate").as_ref().to_vec()
+}
+
+/// A real TLS webhook server on 127.0.0.1:0 with the test handlers.
+struct TestServer {
+    addr: SocketAddr,
+    certs: GeneratedCerts,
+    dir: TempDir,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), ServerError>>,
+}
+
+impl TestServer {
+    async fn start(tune: impl FnOnce(&mut WebhookServerConfig)) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let certs = generate_certs(dir.path());
+        let mut config = WebhookServerConfig::new((Ipv4Addr::LOCALHOST, 0).into(), dir.path());
+        config.cert_reload_interval = Duration::from_millis(50);
+        tune(&mut config);
+        let mut server = WebhookServer::new(config);
+        register_handlers(&mut server);
+        let bound = server.bind().await.expect("bind");
+        let addr = bound.local_addr();
+        assert_ne!(addr.port(), 0);
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(bound.serve(async move {
+            let _ = rx.await;
+        }));
+        Self { addr, certs, dir, shutdown: Some(tx), task }
+    }
+
+    async fn post(&self, path: &str, body: Vec<u8>) -> (StatusCode, Vec<u8>) {
+        https(self.addr, &self.certs.ca_pem, "POST", path, body).await.expect("request")
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, Vec<u8>) {
+        https(self.addr, &self.certs.ca_pem, "GET", path, Vec::new()).await.expect("request")
+    }
+
+    /// Asserts that a normal admission request still works.
+    async fn assert_serving(&self) {
+        let (status, body) = self.post(ECHO, review("still-alive", "shoot")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(response_of(&body)["uid"], "still-alive");
+    }
+
+    async fn stop(mut self) -> Result<(), ServerError> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        tokio::time::timeout(Duration::from_secs(10), &mut self.task)
+            .await
+            .expect("server stops within 10s")
+            .expect("server task")
+    }
+}
+
+fn client_config(ca_pem: &str) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(cert.expect("CA PEM")).expect("add CA");
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Arc::new(config)
+}
+
+/// A new TLS connection to `addr` that trusts only `ca_pem` and checks the name "localhost".
+async fn connect(addr: SocketAddr, ca_pem: &str) -> io::Result<TlsStream<TcpStream>> {
+    let tcp = TcpStream::connect(addr).await?;
+    let name = ServerName::try_from("localhost").expect("server name");
+    TlsConnector::from(client_config(ca_pem)).connect(name, tcp).await
+}
+
+fn peer_certificate(stream: &TlsStream<TcpStream>) -> Vec<u8> {
+    let (_, connection) = stream.get_ref();
+    connection.peer_certificates().and_then(|chain| chain.first()).expect("peer certificate").as_ref().to_vec()
+}
+
+/// One HTTP/1.1 request over a fresh TLS connection.
+async fn https(
+    addr: SocketAddr,
+    ca_pem: &str,
+    method: &str,
+    path: &str,
+    body: Vec<u8>,
+) -> Result<(StatusCode, Vec<u8>), Box<dyn std::error::Error + Send + Sync>> {
+    let stream = connect(addr, ca_pem).await?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(connection);
+    let request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(header::HOST, "localhost")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(body)))?;
+    let response = tokio::time::timeout(Duration::from_secs(20), sender.send_request(request)).await??;
+    let status = response.status();
+    let body = response.into_body().collect().await?.to_bytes().to_vec();
+    Ok((status, body))
+}
+
+/// Sends only the head of a request, to see what the server answers before any body is sent.
+async fn send_head_only(addr: SocketAddr, ca_pem: &str, head: &str) -> String {
+    let mut stream = connect(addr, ca_pem).await.expect("connect");
+    stream.write_all(head.as_bytes()).await.expect("write head");
+    stream.flush().await.expect("flush");
+    let mut received = Vec::new();
+    let mut buf = [0u8; 4096];
+    let read_all = async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => received.extend_from_slice(&buf[..n]),
+            }
+            if received.windows(4).any(|w| w == b"\r\n\r\n") {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), read_all).await.expect("answer within 10s");
+    String::from_utf8_lossy(&received).into_owned()
+}
+
+/// Retries until `check` succeeds or 10 seconds have passed.
+async fn eventually<T, Fut: Future<Output = Option<T>>>(what: &str, mut check: impl FnMut() -> Fut) -> T {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Router (in process, no TLS)
+
+async fn call_router(router: Router, path: &str, body: Body) -> (StatusCode, Vec<u8>) {
+    let request = Request::builder().method("POST").uri(path).body(body).expect("request");
+    let response = router.oneshot(request).await.expect("infallible");
+    let status = response.status();
+    (status, response.into_body().collect().await.expect("body").to_bytes().to_vec())
+}
+
+fn test_router(max_body_bytes: usize) -> Router {
+    let server = handlers();
+    let mut config = server.config.clone();
+    config.max_body_bytes = max_body_bytes;
+    config.request_timeout = Duration::from_millis(300);
+    router(&config, &server.handlers, Arc::new(AtomicBool::new(true)))
+}
+
+#[tokio::test]
+async fn router_answers_with_the_handlers_decision() {
+    let (status, body) = call_router(test_router(DEFAULT_MAX_BODY_BYTES), ECHO, review("u-1", "a-shoot").into()).await;
+    assert_eq!(status, StatusCode::OK);
+    let response = response_of(&body);
+    assert_eq!(response["uid"], "u-1");
+    assert_eq!(response["allowed"], true);
+    assert_eq!(response["warnings"][0], "seen Update a-shoot");
+
+    let (status, body) =
+        call_router(test_router(DEFAULT_MAX_BODY_BYTES), ECHO, review("u-2", "forbidden").into()).await;
+    assert_eq!(status, StatusCode::OK);
+    let response = response_of(&body);
+    assert_eq!(response["uid"], "u-2");
+    assert_eq!(response["allowed"], false);
+    assert_eq!(response["status"]["message"], "name is forbidden");
+}
+
+#[tokio::test]
+async fn router_rejects_oversized_bodies_with_and_without_content_length() {
+    let limit = 1024;
+    let mut big = review("big", "shoot");
+    big.resize(limit + 1, b' ');
+
+    let (status, _) = call_router(test_router(limit), ECHO, Body::from(big.clone())).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "with Content-Length");
+
+    // Streamed in chunks, no size hint: the limit applies while reading.
+    let chunks: Vec<Result<Bytes, io::Error>> = big.chunks(100).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
+    let (status, _) = call_router(test_router(limit), ECHO, Body::from_stream(futures::stream::iter(chunks))).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "streamed");
+
+    // Exactly at the limit is fine (the padding is JSON whitespace).
+    let mut at_limit = review("at-limit", "shoot");
+    at_limit.resize(limit, b' ');
+    let (status, body) = call_router(test_router(limit), ECHO, Body::from(at_limit)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(response_of(&body)["uid"], "at-limit");
+}
+
+#[tokio::test]
+async fn router_times_out_slow_handlers() {
+    let started = Instant::now();
+    let (status, _) = call_router(test_router(DEFAULT_MAX_BODY_BYTES), SLOW, review("slow", "shoot").into()).await;
+    assert_eq!(status, StatusCode::REQUEST_TIMEOUT);
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn router_only_accepts_post_on_webhook_paths() {
+    let router = test_router(DEFAULT_MAX_BODY_BYTES);
+    let request = Request::builder().method("GET").uri(ECHO).body(Body::empty()).expect("request");
+    let response = router.clone().oneshot(request).await.expect("infallible");
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    let (status, _) = call_router(router, "/webhooks/unknown", review("x", "y").into()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn readyz_is_503_when_not_ready() {
+    let server = handlers();
+    let router = router(&server.config, &server.handlers, Arc::new(AtomicBool::new(false)));
+    let request = Request::builder().method("GET").uri(READYZ_PATH).body(Body::empty()).expect("request");
+    let response = router.clone().oneshot(request).await.expect("infallible");
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let request = Request::builder().method("GET").uri(HEALTHZ_PATH).body(Body::empty()).expect("request");
+    let response = router.oneshot(request).await.expect("infallible");
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+#[test]
+fn register_rejects_bad_and_duplicate_paths() {
+    let mut server = handlers();
+    for bad in ["", "/", "webhooks/x", "/webhooks/{id}", "/webhooks/*rest", "/a b", HEALTHZ_PATH, READYZ_PATH] {
+        assert!(matches!(server.register(bad, echo), Err(ServerError::InvalidPath { .. })), "{bad:?} must be rejected");
+    }
+    assert!(matches!(server.register(ECHO, echo), Err(ServerError::DuplicatePath { path }) if path == ECHO));
+    server.register("/webhooks/validate-shoot", echo).expect("new path");
+    assert_eq!(server.paths().collect::<Vec<_>>(), [ECHO, PANIC, SLOW, "/webhooks/validate-shoot"]);
+}
+
+#[test]
+fn server_config_rejects_mismatched_and_garbage_material() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = generate_certs(&dir.path().join("a"));
+    let b = generate_certs(&dir.path().join("b"));
+    server_config(a.cert_pem.as_bytes(), a.key_pem.as_bytes()).expect("matching pair");
+    assert!(matches!(server_config(a.cert_pem.as_bytes(), b.key_pem.as_bytes()), Err(TlsMaterialError::Rustls(_))));
+    assert!(matches!(server_config(b"", a.key_pem.as_bytes()), Err(TlsMaterialError::NoCertificate)));
+    assert!(matches!(server_config(a.cert_pem.as_bytes(), b"garbage"), Err(TlsMaterialError::Pem(_))));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Real TLS server
+
+#[tokio::test]
+async fn admission_review_gets_the_handlers_answer_with_the_uid_echoed() {
+    let server = TestServer::start(|_| {}).await;
+    let (status, body) = server.post(ECHO, review("0c9a8d74-9cb7-44dd", "crazy-botany")).await;
+    assert_eq!(status, StatusCode::OK);
+    let response = response_of(&body);
+    assert_eq!(response["uid"], "0c9a8d74-9cb7-44dd");
+    assert_eq!(response["allowed"], true);
+    assert_eq!(response["warnings"][0], "seen Update crazy-botany");
+
+    let (status, body) = server.post(ECHO, review("second", "forbidden")).await;
+    assert_eq!(status, StatusCode::OK);
+    let response = response_of(&body);
+    assert_eq!(response["uid"], "second");
+    assert_eq!(response["allowed"], false);
+    assert_eq!(response["status"]["message"], "name is forbidden");
+    server.stop().await.expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn malformed_requests_get_400_and_the_server_keeps_serving() {
+    let server = TestServer::start(|_| {}).await;
+    let cases: [(&str, Vec<u8>, &str); 5] = [
+        ("garbage", b"\x00\x01garbage\xff".to_vec(), "not valid JSON"),
+        (
+            "wrong kind",
+            serde_json::to_vec(&json!({"apiVersion": "v1", "kind": "ConfigMap", "request": {}})).expect("json"),
+            "expected apiVersion",
+        ),
+        ("empty object", b"{}".to_vec(), "expected apiVersion"),
+        (
+            "no request",
+            serde_json::to_vec(&json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"})).expect("json"),
+            "has no request",
+        ),
+        (
+            "bad request",
+            serde_json::to_vec(
+                &json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"uid": 1}}),
+            )
+            .expect("json"),
+            "malformed AdmissionReview",
+        ),
+    ];
+    for (what, body, reason) in cases {
+        let (status, text) = server.post(ECHO, body).await;
+        let text = String::from_utf8_lossy(&text);
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{what}: {text}");
+        assert!(text.contains(reason), "{what}: {text:?} should contain {reason:?}");
+    }
+    server.assert_serving().await;
+    server.stop().await.expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn oversized_body_gets_413_and_the_server_keeps_serving() {
+    let server = TestServer::start(|_| {}).await;
+    let head = format!(
+        "POST {ECHO} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        DEFAULT_MAX_BODY_BYTES + 1
+    );
+    let answer = send_head_only(server.addr, &server.certs.ca_pem, &head).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer:?}");
+    server.assert_serving().await;
+    server.stop().await.expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn a_panicking_handler_is_denied_and_the_server_keeps_serving() {
+    let server = TestServer::start(|_| {}).await;
+    for uid in ["panic-1", "panic-2"] {
+        let (status, body) = server.post(PANIC, review(uid, "shoot")).await;
+        assert_eq!(status, StatusCode::OK);
+        let response = response_of(&body);
+        assert_eq!(response["uid"], uid);
+        assert_eq!(response["allowed"], false);
+        assert_eq!(response["status"]["message"], "internal error");
+    }
+    server.assert_serving().await;
+    server.stop().await.expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn healthz_and_readyz_answer_200() {
+    let server = TestServer::start(|_| {}).await;
+    for path in [HEALTHZ_PATH, READYZ_PATH] {
+        let (status, body) = server.get(path).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        assert_eq!(body, b"ok", "{path}");
+    }
+    server.stop().await.expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn the_server_presents_the_generated_certificate_for_localhost() {
+    let server = TestServer::start(|_| {}).await;
+    let stream = connect(server.addr, &server.certs.ca_pem).await.expect("TLS with the generated CA");
+    assert_eq!(peer_certificate(&stream), der_of(&server.certs.cert_pem));
+    drop(stream);
+
+    let other = tempfile::tempdir().expect("tempdir");
+    let stranger = generate_certs(other.path());
+    assert!(connect(server.addr, &stranger.ca_pem).await.is_err(), "an unrelated CA must not verify the server");
+    server.stop().await.expect("clean shutdown");
+}
+
+/// Kubelet's layout for a mounted Secret: `tls.crt -> ..data/tls.crt`, `..data -> ..<timestamp>`;
+/// an update writes a new timestamped directory and atomically renames a new `..data` symlink over
+/// the old one.
+#[tokio::test]
+async fn a_symlink_swapped_secret_is_served_without_restart() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let mount = root.path().join("mount");
+    fs_create(&mount);
+    let first = generate_certs(&mount.join("..v1"));
+    symlink("..v1", mount.join("..data")).expect("..data");
+    for file in [TLS_CERT_FILE, TLS_KEY_FILE, CA_CERT_FILE] {
+        symlink(format!("..data/{file}"), mount.join(file)).expect("file link");
+    }
+
+    let mut config = WebhookServerConfig::new((Ipv4Addr::LOCALHOST, 0).into(), &mount);
+    config.cert_reload_interval = Duration::from_millis(50);
+    let mut server = WebhookServer::new(config);
+    server.register(ECHO, echo).expect("register");
+    let bound = server.bind().await.expect("bind");
+    let addr = bound.local_addr();
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(bound.serve(async move {
+        let _ = rx.await;
+    }));
+
+    let stream = connect(addr, &first.ca_pem).await.expect("first CA");
+    assert_eq!(peer_certificate(&stream), der_of(&first.cert_pem));
+    drop(stream);
+
+    // The update: a new CA and serving certificate.
+    let second = generate_certs(&mount.join("..v2"));
+    symlink("..v2", mount.join("..data_tmp")).expect("..data_tmp");
+    std::fs::rename(mount.join("..data_tmp"), mount.join("..data")).expect("swap ..data");
+
+    let served = eventually("the new certificate", || async {
+        let stream = connect(addr, &second.ca_pem).await.ok()?;
+        Some(peer_certificate(&stream))
+    })
+    .await;
+    assert_eq!(served, der_of(&second.cert_pem));
+    assert!(connect(addr, &first.ca_pem).await.is_err(), "the old CA no longer verifies the served certificate");
+    let (status, body) =
+        https(addr, &second.ca_pem, "POST", ECHO, review("after-swap", "shoot")).await.expect("request");
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(response_of(&body)["uid"], "after-swap");
+
+    tx.send(()).expect("signal shutdown");
+    tokio::time::timeout(Duration::from_secs(10), task).await.expect("stops").expect("task").expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn rewritten_files_are_served_once_they_match_and_broken_pairs_are_ignored() {
+    let server = TestServer::start(|_| {}).await;
+    let original = der_of(&server.certs.cert_pem);
+    let staging = tempfile::tempdir().expect("tempdir");
+    let next = generate_certs(staging.path());
+
+    // Half an update: the new certificate with the old key. Not usable, the old certificate stays.
+    std::fs::write(server.dir.path().join(TLS_CERT_FILE), &next.cert_pem).expect("write cert");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stream = connect(server.addr, &server.certs.ca_pem).await.expect("old certificate still served");
+    assert_eq!(peer_certificate(&stream), original);
+    drop(stream);
+    server.assert_serving().await;
+
+    // The key follows: now the new certificate is served.
+    std::fs::write(server.dir.path().join(TLS_KEY_FILE), &next.key_pem).expect("write key");
+    let served = eventually("the new certificate", || async {
+        let stream = connect(server.addr, &next.ca_pem).await.ok()?;
+        Some(peer_certificate(&stream))
+    })
+    .await;
+    assert_eq!(served, der_of(&next.cert_pem));
+
+    // Files disappearing (e.g. a broken mount) keep the current certificate in service too.
+    std::fs::remove_file(server.dir.path().join(TLS_KEY_FILE)).expect("remove key");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stream = connect(server.addr, &next.ca_pem).await.expect("still served");
+    assert_eq!(peer_certificate(&stream), der_of(&next.cert_pem));
+    drop(stream);
+    server.stop().await.expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn bind_waits_for_certificates_to_appear() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = WebhookServerConfig::new((Ipv4Addr::LOCALHOST, 0).into(), dir.path());
+    config.cert_reload_interval = Duration::from_millis(50);
+    config.cert_wait_timeout = Duration::from_secs(10);
+    let bind = tokio::spawn(WebhookServer::new(config).bind());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!bind.is_finished(), "bind waits while there is no certificate");
+
+    let certs = generate_certs(dir.path());
+    let bound = tokio::time::timeout(Duration::from_secs(10), bind).await.expect("bind returns").expect("task");
+    let bound = bound.expect("certificate found");
+    let addr = bound.local_addr();
+    let task = tokio::spawn(bound.serve(async {}));
+    // The shutdown future is already complete: the server stops right away, cleanly.
+    tokio::time::timeout(Duration::from_secs(10), task).await.expect("stops").expect("task").expect("clean shutdown");
+    assert!(https(addr, &certs.ca_pem, "GET", HEALTHZ_PATH, Vec::new()).await.is_err(), "nothing listens any more");
+}
+
+#[tokio::test]
+async fn bind_gives_up_without_certificates() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = WebhookServerConfig::new((Ipv4Addr::LOCALHOST, 0).into(), dir.path());
+    config.cert_reload_interval = Duration::from_millis(20);
+    config.cert_wait_timeout = Duration::from_millis(100);
+    let Err(err) = WebhookServer::new(config).bind().await else {
+        panic!("bind must fail without certificates");
+    };
+    assert!(matches!(&err, ServerError::CertWaitTimeout { dir: d, .. } if d == dir.path()), "{err:?}");
+    let text = error_chain(&err);
+    assert!(text.contains(TLS_CERT_FILE), "{text}");
+}
+
+#[tokio::test]
+async fn bind_reports_a_taken_port() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    generate_certs(dir.path());
+    let taken = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+    let address = taken.local_addr().expect("addr");
+    let Err(err) = WebhookServer::new(WebhookServerConfig::new(address, dir.path())).bind().await else {
+        panic!("the port is taken");
+    };
+    assert!(matches!(err, ServerError::Bind { address: a, .. } if a == address));
+}
+
+#[tokio::test]
+async fn shutdown_lets_in_flight_requests_finish() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let certs = generate_certs(dir.path());
+    let mut config = WebhookServerConfig::new((Ipv4Addr::LOCALHOST, 0).into(), dir.path());
+    config.shutdown_grace = Duration::from_secs(5);
+    let (started_tx, started_rx) = oneshot::channel::<()>();
+    let started_tx = std::sync::Mutex::new(Some(started_tx));
+    let mut server = WebhookServer::new(config);
+    server
+        .register("/webhooks/slowish", move |request: DynamicAdmissionRequest| {
+            let started = started_tx.lock().ok().and_then(|mut tx| tx.take());
+            async move {
+                if let Some(tx) = started {
+                    let _ = tx.send(());
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                AdmissionResponse::from(&request)
+            }
+        })
+        .expect("register");
+    let bound = server.bind().await.expect("bind");
+    let addr = bound.local_addr();
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(bound.serve(async move {
+        let _ = rx.await;
+    }));
+
+    let ca = certs.ca_pem.clone();
+    let in_flight =
+        tokio::spawn(async move { https(addr, &ca, "POST", "/webhooks/slowish", review("in-flight", "s")).await });
+    started_rx.await.expect("handler started");
+    tx.send(()).expect("signal shutdown");
+
+    let (status, body) = in_flight.await.expect("task").expect("in-flight request completes");
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(response_of(&body)["uid"], "in-flight");
+    tokio::time::timeout(Duration::from_secs(10), task).await.expect("stops").expect("task").expect("clean shutdown");
+}
+
+fn fs_create(dir: &Path) {
+    std::fs::create_dir_all(dir).expect("create dir");
+}

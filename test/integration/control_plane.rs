@@ -1,0 +1,70 @@
+//! The test bed itself: a real kube-apiserver answers, and its processes never outlive their owner.
+
+use std::time::Duration;
+
+use gardener_extension_cri_resmgr::testbed::{ControlPlane, WorkDir, process_alive};
+
+use crate::support::{TestEnv, shared_plane_facts};
+
+#[tokio::test]
+async fn apiserver_answers_version_with_a_real_build() {
+    let env = TestEnv::new("version").await;
+    let version = env.client.apiserver_version().await.expect("GET /version");
+    assert_eq!(version.major, "1");
+    assert_eq!(version.minor, "20");
+    assert!(version.git_version.starts_with("v1.20."), "gitVersion {}", version.git_version);
+    assert_eq!(version.platform, "linux/amd64");
+    let (server_url, pids) = shared_plane_facts();
+    assert!(server_url.starts_with("https://127.0.0.1:"), "{server_url}");
+    assert!(pids.iter().all(|pid| process_alive(*pid)), "etcd and kube-apiserver run: {pids:?}");
+}
+
+#[tokio::test]
+async fn stopping_a_control_plane_leaves_no_process_and_no_files() {
+    let mut plane = ControlPlane::start(WorkDir::Temporary).await.expect("start a second control plane");
+    let pids = plane.pids().to_vec();
+    let dir = plane.dir().to_path_buf();
+    assert_eq!(pids.len(), 2, "etcd and kube-apiserver");
+    assert!(pids.iter().all(|pid| process_alive(*pid)));
+    let client = plane.client().await.expect("client");
+    client.apiserver_version().await.expect("the second control plane answers");
+    plane.stop();
+    assert!(pids.iter().all(|pid| !process_alive(*pid)), "processes gone after stop: {pids:?}");
+    assert!(!dir.exists(), "temporary work dir removed");
+}
+
+#[tokio::test]
+async fn control_plane_dies_with_its_owner_even_when_the_owner_is_killed() {
+    // `dev` runs a control plane in the foreground; SIGKILL gives it no chance to clean up, so only the kernel's
+    // parent-death signal can stop its children.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut dev = tokio::process::Command::new(env!("CARGO_BIN_EXE_gardener-extension-cri-resmgr"))
+        .args(["dev", "--dir"])
+        .arg(dir.path())
+        .arg("--no-examples")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start `dev`");
+    let pids_file = dir.path().join("pids");
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let pids: Vec<u32> = loop {
+        if let Ok(text) = std::fs::read_to_string(&pids_file) {
+            let pids: Vec<u32> = text.split_whitespace().filter_map(|p| p.parse().ok()).collect();
+            if pids.len() == 2 {
+                break pids;
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "`dev` did not report its control plane");
+        assert!(dev.try_wait().expect("poll dev").is_none(), "`dev` exited early");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(pids.iter().all(|pid| process_alive(*pid)));
+    dev.start_kill().expect("SIGKILL dev");
+    dev.wait().await.expect("reap dev");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while pids.iter().any(|pid| process_alive(*pid)) {
+        assert!(std::time::Instant::now() < deadline, "control plane outlived its killed owner: {pids:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -1,0 +1,118 @@
+//! Shared test bed: one control plane for the whole test binary, started on first use and stopped at process exit
+//! (and killed by the kernel if the binary dies without exiting, see `testbed`).
+
+use std::path::PathBuf;
+use std::sync::{Mutex, OnceLock};
+
+use gardener_extension_cri_resmgr::testbed::{self, ControlPlane, WorkDir};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, ObjectMeta, PostParams};
+
+struct Shared {
+    plane: Mutex<Option<ControlPlane>>,
+    kubeconfig: PathBuf,
+    server_url: String,
+    pids: Vec<u32>,
+}
+
+static SHARED: OnceLock<Shared> = OnceLock::new();
+
+extern "C" fn stop_shared_control_plane() {
+    if let Some(shared) = SHARED.get() {
+        let plane = match shared.plane.lock() {
+            Ok(mut guard) => guard.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        };
+        drop(plane);
+    }
+}
+
+fn shared() -> &'static Shared {
+    SHARED.get_or_init(|| {
+        // Started on a runtime of its own: every test has its own runtime, and the first test's ends with it.
+        let plane = std::thread::spawn(|| {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("tokio runtime for the control plane");
+            runtime.block_on(async {
+                let plane = ControlPlane::start(WorkDir::Temporary).await.expect("start the local control plane");
+                let client = plane.client().await.expect("client for the control plane");
+                testbed::install_crds(&client, gardener_extension_cri_resmgr::crds::all())
+                    .await
+                    .expect("install CRDs");
+                plane
+            })
+        })
+        .join()
+        .expect("control plane start-up thread");
+        // SAFETY: registering a plain `extern "C" fn` without arguments; it only drops the control plane.
+        unsafe {
+            libc::atexit(stop_shared_control_plane);
+        }
+        Shared {
+            kubeconfig: plane.kubeconfig_path().to_path_buf(),
+            server_url: plane.server_url().to_string(),
+            pids: plane.pids().to_vec(),
+            plane: Mutex::new(Some(plane)),
+        }
+    })
+}
+
+/// What a test gets: a client of the shared control plane and a namespace of its own.
+pub struct TestEnv {
+    pub client: kube::Client,
+    pub namespace: String,
+    pub kubeconfig: PathBuf,
+}
+
+impl TestEnv {
+    /// Creates a namespace named after the test (with a unique suffix) on the shared control plane.
+    pub async fn new(test: &str) -> TestEnv {
+        let shared = shared();
+        let client = client(shared).await;
+        let namespace = format!("{}-{}", test.replace('_', "-"), short_suffix());
+        let namespace: String = namespace.chars().take(63).collect();
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        namespaces
+            .create(
+                &PostParams::default(),
+                &Namespace {
+                    metadata: ObjectMeta { name: Some(namespace.clone()), ..ObjectMeta::default() },
+                    ..Namespace::default()
+                },
+            )
+            .await
+            .expect("create test namespace");
+        TestEnv { client, namespace, kubeconfig: shared.kubeconfig.clone() }
+    }
+}
+
+/// Server URL and process ids of the shared control plane.
+pub fn shared_plane_facts() -> (String, Vec<u32>) {
+    let shared = shared();
+    (shared.server_url.clone(), shared.pids.clone())
+}
+
+async fn client(shared: &Shared) -> kube::Client {
+    let kubeconfig = kube::config::Kubeconfig::read_from(&shared.kubeconfig).expect("read kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
+        .await
+        .expect("kubeconfig to config");
+    kube::Client::try_from(config).expect("client")
+}
+
+fn short_suffix() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    format!("{:x}{}", nanos & 0xfffff, COUNTER.fetch_add(1, Ordering::Relaxed))
+}
+
+/// The repository root (for examples/ and hacks/).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}

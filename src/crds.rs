@@ -20,13 +20,8 @@ use crate::apis::{
 
 /// Extension, Cluster, OperatingSystemConfig, ManagedResource and Shoot (apiextensions.k8s.io/v1).
 pub fn all() -> Vec<CustomResourceDefinition> {
-    let mut crds = vec![
-        Extension::crd(),
-        Cluster::crd(),
-        OperatingSystemConfig::crd(),
-        ManagedResource::crd(),
-        Shoot::crd(),
-    ];
+    let mut crds =
+        vec![Extension::crd(), Cluster::crd(), OperatingSystemConfig::crd(), ManagedResource::crd(), Shoot::crd()];
     for crd in &mut crds {
         finish(crd);
     }
@@ -295,7 +290,10 @@ mod tests {
             let pointer = format!("/properties/spec/properties/{field}");
             preserved("Cluster", &pointer);
             let schema = schema_json(&crds["Cluster"]);
-            assert_eq!(schema.pointer(&pointer).map(|s| &s["x-kubernetes-embedded-resource"]), Some(&Value::Bool(true)));
+            assert_eq!(
+                schema.pointer(&pointer).map(|s| &s["x-kubernetes-embedded-resource"]),
+                Some(&Value::Bool(true))
+            );
         }
     }
 
@@ -306,5 +304,52 @@ mod tests {
         assert_eq!(text.matches("\n---\n").count() + 1, all().len());
         let decoded: Vec<CustomResourceDefinition> = crate::yaml::from_multi_str(&text).expect("decode");
         assert_eq!(decoded, all());
+    }
+}
+#[cfg(test)]
+mod scratch_apiserver {
+    use kube::api::{Api, Patch, PatchParams, PostParams};
+    use k8s_openapi::api::core::v1::Namespace;
+    use crate::apis::{core::Shoot, extensions::*, resources::ManagedResource};
+    use crate::apis::common::test_support::fixture_documents;
+
+    async fn check<K>(api: Api<K>, doc: serde_json::Value)
+    where K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug + PartialEq,
+    {
+        let obj: K = serde_json::from_value(doc.clone()).unwrap();
+        let name = obj.meta().name.clone().unwrap();
+        let mut create = serde_json::to_value(&obj).unwrap();
+        let status = create.as_object_mut().unwrap().remove("status");
+        for k in ["generation","resourceVersion","uid","creationTimestamp","finalizers"] { create["metadata"].as_object_mut().unwrap().remove(k); }
+        let created: K = api.create(&PostParams::default(), &serde_json::from_value(create.clone()).unwrap()).await.unwrap();
+        let got = serde_json::to_value(&created).unwrap();
+        crate::apis::common::test_support::assert_preserved(&name, "", &create["spec"], &got["spec"]);
+        if let Some(status) = status {
+            let patched = api.patch_status(&name, &PatchParams::default(), &Patch::Merge(serde_json::json!({"status": status}))).await.unwrap();
+            let got = serde_json::to_value(&patched).unwrap();
+            crate::apis::common::test_support::assert_preserved(&name, "", &status, &got["status"]);
+        }
+        eprintln!("SCRATCH ok {name}");
+    }
+
+    #[tokio::test]
+    async fn scratch() {
+        let plane = crate::testbed::ControlPlane::start(crate::testbed::WorkDir::Temporary).await.unwrap();
+        let c = plane.client().await.unwrap();
+        crate::testbed::install_crds(&c, super::all()).await.unwrap();
+        let ns: Api<Namespace> = Api::all(c.clone());
+        for n in ["shoot--dev--local", "garden-dev"] {
+            ns.create(&PostParams::default(), &serde_json::from_value(serde_json::json!({"metadata":{"name": n}})).unwrap()).await.unwrap();
+        }
+        let n = "shoot--dev--local";
+        check::<Extension>(Api::namespaced(c.clone(), n), fixture_documents("extension.yaml").remove(0)).await;
+        check::<Cluster>(Api::all(c.clone()), fixture_documents("cluster.yaml").remove(0)).await;
+        for d in fixture_documents("osc.yaml") { check::<OperatingSystemConfig>(Api::namespaced(c.clone(), n), d).await; }
+        check::<ManagedResource>(Api::namespaced(c.clone(), n), fixture_documents("managedresource.yaml").remove(0)).await;
+        check::<Shoot>(Api::namespaced(c.clone(), "garden-dev"), fixture_documents("shoot.yaml").remove(0)).await;
+        let aws = serde_json::json!({"apiVersion":"extensions.gardener.cloud/v1alpha1","kind":"Cluster","metadata":{"name":"shoot--foobar--aws"},
+          "spec":{"cloudProfile":{"apiVersion":"core.gardener.cloud/v1beta1","kind":"CloudProfile"},"seed":{"apiVersion":"core.gardener.cloud/v1beta1","kind":"Seed"},
+          "shoot":{"apiVersion":"core.gardener.cloud/v1beta1","kind":"Shoot","spec":{"kubernetes":{"version":"1.32.0"}},"status":{"lastOperation":{"state":"Succeeded"}}}}});
+        check::<Cluster>(Api::all(c.clone()), aws).await;
     }
 }

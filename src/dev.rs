@@ -35,15 +35,19 @@ pub async fn run(options: DevOptions) -> Result<(), DevError> {
     let plane = ControlPlane::start(WorkDir::Kept(options.dir.clone())).await?;
     let pids = plane.pids().iter().map(u32::to_string).collect::<Vec<_>>().join(" ");
     let pids_file = plane.dir().join("pids");
-    std::fs::write(&pids_file, pids).map_err(|source| DevError::Io {
-        context: format!("writing {}", pids_file.display()),
-        source,
-    })?;
+    std::fs::write(&pids_file, pids)
+        .map_err(|source| DevError::Io { context: format!("writing {}", pids_file.display()), source })?;
     let client = plane.client().await?;
     testbed::install_crds(&client, crate::crds::all()).await?;
     if !options.no_examples {
         apply_examples(&plane, &options.examples).await?;
     }
+    // Tells scripts and tests that everything above is done.
+    let ready_file = plane.dir().join("ready");
+    std::fs::write(&ready_file, plane.server_url()).map_err(|source| DevError::Io {
+        context: format!("writing {}", ready_file.display()),
+        source,
+    })?;
     let kubeconfig = std::fs::canonicalize(plane.kubeconfig_path()).unwrap_or_else(|_| plane.kubeconfig_path().into());
     println!(
         "\nLocal control plane ready at {server} (etcd + kube-apiserver, logs in {dir}).\n\n\

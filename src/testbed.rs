@@ -42,9 +42,7 @@ const CRD_ESTABLISH_TIMEOUT: Duration = Duration::from_secs(60);
 /// What can go wrong while starting or using the control plane.
 #[derive(Debug, thiserror::Error)]
 pub enum TestbedError {
-    #[error(
-        "{what} binary not found at {path}: run `bash {INSTALLER}` (make does this) or set ${env} to a binary"
-    )]
+    #[error("{what} binary not found at {path}: run `bash {INSTALLER}` (make does this) or set ${env} to a binary")]
     MissingBinary { what: &'static str, path: PathBuf, env: &'static str },
     #[error("{context}: {source}")]
     Io { context: String, source: std::io::Error },
@@ -88,9 +86,7 @@ impl Binaries {
             Some(path) => PathBuf::from(path),
             None => cache_dir().join(format!("kube-apiserver-{KUBE_SOURCE_VERSION}")),
         };
-        for (what, path, env) in
-            [("etcd", &etcd, ENV_ETCD), ("kube-apiserver", &kube_apiserver, ENV_KUBE_APISERVER)]
-        {
+        for (what, path, env) in [("etcd", &etcd, ENV_ETCD), ("kube-apiserver", &kube_apiserver, ENV_KUBE_APISERVER)] {
             if !path.is_file() {
                 return Err(TestbedError::MissingBinary { what, path: path.clone(), env });
             }
@@ -152,11 +148,7 @@ impl ControlPlane {
         let binaries = Binaries::locate()?;
         let (dir, remove_dir_on_stop) = match work_dir {
             WorkDir::Temporary => (
-                std::env::temp_dir().join(format!(
-                    "cri-resmgr-testbed-{}-{}",
-                    std::process::id(),
-                    unique_suffix()
-                )),
+                std::env::temp_dir().join(format!("cri-resmgr-testbed-{}-{}", std::process::id(), unique_suffix())),
                 true,
             ),
             WorkDir::Kept(dir) => (dir, false),
@@ -271,9 +263,7 @@ impl ControlPlane {
 
         let server_key = rcgen::KeyPair::generate()?;
         let mut server_params = rcgen::CertificateParams::new(vec!["localhost".to_string()])?;
-        server_params
-            .subject_alt_names
-            .push(rcgen::SanType::IpAddress(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST)));
+        server_params.subject_alt_names.push(rcgen::SanType::IpAddress(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST)));
         server_params.distinguished_name.push(rcgen::DnType::CommonName, "kube-apiserver");
         let server_cert = server_params.signed_by(&server_key, &issuer)?;
 
@@ -365,10 +355,7 @@ pub async fn install_crds(client: &kube::Client, crds: Vec<CustomResourceDefinit
             async move {
                 let crd = api.get(&name).await.ok()?;
                 let conditions = crd.status?.conditions?;
-                conditions
-                    .iter()
-                    .any(|c| c.type_ == "Established" && c.status == "True")
-                    .then_some(())
+                conditions.iter().any(|c| c.type_ == "Established" && c.status == "True").then_some(())
             }
         })
         .await;
@@ -432,10 +419,8 @@ fn random_token() -> Result<String, TestbedError> {
 fn unique_suffix() -> u128 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default();
     nanos ^ u128::from(COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 

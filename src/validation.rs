@@ -22,10 +22,9 @@ use std::fmt;
 
 use serde_json::Value;
 
-use crate::apis::config::{
-    API_VERSION, ConfigKey, KEY_EXTRA_OPTIONS, KIND, PROVIDER_CONFIG_FIELDS, ProviderConfig,
-};
-use crate::constants::AGENT_CONFIG_MAP_PREFIX;
+use crate::apis::config::{API_VERSION, ConfigKey, KEY_EXTRA_OPTIONS, KIND, PROVIDER_CONFIG_FIELDS, ProviderConfig};
+use crate::apis::core::{Shoot, ShootExtension, Worker};
+use crate::constants::{AGENT_CONFIG_MAP_PREFIX, CRI_CONTAINERD, EXTENSION_TYPE};
 
 /// Largest configuration body (any `configs` key but `EXTRA_OPTIONS`), in bytes.
 pub const MAX_CONFIG_BODY_BYTES: usize = 128 * 1024;
@@ -292,7 +291,11 @@ pub fn decode_provider_config(raw: &Value, path: &FieldPath) -> Result<ProviderC
         other => {
             return Err(vec![FieldError::invalid_type(
                 path,
-                format!("must be a mapping with the fields {}, got {}", quote_list(PROVIDER_CONFIG_FIELDS), describe(other)),
+                format!(
+                    "must be a mapping with the fields {}, got {}",
+                    quote_list(PROVIDER_CONFIG_FIELDS),
+                    describe(other)
+                ),
             )]);
         }
     };
@@ -505,9 +508,7 @@ pub enum ConfigBodyError {
     /// Not YAML, or a repeated key (the text says which and where).
     #[error("Invalid value: {0}")]
     Yaml(String),
-    #[error(
-        "Invalid value: must be a YAML mapping of cri-resmgr configuration sections such as \"policy:\", got {0}"
-    )]
+    #[error("Invalid value: must be a YAML mapping of cri-resmgr configuration sections such as \"policy:\", got {0}")]
     NotAMapping(&'static str),
 }
 
@@ -653,6 +654,182 @@ pub fn default_provider_config(raw: Option<&Value>) -> Option<Value> {
     Some(Value::Object(object))
 }
 
+// ---------------------------------------------------------------------------------------------------------------
+// Worker pools and the Shoot
+// ---------------------------------------------------------------------------------------------------------------
+
+/// True for an entry of `spec.extensions` that is ours and not disabled.
+fn is_enabled_entry(extension: &ShootExtension) -> bool {
+    extension.type_ == EXTENSION_TYPE && extension.disabled != Some(true)
+}
+
+/// True when cri-resmgr runs on the nodes of `worker`: the pool runs containerd and is named in `workerPools`, or
+/// `workerPools` is absent. Pools without `cri` count as not running containerd (gardener-apiserver defaults `cri` to
+/// containerd, so persisted Shoots always have it; only hand-written Shoots given to `render` can lack it).
+pub fn is_worker_pool_selected(config: &ProviderConfig, worker: &Worker) -> bool {
+    worker.cri_name() == Some(CRI_CONTAINERD)
+        && config.worker_pools.as_ref().is_none_or(|names| names.iter().any(|name| *name == worker.name))
+}
+
+/// The worker pools whose nodes run cri-resmgr (see [`is_worker_pool_selected`]), in the Shoot's order. A selected
+/// pool that does not run containerd is left out even if validation was skipped: cri-resmgr cannot sit in front of
+/// another runtime, and installing it there would break the pool's kubelet.
+pub fn selected_worker_pools<'a>(config: &ProviderConfig, workers: &'a [Worker]) -> Vec<&'a Worker> {
+    workers.iter().filter(|worker| is_worker_pool_selected(config, worker)).collect()
+}
+
+/// Checks `workerPools` against the Shoot's pools: every named pool exists in `spec.provider.workers` and runs
+/// containerd. `path` is the path of `workerPools`.
+///
+/// Without `workerPools`, nothing is checked, even when no pool runs containerd: the extension may be enabled for
+/// every Shoot by the operator (ControllerRegistration `globallyEnabled`/`autoEnable`), and rejecting would block
+/// Shoots whose owners never asked for cri-resmgr. Such a Shoot simply gets cri-resmgr on no node (the agent and its
+/// ConfigMaps are harmless there). With an explicit selection the owner asked for specific pools, so every mistake
+/// in it is an error.
+pub fn validate_worker_pool_selection(
+    config: &ProviderConfig,
+    workers: &[Worker],
+    path: &FieldPath,
+) -> Vec<FieldError> {
+    let Some(names) = &config.worker_pools else {
+        return Vec::new();
+    };
+    let mut errors = Vec::new();
+    let mut seen = BTreeSet::new();
+    for (i, name) in names.iter().enumerate() {
+        // Empty and repeated names are reported by `validate_provider_config`.
+        if name.is_empty() || !seen.insert(name.as_str()) {
+            continue;
+        }
+        let selected_at = path.index(i);
+        let Some((j, worker)) = workers.iter().enumerate().find(|(_, worker)| worker.name == *name) else {
+            let existing: Vec<&str> = workers.iter().map(|worker| worker.name.as_str()).collect();
+            let detail = if existing.is_empty() {
+                "the shoot has no worker pools in spec.provider.workers".to_owned()
+            } else {
+                format!("no such pool in spec.provider.workers; pools: {}", quote_list(&existing))
+            };
+            errors.push(FieldError::not_found(&selected_at, name, detail));
+            continue;
+        };
+        let cri_path = FieldPath::new("spec").child("provider").child("workers").index(j).child("cri").child("name");
+        match worker.cri_name() {
+            Some(CRI_CONTAINERD) => {}
+            Some(other) => errors.push(FieldError::new(
+                &cri_path,
+                format!(
+                    "Unsupported value: {}: worker pool {} is selected in {selected_at}, and cri-resmgr only works \
+                     with {}",
+                    quote(other),
+                    quote(name),
+                    quote(CRI_CONTAINERD)
+                ),
+            )),
+            None => errors.push(FieldError::required(
+                &cri_path,
+                format!(
+                    "worker pool {} is selected in {selected_at}, and cri-resmgr only works with {}",
+                    quote(name),
+                    quote(CRI_CONTAINERD)
+                ),
+            )),
+        }
+    }
+    errors
+}
+
+/// The facts about worker pools that [`validate_worker_pool_selection`] judges for this providerConfig: each name
+/// listed in `workerPools` with the pool's CRI (`None` when there is no such pool). Read leniently from the raw
+/// providerConfig, because ratcheting must also work for configs that do not decode.
+fn selection_facts<'a>(raw: Option<&'a Value>, workers: &'a [Worker]) -> Vec<(&'a str, Option<Option<&'a str>>)> {
+    raw.and_then(|raw| raw.get("workerPools"))
+        .and_then(Value::as_array)
+        .map(|names| {
+            names
+                .iter()
+                .filter_map(Value::as_str)
+                .map(|name| (name, workers.iter().find(|worker| worker.name == name).map(Worker::cri_name)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Validates the Shoot's entries of our extension type on CREATE (`old` is `None`) and UPDATE.
+///
+/// - Disabled entries (`disabled: true`) are not validated: nothing of them is deployed.
+/// - Ratcheting: on UPDATE, an entry whose providerConfig equals that of the old Shoot's enabled entry, with the
+///   same facts about the selected worker pools, is not judged again ("validate only when the spec changed", as
+///   Gardener's admission guide asks), so a Shoot accepted by an older, more lenient version of these rules can
+///   still be updated in other respects.
+/// - Otherwise the providerConfig is decoded and validated with paths `spec.extensions[i].providerConfig…`, and
+///   `workerPools` is checked against `spec.provider.workers` ([`validate_worker_pool_selection`]).
+pub fn validate_shoot(new: &Shoot, old: Option<&Shoot>) -> Vec<FieldError> {
+    let workers = new.spec.provider.workers.as_slice();
+    let mut errors = Vec::new();
+    for (i, extension) in new.spec.extensions.iter().enumerate() {
+        if !is_enabled_entry(extension) {
+            continue;
+        }
+        let raw = extension.provider_config.as_ref();
+        let unchanged = old.is_some_and(|old| {
+            let old_workers = old.spec.provider.workers.as_slice();
+            old.spec.extensions.iter().find(|e| is_enabled_entry(e)).is_some_and(|old_extension| {
+                old_extension.provider_config.as_ref() == raw
+                    && selection_facts(raw, workers) == selection_facts(raw, old_workers)
+            })
+        });
+        if unchanged {
+            continue;
+        }
+        let path = FieldPath::new("spec").child("extensions").index(i).child("providerConfig");
+        match decode_provider_config(raw.unwrap_or(&Value::Null), &path) {
+            Err(decode_errors) => errors.extend(decode_errors),
+            Ok(config) => {
+                errors.extend(validate_provider_config(&config, &path));
+                errors.extend(validate_worker_pool_selection(&config, workers, &path.child("workerPools")));
+            }
+        }
+    }
+    errors
+}
+
+/// The JSON patch the mutating admission webhook returns for a Shoot, or `None` when nothing is to change: for each
+/// enabled entry of our type, [`default_provider_config`] as precise `add` operations (the whole providerConfig
+/// when it is absent or null, else just `apiVersion` and `kind`).
+pub fn default_shoot(shoot: &Shoot) -> Option<json_patch::Patch> {
+    use json_patch::jsonptr::PointerBuf;
+    use json_patch::{AddOperation, PatchOperation};
+
+    let mut operations = Vec::new();
+    for (i, extension) in shoot.spec.extensions.iter().enumerate() {
+        if !is_enabled_entry(extension) {
+            continue;
+        }
+        let raw = extension.provider_config.as_ref();
+        let Some(defaulted) = default_provider_config(raw) else {
+            continue;
+        };
+        let index = i.to_string();
+        let base = ["spec", "extensions", index.as_str(), "providerConfig"];
+        match (raw, defaulted) {
+            (Some(Value::Object(_)), Value::Object(mut fields)) => {
+                for field in ["apiVersion", "kind"] {
+                    if let Some(value) = fields.remove(field) {
+                        let path = PointerBuf::from_tokens(base.iter().copied().chain([field]));
+                        operations.push(PatchOperation::Add(AddOperation { path, value }));
+                    }
+                }
+            }
+            // Absent or null: `add` creates the member or replaces the null.
+            (_, value) => {
+                let path = PointerBuf::from_tokens(base);
+                operations.push(PatchOperation::Add(AddOperation { path, value }));
+            }
+        }
+    }
+    if operations.is_empty() { None } else { Some(json_patch::Patch(operations)) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -771,9 +948,7 @@ logger:
             (
                 "empty node name",
                 configs("node.", SAMPLE_DEFAULT),
-                vec![format!(
-                    r#"{P}.configs["node."]: Required value: the node name after "node." must not be empty"#
-                )],
+                vec![format!(r#"{P}.configs["node."]: Required value: the node name after "node." must not be empty"#)],
             ),
             (
                 "empty group",
@@ -870,14 +1045,14 @@ logger:
                 "duplicate top-level key in body",
                 configs("default", "policy:\n  Active: none\nlogger:\n  Debug: cache\npolicy:\n  Active: static\n"),
                 vec![format!(
-                    r#"{P}.configs["default"]: Invalid value: duplicate key "policy" at line 5, column 1: keys of a YAML mapping must be unique"#
+                    r#"{P}.configs["default"]: Invalid value: invalid YAML: duplicate key "policy" at line 5, column 1: keys of a YAML mapping must be unique"#
                 )],
             ),
             (
                 "duplicate nested key in body",
                 configs("default", "policy:\n  Active: none\n  Active: static\n"),
                 vec![format!(
-                    r#"{P}.configs["default"]: Invalid value: duplicate key "Active" at line 3, column 3: keys of a YAML mapping must be unique"#
+                    r#"{P}.configs["default"]: Invalid value: invalid YAML: duplicate key "Active" at line 3, column 3: keys of a YAML mapping must be unique"#
                 )],
             ),
             (
@@ -1046,12 +1221,12 @@ logger:
 
     #[test]
     fn invalid_yaml_names_the_position() {
-        let errors = check(configs("default", "policy:\n  Active: [none\n"));
-        assert_eq!(errors.len(), 1, "{errors:?}");
-        let prefix = format!(r#"{P}.configs["default"]: Invalid value: "#);
-        assert!(errors[0].starts_with(&prefix), "{errors:?}");
-        assert!(errors[0].contains("line"), "{errors:?}");
-        assert!(!errors[0].contains('\n'), "{errors:?}");
+        assert_eq!(
+            check(configs("default", "policy:\n  Active: [none\n")),
+            [format!(
+                r#"{P}.configs["default"]: Invalid value: invalid YAML: unclosed bracket '[' at line 2, column 11"#
+            )]
+        );
     }
 
     #[test]
@@ -1074,7 +1249,10 @@ logger:
         for i in 0..=MAX_CONFIG_ENTRIES {
             map.insert(format!("node.n{i}"), Value::String("policy:\n  Active: none\n".into()));
         }
-        assert_eq!(check(json!({ "configs": map })), [format!("{P}.configs: Too many: 65: must have at most 64 items")]);
+        assert_eq!(
+            check(json!({ "configs": map })),
+            [format!("{P}.configs: Too many: 65: must have at most 64 items")]
+        );
     }
 
     #[test]
@@ -1169,5 +1347,225 @@ logger:
             let _ = check(raw.clone());
             let _ = default_provider_config(Some(&raw));
         }
+    }
+
+    // --- Shoot-level rules -------------------------------------------------------------------------------------
+
+    fn shoot(extensions: Value, workers: Value) -> Shoot {
+        let spec = serde_json::from_value(json!({
+            "extensions": extensions,
+            "provider": { "type": "local", "workers": workers },
+        }))
+        .unwrap();
+        Shoot::new("local", spec)
+    }
+
+    fn containerd_pools() -> Value {
+        json!([
+            { "name": "cpu", "cri": { "name": "containerd" }, "machine": { "type": "m5.large" } },
+            { "name": "gpu", "cri": { "name": "containerd" }, "machine": { "type": "p3.large" } },
+        ])
+    }
+
+    fn entry(provider_config: Value) -> Value {
+        json!([
+            { "type": "shoot-dns-service" },
+            { "type": EXTENSION_TYPE, "providerConfig": provider_config },
+        ])
+    }
+
+    fn shoot_errors(new: &Shoot, old: Option<&Shoot>) -> Vec<String> {
+        validate_shoot(new, old).iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn shoot_with_valid_entries_passes() {
+        let readme = shoot(entry(json!({ "configs": { "fallback": README_FALLBACK } })), containerd_pools());
+        assert_eq!(shoot_errors(&readme, None), [""; 0]);
+        let versioned = shoot(
+            entry(json!({ "apiVersion": API_VERSION, "kind": KIND, "configs": { "default": SAMPLE_DEFAULT },
+                          "workerPools": ["gpu"] })),
+            containerd_pools(),
+        );
+        assert_eq!(shoot_errors(&versioned, None), [""; 0]);
+        // No providerConfig at all.
+        let bare = shoot(json!([{ "type": EXTENSION_TYPE }]), containerd_pools());
+        assert_eq!(shoot_errors(&bare, None), [""; 0]);
+        // Other extension types are not ours to judge.
+        let other = shoot(json!([{ "type": "x", "providerConfig": { "anything": 1 } }]), json!([]));
+        assert_eq!(shoot_errors(&other, None), [""; 0]);
+    }
+
+    #[test]
+    fn shoot_rules_with_exact_messages() {
+        let cases: Vec<(&str, Shoot, Vec<&str>)> = vec![
+            (
+                "providerConfig errors carry the entry's index",
+                shoot(entry(json!({ "config": {} })), containerd_pools()),
+                vec![
+                    r#"spec.extensions[1].providerConfig.config: Forbidden: unknown field "config": supported fields: "apiVersion", "kind", "configs", "workerPools""#,
+                ],
+            ),
+            (
+                "unknown pool",
+                shoot(entry(json!({ "workerPools": ["cpu", "fpga"] })), containerd_pools()),
+                vec![
+                    r#"spec.extensions[1].providerConfig.workerPools[1]: Not found: "fpga": no such pool in spec.provider.workers; pools: "cpu", "gpu""#,
+                ],
+            ),
+            (
+                "pool selected in a workerless shoot",
+                shoot(entry(json!({ "workerPools": ["cpu"] })), json!([])),
+                vec![
+                    r#"spec.extensions[1].providerConfig.workerPools[0]: Not found: "cpu": the shoot has no worker pools in spec.provider.workers"#,
+                ],
+            ),
+            (
+                "non-containerd pool",
+                shoot(
+                    entry(json!({ "workerPools": ["cpu", "gpu"] })),
+                    json!([
+                        { "name": "cpu", "cri": { "name": "containerd" } },
+                        { "name": "gpu", "cri": { "name": "cri-o" } },
+                    ]),
+                ),
+                vec![
+                    r#"spec.provider.workers[1].cri.name: Unsupported value: "cri-o": worker pool "gpu" is selected in spec.extensions[1].providerConfig.workerPools[1], and cri-resmgr only works with "containerd""#,
+                ],
+            ),
+            (
+                "pool without cri",
+                shoot(entry(json!({ "workerPools": ["cpu"] })), json!([{ "name": "cpu" }])),
+                vec![
+                    r#"spec.provider.workers[0].cri.name: Required value: worker pool "cpu" is selected in spec.extensions[1].providerConfig.workerPools[0], and cri-resmgr only works with "containerd""#,
+                ],
+            ),
+            (
+                "repeated selection is reported once",
+                shoot(entry(json!({ "workerPools": ["fpga", "fpga"] })), containerd_pools()),
+                vec![
+                    r#"spec.extensions[1].providerConfig.workerPools[1]: Duplicate value: "fpga""#,
+                    r#"spec.extensions[1].providerConfig.workerPools[0]: Not found: "fpga": no such pool in spec.provider.workers; pools: "cpu", "gpu""#,
+                ],
+            ),
+        ];
+        for (name, new, want) in cases {
+            assert_eq!(shoot_errors(&new, None), want, "case {name:?}");
+        }
+    }
+
+    #[test]
+    fn no_selection_without_containerd_pools_is_allowed() {
+        let new = shoot(entry(json!({})), json!([{ "name": "cpu", "cri": { "name": "cri-o" } }, { "name": "x" }]));
+        assert_eq!(shoot_errors(&new, None), [""; 0]);
+        let config = ProviderConfig::default();
+        assert!(selected_worker_pools(&config, &new.spec.provider.workers).is_empty());
+    }
+
+    #[test]
+    fn disabled_entry_is_not_validated() {
+        let invalid = json!({ "configs": { "default": "policy:\n  Active: null\n" } });
+        let disabled =
+            shoot(json!([{ "type": EXTENSION_TYPE, "disabled": true, "providerConfig": invalid }]), containerd_pools());
+        assert_eq!(shoot_errors(&disabled, None), [""; 0]);
+        assert_eq!(default_shoot(&disabled), None);
+        let enabled = shoot(
+            json!([{ "type": EXTENSION_TYPE, "disabled": false, "providerConfig": invalid }]),
+            containerd_pools(),
+        );
+        assert_eq!(shoot_errors(&enabled, None).len(), 1);
+        // Re-enabling is judged even though the providerConfig did not change.
+        assert_eq!(shoot_errors(&enabled, Some(&disabled)).len(), 1);
+    }
+
+    #[test]
+    fn unchanged_entry_is_not_judged_again_on_update() {
+        // Accepted once (e.g. by a more lenient version), now invalid: both a config and a pool problem.
+        let invalid = json!({ "configs": { "default": "policy:\n  Active: null\n" }, "workerPools": ["gpu"] });
+        let pools = json!([
+            { "name": "cpu", "cri": { "name": "containerd" } },
+            { "name": "gpu", "cri": { "name": "cri-o" } },
+        ]);
+        let old = shoot(entry(invalid.clone()), pools.clone());
+        assert_eq!(shoot_errors(&old, None).len(), 2);
+
+        // Same providerConfig, same selected pools: not judged again.
+        assert_eq!(shoot_errors(&old, Some(&old)), [""; 0]);
+        // An unrelated change (a new pool nobody selected) does not re-judge either.
+        let mut more_pools = pools.as_array().unwrap().clone();
+        more_pools.push(json!({ "name": "new", "cri": { "name": "containerd" } }));
+        let new = shoot(entry(invalid.clone()), Value::Array(more_pools));
+        assert_eq!(shoot_errors(&new, Some(&old)), [""; 0]);
+
+        // A change to the providerConfig is judged in full.
+        let mut changed = invalid.clone();
+        changed["configs"]["fallback"] = json!(README_FALLBACK);
+        let new = shoot(entry(changed), pools.clone());
+        assert_eq!(shoot_errors(&new, Some(&old)).len(), 2);
+
+        // A change to a selected pool is judged in full.
+        let new = shoot(entry(invalid.clone()), json!([{ "name": "cpu", "cri": { "name": "containerd" } }]));
+        assert_eq!(
+            shoot_errors(&new, Some(&old)),
+            [
+                r#"spec.extensions[1].providerConfig.configs["default"].policy.Active: Invalid value: null: the "null" policy was removed in cri-resmgr v0.8 and makes cri-resmgr fail to start; use "none" for no policy, or one of "topology-aware", "memtier", "static", "static-plus", "static-pools", "podpools", "balloons", "dynamic-pools""#,
+                r#"spec.extensions[1].providerConfig.workerPools[0]: Not found: "gpu": no such pool in spec.provider.workers; pools: "cpu""#,
+            ]
+        );
+    }
+
+    #[test]
+    fn selected_worker_pools_follow_the_selection_and_containerd() {
+        let workers: Vec<Worker> = serde_json::from_value(json!([
+            { "name": "a", "cri": { "name": "containerd" } },
+            { "name": "b", "cri": { "name": "cri-o" } },
+            { "name": "c" },
+            { "name": "d", "cri": { "name": "containerd" } },
+        ]))
+        .unwrap();
+        let names = |config: &ProviderConfig| -> Vec<String> {
+            selected_worker_pools(config, &workers).iter().map(|w| w.name.clone()).collect()
+        };
+        assert_eq!(names(&ProviderConfig::default()), ["a", "d"]);
+        let config = ProviderConfig { worker_pools: Some(vec!["d".into(), "b".into()]), ..Default::default() };
+        assert_eq!(names(&config), ["d"]);
+    }
+
+    #[test]
+    fn default_shoot_patches_precisely_and_is_idempotent() {
+        let cases = [
+            (
+                json!([{ "type": EXTENSION_TYPE }]),
+                json!([
+                    { "op": "add", "path": "/spec/extensions/0/providerConfig", "value": { "apiVersion": API_VERSION, "kind": KIND } },
+                ]),
+            ),
+            (
+                json!([{ "type": EXTENSION_TYPE, "providerConfig": null }]),
+                json!([
+                    { "op": "add", "path": "/spec/extensions/0/providerConfig", "value": { "apiVersion": API_VERSION, "kind": KIND } },
+                ]),
+            ),
+            (
+                entry(json!({ "configs": { "default": README_FALLBACK } })),
+                json!([
+                    { "op": "add", "path": "/spec/extensions/1/providerConfig/apiVersion", "value": API_VERSION },
+                    { "op": "add", "path": "/spec/extensions/1/providerConfig/kind", "value": KIND },
+                ]),
+            ),
+        ];
+        for (extensions, want) in cases {
+            let original = shoot(extensions, containerd_pools());
+            let patch = default_shoot(&original).unwrap();
+            assert_eq!(serde_json::to_value(&patch).unwrap(), want);
+            let mut document = serde_json::to_value(&original).unwrap();
+            json_patch::patch(&mut document, &patch).unwrap();
+            let defaulted: Shoot = serde_json::from_value(document).unwrap();
+            assert_eq!(default_shoot(&defaulted), None, "defaulting twice changes nothing");
+            assert_eq!(shoot_errors(&defaulted, None), [""; 0]);
+        }
+        let versioned = shoot(entry(json!({ "apiVersion": API_VERSION, "kind": KIND })), containerd_pools());
+        assert_eq!(default_shoot(&versioned), None);
+        assert_eq!(default_shoot(&shoot(json!([{ "type": "other" }]), json!([]))), None);
     }
 }

@@ -101,10 +101,7 @@ impl ProviderConfig {
 
     /// The configs keyed by their parsed [`ConfigKey`], or the first key that does not parse.
     pub fn typed_configs(&self) -> Result<BTreeMap<ConfigKey, &str>, ConfigKeyError> {
-        self.configs
-            .iter()
-            .map(|(k, v)| Ok((k.parse::<ConfigKey>()?, v.as_str())))
-            .collect()
+        self.configs.iter().map(|(k, v)| Ok((k.parse::<ConfigKey>()?, v.as_str()))).collect()
     }
 }
 

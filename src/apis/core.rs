@@ -40,7 +40,12 @@ use super::common::{LastOperation, LastOperationState, null_as_default, raw_obje
         json_path = ".status.lastOperation.state",
         description = "State of the last operation."
     ),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp", description = "creation timestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp",
+        description = "creation timestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ShootSpec {

@@ -45,7 +45,12 @@ pub type ExtensionStatus = DefaultStatus;
         json_path = ".status.lastOperation.state",
         description = "Status of Extension resource."
     ),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp", description = "creation timestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp",
+        description = "creation timestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ExtensionSpec {
@@ -72,7 +77,12 @@ pub struct ExtensionSpec {
     singular = "cluster",
     derive = "PartialEq",
     doc = "Cluster is a specification for a Cluster resource.",
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp", description = "creation timestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp",
+        description = "creation timestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ClusterSpec {
@@ -476,19 +486,13 @@ mod tests {
         assert_eq!(containerd.content, None);
         let binary = osc.spec.file("/opt/bin/kubelet").expect("kubelet binary");
         assert_eq!(binary.permissions, Some(0o755));
-        assert_eq!(
-            binary.content.image_ref.as_ref().map(|r| r.file_path_in_image.as_str()),
-            Some("/kubelet")
-        );
+        assert_eq!(binary.content.image_ref.as_ref().map(|r| r.file_path_in_image.as_str()), Some("/kubelet"));
         let ca = osc.spec.file("/var/lib/kubelet/ca.crt").expect("ca");
         assert_eq!(ca.content.inline.as_ref().map(|i| i.encoding.as_str()), Some("b64"));
         let cri = osc.spec.cri_config.as_ref().expect("criConfig");
         assert_eq!(cri.cgroup_driver.as_deref(), Some("systemd"));
         let status = osc.status.as_ref().expect("status");
-        assert_eq!(
-            status.common.last_operation.as_ref().map(|op| &op.state),
-            Some(&LastOperationState::Succeeded)
-        );
+        assert_eq!(status.common.last_operation.as_ref().map(|op| &op.state), Some(&LastOperationState::Succeeded));
         assert_eq!(status.extension_units[0].name, "my-custom.service");
         assert_eq!(status.extension_files[0].host_name.as_deref(), Some("worker-1"));
 

@@ -77,7 +77,12 @@ pub mod reasons {
         json_path = ".status.conditions[?(@.type==\"ResourcesProgressing\")].status",
         description = "Indicates whether some resources are still progressing to be rolled out."
     ),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp", description = "creation timestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp",
+        description = "creation timestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ManagedResourceSpec {
@@ -211,7 +216,10 @@ mod tests {
         let mr: ManagedResource = assert_round_trip("managedresource.yaml", &docs[0]);
         assert_eq!(crate::yaml::from_str::<ManagedResource>(&fixture("managedresource.yaml")).expect("YAML"), mr);
 
-        assert_eq!(mr.spec.secret_refs, vec![LocalObjectReference { name: "managedresource-extension-runtime-cri-resmgr-0a1b2c3d".into() }]);
+        assert_eq!(
+            mr.spec.secret_refs,
+            vec![LocalObjectReference { name: "managedresource-extension-runtime-cri-resmgr-0a1b2c3d".into() }]
+        );
         assert_eq!(mr.spec.class, None);
         assert_eq!(mr.spec.keep_objects, Some(false));
         assert_eq!(
@@ -222,10 +230,7 @@ mod tests {
 
         assert_eq!(mr.condition(CONDITION_RESOURCES_APPLIED).map(|c| &c.status), Some(&ConditionStatus::True));
         assert_eq!(mr.condition(CONDITION_RESOURCES_HEALTHY).map(|c| &c.status), Some(&ConditionStatus::False));
-        assert_eq!(
-            mr.condition(CONDITION_RESOURCES_HEALTHY).map(|c| c.reason.as_str()),
-            Some("DaemonSetUnhealthy")
-        );
+        assert_eq!(mr.condition(CONDITION_RESOURCES_HEALTHY).map(|c| c.reason.as_str()), Some("DaemonSetUnhealthy"));
         assert_eq!(
             mr.condition(CONDITION_RESOURCES_PROGRESSING).map(|c| &c.status),
             Some(&ConditionStatus::Progressing)

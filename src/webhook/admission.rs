@@ -165,7 +165,8 @@ mod tests {
 
     #[test]
     fn rejects_what_is_not_an_admission_request() {
-        let cases: Vec<(Vec<u8>, fn(&ReviewError) -> bool)> = vec![
+        type Expectation = fn(&ReviewError) -> bool;
+        let cases: Vec<(Vec<u8>, Expectation)> = vec![
             (b"\x00\xffgarbage".to_vec(), |e| matches!(e, ReviewError::NotJson(_))),
             (b"".to_vec(), |e| matches!(e, ReviewError::NotJson(_))),
             (b"[1,2]".to_vec(), |e| *e == ReviewError::NotAnObject),

@@ -257,7 +257,8 @@ impl BoundWebhookServer {
     /// finish (up to [`WebhookServerConfig::shutdown_grace`]) and returns.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
         let Self { config, handlers, listener, local_addr, material } = self;
-        let tls = RustlsConfig::from_config(Arc::new(material.server_config.clone()));
+        let TlsMaterial { cert_pem, key_pem, server_config } = material;
+        let tls = RustlsConfig::from_config(Arc::new(server_config));
         let ready = Arc::new(AtomicBool::new(true));
         let router = router(&config, &handlers, ready.clone());
 
@@ -276,7 +277,7 @@ impl BoundWebhookServer {
             config.key_path(),
             config.cert_reload_interval,
             tls.clone(),
-            material,
+            (cert_pem, key_pem),
         )));
 
         let result = match axum_server::from_tcp_rustls(listener, tls) {
@@ -464,8 +465,13 @@ async fn wait_for_tls(config: &WebhookServerConfig) -> Result<TlsMaterial, Serve
 ///
 /// A pair that is unusable (missing, half-written, key not matching) keeps the current certificate
 /// in service; the problem is logged once per distinct problem, and retried on the next tick.
-async fn watch_certs(cert: PathBuf, key: PathBuf, interval: Duration, tls: RustlsConfig, current: TlsMaterial) {
-    let (mut cert_pem, mut key_pem) = (current.cert_pem, current.key_pem);
+async fn watch_certs(
+    cert: PathBuf,
+    key: PathBuf,
+    interval: Duration,
+    tls: RustlsConfig,
+    (mut cert_pem, mut key_pem): (Vec<u8>, Vec<u8>),
+) {
     let mut problem: Option<String> = None;
     // `interval` panics on zero.
     let mut ticker = tokio::time::interval(interval.max(Duration::from_millis(10)));

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use gardener_extension_cri_resmgr::testbed::{ControlPlane, WorkDir, process_alive};
 
-use crate::support::{TestEnv, shared_plane_facts};
+use crate::support::{TestEnv, repo_root, shared_plane_facts};
 
 #[tokio::test]
 async fn apiserver_answers_version_with_a_real_build() {
@@ -67,4 +67,61 @@ async fn control_plane_dies_with_its_owner_even_when_the_owner_is_killed() {
         assert!(std::time::Instant::now() < deadline, "control plane outlived its killed owner: {pids:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+#[tokio::test]
+async fn make_dev_control_plane_accepts_the_examples_with_kubectl() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut dev = tokio::process::Command::new(env!("CARGO_BIN_EXE_gardener-extension-cri-resmgr"))
+        .args(["dev", "--dir"])
+        .arg(dir.path())
+        .arg("--examples")
+        .arg(repo_root().join("examples"))
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start `dev`");
+    let ready = dir.path().join("ready");
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    while !ready.exists() {
+        assert!(std::time::Instant::now() < deadline, "`dev` did not get ready");
+        if let Some(status) = dev.try_wait().expect("poll dev") {
+            panic!("`dev` exited before it was ready: {status}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let kubectl = |args: &[&str]| {
+        let output = std::process::Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(dir.path().join("kubeconfig"))
+            .args(args)
+            .output()
+            .expect("run kubectl");
+        assert!(output.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    // `dev` applied them already; applying again is how a user re-applies after editing, and must work too.
+    let examples = repo_root().join("examples");
+    let applied = kubectl(&["apply", "-f", examples.to_str().expect("utf-8 path")]);
+    for object in [
+        "namespace/shoot--dev--local",
+        "cluster.extensions.gardener.cloud/shoot--dev--local",
+        "extension.extensions.gardener.cloud/cri-resmgr-extension",
+        "operatingsystemconfig.extensions.gardener.cloud/gardener-node-agent-cpu-worker-77ac3b4c7e4f1a2d-original",
+        "shoot.core.gardener.cloud/local",
+    ] {
+        assert!(applied.contains(object), "{object} not in kubectl's output:\n{applied}");
+    }
+    let extension_type = kubectl(&[
+        "get",
+        "extension",
+        "-n",
+        "shoot--dev--local",
+        "cri-resmgr-extension",
+        "-o",
+        "jsonpath={.spec.type}",
+    ]);
+    assert_eq!(extension_type, "cri-resmgr-extension");
+    dev.start_kill().expect("stop dev");
+    dev.wait().await.expect("reap dev");
 }

@@ -2,4 +2,5 @@
 //! `support`). Each test works in its own namespace.
 
 mod control_plane;
+mod gardener_types;
 mod support;

@@ -38,9 +38,7 @@ fn shared() -> &'static Shared {
             runtime.block_on(async {
                 let plane = ControlPlane::start(WorkDir::Temporary).await.expect("start the local control plane");
                 let client = plane.client().await.expect("client for the control plane");
-                testbed::install_crds(&client, gardener_extension_cri_resmgr::crds::all())
-                    .await
-                    .expect("install CRDs");
+                testbed::install_crds(&client, gardener_extension_cri_resmgr::crds::all()).await.expect("install CRDs");
                 plane
             })
         })

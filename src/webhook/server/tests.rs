@@ -158,15 +158,20 @@ impl TestServer {
 }
 
 fn client_config(ca_pem: &str) -> Arc<rustls::ClientConfig> {
+    client_config_with_alpn(ca_pem, Vec::new())
+}
+
+fn client_config_with_alpn(ca_pem: &str, alpn: Vec<Vec<u8>>) -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
         roots.add(cert.expect("CA PEM")).expect("add CA");
     }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()
         .expect("protocol versions")
         .with_root_certificates(roots)
         .with_no_client_auth();
+    config.alpn_protocols = alpn;
     Arc::new(config)
 }
 
@@ -273,6 +278,52 @@ async fn router_answers_with_the_handlers_decision() {
     assert_eq!(response["uid"], "u-2");
     assert_eq!(response["allowed"], false);
     assert_eq!(response["status"]["message"], "name is forbidden");
+}
+
+/// The shape of a real validator: a struct carrying its dependencies, implementing the trait with `async fn`.
+struct NameValidator {
+    forbidden: String,
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+impl AdmissionHandler for NameValidator {
+    async fn admit(&self, request: DynamicAdmissionRequest) -> AdmissionResponse {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        tokio::task::yield_now().await;
+        let response = AdmissionResponse::from(&request);
+        if request.name == self.forbidden { response.deny(format!("{} is taken", self.forbidden)) } else { response }
+    }
+}
+
+#[tokio::test]
+async fn a_stateful_struct_handler_plugs_in_by_path() {
+    let validator = Arc::new(NameValidator { forbidden: "taken".to_owned(), calls: Default::default() });
+    let mut server = handlers();
+    // Registered through a small adapter closure, so the test keeps a handle on the state.
+    let shared = validator.clone();
+    server
+        .register("/webhooks/validate-shoot", move |request: DynamicAdmissionRequest| {
+            let validator = shared.clone();
+            async move { validator.admit(request).await }
+        })
+        .expect("register adapter");
+    server
+        .register(
+            "/webhooks/validate-shoot-direct",
+            NameValidator { forbidden: "x".to_owned(), calls: Default::default() },
+        )
+        .expect("register struct");
+    let router = router(&server.config, &server.handlers, Arc::new(AtomicBool::new(true)));
+
+    let (status, body) = call_router(router.clone(), "/webhooks/validate-shoot", review("v-1", "taken").into()).await;
+    assert_eq!(status, StatusCode::OK);
+    let response = response_of(&body);
+    assert_eq!((response["uid"].as_str(), response["allowed"].as_bool()), (Some("v-1"), Some(false)));
+    assert_eq!(response["status"]["message"], "taken is taken");
+
+    let (_, body) = call_router(router.clone(), "/webhooks/validate-shoot-direct", review("v-2", "taken").into()).await;
+    assert_eq!(response_of(&body)["allowed"], true);
+    assert_eq!(validator.calls.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test]
@@ -431,6 +482,36 @@ async fn a_panicking_handler_is_denied_and_the_server_keeps_serving() {
         assert_eq!(response["status"]["message"], "internal error");
     }
     server.assert_serving().await;
+    server.stop().await.expect("clean shutdown");
+}
+
+/// kube-apiserver's webhook client negotiates HTTP/2 when the server offers it.
+#[tokio::test]
+async fn admission_works_over_http2() {
+    let server = TestServer::start(|_| {}).await;
+    let tcp = TcpStream::connect(server.addr).await.expect("tcp");
+    let name = ServerName::try_from("localhost").expect("server name");
+    let connector = TlsConnector::from(client_config_with_alpn(&server.certs.ca_pem, vec![b"h2".to_vec()]));
+    let stream = connector.connect(name, tcp).await.expect("tls");
+    assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .expect("h2 handshake");
+    tokio::spawn(connection);
+    for uid in ["h2-1", "h2-2"] {
+        let request = Request::builder()
+            .method("POST")
+            .uri(format!("https://localhost{ECHO}"))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(review(uid, "shoot"))))
+            .expect("request");
+        let response = sender.send_request(request).await.expect("response");
+        assert_eq!(response.status(), StatusCode::OK);
+        let body = response.into_body().collect().await.expect("body").to_bytes();
+        assert_eq!(response_of(&body)["uid"], uid);
+    }
+    drop(sender);
     server.stop().await.expect("clean shutdown");
 }
 

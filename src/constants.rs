@@ -39,3 +39,120 @@ pub const AGENT_CONFIG_MAP_PREFIX: &str = "cri-resmgr-config";
 
 /// Node label whose value names the node's cri-resmgr config group (the agent's `-label-name` default).
 pub const AGENT_GROUP_LABEL: &str = "cri-resource-manager.intel.com/group";
+
+// ---------------------------------------------------------------------------------------------------------------
+// ManagedResources (gardener-resource-manager conventions, `pkg/utils/managedresources`)
+// ---------------------------------------------------------------------------------------------------------------
+
+/// The ManagedResource that carries everything the extension puts into the shoot.
+pub const SHOOT_MANAGED_RESOURCE_NAME: &str = "extension-runtime-cri-resmgr";
+
+/// Value of the `origin` label on our ManagedResources (Gardener's own use `gardener`; each extension its own).
+pub const MANAGED_RESOURCE_ORIGIN: &str = "cri-resmgr";
+
+/// Label on a ManagedResource naming who created it (`LabelKeyOrigin`).
+pub const LABEL_ORIGIN: &str = "origin";
+
+/// Label the shoot's resource manager injects into applied objects so the shoot deletion flow leaves them to us.
+pub const LABEL_SHOOT_NO_CLEANUP: &str = "shoot.gardener.cloud/no-cleanup";
+
+/// Label on immutable Secrets/ConfigMaps that GRM's garbage collector may delete once nothing references them.
+pub const LABEL_GARBAGE_COLLECTABLE_REFERENCE: &str = "resources.gardener.cloud/garbage-collectable-reference";
+
+/// Prefix of the annotations naming what an object references (`references.AnnotationKeyPrefix`); followed by
+/// `<kind>-<first 8 hex of sha256(name)>`.
+pub const ANNOTATION_REFERENCE_PREFIX: &str = "reference.resources.gardener.cloud/";
+
+/// Prefix of the Secrets a ManagedResource references (`managedresources.SecretPrefix`).
+pub const MANAGED_RESOURCE_SECRET_PREFIX: &str = "managedresource-";
+
+/// The data key of a ManagedResource Secret holding the objects as YAML documents.
+pub const MANAGED_RESOURCE_SECRET_KEY: &str = "objects.yaml";
+
+// ---------------------------------------------------------------------------------------------------------------
+// Health conditions on the Extension (`extensions/pkg/controller/healthcheck`)
+// ---------------------------------------------------------------------------------------------------------------
+
+/// The Extension condition that reports the health of what we deploy into the shoot.
+pub const CONDITION_SYSTEM_COMPONENTS_HEALTHY: &str = "SystemComponentsHealthy";
+/// Condition reason: every health check passed.
+pub const REASON_HEALTH_CHECK_SUCCESSFUL: &str = "HealthCheckSuccessful";
+/// Condition reason: a health check failed.
+pub const REASON_HEALTH_CHECK_UNSUCCESSFUL: &str = "HealthCheckUnsuccessful";
+/// Condition reason: a health check reports a rollout in progress.
+pub const REASON_HEALTH_CHECK_PROGRESSING: &str = "HealthCheckProgressing";
+
+// ---------------------------------------------------------------------------------------------------------------
+// Base configs from the ControllerDeployment (`configs`)
+// ---------------------------------------------------------------------------------------------------------------
+
+/// ConfigMap with the operator's base configs, one data key per config type (the same keys as the Shoot's
+/// `providerConfig.configs`); the Shoot's configs override them key by key.
+pub const BASE_CONFIGS_CONFIG_MAP: &str = "gardener-extension-cri-resmgr-configs";
+
+/// Environment variable naming the namespace of [`BASE_CONFIGS_CONFIG_MAP`] (the extension's own namespace).
+pub const ENV_EXTENSION_CONFIGMAP_NAMESPACE: &str = "EXTENSION_CONFIGMAP_NAMESPACE";
+
+// ---------------------------------------------------------------------------------------------------------------
+// Objects in the shoot (`shoot_resources`)
+// ---------------------------------------------------------------------------------------------------------------
+
+/// Namespace of everything the extension puts into the shoot, and the agent's `-config-ns` default.
+pub const SHOOT_SYSTEM_NAMESPACE: &str = "kube-system";
+
+/// Name of the agent's DaemonSet, container and ServiceAccount.
+pub const AGENT_NAME: &str = "cri-resmgr-agent";
+
+/// Name of the agent's ClusterRole/ClusterRoleBinding and Role/RoleBinding (Gardener's `<prefix>:<component>` style,
+/// so it cannot collide with a user's own `cri-resmgr-agent` RBAC).
+pub const AGENT_RBAC_NAME: &str = "extensions.gardener.cloud:cri-resmgr:agent";
+
+/// Name of the cleaner DaemonSet that the Delete flow deploys to remove cri-resmgr's node state.
+pub const CLEANER_NAME: &str = "cri-resmgr-cleaner";
+
+/// Recommended Kubernetes label naming the application (also the DaemonSets' selector).
+pub const LABEL_APP_NAME: &str = "app.kubernetes.io/name";
+/// Recommended Kubernetes label naming who manages an object.
+pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+/// Value of [`LABEL_MANAGED_BY`] on every object the extension puts into the shoot.
+pub const MANAGED_BY: &str = "gardener-extension-cri-resmgr";
+
+/// Gardener's PriorityClass for shoot system components that are not node-critical (created in every shoot by
+/// gardenlet). Neither the agent nor the cleaner is node-critical: cri-resmgr keeps serving with its cached or
+/// fallback configuration while the agent is away.
+pub const PRIORITY_CLASS_SHOOT_SYSTEM_700: &str = "gardener-shoot-system-700";
+
+/// API group, version, kind and names of cri-resmgr's Adjustment CRD (`pkg/apis/resmgr/v1alpha1/types.go`).
+pub const ADJUSTMENT_GROUP: &str = "criresmgr.intel.com";
+pub const ADJUSTMENT_VERSION: &str = "v1alpha1";
+pub const ADJUSTMENT_KIND: &str = "Adjustment";
+pub const ADJUSTMENT_PLURAL: &str = "adjustments";
+pub const ADJUSTMENT_SINGULAR: &str = "adjustment";
+/// `<plural>.<group>`.
+pub const ADJUSTMENT_CRD_NAME: &str = "adjustments.criresmgr.intel.com";
+
+/// Environment variable cri-resmgr-agent requires: the name of its node.
+pub const ENV_NODE_NAME: &str = "NODE_NAME";
+
+/// The agent image's health probe binary (`cmd/cri-resmgr-agent/Dockerfile`: scratch image with `/bin/*`).
+pub const AGENT_PROBE_BINARY: &str = "/bin/cri-resmgr-agent-probe";
+
+// ---------------------------------------------------------------------------------------------------------------
+// Node paths used by the agent and the cleaner
+// ---------------------------------------------------------------------------------------------------------------
+
+/// The cri-resmgr binary on the node (the release tarball's layout), written by the OSC from the installation image.
+pub const NODE_BINARY_PATH: &str = "/opt/intel/bin/cri-resmgr";
+/// Directory of cri-resmgr's configuration files on the node (`fallback.cfg`, `force.cfg`).
+pub const NODE_CONFIG_DIR: &str = "/etc/cri-resmgr";
+/// cri-resmgr's persistent state (`--relay-dir` default): the cache with the last agent config and the policy data.
+/// Outside the OSC, so the cleaner removes it; a reinstall would otherwise start from the stale cache.
+pub const NODE_STATE_DIR: &str = "/var/lib/cri-resmgr";
+/// Directory of cri-resmgr's sockets (relay, agent, config); the agent mounts it from the host at the same path.
+pub const NODE_SOCKET_DIR: &str = "/var/run/cri-resmgr";
+/// cri-resmgr's pid file when it runs as root (`pkg/pidfile`).
+pub const NODE_PID_FILE: &str = "/var/run/cri-resmgr.pid";
+/// Where gardener-node-agent writes the units of the OSC.
+pub const NODE_SYSTEMD_UNIT_DIR: &str = "/etc/systemd/system";
+/// cri-resmgr's systemd unit.
+pub const UNIT_NAME: &str = "cri-resource-manager.service";

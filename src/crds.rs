@@ -65,10 +65,22 @@ fn finish(crd: &mut CustomResourceDefinition) {
     }
 }
 
-/// Removes `default` and CEL rules from every schema node (never a property that happens to be named `default`).
+/// Removes `default` and CEL rules from every schema node (never a property that happens to be named `default`),
+/// and makes every string `nullable`.
+///
+/// Why `nullable`: the test bed's kube-apiserver 1.20 is built with Go 1.19, and its kube-openapi type validator
+/// decides "zero value ⇒ must be null" with `reflect.DeepEqual(reflect.Zero(t), reflect.ValueOf(v))`. Since Go
+/// stores `""` in an interface as a pointer to the runtime's shared zero buffer, which `reflect.Zero` also returns,
+/// that check is true for `""`: a non-nullable string field rejects the empty string ("must be of type string:
+/// \"null\""), e.g. `files[].content.inline.encoding: ""`, which Gardener writes for plain-text files.
+/// `nullable: true` skips that branch. Gardener's own components never write `null` strings, and merge patches
+/// delete keys set to `null`, so nothing else changes.
 fn sanitize_schema(schema: &mut JSONSchemaProps) {
     schema.default = None;
     schema.x_kubernetes_validations = None;
+    if schema.type_.as_deref() == Some("string") {
+        schema.nullable = Some(true);
+    }
     if let Some(properties) = schema.properties.as_mut() {
         properties.values_mut().for_each(sanitize_schema);
     }
@@ -228,7 +240,7 @@ mod tests {
                 assert_ne!(key, "selectableFields", "{kind}: {path}");
                 assert_ne!(key, "$ref", "{kind}: {path}");
                 for forbidden in ["anyOf", "oneOf", "allOf", "not"] {
-                    assert!(!(key == forbidden && !path.ends_with("/properties")), "{kind}: {path}/{key}");
+                    assert!(key != forbidden || path.ends_with("/properties"), "{kind}: {path}/{key}");
                 }
                 if key == "default" {
                     assert!(path.ends_with("/properties"), "{kind}: schema default at {path}");
@@ -236,6 +248,28 @@ mod tests {
             }
             assert_structural(&kind, "", &schema_json(&crd));
         }
+    }
+
+    /// Every string accepts `""` on the test bed's apiserver (see `sanitize_schema`).
+    #[test]
+    fn every_string_is_nullable() {
+        fn walk(kind: &str, path: &str, schema: &Value, strings: &mut usize) {
+            if schema.get("type") == Some(&Value::from("string")) {
+                *strings += 1;
+                assert_eq!(schema.get("nullable"), Some(&Value::Bool(true)), "{kind}: {path}");
+            }
+            for (name, child) in schema.get("properties").and_then(Value::as_object).into_iter().flatten() {
+                walk(kind, &format!("{path}.{name}"), child, strings);
+            }
+            for child in [schema.get("items"), schema.get("additionalProperties")].into_iter().flatten() {
+                walk(kind, &format!("{path}[]"), child, strings);
+            }
+        }
+        let mut strings = 0;
+        for crd in all() {
+            walk(&crd.spec.names.kind, "", &schema_json(&crd), &mut strings);
+        }
+        assert!(strings > 50, "only {strings} string fields found");
     }
 
     /// Each schema node has a `type`, unless it preserves unknown fields (allowed without type).
@@ -304,52 +338,5 @@ mod tests {
         assert_eq!(text.matches("\n---\n").count() + 1, all().len());
         let decoded: Vec<CustomResourceDefinition> = crate::yaml::from_multi_str(&text).expect("decode");
         assert_eq!(decoded, all());
-    }
-}
-#[cfg(test)]
-mod scratch_apiserver {
-    use kube::api::{Api, Patch, PatchParams, PostParams};
-    use k8s_openapi::api::core::v1::Namespace;
-    use crate::apis::{core::Shoot, extensions::*, resources::ManagedResource};
-    use crate::apis::common::test_support::fixture_documents;
-
-    async fn check<K>(api: Api<K>, doc: serde_json::Value)
-    where K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug + PartialEq,
-    {
-        let obj: K = serde_json::from_value(doc.clone()).unwrap();
-        let name = obj.meta().name.clone().unwrap();
-        let mut create = serde_json::to_value(&obj).unwrap();
-        let status = create.as_object_mut().unwrap().remove("status");
-        for k in ["generation","resourceVersion","uid","creationTimestamp","finalizers"] { create["metadata"].as_object_mut().unwrap().remove(k); }
-        let created: K = api.create(&PostParams::default(), &serde_json::from_value(create.clone()).unwrap()).await.unwrap();
-        let got = serde_json::to_value(&created).unwrap();
-        crate::apis::common::test_support::assert_preserved(&name, "", &create["spec"], &got["spec"]);
-        if let Some(status) = status {
-            let patched = api.patch_status(&name, &PatchParams::default(), &Patch::Merge(serde_json::json!({"status": status}))).await.unwrap();
-            let got = serde_json::to_value(&patched).unwrap();
-            crate::apis::common::test_support::assert_preserved(&name, "", &status, &got["status"]);
-        }
-        eprintln!("SCRATCH ok {name}");
-    }
-
-    #[tokio::test]
-    async fn scratch() {
-        let plane = crate::testbed::ControlPlane::start(crate::testbed::WorkDir::Temporary).await.unwrap();
-        let c = plane.client().await.unwrap();
-        crate::testbed::install_crds(&c, super::all()).await.unwrap();
-        let ns: Api<Namespace> = Api::all(c.clone());
-        for n in ["shoot--dev--local", "garden-dev"] {
-            ns.create(&PostParams::default(), &serde_json::from_value(serde_json::json!({"metadata":{"name": n}})).unwrap()).await.unwrap();
-        }
-        let n = "shoot--dev--local";
-        check::<Extension>(Api::namespaced(c.clone(), n), fixture_documents("extension.yaml").remove(0)).await;
-        check::<Cluster>(Api::all(c.clone()), fixture_documents("cluster.yaml").remove(0)).await;
-        for d in fixture_documents("osc.yaml") { check::<OperatingSystemConfig>(Api::namespaced(c.clone(), n), d).await; }
-        check::<ManagedResource>(Api::namespaced(c.clone(), n), fixture_documents("managedresource.yaml").remove(0)).await;
-        check::<Shoot>(Api::namespaced(c.clone(), "garden-dev"), fixture_documents("shoot.yaml").remove(0)).await;
-        let aws = serde_json::json!({"apiVersion":"extensions.gardener.cloud/v1alpha1","kind":"Cluster","metadata":{"name":"shoot--foobar--aws"},
-          "spec":{"cloudProfile":{"apiVersion":"core.gardener.cloud/v1beta1","kind":"CloudProfile"},"seed":{"apiVersion":"core.gardener.cloud/v1beta1","kind":"Seed"},
-          "shoot":{"apiVersion":"core.gardener.cloud/v1beta1","kind":"Shoot","spec":{"kubernetes":{"version":"1.32.0"}},"status":{"lastOperation":{"state":"Succeeded"}}}}});
-        check::<Cluster>(Api::all(c.clone()), aws).await;
     }
 }

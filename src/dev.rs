@@ -44,10 +44,8 @@ pub async fn run(options: DevOptions) -> Result<(), DevError> {
     }
     // Tells scripts and tests that everything above is done.
     let ready_file = plane.dir().join("ready");
-    std::fs::write(&ready_file, plane.server_url()).map_err(|source| DevError::Io {
-        context: format!("writing {}", ready_file.display()),
-        source,
-    })?;
+    std::fs::write(&ready_file, plane.server_url())
+        .map_err(|source| DevError::Io { context: format!("writing {}", ready_file.display()), source })?;
     let kubeconfig = std::fs::canonicalize(plane.kubeconfig_path()).unwrap_or_else(|_| plane.kubeconfig_path().into());
     println!(
         "\nLocal control plane ready at {server} (etcd + kube-apiserver, logs in {dir}).\n\n\

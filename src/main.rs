@@ -1,29 +1,38 @@
 use clap::{Parser, Subcommand};
+use gardener_extension_cri_resmgr::{admission, crds, dev, logging};
 
 /// Gardener extension for intel's CRI-Resource-Manager.
 #[derive(Debug, Parser)]
 #[command(name = "gardener-extension-cri-resmgr", version, about)]
 struct Cli {
+    /// Log line format: JSON for production, text for development.
+    #[arg(long, global = true, value_enum, env = "LOG_FORMAT", default_value = "json")]
+    log_format: logging::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Garden side: serve the Shoot validating/defaulting webhooks and register them (with CA bundle).
+    Admission(admission::AdmissionOptions),
     /// Print the CustomResourceDefinitions of the Gardener kinds the extension uses (for a local control plane).
     Crds,
     /// Development only: start a local etcd + kube-apiserver, install the CRDs, apply the examples, run until Ctrl-C.
-    Dev(gardener_extension_cri_resmgr::dev::DevOptions),
+    Dev(dev::DevOptions),
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    logging::init(cli.log_format);
     match cli.command {
-        Command::Crds => {
-            print!("{}", gardener_extension_cri_resmgr::crds::all_as_yaml()?);
+        Command::Admission(options) => {
+            let client = admission::default_client().await?;
+            admission::run(options, client, dev::wait_for_shutdown_signal()).await?;
         }
-        Command::Dev(options) => gardener_extension_cri_resmgr::dev::run(options).await?,
+        Command::Crds => print!("{}", crds::all_as_yaml()?),
+        Command::Dev(options) => dev::run(options).await?,
     }
     Ok(())
 }

@@ -57,7 +57,12 @@ pub const POLICIES: &[&str] = &[
     "dynamic-pools",
 ];
 
-/// cri-resmgr flags `EXTRA_OPTIONS` must not set, and why.
+/// Why one-shot flags (`--reset-policy`, `--version`, …) are forbidden in `EXTRA_OPTIONS`.
+const EXITS_INSTEAD_OF_SERVING: &str =
+    "it makes cri-resmgr exit instead of serving, which leaves kubelet without a container runtime";
+
+/// cri-resmgr flags `EXTRA_OPTIONS` must not set, and why: the ones the extension sets itself or relies on at their
+/// defaults (the node setup, kubelet and the agent are wired to them), and the ones that make cri-resmgr exit.
 pub const FORBIDDEN_FLAGS: &[(&str, &str)] = &[
     (
         "fallback-config",
@@ -90,12 +95,12 @@ pub const FORBIDDEN_FLAGS: &[(&str, &str)] = &[
         "the extension removes cri-resmgr's state from the default directory when it is disabled; state elsewhere \
          would be left behind on the node",
     ),
-    ("reset-config", "it makes cri-resmgr exit instead of serving, which leaves kubelet without a container runtime"),
-    ("reset-policy", "it makes cri-resmgr exit instead of serving, which leaves kubelet without a container runtime"),
-    ("print-config", "it makes cri-resmgr exit instead of serving, which leaves kubelet without a container runtime"),
-    ("list-policies", "it makes cri-resmgr exit instead of serving, which leaves kubelet without a container runtime"),
-    ("version", "it makes cri-resmgr exit instead of serving, which leaves kubelet without a container runtime"),
-    ("help", "it makes cri-resmgr exit instead of serving, which leaves kubelet without a container runtime"),
+    ("reset-config", EXITS_INSTEAD_OF_SERVING),
+    ("reset-policy", EXITS_INSTEAD_OF_SERVING),
+    ("print-config", EXITS_INSTEAD_OF_SERVING),
+    ("list-policies", EXITS_INSTEAD_OF_SERVING),
+    ("version", EXITS_INSTEAD_OF_SERVING),
+    ("help", EXITS_INSTEAD_OF_SERVING),
 ];
 
 /// Punctuation allowed in `EXTRA_OPTIONS` besides ASCII letters, digits and the separating spaces/tabs.
@@ -668,7 +673,7 @@ fn is_enabled_entry(extension: &ShootExtension) -> bool {
 /// containerd, so persisted Shoots always have it; only hand-written Shoots given to `render` can lack it).
 pub fn is_worker_pool_selected(config: &ProviderConfig, worker: &Worker) -> bool {
     worker.cri_name() == Some(CRI_CONTAINERD)
-        && config.worker_pools.as_ref().is_none_or(|names| names.iter().any(|name| *name == worker.name))
+        && config.worker_pools.as_ref().is_none_or(|names| names.contains(&worker.name))
 }
 
 /// The worker pools whose nodes run cri-resmgr (see [`is_worker_pool_selected`]), in the Shoot's order. A selected
@@ -884,7 +889,7 @@ logger:
         assert_eq!(FieldPath::new("").child("a").to_string(), "a");
         let e = FieldError::required(&p, "x");
         assert_eq!(e.to_string(), "spec.extensions[1].providerConfig.configs: Required value: x");
-        assert_eq!(join_errors(&[e.clone()]), e.to_string());
+        assert_eq!(join_errors(std::slice::from_ref(&e)), e.to_string());
         assert_eq!(join_errors(&[e.clone(), e.clone()]), format!("[{e}, {e}]"));
     }
 
@@ -1288,6 +1293,11 @@ logger:
         assert!(extra_options_tokens("").is_empty());
         assert!(validate_extra_options("", &root()).is_empty());
         assert!(validate_extra_options("   ", &root()).is_empty());
+        for flag in ["--reset-policy", "--version", "--config-socket=disabled", "--relay-dir=/tmp"] {
+            let errors = validate_extra_options(flag, &root());
+            assert_eq!(errors.len(), 1, "{flag}");
+            assert!(errors[0].message.starts_with("Forbidden: "), "{errors:?}");
+        }
     }
 
     #[test]

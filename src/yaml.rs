@@ -11,15 +11,21 @@ pub enum YamlError {
     Encode(String),
 }
 
+/// Options for reading YAML written by Gardener or operators: comments are not needed, and buffering them makes the
+/// parser give up on long comment blocks ("too many buffered comments while looking ahead").
+fn lenient_options() -> serde_saphyr::Options {
+    serde_saphyr::options! { emit_comments: false }
+}
+
 /// Decodes one YAML document.
 pub fn from_str<T: DeserializeOwned>(text: &str) -> Result<T, YamlError> {
-    serde_saphyr::from_str(text).map_err(|e| YamlError::Decode(e.to_string()))
+    serde_saphyr::from_str_with_options(text, lenient_options()).map_err(|e| YamlError::Decode(e.to_string()))
 }
 
 /// Decodes every document of a multi-document YAML stream, skipping empty documents.
 pub fn from_multi_str<T: DeserializeOwned>(text: &str) -> Result<Vec<T>, YamlError> {
-    let values: Vec<Option<serde_json::Value>> =
-        serde_saphyr::from_multiple(text).map_err(|e| YamlError::Decode(e.to_string()))?;
+    let values: Vec<Option<serde_json::Value>> = serde_saphyr::from_multiple_with_options(text, lenient_options())
+        .map_err(|e| YamlError::Decode(e.to_string()))?;
     values
         .into_iter()
         .flatten()
@@ -45,7 +51,7 @@ pub const STRICT_MAX_REPLAYED_EVENTS: usize = 20_000;
 /// - the error is a single line with line and column but without a source snippet, because it ends up in admission
 ///   responses and Kubernetes events.
 pub fn from_str_strict<T: DeserializeOwned>(text: &str) -> Result<T, YamlError> {
-    let mut options = serde_saphyr::Options::default();
+    let mut options = lenient_options();
     options.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::Error;
     options.with_snippet = false;
     options.alias_limits.max_total_replayed_events = STRICT_MAX_REPLAYED_EVENTS;
@@ -65,4 +71,25 @@ fn strict_message(error: &serde_saphyr::Error) -> String {
     }
     // Collapse whatever layout the library uses into one line.
     error.to_string().split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_comment_blocks_do_not_stop_the_reader() {
+        let comments: String = (0..500).map(|i| format!("# comment line {i}\n")).collect();
+        let text = format!("{comments}a: 1\n{comments}b: [x, y]\n");
+        let value: serde_json::Value = from_str(&text).expect("decode");
+        assert_eq!(value, serde_json::json!({"a": 1, "b": ["x", "y"]}));
+        let documents: Vec<serde_json::Value> = from_multi_str(&format!("{text}---\n{text}")).expect("decode stream");
+        assert_eq!(documents.len(), 2);
+    }
+
+    #[test]
+    fn strict_reading_rejects_duplicate_keys_with_the_position() {
+        let error = from_str_strict::<serde_json::Value>("a: 1\na: 2\n").expect_err("duplicate");
+        assert!(error.to_string().contains("duplicate key \"a\" at line 2"), "{error}");
+    }
 }

@@ -195,7 +195,7 @@ pub struct DefaultStatus {
 #[serde(rename_all = "camelCase")]
 pub struct NamedResourceReference {
     /// Name by which `status.state` refers to the resource.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub name: String,
     /// The referenced resource (in the same namespace).
     #[serde(default)]
@@ -210,10 +210,10 @@ pub struct ResourceRef {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_version: Option<String>,
     /// Kind of the referent.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub kind: String,
     /// Name of the referent.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub name: String,
 }
 
@@ -367,7 +367,10 @@ pub(crate) mod test_support {
     /// Every document of Gardener's real example files with the given `apiVersion` and `kind`, labelled with its
     /// file. Documents of `*-from-docs.yaml` files that are not valid YAML (they contain `...` placeholders) are
     /// skipped; any other unparseable document fails the test.
-    pub fn real_examples(api_version: &str, kind: &str) -> Vec<(String, Value)> {
+    ///
+    /// When the directory exists, at least `expected` documents must be found, so a renamed file or a broken
+    /// filter cannot make the calling test pass vacuously.
+    pub fn real_examples(api_version: &str, kind: &str, expected: usize) -> Vec<(String, Value)> {
         let Some(dir) = shared_gardener_dir("examples") else {
             return Vec::new();
         };
@@ -394,6 +397,7 @@ pub(crate) mod test_support {
                 }
             }
         }
+        assert!(found.len() >= expected, "{kind}: found only {:?}", found.iter().map(|(l, _)| l).collect::<Vec<_>>());
         found
     }
 

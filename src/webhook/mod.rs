@@ -8,6 +8,7 @@
 pub mod admission;
 pub mod registration;
 pub mod server;
+pub mod shoot;
 
 pub use admission::{AdmissionHandler, DynamicAdmissionRequest};
 pub use server::{BoundWebhookServer, ServerError, WebhookServer, WebhookServerConfig};

@@ -1,6 +1,8 @@
 //! Integration tests against a real etcd + kube-apiserver started on loopback (one per test binary, see
 //! `support`). Each test works in its own namespace.
 
+mod admission;
 mod control_plane;
 mod gardener_types;
+mod managed_resource;
 mod support;

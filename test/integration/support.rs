@@ -92,6 +92,11 @@ pub fn shared_plane_facts() -> (String, Vec<u32>) {
     (shared.server_url.clone(), shared.pids.clone())
 }
 
+/// A client of the shared control plane, for the calling runtime.
+pub async fn shared_client() -> kube::Client {
+    client(shared()).await
+}
+
 async fn client(shared: &Shared) -> kube::Client {
     let kubeconfig = kube::config::Kubeconfig::read_from(&shared.kubeconfig).expect("read kubeconfig");
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())

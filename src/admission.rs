@@ -1,0 +1,189 @@
+//! The `admission` command: runs in the garden runtime cluster, serves the Shoot validating and defaulting webhooks
+//! and registers their configurations (with the CA bundle) in the cluster it talks to (the virtual garden).
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::certs;
+use crate::webhook::registration::{self, ClientConfigMode, PATH_DEFAULT_SHOOT, PATH_VALIDATE_SHOOT};
+use crate::webhook::shoot::{ShootDefaulter, ShootValidator};
+use crate::webhook::{ServerError, WebhookServer, WebhookServerConfig};
+
+/// How often the CA bundle file is checked, so a rotated CA is re-registered without restart.
+const CA_BUNDLE_CHECK_INTERVAL: Duration = Duration::from_secs(10);
+
+/// `--webhook-config-mode`, as in Gardener's extension library.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WebhookConfigMode {
+    /// The apiserver calls a Service of the cluster the configuration lives in.
+    Service,
+    /// The apiserver calls `https://<--webhook-config-url><path>`.
+    Url,
+}
+
+/// Webhook server and registration options shared by `admission` and `controller`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct WebhookOptions {
+    /// Address the HTTPS webhook server listens on.
+    #[arg(long, env = "WEBHOOK_BIND_ADDRESS", default_value = "0.0.0.0:10250")]
+    pub webhook_bind_address: SocketAddr,
+    /// Directory with `tls.crt`, `tls.key` and `ca.crt` (a mounted Secret in production; reloaded when it changes).
+    #[arg(long, env = "WEBHOOK_CERT_DIR", default_value = "webhook-certs")]
+    pub webhook_cert_dir: PathBuf,
+    /// Development and tests: generate a CA and a serving certificate for these host names / IP addresses into
+    /// `--webhook-cert-dir` (reusing a valid CA found there) instead of expecting mounted certificates.
+    #[arg(long, value_delimiter = ',')]
+    pub generate_certs_for: Vec<String>,
+    /// How the apiserver reaches the webhook server.
+    #[arg(long, value_enum, default_value = "service")]
+    pub webhook_config_mode: WebhookConfigMode,
+    /// Host[:port] of the webhook server for `--webhook-config-mode=url` (https:// is implied).
+    #[arg(long)]
+    pub webhook_config_url: Option<String>,
+    /// Namespace of the webhook Service for `--webhook-config-mode=service`.
+    #[arg(long, env = "WEBHOOK_CONFIG_NAMESPACE", default_value = "garden")]
+    pub webhook_config_namespace: String,
+    /// Name of the webhook Service for `--webhook-config-mode=service`.
+    #[arg(long, default_value = "gardener-extension-cri-resmgr")]
+    pub webhook_config_service_name: String,
+    /// Port of the webhook Service for `--webhook-config-mode=service`.
+    #[arg(long, default_value_t = 443)]
+    pub webhook_config_service_port: i32,
+    /// Do not register the webhook configurations (e.g. when a chart ships them).
+    #[arg(long)]
+    pub no_webhook_registration: bool,
+}
+
+/// Errors of the webhook commands.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error("--webhook-config-url is required with --webhook-config-mode=url")]
+    MissingWebhookUrl,
+    #[error("certificates in {dir}: {source}")]
+    Certs { dir: PathBuf, source: certs::CertError },
+    #[error("reading the CA bundle {path}: {source}")]
+    CaBundle { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Server(#[from] ServerError),
+    #[error("connecting to the cluster: {0}")]
+    Client(String),
+    #[error("registering webhook configuration {name}: {source}")]
+    Register { name: String, source: kube::Error },
+}
+
+impl WebhookOptions {
+    /// The apiserver-facing address of the server.
+    pub fn client_config_mode(&self) -> Result<ClientConfigMode, CommandError> {
+        Ok(match self.webhook_config_mode {
+            WebhookConfigMode::Service => ClientConfigMode::Service {
+                namespace: self.webhook_config_namespace.clone(),
+                name: self.webhook_config_service_name.clone(),
+                port: self.webhook_config_service_port,
+            },
+            WebhookConfigMode::Url => {
+                let url = self.webhook_config_url.as_deref().ok_or(CommandError::MissingWebhookUrl)?;
+                let base = if url.starts_with("https://") { url.to_string() } else { format!("https://{url}") };
+                ClientConfigMode::Url { base }
+            }
+        })
+    }
+
+    /// Generates development certificates when asked to.
+    pub fn prepare_certificates(&self) -> Result<(), CommandError> {
+        if self.generate_certs_for.is_empty() {
+            return Ok(());
+        }
+        let (ips, hosts): (Vec<&String>, Vec<&String>) =
+            self.generate_certs_for.iter().partition(|name| name.parse::<IpAddr>().is_ok());
+        let ips: Vec<IpAddr> = ips.iter().filter_map(|ip| ip.parse().ok()).collect();
+        let hosts: Vec<&str> = hosts.iter().map(|host| host.as_str()).collect();
+        certs::load_or_generate(&self.webhook_cert_dir, &hosts, &ips)
+            .map_err(|source| CommandError::Certs { dir: self.webhook_cert_dir.clone(), source })?;
+        Ok(())
+    }
+
+    /// The CA bundle the apiserver must trust: `ca.crt` beside the serving certificate.
+    pub fn ca_bundle(&self) -> Result<Vec<u8>, CommandError> {
+        let path = self.webhook_cert_dir.join(certs::CA_CERT_FILE);
+        std::fs::read(&path).map_err(|source| CommandError::CaBundle { path, source })
+    }
+}
+
+/// Options of the `admission` command.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AdmissionOptions {
+    #[command(flatten)]
+    pub webhook: WebhookOptions,
+}
+
+/// A client from `$KUBECONFIG`/`~/.kube/config` or the in-cluster service account.
+pub async fn default_client() -> Result<kube::Client, CommandError> {
+    kube::Client::try_default().await.map_err(|e| CommandError::Client(e.to_string()))
+}
+
+/// Registers the Shoot webhooks with the current CA bundle.
+pub async fn register_shoot_webhooks(
+    client: &kube::Client,
+    mode: &ClientConfigMode,
+    ca_bundle: &[u8],
+) -> Result<(), CommandError> {
+    let register_err =
+        |source| CommandError::Register { name: registration::ADMISSION_CONFIG_NAME.to_string(), source };
+    registration::apply_mutating(client, &registration::shoot_mutating_configuration(mode, ca_bundle))
+        .await
+        .map_err(register_err)?;
+    registration::apply_validating(client, &registration::shoot_validating_configuration(mode, ca_bundle))
+        .await
+        .map_err(register_err)?;
+    Ok(())
+}
+
+/// Runs the admission server until `shutdown` resolves.
+pub async fn run(
+    options: AdmissionOptions,
+    client: kube::Client,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), CommandError> {
+    let webhook = options.webhook;
+    webhook.prepare_certificates()?;
+    let mut server =
+        WebhookServer::new(WebhookServerConfig::new(webhook.webhook_bind_address, &webhook.webhook_cert_dir));
+    server.register(PATH_VALIDATE_SHOOT, ShootValidator)?;
+    server.register(PATH_DEFAULT_SHOOT, ShootDefaulter)?;
+    let bound = server.bind().await?;
+    tracing::info!(address = %bound.local_addr(), "admission webhook server listening");
+
+    let registration = if webhook.no_webhook_registration {
+        None
+    } else {
+        let mode = webhook.client_config_mode()?;
+        let mut ca_bundle = webhook.ca_bundle()?;
+        register_shoot_webhooks(&client, &mode, &ca_bundle).await?;
+        tracing::info!(config = registration::ADMISSION_CONFIG_NAME, "registered the Shoot webhooks");
+        // Keep the registered CA bundle in step with the mounted one (CA rotation).
+        Some(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(CA_BUNDLE_CHECK_INTERVAL).await;
+                match webhook.ca_bundle() {
+                    Ok(current) if current != ca_bundle => {
+                        match register_shoot_webhooks(&client, &mode, &current).await {
+                            Ok(()) => {
+                                tracing::info!("CA bundle changed: re-registered the Shoot webhooks");
+                                ca_bundle = current;
+                            }
+                            Err(e) => tracing::warn!(error = %e, "cannot re-register the Shoot webhooks"),
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "cannot read the CA bundle"),
+                }
+            }
+        }))
+    };
+    let result = bound.serve(shutdown).await;
+    if let Some(task) = registration {
+        task.abort();
+    }
+    Ok(result?)
+}

@@ -1,0 +1,861 @@
+//! Gardener's ManagedResource conventions (`pkg/utils/managedresources`, its `builder/`, and GRM's
+//! `garbagecollector/references`), for the one ManagedResource the extension ships into the shoot.
+//!
+//! How an update works, and why:
+//! - The objects go into an *immutable* Secret whose name ends in a checksum of its data
+//!   (`managedresource-<mr>-<8 hex>`). Same objects → same name → nothing to write; changed objects → a new Secret.
+//! - The ManagedResource references the Secret in `spec.secretRefs` and names it once more in a
+//!   `reference.resources.gardener.cloud/secret-<8 hex>` annotation. GRM's garbage collector deletes Secrets labelled
+//!   `resources.gardener.cloud/garbage-collectable-reference: "true"` that no such annotation names any more, so a
+//!   superseded Secret disappears without us tracking it.
+//! - The ManagedResource is only written when its desired form differs from what the apiserver holds (labels and
+//!   annotations of others are kept), so a steady-state reconcile performs reads only.
+//!
+//! Health follows `pkg/utils/kubernetes/health/managedresource.go` ([`is_healthy`]) and the extension health-check
+//! library's `CheckManagedResource` ([`check_health`]).
+
+use std::collections::BTreeMap;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::Client;
+use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
+use regex::Regex;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::apis::common::{Condition, ConditionStatus, error_codes};
+use crate::apis::resources::{
+    CONDITION_RESOURCES_APPLIED, CONDITION_RESOURCES_HEALTHY, CONDITION_RESOURCES_PROGRESSING, LocalObjectReference,
+    ManagedResource, ManagedResourceSpec, reasons,
+};
+use crate::constants::{
+    ANNOTATION_REFERENCE_PREFIX, CONDITION_SYSTEM_COMPONENTS_HEALTHY, LABEL_GARBAGE_COLLECTABLE_REFERENCE,
+    LABEL_ORIGIN, LABEL_SHOOT_NO_CLEANUP, MANAGED_RESOURCE_SECRET_KEY, MANAGED_RESOURCE_SECRET_PREFIX,
+    REASON_HEALTH_CHECK_PROGRESSING, REASON_HEALTH_CHECK_SUCCESSFUL, REASON_HEALTH_CHECK_UNSUCCESSFUL,
+};
+use crate::yaml::YamlError;
+
+/// How often [`wait_until_deleted`] polls, as Gardener's `managedresources.IntervalWait`.
+pub const WAIT_INTERVAL: Duration = Duration::from_secs(2);
+
+/// An unhealthy ManagedResource whose message matches this is a configuration problem
+/// (`extensions/pkg/controller/healthcheck/general/managed_resource.go`: GRM could not apply an object because the
+/// apiserver rejected it as invalid). `.` does not cross newlines, as in Go's RE2.
+static CONFIGURATION_PROBLEM: LazyLock<Option<Regex>> =
+    LazyLock::new(|| Regex::new(r"(?i)(error during apply of object .* is invalid:)").ok());
+
+/// True when `message` says that an object of a ManagedResource was rejected as invalid.
+pub fn is_configuration_problem(message: &str) -> bool {
+    CONFIGURATION_PROBLEM.as_ref().is_some_and(|regex| regex.is_match(message))
+}
+
+/// A ManagedResource operation failed. Every variant names the object.
+#[derive(Debug, thiserror::Error)]
+pub enum ManagedResourceError {
+    /// The objects could not be serialised (never expected for JSON values).
+    #[error("cannot encode the objects of ManagedResource {namespace}/{name}: {source}")]
+    Encode {
+        namespace: String,
+        name: String,
+        #[source]
+        source: YamlError,
+    },
+    /// An API call on a Secret failed.
+    #[error("cannot {action} Secret {namespace}/{name}: {source}")]
+    Secret {
+        action: &'static str,
+        namespace: String,
+        name: String,
+        #[source]
+        source: Box<kube::Error>,
+    },
+    /// An API call on the ManagedResource failed.
+    #[error("cannot {action} ManagedResource {namespace}/{name}: {source}")]
+    ManagedResource {
+        action: &'static str,
+        namespace: String,
+        name: String,
+        #[source]
+        source: Box<kube::Error>,
+    },
+    /// The ManagedResource still exists after the timeout; `detail` is GRM's deletion message, if it gave one.
+    #[error(
+        "ManagedResource {namespace}/{name} was not deleted within {timeout:?}{}",
+        detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default()
+    )]
+    DeletionTimeout { namespace: String, name: String, timeout: Duration, detail: Option<String> },
+}
+
+impl ManagedResourceError {
+    /// Gardener error codes for `lastError.codes`.
+    pub fn codes(&self) -> Vec<String> {
+        match self {
+            ManagedResourceError::DeletionTimeout { detail: Some(detail), .. } if is_configuration_problem(detail) => {
+                vec![error_codes::CONFIGURATION_PROBLEM.to_string()]
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// What [`create_or_update_for_shoot`] did to the ManagedResource. (The Secret is created whenever it is missing,
+/// whatever the outcome.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The ManagedResource did not exist and was created.
+    Created,
+    /// The ManagedResource differed from the desired one and was replaced.
+    Updated,
+    /// The ManagedResource was already as desired; it was not written.
+    Unchanged,
+}
+
+// -------------------------------------------------------------------------------------------------------------
+// Pure builders
+// -------------------------------------------------------------------------------------------------------------
+
+/// Lower-case hex SHA-256 of `data`.
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+/// Gardener's `utils.ComputeSecretChecksum`: SHA-256 (hex) of the concatenated hex SHA-256 of each value, in key
+/// order.
+pub fn secret_checksum(data: &BTreeMap<String, ByteString>) -> String {
+    let concatenated: String = data.values().map(|value| sha256_hex(&value.0)).collect();
+    sha256_hex(concatenated.as_bytes())
+}
+
+/// GRM's `references.AnnotationKey("secret", name)`: `reference.resources.gardener.cloud/secret-<8 hex>`.
+pub fn reference_annotation_key(secret_name: &str) -> String {
+    format!("{ANNOTATION_REFERENCE_PREFIX}secret-{}", &sha256_hex(secret_name.as_bytes())[..8])
+}
+
+/// The objects as YAML documents joined by `---\n`; the same objects always give the same text (JSON objects are
+/// encoded with their keys in a fixed order).
+pub fn objects_yaml(objects: &[Value]) -> Result<String, YamlError> {
+    let mut documents = Vec::with_capacity(objects.len());
+    for object in objects {
+        let mut document = crate::yaml::to_string(object)?;
+        if let Some(stripped) = document.strip_prefix("---\n") {
+            document = stripped.to_string();
+        }
+        if !document.ends_with('\n') {
+            document.push('\n');
+        }
+        documents.push(document);
+    }
+    Ok(documents.join("---\n"))
+}
+
+/// The immutable Secret holding `objects` for the ManagedResource `mr_name` (`managedresources.NewSecret(...).
+/// Unique()`): name `managedresource-<mr_name>-<first 8 hex of the checksum>`, data key `objects.yaml`,
+/// `immutable: true`, type `Opaque`, labelled garbage-collectable.
+pub fn secret_for(mr_name: &str, namespace: &str, objects: &[Value]) -> Result<Secret, ManagedResourceError> {
+    let yaml = objects_yaml(objects).map_err(|source| ManagedResourceError::Encode {
+        namespace: namespace.to_string(),
+        name: mr_name.to_string(),
+        source,
+    })?;
+    let data = BTreeMap::from([(MANAGED_RESOURCE_SECRET_KEY.to_string(), ByteString(yaml.into_bytes()))]);
+    let checksum = secret_checksum(&data);
+    Ok(Secret {
+        metadata: ObjectMeta {
+            name: Some(format!("{MANAGED_RESOURCE_SECRET_PREFIX}{mr_name}-{}", &checksum[..8])),
+            namespace: Some(namespace.to_string()),
+            labels: Some(BTreeMap::from([(LABEL_GARBAGE_COLLECTABLE_REFERENCE.to_string(), "true".to_string())])),
+            ..ObjectMeta::default()
+        },
+        data: Some(data),
+        immutable: Some(true),
+        type_: Some("Opaque".to_string()),
+        ..Secret::default()
+    })
+}
+
+/// The ManagedResource for the shoot's resource manager (`managedresources.NewForShoot(...).WithSecretRef(...)`
+/// plus `references.InjectAnnotations`): class unset, label `origin`, injectLabels
+/// `shoot.gardener.cloud/no-cleanup: "true"`, `keepObjects`, one secretRef and its reference annotation.
+pub fn managed_resource_for_shoot(
+    name: &str,
+    namespace: &str,
+    origin: &str,
+    keep_objects: bool,
+    secret_name: &str,
+) -> ManagedResource {
+    ManagedResource {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            namespace: Some(namespace.to_string()),
+            labels: Some(BTreeMap::from([(LABEL_ORIGIN.to_string(), origin.to_string())])),
+            annotations: Some(BTreeMap::from([(reference_annotation_key(secret_name), secret_name.to_string())])),
+            ..ObjectMeta::default()
+        },
+        spec: ManagedResourceSpec {
+            secret_refs: vec![LocalObjectReference { name: secret_name.to_string() }],
+            class: None,
+            inject_labels: Some(BTreeMap::from([(LABEL_SHOOT_NO_CLEANUP.to_string(), "true".to_string())])),
+            keep_objects: Some(keep_objects),
+            ..ManagedResourceSpec::default()
+        },
+        status: None,
+    }
+}
+
+/// `existing` changed as the Go builder's `Reconcile` changes it: our labels set (others kept), every reference
+/// annotation replaced by ours (other annotations kept), the spec replaced by ours. Status and the rest of the
+/// metadata are untouched.
+pub fn merge_into_existing(existing: &ManagedResource, desired: &ManagedResource) -> ManagedResource {
+    let mut merged = existing.clone();
+    if let Some(labels) = &desired.metadata.labels {
+        merged.metadata.labels.get_or_insert_with(BTreeMap::new).extend(labels.clone());
+    }
+    let mut annotations: BTreeMap<String, String> = existing
+        .metadata
+        .annotations
+        .iter()
+        .flatten()
+        .filter(|(key, _)| !key.starts_with(ANNOTATION_REFERENCE_PREFIX))
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect();
+    annotations.extend(desired.metadata.annotations.clone().unwrap_or_default());
+    merged.metadata.annotations =
+        if annotations.is_empty() && existing.metadata.annotations.is_none() { None } else { Some(annotations) };
+    merged.spec = desired.spec.clone();
+    merged
+}
+
+// -------------------------------------------------------------------------------------------------------------
+// API calls
+// -------------------------------------------------------------------------------------------------------------
+
+fn secret_error(action: &'static str, namespace: &str, name: &str) -> impl FnOnce(kube::Error) -> ManagedResourceError {
+    let (namespace, name) = (namespace.to_string(), name.to_string());
+    move |source| ManagedResourceError::Secret { action, namespace, name, source: Box::new(source) }
+}
+
+fn mr_error(action: &'static str, namespace: &str, name: &str) -> impl FnOnce(kube::Error) -> ManagedResourceError {
+    let (namespace, name) = (namespace.to_string(), name.to_string());
+    move |source| ManagedResourceError::ManagedResource { action, namespace, name, source: Box::new(source) }
+}
+
+fn is_status(error: &kube::Error, code: u16) -> bool {
+    matches!(error, kube::Error::Api(status) if status.code == code)
+}
+
+/// Creates `secret` unless a Secret of that name exists (immutable: its data never changes, the name is its
+/// checksum). An existing one only gets the garbage-collectable label back if someone removed it.
+async fn ensure_secret(secrets: &Api<Secret>, namespace: &str, secret: &Secret) -> Result<(), ManagedResourceError> {
+    let name = secret.metadata.name.clone().unwrap_or_default();
+    match secrets.get_opt(&name).await.map_err(secret_error("get", namespace, &name))? {
+        None => match secrets.create(&PostParams::default(), secret).await {
+            Ok(_) => Ok(()),
+            // Created concurrently (e.g. by a previous, interrupted reconcile): same name, same data.
+            Err(error) if is_status(&error, 409) => Ok(()),
+            Err(error) => Err(secret_error("create", namespace, &name)(error)),
+        },
+        Some(existing) => mark_garbage_collectable(secrets, namespace, &existing).await,
+    }
+}
+
+/// Labels `secret` garbage-collectable unless it already is (`markSecretsAsGarbageCollectable`).
+async fn mark_garbage_collectable(
+    secrets: &Api<Secret>,
+    namespace: &str,
+    secret: &Secret,
+) -> Result<(), ManagedResourceError> {
+    let labelled = secret
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|labels| labels.get(LABEL_GARBAGE_COLLECTABLE_REFERENCE))
+        .is_some_and(|value| value == "true");
+    if labelled {
+        return Ok(());
+    }
+    let name = secret.metadata.name.clone().unwrap_or_default();
+    let patch = json!({"metadata": {"labels": {LABEL_GARBAGE_COLLECTABLE_REFERENCE: "true"}}});
+    match secrets.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+        Ok(_) => Ok(()),
+        Err(error) if is_status(&error, 404) => Ok(()),
+        Err(error) => Err(secret_error("label", namespace, &name)(error)),
+    }
+}
+
+/// Gardener's `managedresources.CreateForShoot`: ensures the Secret with `objects` exists and the ManagedResource
+/// `namespace/name` references it (see the module documentation). Secrets the ManagedResource referenced before are
+/// labelled garbage-collectable (they normally are already) and left to GRM's garbage collector. The
+/// ManagedResource is written only when it differs from the desired form; a conflicting concurrent write fails with
+/// 409 and the caller retries.
+pub async fn create_or_update_for_shoot(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    origin: &str,
+    keep_objects: bool,
+    objects: &[Value],
+) -> Result<Outcome, ManagedResourceError> {
+    let secret = secret_for(name, namespace, objects)?;
+    let secret_name = secret.metadata.name.clone().unwrap_or_default();
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    ensure_secret(&secrets, namespace, &secret).await?;
+
+    let desired = managed_resource_for_shoot(name, namespace, origin, keep_objects, &secret_name);
+    let resources: Api<ManagedResource> = Api::namespaced(client.clone(), namespace);
+    let Some(existing) = resources.get_opt(name).await.map_err(mr_error("get", namespace, name))? else {
+        resources.create(&PostParams::default(), &desired).await.map_err(mr_error("create", namespace, name))?;
+        return Ok(Outcome::Created);
+    };
+
+    for reference in &existing.spec.secret_refs {
+        if let Some(old) =
+            secrets.get_opt(&reference.name).await.map_err(secret_error("get", namespace, &reference.name))?
+        {
+            mark_garbage_collectable(&secrets, namespace, &old).await?;
+        }
+    }
+
+    let merged = merge_into_existing(&existing, &desired);
+    if merged == existing {
+        return Ok(Outcome::Unchanged);
+    }
+    resources.replace(name, &PostParams::default(), &merged).await.map_err(mr_error("update", namespace, name))?;
+    Ok(Outcome::Updated)
+}
+
+/// The ManagedResource, or `None` when it does not exist.
+pub async fn get(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<ManagedResource>, ManagedResourceError> {
+    let resources: Api<ManagedResource> = Api::namespaced(client.clone(), namespace);
+    resources.get_opt(name).await.map_err(mr_error("get", namespace, name))
+}
+
+/// Sets `spec.keepObjects` (Gardener's `SetKeepObjects`); a missing ManagedResource is fine. The migrate flow sets it
+/// to `true` before deleting, so the shoot's objects survive.
+pub async fn set_keep_objects(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    keep: bool,
+) -> Result<(), ManagedResourceError> {
+    let resources: Api<ManagedResource> = Api::namespaced(client.clone(), namespace);
+    let patch = json!({"spec": {"keepObjects": keep}});
+    match resources.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+        Ok(_) => Ok(()),
+        Err(error) if is_status(&error, 404) => Ok(()),
+        Err(error) => Err(mr_error("update", namespace, name)(error)),
+    }
+}
+
+/// Deletes the ManagedResource and its Secrets (Gardener's `DeleteForShoot`): the referenced Secrets (and the
+/// unsuffixed `managedresource-<name>` of old library versions) first, so they are not lost if the ManagedResource
+/// is gone and something fails right after; GRM's finalizers keep them until the ManagedResource is gone. Anything
+/// already missing is fine. GRM then deletes the objects in the shoot (unless `keepObjects`); see
+/// [`wait_until_deleted`].
+pub async fn delete(client: &Client, namespace: &str, name: &str) -> Result<(), ManagedResourceError> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let resources: Api<ManagedResource> = Api::namespaced(client.clone(), namespace);
+    let mut secret_names = vec![format!("{MANAGED_RESOURCE_SECRET_PREFIX}{name}")];
+    if let Some(existing) = resources.get_opt(name).await.map_err(mr_error("get", namespace, name))? {
+        secret_names.extend(existing.spec.secret_refs.iter().map(|reference| reference.name.clone()));
+    }
+    for secret_name in &secret_names {
+        match secrets.delete(secret_name, &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(error) if is_status(&error, 404) => {}
+            Err(error) => return Err(secret_error("delete", namespace, secret_name)(error)),
+        }
+    }
+    match resources.delete(name, &DeleteParams::default()).await {
+        Ok(_) => Ok(()),
+        Err(error) if is_status(&error, 404) => Ok(()),
+        Err(error) => Err(mr_error("delete", namespace, name)(error)),
+    }
+}
+
+/// GRM's explanation why a deletion hangs: the `ResourcesApplied` message when that condition is not `True` and its
+/// reason is `DeletionFailed` or `DeletionPending` (what Gardener's `WaitUntilDeleted` surfaces).
+pub fn deletion_problem(mr: &ManagedResource) -> Option<String> {
+    let applied = mr.condition(CONDITION_RESOURCES_APPLIED)?;
+    let stuck = applied.status != ConditionStatus::True
+        && (applied.reason == reasons::DELETION_FAILED || applied.reason == reasons::DELETION_PENDING);
+    stuck.then(|| applied.message.clone())
+}
+
+/// Polls every `interval` until the ManagedResource is gone. After `timeout`, fails with
+/// [`ManagedResourceError::DeletionTimeout`] carrying [`deletion_problem`] of the last seen object.
+pub async fn wait_until_deleted(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    interval: Duration,
+    timeout: Duration,
+) -> Result<(), ManagedResourceError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let Some(mr) = get(client, namespace, name).await? else {
+            return Ok(());
+        };
+        if tokio::time::Instant::now() + interval > deadline {
+            return Err(ManagedResourceError::DeletionTimeout {
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+                timeout,
+                detail: deletion_problem(&mr),
+            });
+        }
+        tokio::time::sleep(interval).await;
+    }
+}
+
+// -------------------------------------------------------------------------------------------------------------
+// Health
+// -------------------------------------------------------------------------------------------------------------
+
+/// The health of a ManagedResource as `pkg/utils/kubernetes/health/managedresource.go` judges it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Health {
+    /// `status.observedGeneration == metadata.generation` and `ResourcesApplied` is `True`.
+    pub applied: bool,
+    /// `ResourcesHealthy` is `True`.
+    pub healthy: bool,
+    /// `ResourcesProgressing` is `True` (a rollout is still going on).
+    pub progressing: bool,
+    /// Why the ManagedResource is not applied and healthy, worded as Gardener's `CheckManagedResource` error
+    /// (the first failing check); `None` when it is.
+    pub problem: Option<String>,
+}
+
+impl Health {
+    /// Gardener's `CheckManagedResource` passes: applied and healthy (progressing does not matter).
+    pub fn is_healthy(&self) -> bool {
+        self.applied && self.healthy
+    }
+}
+
+/// Judges `mr` like Gardener's `CheckManagedResource` (+ `ResourcesProgressing`). A missing condition is not `True`.
+pub fn is_healthy(mr: &ManagedResource) -> Health {
+    let namespace = mr.metadata.namespace.as_deref().unwrap_or_default();
+    let name = mr.metadata.name.as_deref().unwrap_or_default();
+    let key = format!("{namespace}/{name}");
+    let generation = mr.metadata.generation.unwrap_or(0);
+    let observed = mr.status.as_ref().and_then(|status| status.observed_generation).unwrap_or(0);
+
+    let condition_problem = |type_: &str| match mr.condition(type_) {
+        None => Some(format!("condition {type_} for managed resource {key} has not been reported yet")),
+        Some(condition) if condition.status != ConditionStatus::True => {
+            Some(format!("condition {type_} of managed resource {key} is {}: {}", condition.status, condition.message))
+        }
+        Some(_) => None,
+    };
+
+    let generation_problem = (observed != generation)
+        .then(|| format!("observed generation of managed resource {key} outdated ({observed}/{generation})"));
+    let applied_problem = condition_problem(CONDITION_RESOURCES_APPLIED);
+    let healthy_problem = condition_problem(CONDITION_RESOURCES_HEALTHY);
+    let progressing = mr.condition(CONDITION_RESOURCES_PROGRESSING).is_some_and(|c| c.status == ConditionStatus::True);
+
+    Health {
+        applied: generation_problem.is_none() && applied_problem.is_none(),
+        healthy: healthy_problem.is_none(),
+        progressing,
+        problem: generation_problem.or(applied_problem).or(healthy_problem),
+    }
+}
+
+/// The result of the extension's health check of its ManagedResource, ready to become the Extension's
+/// `SystemComponentsHealthy` condition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HealthCheckResult {
+    /// `True`, `False` or `Progressing`.
+    pub status: ConditionStatus,
+    /// `HealthCheckSuccessful`, `HealthCheckUnsuccessful` or `HealthCheckProgressing`.
+    pub reason: String,
+    /// Human-readable detail.
+    pub message: String,
+    /// Gardener error codes (`ERR_CONFIGURATION_PROBLEM` when GRM could not apply an invalid object).
+    pub codes: Vec<String>,
+}
+
+impl HealthCheckResult {
+    /// The `SystemComponentsHealthy` condition with both timestamps at `now`; merge it into the Extension's
+    /// conditions with `controller::status::upsert_condition`, which keeps the old timestamps where nothing changed.
+    pub fn condition(&self, now: &Time) -> Condition {
+        Condition {
+            type_: CONDITION_SYSTEM_COMPONENTS_HEALTHY.to_string(),
+            status: self.status.clone(),
+            reason: self.reason.clone(),
+            message: self.message.clone(),
+            last_transition_time: now.clone(),
+            last_update_time: now.clone(),
+            codes: self.codes.clone(),
+        }
+    }
+}
+
+/// The health check of the ManagedResource `namespace/name` (`general.CheckManagedResource`), given what a GET
+/// returned (`None`: not found):
+/// - not found → `False`, "... not found";
+/// - not applied or not healthy → `False`, plus `ERR_CONFIGURATION_PROBLEM` when the message says an object is invalid;
+/// - `ResourcesProgressing` `True` → `Progressing`;
+/// - otherwise → `True`.
+pub fn check_health(namespace: &str, name: &str, mr: Option<&ManagedResource>) -> HealthCheckResult {
+    let Some(mr) = mr else {
+        return HealthCheckResult {
+            status: ConditionStatus::False,
+            reason: REASON_HEALTH_CHECK_UNSUCCESSFUL.to_string(),
+            message: format!("Managed Resource {name:?} in namespace {namespace:?} not found"),
+            codes: Vec::new(),
+        };
+    };
+    let health = is_healthy(mr);
+    if let Some(problem) = health.problem.as_deref().filter(|_| !health.is_healthy()) {
+        let message = format!("managed resource {name:?} in namespace {namespace:?} is unhealthy: {problem}");
+        let codes = if is_configuration_problem(&message) {
+            vec![error_codes::CONFIGURATION_PROBLEM.to_string()]
+        } else {
+            vec![]
+        };
+        return HealthCheckResult {
+            status: ConditionStatus::False,
+            reason: REASON_HEALTH_CHECK_UNSUCCESSFUL.to_string(),
+            message,
+            codes,
+        };
+    }
+    if health.progressing {
+        let detail = mr.condition(CONDITION_RESOURCES_PROGRESSING).map(|c| c.message.as_str()).unwrap_or_default();
+        return HealthCheckResult {
+            status: ConditionStatus::Progressing,
+            reason: REASON_HEALTH_CHECK_PROGRESSING.to_string(),
+            message: format!("managed resource {name:?} in namespace {namespace:?} is progressing: {detail}"),
+            codes: Vec::new(),
+        };
+    }
+    HealthCheckResult {
+        status: ConditionStatus::True,
+        reason: REASON_HEALTH_CHECK_SUCCESSFUL.to_string(),
+        message: "All health checks successful".to_string(),
+        codes: Vec::new(),
+    }
+}
+
+/// [`get`] then [`check_health`]; only a failed GET (other than 404) is an error.
+pub async fn check_health_of(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+) -> Result<HealthCheckResult, ManagedResourceError> {
+    let mr = get(client, namespace, name).await?;
+    Ok(check_health(namespace, name, mr.as_ref()))
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::jiff::Timestamp;
+    use serde_json::json;
+
+    use super::*;
+    use crate::apis::resources::ManagedResourceStatus;
+
+    fn condition(type_: &str, status: &str, reason: &str, message: &str) -> Condition {
+        Condition {
+            type_: type_.to_string(),
+            status: ConditionStatus::from(status),
+            reason: reason.to_string(),
+            message: message.to_string(),
+            last_transition_time: Time(Timestamp::UNIX_EPOCH),
+            last_update_time: Time(Timestamp::UNIX_EPOCH),
+            codes: Vec::new(),
+        }
+    }
+
+    /// A ManagedResource at generation 2 with the given conditions, observed at `observed`.
+    fn mr_with(observed: Option<i64>, conditions: Vec<Condition>) -> ManagedResource {
+        let mut mr =
+            managed_resource_for_shoot("mr", "shoot--p--s", "cri-resmgr", false, "managedresource-mr-01234567");
+        mr.metadata.generation = Some(2);
+        mr.status = Some(ManagedResourceStatus { conditions, observed_generation: observed, ..Default::default() });
+        mr
+    }
+
+    fn healthy_conditions() -> Vec<Condition> {
+        vec![
+            condition(CONDITION_RESOURCES_APPLIED, "True", reasons::APPLY_SUCCEEDED, "All resources are applied."),
+            condition(CONDITION_RESOURCES_HEALTHY, "True", "ResourcesHealthy", "All resources are healthy."),
+            condition(CONDITION_RESOURCES_PROGRESSING, "False", "ResourcesRolledOut", "All resources are rolled out."),
+        ]
+    }
+
+    fn sample_objects() -> Vec<Value> {
+        vec![
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cri-resmgr-config.default",
+                   "namespace": "kube-system"}, "data": {"policy": "Active: topology-aware\n"}}),
+            json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "cri-resmgr-agent",
+                   "namespace": "kube-system"}}),
+        ]
+    }
+
+    #[test]
+    fn sha256_hex_known_answer() {
+        // printf 'a: 1\n' | sha256sum
+        assert_eq!(sha256_hex(b"a: 1\n"), "37b128c59f1f5097f73f82691cb519f1f568667faab5ced1b4ab979d36837eae");
+    }
+
+    #[test]
+    fn secret_checksum_hashes_the_hex_digests_in_key_order() {
+        // printf '%s' "$(printf 'a: 1\n' | sha256sum | cut -c1-64)" | sha256sum
+        let one = BTreeMap::from([("objects.yaml".to_string(), ByteString(b"a: 1\n".to_vec()))]);
+        assert_eq!(secret_checksum(&one), "0b44379e9ad9330ba7f026426b604d77ea874f77aed81980507544ad871e7924");
+        // Keys sorted: a (x) then b (y), whatever the insertion order:
+        // printf '%s%s' "$(printf x | sha256sum | cut -c1-64)" "$(printf y | sha256sum | cut -c1-64)" | sha256sum
+        let mut two = BTreeMap::new();
+        two.insert("b".to_string(), ByteString(b"y".to_vec()));
+        two.insert("a".to_string(), ByteString(b"x".to_vec()));
+        assert_eq!(secret_checksum(&two), "80d888481399c652ab6f09cdee09a96f9f7b665b7758a573275ca76a536e5e5f");
+    }
+
+    #[test]
+    fn reference_annotation_key_known_answer() {
+        // printf '%s' managedresource-extension-runtime-cri-resmgr-0a1b2c3d | sha256sum | cut -c1-8
+        assert_eq!(
+            reference_annotation_key("managedresource-extension-runtime-cri-resmgr-0a1b2c3d"),
+            "reference.resources.gardener.cloud/secret-bf4b185e"
+        );
+    }
+
+    #[test]
+    fn objects_yaml_is_documents_joined_by_separator_and_deterministic() {
+        let objects = sample_objects();
+        let yaml = objects_yaml(&objects).expect("encode");
+        assert!(!yaml.starts_with("---"), "{yaml}");
+        assert_eq!(yaml.matches("\n---\n").count(), 1, "{yaml}");
+        assert!(yaml.ends_with('\n'));
+        let decoded: Vec<Value> = crate::yaml::from_multi_str(&yaml).expect("decode");
+        assert_eq!(decoded, objects);
+        // Same objects, keys given in another order: same bytes.
+        let reordered = vec![
+            json!({"data": {"policy": "Active: topology-aware\n"}, "metadata": {"namespace": "kube-system",
+                   "name": "cri-resmgr-config.default"}, "kind": "ConfigMap", "apiVersion": "v1"}),
+            objects[1].clone(),
+        ];
+        assert_eq!(objects_yaml(&reordered).expect("encode"), yaml);
+        assert_eq!(objects_yaml(&[]).expect("encode"), "");
+    }
+
+    #[test]
+    fn secret_for_is_named_after_the_checksum_of_its_data() {
+        let objects = sample_objects();
+        let secret = secret_for("extension-runtime-cri-resmgr", "shoot--p--s", &objects).expect("secret");
+        let yaml = objects_yaml(&objects).expect("encode");
+        // Independently: sha256hex(sha256hex(data["objects.yaml"])).
+        let inner = hex::encode(Sha256::digest(yaml.as_bytes()));
+        let checksum = hex::encode(Sha256::digest(inner.as_bytes()));
+        assert_eq!(
+            serde_json::to_value(&secret).expect("encode"),
+            json!({
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {
+                    "name": format!("managedresource-extension-runtime-cri-resmgr-{}", &checksum[..8]),
+                    "namespace": "shoot--p--s",
+                    "labels": {"resources.gardener.cloud/garbage-collectable-reference": "true"},
+                },
+                "data": {"objects.yaml": serde_json::to_value(ByteString(yaml.into_bytes())).expect("b64")},
+                "immutable": true,
+                "type": "Opaque",
+            })
+        );
+        // Stable: same objects, same Secret; other objects, another name.
+        assert_eq!(secret_for("extension-runtime-cri-resmgr", "shoot--p--s", &objects).expect("secret"), secret);
+        let other = secret_for("extension-runtime-cri-resmgr", "shoot--p--s", &objects[..1]).expect("secret");
+        assert_ne!(other.metadata.name, secret.metadata.name);
+    }
+
+    #[test]
+    fn managed_resource_for_shoot_follows_create_for_shoot() {
+        let mr = managed_resource_for_shoot(
+            "extension-runtime-cri-resmgr",
+            "shoot--p--s",
+            "cri-resmgr",
+            true,
+            "managedresource-extension-runtime-cri-resmgr-0a1b2c3d",
+        );
+        assert_eq!(
+            serde_json::to_value(&mr).expect("encode"),
+            json!({
+                "apiVersion": "resources.gardener.cloud/v1alpha1",
+                "kind": "ManagedResource",
+                "metadata": {
+                    "name": "extension-runtime-cri-resmgr",
+                    "namespace": "shoot--p--s",
+                    "labels": {"origin": "cri-resmgr"},
+                    "annotations": {
+                        "reference.resources.gardener.cloud/secret-bf4b185e":
+                            "managedresource-extension-runtime-cri-resmgr-0a1b2c3d"
+                    },
+                },
+                "spec": {
+                    "secretRefs": [{"name": "managedresource-extension-runtime-cri-resmgr-0a1b2c3d"}],
+                    "injectLabels": {"shoot.gardener.cloud/no-cleanup": "true"},
+                    "keepObjects": true,
+                },
+            })
+        );
+    }
+
+    #[test]
+    fn merge_keeps_foreign_metadata_and_replaces_references_and_spec() {
+        let old = managed_resource_for_shoot("mr", "ns", "cri-resmgr", false, "managedresource-mr-aaaaaaaa");
+        let mut existing = old.clone();
+        existing.metadata.resource_version = Some("7".into());
+        existing.metadata.labels.get_or_insert_default().insert("team".into(), "x".into());
+        existing.metadata.annotations.get_or_insert_default().insert("note".into(), "kept".into());
+        existing.spec.force_overwrite_labels = Some(true);
+        existing.status = Some(ManagedResourceStatus { observed_generation: Some(1), ..Default::default() });
+
+        let desired = managed_resource_for_shoot("mr", "ns", "cri-resmgr", true, "managedresource-mr-bbbbbbbb");
+        let merged = merge_into_existing(&existing, &desired);
+        assert_eq!(merged.metadata.resource_version.as_deref(), Some("7"));
+        assert_eq!(
+            merged.metadata.labels,
+            Some(BTreeMap::from([("origin".into(), "cri-resmgr".into()), ("team".into(), "x".into())]))
+        );
+        assert_eq!(
+            merged.metadata.annotations,
+            Some(BTreeMap::from([
+                ("note".into(), "kept".into()),
+                (reference_annotation_key("managedresource-mr-bbbbbbbb"), "managedresource-mr-bbbbbbbb".into()),
+            ]))
+        );
+        assert_eq!(merged.spec, desired.spec);
+        assert_eq!(merged.status, existing.status);
+        // Merging again changes nothing: this equality is what makes a steady-state reconcile write nothing.
+        assert_eq!(merge_into_existing(&merged, &desired), merged);
+        assert_ne!(merged, existing);
+    }
+
+    #[test]
+    fn health_follows_gardener_check_managed_resource() {
+        let healthy = is_healthy(&mr_with(Some(2), healthy_conditions()));
+        assert_eq!(healthy, Health { applied: true, healthy: true, progressing: false, problem: None });
+        assert!(healthy.is_healthy());
+
+        let outdated = is_healthy(&mr_with(Some(1), healthy_conditions()));
+        assert!(!outdated.applied && outdated.healthy && !outdated.is_healthy());
+        assert_eq!(
+            outdated.problem.as_deref(),
+            Some("observed generation of managed resource shoot--p--s/mr outdated (1/2)")
+        );
+
+        let no_status = is_healthy(&mr_with(None, Vec::new()));
+        assert!(!no_status.applied && !no_status.healthy);
+
+        let missing = is_healthy(&mr_with(Some(2), healthy_conditions()[..1].to_vec()));
+        assert!(missing.applied && !missing.healthy);
+        assert_eq!(
+            missing.problem.as_deref(),
+            Some("condition ResourcesHealthy for managed resource shoot--p--s/mr has not been reported yet")
+        );
+
+        let mut conditions = healthy_conditions();
+        conditions[1] = condition(CONDITION_RESOURCES_HEALTHY, "False", "DaemonSetUnhealthy", "ds is not ready");
+        let unhealthy = is_healthy(&mr_with(Some(2), conditions));
+        assert!(unhealthy.applied && !unhealthy.healthy);
+        assert_eq!(
+            unhealthy.problem.as_deref(),
+            Some("condition ResourcesHealthy of managed resource shoot--p--s/mr is False: ds is not ready")
+        );
+
+        let mut conditions = healthy_conditions();
+        conditions[2] = condition(CONDITION_RESOURCES_PROGRESSING, "True", "DaemonSetProgressing", "rolling");
+        let progressing = is_healthy(&mr_with(Some(2), conditions));
+        assert!(progressing.is_healthy() && progressing.progressing);
+    }
+
+    #[test]
+    fn check_health_maps_to_the_extension_condition() {
+        let not_found = check_health("shoot--p--s", "mr", None);
+        assert_eq!(
+            not_found,
+            HealthCheckResult {
+                status: ConditionStatus::False,
+                reason: "HealthCheckUnsuccessful".into(),
+                message: r#"Managed Resource "mr" in namespace "shoot--p--s" not found"#.into(),
+                codes: vec![],
+            }
+        );
+
+        let mut conditions = healthy_conditions();
+        conditions[0] = condition(
+            CONDITION_RESOURCES_APPLIED,
+            "False",
+            reasons::APPLY_FAILED,
+            r#"Could not apply all new resources: Error during apply of object "apps/v1/DaemonSet/kube-system/x": DaemonSet.apps "x" is invalid: spec.template: Required value"#,
+        );
+        let invalid = check_health("shoot--p--s", "mr", Some(&mr_with(Some(2), conditions)));
+        assert_eq!(invalid.status, ConditionStatus::False);
+        assert_eq!(invalid.reason, "HealthCheckUnsuccessful");
+        assert!(invalid.message.starts_with(r#"managed resource "mr" in namespace "shoot--p--s" is unhealthy: condition ResourcesApplied of managed resource shoot--p--s/mr is False: Could not apply"#), "{}", invalid.message);
+        assert_eq!(invalid.codes, vec!["ERR_CONFIGURATION_PROBLEM".to_string()]);
+
+        let mut conditions = healthy_conditions();
+        conditions[1] = condition(CONDITION_RESOURCES_HEALTHY, "False", "DaemonSetUnhealthy", "ds is not ready");
+        let unhealthy = check_health("shoot--p--s", "mr", Some(&mr_with(Some(2), conditions)));
+        assert_eq!((unhealthy.status, unhealthy.codes), (ConditionStatus::False, vec![]));
+
+        let mut conditions = healthy_conditions();
+        conditions[2] = condition(CONDITION_RESOURCES_PROGRESSING, "True", "DaemonSetProgressing", "1 of 3 updated");
+        let progressing = check_health("shoot--p--s", "mr", Some(&mr_with(Some(2), conditions)));
+        assert_eq!(progressing.status, ConditionStatus::Progressing);
+        assert_eq!(progressing.reason, "HealthCheckProgressing");
+        assert!(progressing.message.ends_with("is progressing: 1 of 3 updated"));
+
+        let ok = check_health("shoot--p--s", "mr", Some(&mr_with(Some(2), healthy_conditions())));
+        assert_eq!((ok.status.clone(), ok.reason.as_str()), (ConditionStatus::True, "HealthCheckSuccessful"));
+
+        let now = Time(Timestamp::from_second(1_767_225_600).expect("time"));
+        let built = ok.condition(&now);
+        assert_eq!(built.type_, "SystemComponentsHealthy");
+        assert_eq!((built.last_transition_time.clone(), built.last_update_time.clone()), (now.clone(), now));
+    }
+
+    #[test]
+    fn configuration_problem_regex_is_case_insensitive_and_line_bound() {
+        assert!(is_configuration_problem("error during apply of object \"v1/ConfigMap/a/b\": x is invalid: y"));
+        assert!(is_configuration_problem("ERROR DURING APPLY OF OBJECT foo IS INVALID: bar"));
+        assert!(!is_configuration_problem("error during apply of object foo: connection refused"));
+        assert!(!is_configuration_problem("error during apply of object foo\nbar is invalid: baz"));
+        assert!(!is_configuration_problem("error during apply of object is invalid:"));
+    }
+
+    #[test]
+    fn deletion_problem_surfaces_grm_deletion_messages_only() {
+        let pending = condition(CONDITION_RESOURCES_APPLIED, "False", reasons::DELETION_PENDING, "waiting for ds");
+        assert_eq!(deletion_problem(&mr_with(Some(2), vec![pending])).as_deref(), Some("waiting for ds"));
+        let failed = condition(CONDITION_RESOURCES_APPLIED, "False", reasons::APPLY_FAILED, "apply failed");
+        assert_eq!(deletion_problem(&mr_with(Some(2), vec![failed])), None);
+        assert_eq!(deletion_problem(&mr_with(Some(2), healthy_conditions())), None);
+
+        let timeout = |detail: Option<&str>| ManagedResourceError::DeletionTimeout {
+            namespace: "ns".into(),
+            name: "mr".into(),
+            timeout: Duration::from_secs(3),
+            detail: detail.map(str::to_string),
+        };
+        assert_eq!(timeout(None).to_string(), "ManagedResource ns/mr was not deleted within 3s");
+        assert_eq!(timeout(Some("waiting")).to_string(), "ManagedResource ns/mr was not deleted within 3s: waiting");
+        assert_eq!(
+            timeout(Some("error during apply of object a is invalid: b")).codes(),
+            vec!["ERR_CONFIGURATION_PROBLEM".to_string()]
+        );
+        assert!(timeout(Some("waiting")).codes().is_empty());
+    }
+}

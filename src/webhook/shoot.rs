@@ -1,0 +1,94 @@
+//! Garden-side admission of Shoots that enable the extension: the validator denies a broken providerConfig with
+//! exact field paths, the defaulter sets what is safe and visible. Both are thin: the rules live in
+//! [`crate::validation`], shared with the reconciler and `render`.
+
+use kube::core::DynamicObject;
+use kube::core::admission::{AdmissionResponse, Operation};
+
+use crate::apis::core::Shoot;
+use crate::validation::{default_shoot, join_errors, validate_shoot};
+use crate::webhook::{AdmissionHandler, DynamicAdmissionRequest};
+
+const SHOOT_GROUP: &str = "core.gardener.cloud";
+const SHOOT_KIND: &str = "Shoot";
+
+/// Validates Shoots on CREATE and UPDATE.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ShootValidator;
+
+/// Defaults the providerConfig of Shoots on CREATE and UPDATE.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ShootDefaulter;
+
+/// What the request carries, once it is known to be a Shoot we must judge.
+enum Judged {
+    /// Not ours to judge (another kind, DELETE/CONNECT): allowed untouched.
+    Skip,
+    /// The new Shoot and, on UPDATE, the old one.
+    Shoot(Box<Shoot>, Option<Box<Shoot>>),
+}
+
+fn shoot_of(request: &DynamicAdmissionRequest) -> Result<Judged, String> {
+    if request.kind.group != SHOOT_GROUP || request.kind.kind != SHOOT_KIND {
+        return Ok(Judged::Skip);
+    }
+    if !matches!(request.operation, Operation::Create | Operation::Update) {
+        return Ok(Judged::Skip);
+    }
+    let new = request.object.as_ref().ok_or_else(|| "the request carries no Shoot".to_string())?;
+    let new = decode(new).map_err(|e| format!("the Shoot cannot be read: {e}"))?;
+    let old = match (&request.operation, &request.old_object) {
+        // An old object that does not decode is not judged: ratcheting then simply does not apply.
+        (Operation::Update, Some(old)) => decode(old).ok(),
+        _ => None,
+    };
+    Ok(Judged::Shoot(Box::new(new), old.map(Box::new)))
+}
+
+fn decode(object: &DynamicObject) -> Result<Shoot, serde_json::Error> {
+    let value = serde_json::to_value(object)?;
+    serde_json::from_value(value)
+}
+
+impl AdmissionHandler for ShootValidator {
+    async fn admit(&self, request: DynamicAdmissionRequest) -> AdmissionResponse {
+        let response = AdmissionResponse::from(&request);
+        match shoot_of(&request) {
+            Ok(Judged::Skip) => response,
+            Err(reason) => response.deny(reason),
+            Ok(Judged::Shoot(new, old)) => {
+                let errors = validate_shoot(&new, old.as_deref());
+                if errors.is_empty() {
+                    response
+                } else {
+                    tracing::info!(
+                        shoot = %format!("{}/{}", request.namespace.as_deref().unwrap_or_default(), request.name),
+                        errors = errors.len(),
+                        "denied an invalid cri-resmgr providerConfig"
+                    );
+                    response.deny(join_errors(&errors))
+                }
+            }
+        }
+    }
+}
+
+impl AdmissionHandler for ShootDefaulter {
+    async fn admit(&self, request: DynamicAdmissionRequest) -> AdmissionResponse {
+        let response = AdmissionResponse::from(&request);
+        match shoot_of(&request) {
+            // The validator, which runs after every mutating webhook, denies what cannot be read.
+            Ok(Judged::Skip) | Err(_) => response,
+            Ok(Judged::Shoot(shoot, _)) => match default_shoot(&shoot) {
+                None => response,
+                Some(patch) => match response.clone().with_patch(patch) {
+                    Ok(patched) => patched,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot serialise the defaulting patch");
+                        response.deny(format!("internal error while defaulting: {e}"))
+                    }
+                },
+            },
+        }
+    }
+}

@@ -1,0 +1,239 @@
+//! Shoot admission through the real apiserver: the `admission` server registers its webhook configurations in the
+//! local kube-apiserver, which then calls it over TLS for every labelled Shoot.
+
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+
+use gardener_extension_cri_resmgr::admission::{self, AdmissionOptions, WebhookConfigMode, WebhookOptions};
+use gardener_extension_cri_resmgr::apis::core::Shoot;
+use gardener_extension_cri_resmgr::constants::SHOOT_EXTENSION_LABEL;
+use kube::api::{Api, PostParams};
+use serde_json::{Value, json};
+
+use crate::support::{TestEnv, repo_root, shared_client};
+
+/// One admission server per test binary, registered in the shared control plane; it lives until the process exits.
+fn ensure_admission_server() {
+    static STARTED: OnceLock<()> = OnceLock::new();
+    STARTED.get_or_init(|| {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Runtime::new().expect("runtime for the admission server");
+            runtime.block_on(async move {
+                let port = std::net::TcpListener::bind("127.0.0.1:0")
+                    .and_then(|l| l.local_addr())
+                    .map(|a| a.port())
+                    .expect("free port");
+                let cert_dir = std::env::temp_dir().join(format!("cri-resmgr-admission-certs-{}", std::process::id()));
+                let options = AdmissionOptions {
+                    webhook: WebhookOptions {
+                        webhook_bind_address: SocketAddr::from(([127, 0, 0, 1], port)),
+                        webhook_cert_dir: cert_dir,
+                        generate_certs_for: vec!["127.0.0.1".to_string(), "localhost".to_string()],
+                        webhook_config_mode: WebhookConfigMode::Url,
+                        webhook_config_url: Some(format!("127.0.0.1:{port}")),
+                        webhook_config_namespace: "garden".to_string(),
+                        webhook_config_service_name: String::new(),
+                        webhook_config_service_port: 443,
+                        no_webhook_registration: false,
+                    },
+                };
+                let client = shared_client().await;
+                let server = tokio::spawn(admission::run(options, client.clone(), std::future::pending()));
+                // Registered once the configuration carries our URL.
+                let api: Api<k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration> =
+                    Api::all(client);
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+                loop {
+                    assert!(!server.is_finished(), "the admission server stopped: {:?}", server.await);
+                    let registered = api
+                        .get_opt("gardener-extension-cri-resmgr-admission")
+                        .await
+                        .ok()
+                        .flatten()
+                        .and_then(|c| c.webhooks)
+                        .and_then(|w| w.first().and_then(|w| w.client_config.url.clone()))
+                        .is_some_and(|url| url.contains(&format!(":{port}/")));
+                    if registered {
+                        break;
+                    }
+                    assert!(std::time::Instant::now() < deadline, "the admission server did not register itself");
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+                ready_tx.send(()).expect("signal readiness");
+                let result = server.await;
+                panic!("the admission server stopped: {result:?}");
+            });
+        });
+        ready_rx.recv().expect("admission server start-up");
+    });
+}
+
+/// The README's example Shoot (the original extension's providerConfig form), in the given namespace.
+fn example_shoot(namespace: &str, name: &str) -> Value {
+    let text = std::fs::read_to_string(repo_root().join("examples/shoot.yaml")).expect("examples/shoot.yaml");
+    let mut shoot: Value = gardener_extension_cri_resmgr::yaml::from_str(&text).expect("decode example Shoot");
+    shoot["metadata"]["namespace"] = json!(namespace);
+    shoot["metadata"]["name"] = json!(name);
+    shoot
+}
+
+fn kubectl_apply(env: &TestEnv, object: &Value) -> std::process::Output {
+    use std::io::Write;
+    let mut child = std::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&env.kubeconfig)
+        .args(["apply", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run kubectl");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(serde_json::to_string(object).expect("json").as_bytes())
+        .expect("write to kubectl");
+    child.wait_with_output().expect("kubectl output")
+}
+
+async fn create(env: &TestEnv, shoot: &Value) -> Result<Shoot, kube::Error> {
+    let api: Api<Shoot> = Api::namespaced(env.client.clone(), &env.namespace);
+    let shoot: Shoot = serde_json::from_value(shoot.clone()).expect("a Shoot");
+    api.create(&PostParams::default(), &shoot).await
+}
+
+fn denial(result: Result<Shoot, kube::Error>) -> String {
+    match result {
+        Ok(shoot) => panic!("the apiserver accepted an invalid Shoot: {:?}", shoot.metadata.name),
+        Err(kube::Error::Api(status)) => {
+            assert!(
+                status.message.contains("validator.cri-resmgr-admission.extensions.gardener.cloud"),
+                "denied by someone else: {}",
+                status.message
+            );
+            status.message
+        }
+        Err(other) => panic!("unexpected error: {other}"),
+    }
+}
+
+#[tokio::test]
+async fn kubectl_apply_of_the_readme_shoot_succeeds_and_is_defaulted() {
+    ensure_admission_server();
+    let env = TestEnv::new("admission_valid").await;
+    let output = kubectl_apply(&env, &example_shoot(&env.namespace, "readme"));
+    assert!(output.status.success(), "kubectl apply: {}", String::from_utf8_lossy(&output.stderr));
+    let api: Api<Shoot> = Api::namespaced(env.client.clone(), &env.namespace);
+    let stored = api.get("readme").await.expect("stored Shoot");
+    let config = stored.spec.extensions[0].provider_config.as_ref().expect("providerConfig");
+    assert_eq!(config["apiVersion"], "cri-resmgr.extensions.gardener.cloud/v1alpha1", "defaulted by the webhook");
+    assert_eq!(config["kind"], "CriResmgrConfig");
+    assert!(config["configs"]["default"].as_str().is_some_and(|c| c.contains("topology-aware")), "configs kept");
+
+    // An update that changes nothing of ours is admitted, too.
+    let again = kubectl_apply(&env, &example_shoot(&env.namespace, "readme"));
+    assert!(again.status.success(), "second kubectl apply: {}", String::from_utf8_lossy(&again.stderr));
+}
+
+#[tokio::test]
+async fn valid_versioned_shoot_with_worker_pool_selection_is_accepted() {
+    ensure_admission_server();
+    let env = TestEnv::new("admission_versioned").await;
+    let mut shoot = example_shoot(&env.namespace, "versioned");
+    shoot["spec"]["extensions"][0]["providerConfig"] = json!({
+        "apiVersion": "cri-resmgr.extensions.gardener.cloud/v1alpha1",
+        "kind": "CriResmgrConfig",
+        "configs": {
+            "default": "policy:\n  Active: balloons\n",
+            "group.cpu": "policy:\n  Active: static-pools\n",
+            "node.worker-1.example.com": "policy:\n  Active: none\n",
+            "force": "policy:\n  Active: topology-aware\n",
+            "EXTRA_OPTIONS": "--metrics-interval=10s --log-source"
+        },
+        "workerPools": ["cpu-worker"]
+    });
+    create(&env, &shoot).await.expect("a valid Shoot is admitted");
+}
+
+#[tokio::test]
+async fn invalid_shoots_are_denied_with_the_field_path() {
+    ensure_admission_server();
+    let env = TestEnv::new("admission_invalid").await;
+    let pc = "spec.extensions[0].providerConfig";
+    let config = |configs: Value| json!({"configs": configs});
+    let cases: Vec<(&str, Value, String)> = vec![
+        ("unknown-key", config(json!({"defaults": "policy: {}\n"})), format!("{pc}.configs[\"defaults\"]")),
+        ("bad-node-name", config(json!({"node.Worker_1": "policy: {}\n"})), format!("{pc}.configs[\"node.Worker_1\"]")),
+        ("empty-group", config(json!({"group.": "policy: {}\n"})), format!("{pc}.configs[\"group.\"]")),
+        (
+            "unknown-section",
+            config(json!({"default": "policies:\n  Active: none\n"})),
+            format!("{pc}.configs[\"default\"]"),
+        ),
+        ("null-policy", config(json!({"default": "policy:\n  Active: null\n"})), "Active".to_string()),
+        ("unknown-policy", config(json!({"default": "policy:\n  Active: fastest\n"})), "\"fastest\"".to_string()),
+        ("not-a-mapping", config(json!({"default": "- policy\n"})), format!("{pc}.configs[\"default\"]")),
+        ("invalid-yaml", config(json!({"fallback": "policy: [\n"})), format!("{pc}.configs[\"fallback\"]")),
+        ("duplicate-key", config(json!({"default": "policy: {}\npolicy: {}\n"})), "duplicate key".to_string()),
+        (
+            "oversized",
+            config(json!({"default": format!("policy:\n  Active: none\n#{}\n", "x".repeat(200 * 1024))})),
+            "Too long".to_string(),
+        ),
+        (
+            "extra-newline",
+            config(json!({"EXTRA_OPTIONS": "--a\nExecStartPre=/bin/evil"})),
+            format!("{pc}.configs[\"EXTRA_OPTIONS\"]"),
+        ),
+        ("extra-dollar", config(json!({"EXTRA_OPTIONS": "--a=$(reboot)"})), format!("{pc}.configs[\"EXTRA_OPTIONS\"]")),
+        (
+            "extra-semicolon",
+            config(json!({"EXTRA_OPTIONS": "--a; reboot"})),
+            format!("{pc}.configs[\"EXTRA_OPTIONS\"]"),
+        ),
+        ("extra-quote", config(json!({"EXTRA_OPTIONS": "--a=\"b\""})), format!("{pc}.configs[\"EXTRA_OPTIONS\"]")),
+        ("extra-owned-flag", config(json!({"EXTRA_OPTIONS": "--force-config=/tmp/x"})), "--force-config".to_string()),
+        ("unknown-field", json!({"configs": {}, "nodeSelector": {}}), "\"nodeSelector\"".to_string()),
+        ("wrong-api-version", json!({"apiVersion": "v1", "kind": "CriResmgrConfig"}), format!("{pc}.apiVersion")),
+        ("unknown-pool", json!({"workerPools": ["gpu-worker"]}), format!("{pc}.workerPools[0]")),
+        ("configs-not-a-map", json!({"configs": ["default"]}), format!("{pc}.configs")),
+    ];
+    assert!(cases.len() >= 15);
+    for (name, provider_config, expected) in cases {
+        let mut shoot = example_shoot(&env.namespace, name);
+        shoot["spec"]["extensions"][0]["providerConfig"] = provider_config;
+        let message = denial(create(&env, &shoot).await);
+        assert!(message.contains(&expected), "case {name}: {expected:?} not in {message:?}");
+    }
+
+    // A selected pool that does not run containerd is named by its own path.
+    let mut shoot = example_shoot(&env.namespace, "docker-pool");
+    shoot["spec"]["provider"]["workers"][0]["cri"]["name"] = json!("docker");
+    shoot["spec"]["extensions"][0]["providerConfig"]["workerPools"] = json!(["cpu-worker"]);
+    let message = denial(create(&env, &shoot).await);
+    assert!(message.contains("spec.provider.workers[0].cri.name"), "{message}");
+}
+
+#[tokio::test]
+async fn shoots_without_the_extension_label_are_not_sent_to_the_webhook() {
+    ensure_admission_server();
+    let env = TestEnv::new("admission_unlabelled").await;
+    let mut shoot = example_shoot(&env.namespace, "unlabelled");
+    shoot["metadata"]["labels"].as_object_mut().expect("labels").remove(SHOOT_EXTENSION_LABEL);
+    shoot["spec"]["extensions"][0]["providerConfig"] = json!({"configs": {"bogus": "x"}});
+    let stored = create(&env, &shoot).await.expect("not judged without the label");
+    let config = stored.spec.extensions[0].provider_config.as_ref().expect("providerConfig");
+    assert!(config.get("apiVersion").is_none(), "not defaulted either");
+}
+
+#[tokio::test]
+async fn a_disabled_extension_entry_is_not_judged() {
+    ensure_admission_server();
+    let env = TestEnv::new("admission_disabled").await;
+    let mut shoot = example_shoot(&env.namespace, "disabled");
+    shoot["spec"]["extensions"][0]["disabled"] = json!(true);
+    shoot["spec"]["extensions"][0]["providerConfig"] = json!({"configs": {"bogus": "x"}});
+    create(&env, &shoot).await.expect("a disabled entry is not validated");
+}

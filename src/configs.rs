@@ -42,10 +42,8 @@ pub fn base_configs_path() -> FieldPath {
 }
 
 /// Field path under which problems of the merge as a whole (its size) are reported.
-fn merged_configs_path() -> FieldPath {
-    FieldPath::new(&format!(
-        "configs (configmap {BASE_CONFIGS_CONFIG_MAP} data merged with {SHOOT_CONFIG_ROOT}.configs)"
-    ))
+fn merged_configs_path(shoot_path: &FieldPath) -> FieldPath {
+    FieldPath::new(&format!("configs (configmap {BASE_CONFIGS_CONFIG_MAP} data merged with {shoot_path}.configs)"))
 }
 
 /// The base configs in ConfigMap [`BASE_CONFIGS_CONFIG_MAP`]; no ConfigMap (`None`) means no base configs.
@@ -101,9 +99,19 @@ pub fn merge(
     base: &BTreeMap<String, String>,
     shoot: Option<&ProviderConfig>,
 ) -> Result<MergedConfigs, Vec<FieldError>> {
+    merge_at(base, shoot, &FieldPath::new(SHOOT_CONFIG_ROOT))
+}
+
+/// [`merge`], reporting the Shoot's errors below `shoot_path` — e.g. `spec.extensions[2].providerConfig`, so that
+/// the controller's errors read exactly like the admission webhook's.
+pub fn merge_at(
+    base: &BTreeMap<String, String>,
+    shoot: Option<&ProviderConfig>,
+    shoot_path: &FieldPath,
+) -> Result<MergedConfigs, Vec<FieldError>> {
     let mut errors = validate_configs(base, &base_configs_path());
     if let Some(shoot) = shoot {
-        errors.extend(validate_provider_config(shoot, &FieldPath::new(SHOOT_CONFIG_ROOT)));
+        errors.extend(validate_provider_config(shoot, shoot_path));
     }
     if !errors.is_empty() {
         return Err(errors);
@@ -114,7 +122,8 @@ pub fn merge(
         merged.extend(shoot.configs.iter().map(|(k, v)| (k.clone(), v.clone())));
     }
     // Each half is valid on its own, so only the limits on the whole (entries, total size) can fail here.
-    let mut errors = validate_configs(&merged, &merged_configs_path());
+    let merged_path = merged_configs_path(shoot_path);
+    let mut errors = validate_configs(&merged, &merged_path);
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -133,7 +142,7 @@ pub fn merge(
                 result.nodes.insert(name, text);
             }
             // Unreachable after validation; reported rather than unwrapped.
-            Err(e) => errors.push(FieldError::new(&merged_configs_path().key(&key), e.to_string())),
+            Err(e) => errors.push(FieldError::new(&merged_path.key(&key), e.to_string())),
         }
     }
     if errors.is_empty() { Ok(result) } else { Err(errors) }
@@ -286,6 +295,16 @@ mod tests {
             ]
         );
         assert!(errors[0].message.starts_with("Required value: the configuration must not be empty"));
+    }
+
+    #[test]
+    fn merge_at_reports_shoot_errors_at_the_given_path() {
+        let path = FieldPath::new("spec").child("extensions").index(2).child("providerConfig");
+        let errors =
+            merge_at(&BTreeMap::new(), Some(&shoot(&[("default", "policy:\n  Active: nope\n")])), &path).unwrap_err();
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].path, "spec.extensions[2].providerConfig.configs[\"default\"].policy.Active");
+        assert!(errors[0].message.starts_with("Unsupported value: \"nope\""), "{}", errors[0]);
     }
 
     #[test]

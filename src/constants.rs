@@ -156,3 +156,16 @@ pub const NODE_PID_FILE: &str = "/var/run/cri-resmgr.pid";
 pub const NODE_SYSTEMD_UNIT_DIR: &str = "/etc/systemd/system";
 /// cri-resmgr's systemd unit.
 pub const UNIT_NAME: &str = "cri-resource-manager.service";
+
+// ---------------------------------------------------------------------------------------------------------------
+// Controller
+// ---------------------------------------------------------------------------------------------------------------
+
+/// ManagedResource of the node cleaner the Delete flow deploys into the shoot.
+pub const CLEANER_MANAGED_RESOURCE_NAME: &str = "extension-cri-resmgr-cleaner";
+/// Lease gardenlet reads to tell whether the extension is alive (docs/extensions/heartbeat.md).
+pub const HEARTBEAT_LEASE_NAME: &str = "gardener-extension-heartbeat";
+/// Lease the controller replicas elect their leader with.
+pub const LEADER_ELECTION_LEASE_NAME: &str = "gardener-extension-cri-resmgr-leader-election";
+/// Environment variable naming the namespace of the leader-election and heartbeat Leases (Gardener's charts set it).
+pub const ENV_LEADER_ELECTION_NAMESPACE: &str = "LEADER_ELECTION_NAMESPACE";

@@ -19,7 +19,7 @@
 use std::fmt;
 use std::path::Path;
 
-use semver::{Comparator, Op, Version};
+use semver::{Comparator, Version};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -478,24 +478,34 @@ fn parse_alternative(text: &str) -> Result<Vec<Term>, String> {
     }
     // Hyphen ranges: "a - b" means ">= a, <= b".
     let mut terms = Vec::new();
-    let mut i = 0;
-    while i < tokens.len() {
-        if tokens.get(i + 1).map(String::as_str) == Some("-") {
-            let upper = tokens.get(i + 2).ok_or_else(|| "hyphen range without an upper bound".to_owned())?;
-            terms.push(parse_term(&format!(">={}", tokens[i]))?);
-            terms.push(parse_term(&format!("<={upper}"))?);
-            i += 3;
-        } else {
-            terms.push(parse_term(&tokens[i])?);
-            i += 1;
+    let mut rest = tokens.as_slice();
+    while let Some((first, tail)) = rest.split_first() {
+        match tail {
+            [dash, upper, after @ ..] if dash == "-" => {
+                terms.extend(parse_term(&format!(">={first}"))?);
+                terms.extend(parse_term(&format!("<={upper}"))?);
+                rest = after;
+            }
+            [dash] if dash == "-" => return Err("hyphen range without an upper bound".to_owned()),
+            _ => {
+                terms.extend(parse_term(first)?);
+                rest = tail;
+            }
         }
     }
     Ok(terms)
 }
 
-fn parse_term(token: &str) -> Result<Term, String> {
+/// One comparator; `None` for a bare wildcard (`*`, `x`), which matches every version.
+fn parse_term(token: &str) -> Result<Option<Term>, String> {
     let op = OPERATORS.iter().find(|op| token.starts_with(**op)).copied().unwrap_or("");
     let version = &token[op.len()..];
+    if matches!(version, "*" | "x" | "X") {
+        return match op {
+            "" | "=" | ">=" | "=>" => Ok(None),
+            _ => Err(format!("{token:?}: a bare wildcard only goes with \"=\" or \">=\"")),
+        };
+    }
     let (op, negated) = match op {
         "=>" => (">=", false),
         "=<" => ("<=", false),
@@ -507,10 +517,7 @@ fn parse_term(token: &str) -> Result<Term, String> {
     };
     let version = normalize_constraint_version(version);
     let comparator = Comparator::parse(&format!("{op}{version}")).map_err(|e| format!("{token:?}: {e}"))?;
-    if comparator.op == Op::Wildcard && negated {
-        return Err(format!("{token:?}: \"!=\" with a wildcard is not supported"));
-    }
-    Ok(Term { comparator, negated })
+    Ok(Some(Term { comparator, negated }))
 }
 
 /// Like [`normalize_version`], but keeps partial versions and wildcards (`1.20`, `1.20.x`, `*`) as they are.
@@ -598,12 +605,14 @@ images:
             ("< 1.20 || >= 1.30", "1.25.0", false),
             ("*", "1.2.3", true),
             ("v1.20.x", "1.20.1", true),
+            ("!= 1.25.x", "1.25.3", false),
+            ("!= 1.25.x", "1.26.0", true),
         ];
         for (constraint, version, want) in cases {
             let parsed = Constraint::parse(constraint).unwrap_or_else(|e| panic!("{constraint}: {e}"));
             assert_eq!(parsed.matches(&v(version)), *want, "{constraint} vs {version}");
         }
-        for bad in ["", ">=", "> < 1.2", "foo", "1.2 -", "!= 1.x"] {
+        for bad in ["", ">=", "> < 1.2", "foo", "1.2 -", "< *"] {
             assert!(Constraint::parse(bad).is_err(), "{bad:?} should not parse");
         }
     }

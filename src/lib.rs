@@ -19,6 +19,7 @@ pub mod configs;
 pub mod constants;
 pub mod controller;
 pub mod crds;
+pub mod desired;
 pub mod dev;
 pub mod images;
 pub mod logging;

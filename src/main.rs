@@ -1,5 +1,5 @@
 use clap::{Parser, Subcommand};
-use gardener_extension_cri_resmgr::{admission, crds, dev, logging};
+use gardener_extension_cri_resmgr::{admission, controller, crds, dev, logging};
 
 /// Gardener extension for intel's CRI-Resource-Manager.
 #[derive(Debug, Parser)]
@@ -16,6 +16,8 @@ struct Cli {
 enum Command {
     /// Garden side: serve the Shoot validating/defaulting webhooks and register them (with CA bundle).
     Admission(admission::AdmissionOptions),
+    /// Seed side: reconcile Extensions of type cri-resmgr-extension (leader-elected), report health and heartbeat.
+    Controller(controller::ControllerOptions),
     /// Print the CustomResourceDefinitions of the Gardener kinds the extension uses (for a local control plane).
     Crds,
     /// Development only: start a local etcd + kube-apiserver, install the CRDs, apply the examples, run until Ctrl-C.
@@ -30,6 +32,16 @@ async fn main() -> anyhow::Result<()> {
         Command::Admission(options) => {
             let client = admission::default_client().await?;
             admission::run(options, client, dev::wait_for_shutdown_signal()).await?;
+        }
+        Command::Controller(options) => {
+            let client = admission::default_client().await?;
+            let shutdown = tokio_util::sync::CancellationToken::new();
+            let trigger = shutdown.clone();
+            tokio::spawn(async move {
+                dev::wait_for_shutdown_signal().await;
+                trigger.cancel();
+            });
+            controller::run(options, client, shutdown).await?;
         }
         Command::Crds => print!("{}", crds::all_as_yaml()?),
         Command::Dev(options) => dev::run(options).await?,

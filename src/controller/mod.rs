@@ -1,8 +1,297 @@
 //! The Extension controller: reconciles `Extension` objects of type `cri-resmgr-extension` in the seed.
 //!
+//! - [`actuator`]: what happens per operation (reconcile, delete, force-delete, migrate, restore).
 //! - [`status`]: the extension contract's pure logic (operation type, skip rule, event predicate, status patches,
 //!   conditions, and the readiness check gardenlet applies), unit-tested without a cluster.
+//! - [`health`]: the periodic health check that turns the ManagedResource's conditions into the Extension's
+//!   `SystemComponentsHealthy` condition.
+//! - [`heartbeat`]: the `gardener-extension-heartbeat` Lease.
 //!
 //! The ManagedResource the controller ships into the shoot is handled by [`crate::managed_resource`].
 
+pub mod actuator;
+pub mod health;
+pub mod heartbeat;
 pub mod status;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::ResourceExt;
+use kube::api::Api;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+
+use crate::apis::extensions::Extension;
+use crate::constants::{BASE_CONFIGS_CONFIG_MAP, EXTENSION_TYPE};
+use crate::images::ImageVector;
+
+/// Settings of the controller.
+#[derive(Debug, Clone)]
+pub struct ControllerConfig {
+    /// Namespace of the base configs ConfigMap (`$EXTENSION_CONFIGMAP_NAMESPACE`).
+    pub configmap_namespace: String,
+    /// Only watch Extensions in this namespace (development and tests); `None` watches all namespaces.
+    pub watch_namespace: Option<String>,
+    /// Gardener's `--ignore-operation-annotation`: reconcile on generation changes instead of the annotation.
+    pub ignore_operation_annotation: bool,
+    /// Periodic re-reconciliation of successfully reconciled Extensions.
+    pub resync_interval: Duration,
+    /// Period of the health check.
+    pub health_check_interval: Duration,
+    /// Requeue delay after an error.
+    pub error_requeue: Duration,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        ControllerConfig {
+            configmap_namespace: "default".to_string(),
+            watch_namespace: None,
+            ignore_operation_annotation: false,
+            resync_interval: Duration::from_secs(60 * 60),
+            health_check_interval: Duration::from_secs(30),
+            error_requeue: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What every reconcile gets.
+pub struct Context {
+    pub client: kube::Client,
+    pub config: ControllerConfig,
+    pub images: ImageVector,
+}
+
+/// Why a reconcile failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error("{action}: {source}")]
+    Kube { action: String, source: kube::Error },
+    #[error("the Cluster {namespace} does not exist (gardenlet creates it before the Extension)")]
+    MissingCluster { namespace: String },
+    #[error(transparent)]
+    Desired(#[from] crate::desired::DesiredError),
+    #[error(transparent)]
+    ManagedResource(#[from] crate::managed_resource::ManagedResourceError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ReconcileError {
+    /// Gardener error codes for `lastError.codes`.
+    pub fn codes(&self) -> Vec<String> {
+        match self {
+            ReconcileError::Desired(e) => e.codes(),
+            ReconcileError::ManagedResource(e) => e.codes(),
+            other => status::error_codes_for(&other.to_string()),
+        }
+    }
+}
+
+fn error_policy(extension: Arc<Extension>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
+    tracing::warn!(
+        extension = %format!("{}/{}", extension.namespace().unwrap_or_default(), extension.name_any()),
+        error = %error,
+        "reconcile failed; retrying"
+    );
+    Action::requeue(ctx.config.error_requeue)
+}
+
+/// Applies Gardener's event predicates to the raw watch stream: kube-rs hands the controller objects, not events,
+/// so the last seen version of each Extension stands in for the event's old object. Requeues and the base-config
+/// trigger bypass this filter, as in Gardener's library.
+fn gardener_predicate(ignore_operation_annotation: bool) -> impl FnMut(&Extension) -> bool {
+    let mut last_seen: HashMap<ObjectRef<Extension>, Extension> = HashMap::new();
+    move |extension: &Extension| {
+        if extension.spec.type_ != EXTENSION_TYPE {
+            return false;
+        }
+        let key = ObjectRef::from_obj(extension);
+        let old = last_seen.insert(key, extension.clone());
+        status::should_process_event(old.as_ref(), extension, ignore_operation_annotation)
+    }
+}
+
+/// Runs the controller (reconciler, health check) until `shutdown` resolves.
+pub async fn run_controller(
+    client: kube::Client,
+    config: ControllerConfig,
+    images: ImageVector,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let extensions: Api<Extension> = match &config.watch_namespace {
+        Some(namespace) => Api::namespaced(client.clone(), namespace),
+        None => Api::all(client.clone()),
+    };
+    let (store, writer) = reflector::store();
+    let mut predicate = gardener_predicate(config.ignore_operation_annotation);
+    let trigger = watcher(extensions, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .touched_objects()
+        .try_filter(move |extension| std::future::ready(predicate(extension)));
+
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &config.configmap_namespace);
+    let base_configs = watcher::Config::default().fields(&format!("metadata.name={BASE_CONFIGS_CONFIG_MAP}"));
+    let all_store = store.clone();
+
+    let ctx = Arc::new(Context { client: client.clone(), config: config.clone(), images });
+    let health = tokio::spawn(health::run(ctx.clone(), store.clone()));
+    Controller::for_stream(trigger, store)
+        // Base configs reach every shoot: any change re-reconciles every Extension of our type.
+        .watches(config_maps, base_configs, move |_| all_of_our_type(&all_store))
+        .graceful_shutdown_on(shutdown)
+        .run(actuator::reconcile, error_policy, ctx)
+        .for_each(|result| {
+            if let Err(error) = result {
+                tracing::debug!(error = %error, "controller event");
+            }
+            std::future::ready(())
+        })
+        .await;
+    health.abort();
+}
+
+fn all_of_our_type(store: &Store<Extension>) -> Vec<ObjectRef<Extension>> {
+    store.state().iter().filter(|e| e.spec.type_ == EXTENSION_TYPE).map(|e| ObjectRef::from_obj(e.as_ref())).collect()
+}
+
+/// Options of the `controller` command.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ControllerOptions {
+    /// Namespace of the base configs ConfigMap `gardener-extension-cri-resmgr-configs` (the extension's namespace).
+    #[arg(long, env = crate::constants::ENV_EXTENSION_CONFIGMAP_NAMESPACE, default_value = "default")]
+    pub configmap_namespace: String,
+    /// Namespace of the leader-election and heartbeat Leases; defaults to the base configs' namespace.
+    #[arg(long, env = crate::constants::ENV_LEADER_ELECTION_NAMESPACE)]
+    pub leader_election_namespace: Option<String>,
+    /// Elect a leader among replicas; only the leader reconciles (webhooks are served by every replica).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_election: bool,
+    /// This replica's identity in the leader election (the Pod name in a cluster).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// Only watch Extensions in this namespace (development and tests).
+    #[arg(long)]
+    pub watch_namespace: Option<String>,
+    /// Reconcile on generation changes instead of Gardener's operation annotation.
+    #[arg(long)]
+    pub ignore_operation_annotation: bool,
+    /// Seconds between health checks of the shoot resources.
+    #[arg(long, default_value_t = 30)]
+    pub health_check_interval_seconds: u64,
+    /// Seconds between renewals of the heartbeat Lease.
+    #[arg(long, default_value_t = 30)]
+    pub heartbeat_interval_seconds: u64,
+    /// Seconds between periodic reconciliations of a successfully reconciled Extension.
+    #[arg(long, default_value_t = 3600)]
+    pub resync_interval_seconds: u64,
+}
+
+impl ControllerOptions {
+    /// The controller settings these options describe.
+    pub fn config(&self) -> ControllerConfig {
+        ControllerConfig {
+            configmap_namespace: self.configmap_namespace.clone(),
+            watch_namespace: self.watch_namespace.clone(),
+            ignore_operation_annotation: self.ignore_operation_annotation,
+            resync_interval: Duration::from_secs(self.resync_interval_seconds),
+            health_check_interval: Duration::from_secs(self.health_check_interval_seconds.max(1)),
+            ..ControllerConfig::default()
+        }
+    }
+
+    fn lease_namespace(&self) -> String {
+        self.leader_election_namespace.clone().unwrap_or_else(|| self.configmap_namespace.clone())
+    }
+}
+
+/// Why the controller stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    #[error(transparent)]
+    Images(#[from] crate::images::ImageError),
+    #[error("leader election: {0}")]
+    LeaderElection(String),
+    #[error("lost the leadership; stopping so that the new leader works alone")]
+    LostLeadership,
+}
+
+/// Runs the leader-elected part of the extension (reconciler, health check, heartbeat) until `shutdown` is
+/// cancelled.
+pub async fn run(
+    options: ControllerOptions,
+    client: kube::Client,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> Result<(), ControllerError> {
+    let images = ImageVector::load()?;
+    let config = options.config();
+    let lease_namespace = options.lease_namespace();
+    let heartbeat_interval = Duration::from_secs(options.heartbeat_interval_seconds.max(1));
+
+    let leadership = if options.leader_election {
+        let identity = options.identity.clone().unwrap_or_else(default_identity);
+        let manager =
+            kube_lease_manager::LeaseManagerBuilder::new(client.clone(), crate::constants::LEADER_ELECTION_LEASE_NAME)
+                .with_namespace(lease_namespace.clone())
+                .with_identity(identity.clone())
+                .with_duration(15)
+                .with_grace(5)
+                .with_field_manager(crate::constants::MANAGED_BY)
+                .build()
+                .await
+                .map_err(|e| ControllerError::LeaderElection(e.to_string()))?;
+        let (mut leading, task) = manager.watch().await;
+        tracing::info!(identity, namespace = lease_namespace, "waiting for leadership");
+        loop {
+            if *leading.borrow_and_update() {
+                break;
+            }
+            tokio::select! {
+                changed = leading.changed() => changed.map_err(|e| ControllerError::LeaderElection(e.to_string()))?,
+                () = shutdown.cancelled() => return Ok(()),
+            }
+        }
+        tracing::info!(identity, "became the leader");
+        Some((leading, task))
+    } else {
+        None
+    };
+
+    let heartbeat = tokio::spawn(heartbeat::run(client.clone(), lease_namespace, heartbeat_interval));
+    let controller = run_controller(client, config, images, shutdown.clone().cancelled_owned());
+    let result = match leadership {
+        None => {
+            controller.await;
+            Ok(())
+        }
+        Some((mut leading, task)) => {
+            let lost = async move {
+                while leading.changed().await.is_ok() {
+                    if !*leading.borrow_and_update() {
+                        return;
+                    }
+                }
+            };
+            let result = tokio::select! {
+                () = controller => Ok(()),
+                () = lost => Err(ControllerError::LostLeadership),
+            };
+            // Dropping the receiver makes the lease manager release the Lease, so a successor takes over at once.
+            let _ = task.await;
+            result
+        }
+    };
+    heartbeat.abort();
+    result
+}
+
+fn default_identity() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "gardener-extension-cri-resmgr".to_string());
+    format!("{host}-{}", std::process::id())
+}

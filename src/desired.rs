@@ -1,0 +1,118 @@
+//! What the extension wants for one shoot, computed once from the Shoot, the Extension's providerConfig and the
+//! operator's base configs — shared by the reconciler, the OSC webhook and `render`, so the three never disagree.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::apis::config::ProviderConfig;
+use crate::apis::core::Shoot;
+use crate::configs::{self, MergedConfigs};
+use crate::constants::EXTENSION_TYPE;
+use crate::images::{ExtensionImages, ImageError, ImageVector};
+use crate::validation::{FieldError, FieldPath, decode_provider_config, join_errors};
+
+/// Why the desired state cannot be computed.
+#[derive(Debug, thiserror::Error)]
+pub enum DesiredError {
+    /// The configuration (the Shoot's providerConfig or the base configs) is invalid.
+    #[error("invalid configuration: {}", join_errors(.0))]
+    Config(Vec<FieldError>),
+    #[error("the shoot has no Kubernetes version (spec.kubernetes.version)")]
+    MissingKubernetesVersion,
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    #[error("cannot build the shoot objects: {0}")]
+    Objects(String),
+}
+
+impl From<Vec<FieldError>> for DesiredError {
+    fn from(errors: Vec<FieldError>) -> Self {
+        DesiredError::Config(errors)
+    }
+}
+
+impl DesiredError {
+    /// Gardener error codes: a configuration problem is the user's or operator's to fix, not a retryable fault.
+    pub fn codes(&self) -> Vec<String> {
+        match self {
+            DesiredError::Config(_) | DesiredError::MissingKubernetesVersion => {
+                vec![crate::apis::common::error_codes::CONFIGURATION_PROBLEM.to_string()]
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// The extension's plan for one shoot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Desired {
+    /// Base configs merged with the Shoot's, validated.
+    pub merged: MergedConfigs,
+    /// Worker pools whose nodes run cri-resmgr, in the Shoot's order.
+    pub selected_pools: Vec<String>,
+    /// Every containerd pool: where the cleaner runs, since pools deselected earlier may still carry cri-resmgr's
+    /// state (the cleaner finishes at once on nodes that never ran it).
+    pub containerd_pools: Vec<String>,
+    /// Images for the shoot's Kubernetes version.
+    pub images: ExtensionImages,
+    /// The shoot's (control plane) Kubernetes version the images were chosen for.
+    pub kubernetes_version: String,
+}
+
+/// Where the shoot owner finds the providerConfig: `spec.extensions[i].providerConfig` of their Shoot, so that
+/// errors the controller reports read exactly like the admission webhook's.
+pub fn provider_config_path(shoot: &Shoot) -> FieldPath {
+    match shoot.spec.extensions.iter().position(|e| e.type_ == EXTENSION_TYPE) {
+        Some(i) => FieldPath::new("spec").child("extensions").index(i).child("providerConfig"),
+        None => FieldPath::new("spec").child("providerConfig"),
+    }
+}
+
+/// Computes the plan. `provider_config` is the Extension's `spec.providerConfig` (a copy of the Shoot's entry);
+/// `base` the data of the base configs ConfigMap.
+pub fn compute(
+    shoot: &Shoot,
+    provider_config: Option<&Value>,
+    base: &BTreeMap<String, String>,
+    images: &ImageVector,
+) -> Result<Desired, DesiredError> {
+    let path = provider_config_path(shoot);
+    let config: Option<ProviderConfig> = match provider_config {
+        None | Some(Value::Null) => None,
+        Some(raw) => Some(decode_provider_config(raw, &path)?),
+    };
+    let merged = configs::merge_at(base, config.as_ref(), &path)?;
+    let selected_pools = merged.selected_worker_pool_names(&shoot.spec.provider.workers);
+    let containerd_pools = shoot
+        .spec
+        .provider
+        .workers
+        .iter()
+        .filter(|worker| worker.cri_name() == Some(crate::constants::CRI_CONTAINERD))
+        .map(|worker| worker.name.clone())
+        .collect();
+    let kubernetes_version = shoot
+        .spec
+        .kubernetes
+        .version
+        .clone()
+        .filter(|v| !v.is_empty())
+        .ok_or(DesiredError::MissingKubernetesVersion)?;
+    let images = images.extension_images(&kubernetes_version)?;
+    Ok(Desired { merged, selected_pools, containerd_pools, images, kubernetes_version })
+}
+
+impl Desired {
+    /// Everything the runtime ManagedResource carries into the shoot.
+    pub fn runtime_objects(&self) -> Result<Vec<Value>, DesiredError> {
+        crate::shoot_resources::shoot_objects(&self.merged, &self.images, &self.selected_pools)
+            .map_err(|e| DesiredError::Objects(e.to_string()))
+    }
+
+    /// Everything the cleaner ManagedResource carries into the shoot.
+    pub fn cleaner_objects(&self) -> Result<Vec<Value>, DesiredError> {
+        crate::shoot_resources::cleaner_objects(&self.images, &self.containerd_pools)
+            .map_err(|e| DesiredError::Objects(e.to_string()))
+    }
+}

@@ -10,7 +10,7 @@ prerequisites:
 
 ## Starts a local etcd + kube-apiserver, installs the CRDs, applies examples/ and runs until Ctrl-C.
 dev: prerequisites
-	$(CARGO) run --bin $(BINARY) -- dev
+	$(CARGO) run --bin $(BINARY) -- --log-format text dev
 
 ## Runs every unit and integration test (the integration tests start their own control plane).
 test: prerequisites

@@ -1,8 +1,24 @@
 //! `make dev`: the local control plane with the extension's CRDs and the examples applied, running until Ctrl-C.
 
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, ObjectMeta, Patch, PatchParams};
+use tokio_util::sync::CancellationToken;
+
+use crate::admission::{self, AdmissionOptions, WebhookConfigMode, WebhookOptions};
+use crate::apis::common::LastOperationState;
+use crate::apis::extensions::Extension;
+use crate::constants::MANAGED_BY;
+use crate::controller::{self, ControllerOptions};
 use crate::testbed::{self, ControlPlane, WorkDir};
+
+/// The namespace the extension runs in locally (gardenlet's `extension-<installation>` namespace in a seed).
+pub const DEV_EXTENSION_NAMESPACE: &str = "extension-cri-resmgr";
+/// How long `dev` waits for the examples' Extensions to be reconciled before it reports them.
+const EXAMPLES_RECONCILE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Options of the `dev` subcommand.
 #[derive(Debug, Clone, clap::Args)]
@@ -27,6 +43,12 @@ pub enum DevError {
     Io { context: String, source: std::io::Error },
     #[error("`kubectl apply -f {dir}` failed ({status}):\n{stderr}")]
     Apply { dir: String, status: String, stderr: String },
+    #[error("admission: {0}")]
+    Admission(#[from] admission::CommandError),
+    #[error("kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("the {what} stopped: {detail}")]
+    Stopped { what: &'static str, detail: String },
 }
 
 /// Starts the control plane, installs the CRDs, applies the examples, prints how to use it and waits for Ctrl-C or
@@ -39,8 +61,46 @@ pub async fn run(options: DevOptions) -> Result<(), DevError> {
         .map_err(|source| DevError::Io { context: format!("writing {}", pids_file.display()), source })?;
     let client = plane.client().await?;
     testbed::install_crds(&client, crate::crds::all()).await?;
+    let shutdown = CancellationToken::new();
+
+    // Garden side: the admission webhooks, registered in the local apiserver (which stands in for the garden).
+    let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|listener| listener.local_addr())
+        .map_err(|source| DevError::Io { context: "finding a free port".to_string(), source })?
+        .port();
+    let webhook = WebhookOptions {
+        webhook_bind_address: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+        webhook_cert_dir: plane.dir().join("webhook-certs"),
+        generate_certs_for: vec!["127.0.0.1".to_string(), "localhost".to_string()],
+        webhook_config_mode: WebhookConfigMode::Url,
+        webhook_config_url: Some(format!("127.0.0.1:{port}")),
+        webhook_config_namespace: DEV_EXTENSION_NAMESPACE.to_string(),
+        webhook_config_service_name: String::new(),
+        webhook_config_service_port: 443,
+        no_webhook_registration: false,
+    };
+    let admission_server =
+        tokio::spawn(admission::run(AdmissionOptions { webhook }, client.clone(), shutdown.clone().cancelled_owned()));
+    wait_for_admission_registration(&client, &admission_server).await?;
+
+    // Seed side: the controller in its own namespace, watching every shoot namespace.
+    ensure_namespace(&client, DEV_EXTENSION_NAMESPACE).await?;
+    let controller_options = ControllerOptions {
+        configmap_namespace: DEV_EXTENSION_NAMESPACE.to_string(),
+        leader_election_namespace: None,
+        leader_election: true,
+        identity: None,
+        watch_namespace: None,
+        ignore_operation_annotation: false,
+        health_check_interval_seconds: 30,
+        heartbeat_interval_seconds: 30,
+        resync_interval_seconds: 3600,
+    };
+    let mut controller_task = tokio::spawn(controller::run(controller_options, client.clone(), shutdown.clone()));
+
     if !options.no_examples {
         apply_examples(&plane, &options.examples).await?;
+        report_examples(&client, &controller_task).await?;
     }
     // Tells scripts and tests that everything above is done.
     let ready_file = plane.dir().join("ready");
@@ -55,8 +115,18 @@ pub async fn run(options: DevOptions) -> Result<(), DevError> {
         dir = plane.dir().display(),
         kubeconfig = kubeconfig.display(),
     );
-    wait_for_shutdown_signal().await;
-    println!("Stopping the local control plane.");
+    tokio::select! {
+        () = wait_for_shutdown_signal() => {}
+        result = &mut controller_task => {
+            tracing::error!(result = ?result, "the controller stopped");
+        }
+    }
+    println!("Stopping the extension and the local control plane.");
+    shutdown.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(10), admission_server).await;
+    if !controller_task.is_finished() {
+        let _ = tokio::time::timeout(Duration::from_secs(10), controller_task).await;
+    }
     drop(plane);
     Ok(())
 }
@@ -95,5 +165,76 @@ pub async fn wait_for_shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {},
         _ = terminate => {},
+    }
+}
+
+async fn ensure_namespace(client: &kube::Client, name: &str) -> Result<(), DevError> {
+    let namespace = Namespace {
+        metadata: ObjectMeta { name: Some(name.to_string()), ..ObjectMeta::default() },
+        ..Namespace::default()
+    };
+    Api::<Namespace>::all(client.clone())
+        .patch(name, &PatchParams::apply(MANAGED_BY), &Patch::Apply(&namespace))
+        .await?;
+    Ok(())
+}
+
+/// Waits until the admission server has registered its webhooks, so that the examples' Shoot is judged.
+async fn wait_for_admission_registration(
+    client: &kube::Client,
+    server: &tokio::task::JoinHandle<Result<(), admission::CommandError>>,
+) -> Result<(), DevError> {
+    use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
+    let api: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if server.is_finished() {
+            return Err(DevError::Stopped { what: "admission server", detail: "see the log above".to_string() });
+        }
+        if api.get_opt(crate::webhook::registration::ADMISSION_CONFIG_NAME).await?.is_some() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(DevError::Stopped {
+                what: "admission server",
+                detail: "no registration within 60s".to_string(),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Waits (bounded) until every example Extension is reconciled and prints their states.
+async fn report_examples(
+    client: &kube::Client,
+    controller: &tokio::task::JoinHandle<Result<(), controller::ControllerError>>,
+) -> Result<(), DevError> {
+    let api: Api<Extension> = Api::all(client.clone());
+    let deadline = Instant::now() + EXAMPLES_RECONCILE_TIMEOUT;
+    loop {
+        if controller.is_finished() {
+            return Err(DevError::Stopped { what: "controller", detail: "see the log above".to_string() });
+        }
+        let extensions = api.list(&Default::default()).await?.items;
+        let settled = extensions.iter().all(|e| {
+            e.status.as_ref().and_then(|s| s.last_operation.as_ref()).is_some_and(|op| {
+                op.state != LastOperationState::Processing
+                    && crate::controller::status::operation_annotation(e).is_none()
+            })
+        });
+        if settled || Instant::now() > deadline {
+            for extension in &extensions {
+                let op = extension.status.as_ref().and_then(|s| s.last_operation.as_ref());
+                println!(
+                    "Extension {}/{}: {}",
+                    extension.metadata.namespace.as_deref().unwrap_or_default(),
+                    extension.metadata.name.as_deref().unwrap_or_default(),
+                    op.map(|op| format!("{} {:?}: {}", op.type_, op.state, op.description))
+                        .unwrap_or_else(|| "not reconciled yet".to_string())
+                );
+            }
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }

@@ -227,16 +227,12 @@ impl ControlPlane {
         let yaml = crate::yaml::to_string(&self.kubeconfig).map_err(|e| TestbedError::Kubeconfig(e.to_string()))?;
         std::fs::write(&self.kubeconfig_path, yaml).map_err(io_err("writing kubeconfig"))?;
 
-        let client = self.client().await?;
+        let probe = ReadinessProbe::new(apiserver_port, &tls.ca_pem, &token)?;
         wait_until(START_TIMEOUT, || async {
             if !process_alive(apiserver_pid) {
                 return Some(Err(exited("kube-apiserver", &apiserver_log)));
             }
-            let request = http::Request::get("/readyz").body(Vec::new()).ok()?;
-            match client.request_text(request).await {
-                Ok(body) if body.trim() == "ok" => Some(Ok(())),
-                _ => None,
-            }
+            probe.ready().await.then_some(Ok(()))
         })
         .await
         .unwrap_or_else(|| Err(not_ready("kube-apiserver", &apiserver_log)))
@@ -364,6 +360,56 @@ pub async fn install_crds(client: &kube::Client, crds: Vec<CustomResourceDefinit
         }
     }
     Ok(())
+}
+
+/// Asks the apiserver's `/readyz` over TLS directly rather than through a kube client, whose request layer logs
+/// every refused connection and 500 of a starting apiserver as an error.
+struct ReadinessProbe {
+    port: u16,
+    token: String,
+    connector: tokio_rustls::TlsConnector,
+}
+
+impl ReadinessProbe {
+    fn new(port: u16, ca_pem: &str, token: &str) -> Result<Self, TestbedError> {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+            let cert = cert.map_err(|e| TestbedError::Kubeconfig(format!("control-plane CA: {e}")))?;
+            roots.add(cert).map_err(|e| TestbedError::Kubeconfig(format!("control-plane CA: {e}")))?;
+        }
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TestbedError::Kubeconfig(format!("TLS client: {e}")))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(ReadinessProbe {
+            port,
+            token: token.to_string(),
+            connector: tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)),
+        })
+    }
+
+    async fn ready(&self) -> bool {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let Ok(stream) = tokio::net::TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)).await else {
+            return false;
+        };
+        let Ok(name) = rustls::pki_types::ServerName::try_from("127.0.0.1") else { return false };
+        let Ok(mut tls) = self.connector.connect(name, stream).await else { return false };
+        let request =
+            format!("GET /readyz HTTP/1.0\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {}\r\n\r\n", self.token);
+        if tls.write_all(request.as_bytes()).await.is_err() {
+            return false;
+        }
+        let mut response = Vec::new();
+        // The apiserver closes HTTP/1.0 connections after the response; a TLS close without notify is fine here.
+        let _ = tls.read_to_end(&mut response).await;
+        let response = String::from_utf8_lossy(&response);
+        response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200")
+    }
 }
 
 struct TlsFiles {

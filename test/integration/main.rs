@@ -3,6 +3,7 @@
 
 mod admission;
 mod control_plane;
+mod controller;
 mod gardener_types;
 mod managed_resource;
 mod support;

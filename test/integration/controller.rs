@@ -1,0 +1,551 @@
+//! The Extension controller against the real apiserver: what gardenlet would see. Each test runs its own controller,
+//! restricted to the test's namespace (base configs and Leases live there too), and plays gardener-resource-manager
+//! where a flow waits for it by writing ManagedResource conditions itself.
+
+use std::time::{Duration, Instant};
+
+use gardener_extension_cri_resmgr::apis::common::{ConditionStatus, LastOperationState, LastOperationType};
+use gardener_extension_cri_resmgr::apis::extensions::{Cluster, Extension};
+use gardener_extension_cri_resmgr::apis::resources::ManagedResource;
+use gardener_extension_cri_resmgr::constants::{
+    BASE_CONFIGS_CONFIG_MAP, CLEANER_MANAGED_RESOURCE_NAME, CONDITION_SYSTEM_COMPONENTS_HEALTHY, EXTENSION_TYPE,
+    FINALIZER, HEARTBEAT_LEASE_NAME, LABEL_GARBAGE_COLLECTABLE_REFERENCE, MANAGED_RESOURCE_SECRET_KEY,
+    SHOOT_MANAGED_RESOURCE_NAME,
+};
+use gardener_extension_cri_resmgr::controller::{self, ControllerOptions, status};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
+use kube::api::{Api, DeleteParams, DynamicObject, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::core::GroupVersionKind;
+use kube::discovery::pinned_kind;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use crate::support::{TestEnv, repo_root};
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A controller running in the test's runtime until stopped.
+struct RunningController {
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), controller::ControllerError>>,
+}
+
+impl RunningController {
+    fn start(env: &TestEnv) -> RunningController {
+        let options = ControllerOptions {
+            configmap_namespace: env.namespace.clone(),
+            leader_election_namespace: Some(env.namespace.clone()),
+            leader_election: true,
+            identity: None,
+            watch_namespace: Some(env.namespace.clone()),
+            ignore_operation_annotation: false,
+            health_check_interval_seconds: 1,
+            heartbeat_interval_seconds: 1,
+            resync_interval_seconds: 3600,
+        };
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(controller::run(options, env.client.clone(), shutdown.clone()));
+        RunningController { shutdown, task }
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        let result = tokio::time::timeout(TIMEOUT, self.task).await.expect("controller stops").expect("join");
+        result.expect("controller ran without error");
+    }
+}
+
+/// Polls `check` until it returns `Some`, failing the test with `what` after [`TIMEOUT`].
+async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn example<T: DeserializeOwned>(file: &str) -> T {
+    let text = std::fs::read_to_string(repo_root().join("examples").join(file)).expect("read example");
+    gardener_extension_cri_resmgr::yaml::from_str(&text).expect("example decodes")
+}
+
+/// The examples' Cluster and Extension, placed in the test's namespace.
+async fn create_shoot(env: &TestEnv, edit_cluster: impl FnOnce(&mut Cluster)) -> Api<Extension> {
+    let mut cluster: Cluster = example("10-cluster.yaml");
+    cluster.metadata.name = Some(env.namespace.clone());
+    edit_cluster(&mut cluster);
+    Api::<Cluster>::all(env.client.clone()).create(&PostParams::default(), &cluster).await.expect("create Cluster");
+    let mut extension: Extension = example("20-extension.yaml");
+    extension.metadata.namespace = Some(env.namespace.clone());
+    let api: Api<Extension> = Api::namespaced(env.client.clone(), &env.namespace);
+    api.create(&PostParams::default(), &extension).await.expect("create Extension");
+    api
+}
+
+async fn wait_for_state(api: &Api<Extension>, op: LastOperationType, state: LastOperationState) -> Extension {
+    eventually(&format!("Extension lastOperation {op} {state:?}"), || async {
+        let extension = api.get(EXTENSION_TYPE).await.ok()?;
+        let last = extension.status.as_ref()?.last_operation.as_ref()?;
+        (last.type_ == op && last.state == state).then_some(extension)
+    })
+    .await
+}
+
+async fn wait_until_ready(api: &Api<Extension>) -> Extension {
+    eventually("Extension ready as gardenlet judges it", || async {
+        let extension = api.get(EXTENSION_TYPE).await.ok()?;
+        status::is_ready(&extension).then_some(extension)
+    })
+    .await
+}
+
+/// gardenlet's way to ask for a reconcile: the operation annotation with a timestamp.
+async fn request(api: &Api<Extension>, operation: &str) {
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let body = json!({"metadata": {"annotations": {
+        "gardener.cloud/operation": operation, "gardener.cloud/timestamp": now}}});
+    api.patch(EXTENSION_TYPE, &PatchParams::default(), &Patch::Merge(&body)).await.expect("annotate Extension");
+}
+
+async fn managed_resource(env: &TestEnv, name: &str) -> Option<ManagedResource> {
+    Api::<ManagedResource>::namespaced(env.client.clone(), &env.namespace).get_opt(name).await.expect("get MR")
+}
+
+/// The objects in the MR's (single) secret.
+async fn objects_of(env: &TestEnv, mr: &ManagedResource) -> (String, Vec<Value>) {
+    let secret_name = mr.spec.secret_refs[0].name.clone();
+    let secret = Api::<Secret>::namespaced(env.client.clone(), &env.namespace).get(&secret_name).await.expect("secret");
+    let data = secret.data.expect("secret data");
+    let yaml = String::from_utf8(data[MANAGED_RESOURCE_SECRET_KEY].0.clone()).expect("utf-8");
+    (secret_name, gardener_extension_cri_resmgr::yaml::from_multi_str(&yaml).expect("objects decode"))
+}
+
+fn find<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    objects
+        .iter()
+        .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("{kind} {name} not among the shoot objects"))
+}
+
+/// Marks a ManagedResource as gardener-resource-manager does once everything is applied and healthy.
+async fn mark_managed_resource(env: &TestEnv, name: &str, healthy: &str, message: &str, progressing: &str) {
+    let api: Api<ManagedResource> = Api::namespaced(env.client.clone(), &env.namespace);
+    let mr = api.get(name).await.expect("MR to mark");
+    let condition = |type_: &str, status: &str, message: &str| {
+        json!({"type": type_, "status": status, "reason": "Test", "message": message,
+               "lastTransitionTime": "2026-01-01T00:00:00Z", "lastUpdateTime": "2026-01-01T00:00:00Z"})
+    };
+    let body = json!({"status": {
+        "observedGeneration": mr.metadata.generation,
+        "conditions": [
+            condition("ResourcesApplied", "True", "All resources are applied."),
+            condition("ResourcesHealthy", healthy, message),
+            condition("ResourcesProgressing", progressing, "")]}});
+    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&body)).await.expect("mark MR");
+}
+
+async fn set_base_configs(env: &TestEnv, data: &[(&str, &str)]) {
+    let api: Api<ConfigMap> = Api::namespaced(env.client.clone(), &env.namespace);
+    let config_map = ConfigMap {
+        metadata: ObjectMeta { name: Some(BASE_CONFIGS_CONFIG_MAP.to_string()), ..ObjectMeta::default() },
+        data: Some(data.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+        ..ConfigMap::default()
+    };
+    api.patch(BASE_CONFIGS_CONFIG_MAP, &PatchParams::apply("test").force(), &Patch::Apply(&config_map))
+        .await
+        .expect("apply base configs");
+}
+
+#[tokio::test]
+async fn create_deploys_the_shoot_resources_and_reports_success() {
+    let env = TestEnv::new("controller_create").await;
+    let controller = RunningController::start(&env);
+    let api = create_shoot(&env, |_| {}).await;
+    let extension = wait_until_ready(&api).await;
+    assert!(extension.metadata.finalizers.as_ref().is_some_and(|f| f.contains(&FINALIZER.to_string())));
+    assert!(
+        !extension.metadata.annotations.as_ref().is_some_and(|a| a.contains_key("gardener.cloud/operation")),
+        "the reconcile annotation is removed"
+    );
+    let last = extension.status.as_ref().and_then(|s| s.last_operation.clone()).expect("lastOperation");
+    assert_eq!(last.type_, LastOperationType::Create);
+    assert_eq!(last.progress, 100);
+
+    let mr = managed_resource(&env, SHOOT_MANAGED_RESOURCE_NAME).await.expect("runtime MR");
+    assert_eq!(mr.metadata.labels.as_ref().and_then(|l| l.get("origin")).map(String::as_str), Some("cri-resmgr"));
+    assert_eq!(
+        mr.spec.inject_labels.as_ref().and_then(|l| l.get("shoot.gardener.cloud/no-cleanup")).map(String::as_str),
+        Some("true")
+    );
+    assert!(mr.spec.class.is_none(), "applied into the shoot");
+    let (secret_name, objects) = objects_of(&env, &mr).await;
+    assert!(secret_name.starts_with("managedresource-extension-runtime-cri-resmgr-"), "{secret_name}");
+    let mut kinds: Vec<String> = objects
+        .iter()
+        .map(|o| {
+            format!("{}/{}", o["kind"].as_str().unwrap_or_default(), o["metadata"]["name"].as_str().unwrap_or_default())
+        })
+        .collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        [
+            "ClusterRole/extensions.gardener.cloud:cri-resmgr:agent",
+            "ClusterRoleBinding/extensions.gardener.cloud:cri-resmgr:agent",
+            "ConfigMap/cri-resmgr-config.default",
+            "CustomResourceDefinition/adjustments.criresmgr.intel.com",
+            "DaemonSet/cri-resmgr-agent",
+            "Role/extensions.gardener.cloud:cri-resmgr:agent",
+            "RoleBinding/extensions.gardener.cloud:cri-resmgr:agent",
+            "ServiceAccount/cri-resmgr-agent",
+        ]
+    );
+    let default = find(&objects, "ConfigMap", "cri-resmgr-config.default");
+    let policy = default["data"]["policy"].as_str().expect("policy section");
+    assert!(policy.contains("Active: topology-aware"), "{policy}");
+    let daemonset = find(&objects, "DaemonSet", "cri-resmgr-agent");
+    let affinity = &daemonset["spec"]["template"]["spec"]["affinity"]["nodeAffinity"];
+    assert!(affinity.to_string().contains("cpu-worker"), "agent limited to the selected pool: {affinity}");
+
+    // Every object is accepted by a real apiserver (a scratch namespace stands in for the shoot's kube-system).
+    create_in_scratch_namespace(&env, &objects).await;
+    controller.stop().await;
+}
+
+/// Creates the shoot objects in a scratch namespace of the test bed; cluster-scoped objects get a unique name (the
+/// CRD keeps its name, which its group and plural fix).
+async fn create_in_scratch_namespace(env: &TestEnv, objects: &[Value]) {
+    let scratch = format!("{}-shoot", env.namespace);
+    Api::<Namespace>::all(env.client.clone())
+        .create(
+            &PostParams::default(),
+            &Namespace {
+                metadata: ObjectMeta { name: Some(scratch.clone()), ..ObjectMeta::default() },
+                ..Namespace::default()
+            },
+        )
+        .await
+        .expect("scratch namespace");
+    for object in objects {
+        let mut object = object.clone();
+        let api_version = object["apiVersion"].as_str().expect("apiVersion").to_string();
+        let kind = object["kind"].as_str().expect("kind").to_string();
+        let (group, version) = api_version.split_once('/').unwrap_or(("", api_version.as_str()));
+        let gvk = GroupVersionKind::gvk(group, version, &kind);
+        let (resource, capabilities) = pinned_kind(&env.client, &gvk).await.expect("discover kind");
+        let api: Api<DynamicObject> = if capabilities.scope == kube::discovery::Scope::Namespaced {
+            object["metadata"]["namespace"] = json!(scratch);
+            Api::namespaced_with(env.client.clone(), &scratch, &resource)
+        } else {
+            if kind != "CustomResourceDefinition" {
+                let name = format!("{}-{}", object["metadata"]["name"].as_str().expect("name"), env.namespace);
+                object["metadata"]["name"] = json!(name);
+            }
+            Api::all_with(env.client.clone(), &resource)
+        };
+        let name = object["metadata"]["name"].as_str().expect("name").to_string();
+        let dynamic: DynamicObject = serde_json::from_value(object).expect("dynamic object");
+        let result = api.patch(&name, &PatchParams::apply("test").force(), &Patch::Apply(&dynamic)).await;
+        let created = result.unwrap_or_else(|e| panic!("the apiserver rejects {kind} {name}: {e}"));
+        // Nothing we set was dropped as unknown by the apiserver.
+        let stored = serde_json::to_value(&created).expect("json");
+        let sent = serde_json::to_value(&dynamic).expect("json");
+        assert_subset(&sent["data"], &stored["data"], &format!("{kind} {name} data"));
+        assert_subset(&sent["spec"], &stored["spec"], &format!("{kind} {name} spec"));
+        assert_subset(&sent["rules"], &stored["rules"], &format!("{kind} {name} rules"));
+    }
+}
+
+/// Every field of `sent` is in `stored` with the same value (the server may add defaults).
+fn assert_subset(sent: &Value, stored: &Value, what: &str) {
+    match (sent, stored) {
+        (Value::Object(sent), Value::Object(stored)) => {
+            for (key, value) in sent {
+                let Some(stored_value) = stored.get(key) else { panic!("{what}: field {key} was dropped") };
+                assert_subset(value, stored_value, &format!("{what}.{key}"));
+            }
+        }
+        (Value::Array(sent), Value::Array(stored)) => {
+            assert_eq!(sent.len(), stored.len(), "{what}: list length");
+            for (i, (a, b)) in sent.iter().zip(stored).enumerate() {
+                assert_subset(a, b, &format!("{what}[{i}]"));
+            }
+        }
+        (Value::Null, _) => {}
+        (a, b) => {
+            assert!(a == b || a.to_string().trim_matches('"') == b.to_string().trim_matches('"'), "{what}: {a} != {b}")
+        }
+    }
+}
+
+#[tokio::test]
+async fn changed_config_gets_a_new_secret_and_unchanged_config_rewrites_nothing() {
+    let env = TestEnv::new("controller_change").await;
+    let controller = RunningController::start(&env);
+    let api = create_shoot(&env, |_| {}).await;
+    wait_until_ready(&api).await;
+    let before = managed_resource(&env, SHOOT_MANAGED_RESOURCE_NAME).await.expect("MR");
+
+    // A reconcile with nothing changed writes neither the MR nor a secret.
+    let previous_update =
+        api.get(EXTENSION_TYPE).await.expect("ext").status.and_then(|s| s.last_operation).expect("op");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    request(&api, "reconcile").await;
+    eventually("a second successful reconcile", || async {
+        let extension = api.get(EXTENSION_TYPE).await.ok()?;
+        let op = extension.status.as_ref()?.last_operation.clone()?;
+        (status::is_ready(&extension) && op.last_update_time.0 > previous_update.last_update_time.0).then_some(())
+    })
+    .await;
+    let unchanged = managed_resource(&env, SHOOT_MANAGED_RESOURCE_NAME).await.expect("MR");
+    assert_eq!(unchanged.metadata.resource_version, before.metadata.resource_version, "MR not rewritten");
+
+    // A changed config: new secret, MR points at it, the old one stays labelled garbage-collectable.
+    let body = json!({"spec": {"providerConfig": {"configs": {"default": "policy:\n  Active: balloons\n"}}}});
+    api.patch(EXTENSION_TYPE, &PatchParams::default(), &Patch::Merge(&body)).await.expect("change config");
+    request(&api, "reconcile").await;
+    let (old_secret, _) = objects_of(&env, &before).await;
+    let after = eventually("the MR to reference a new secret", || async {
+        let mr = managed_resource(&env, SHOOT_MANAGED_RESOURCE_NAME).await?;
+        (mr.spec.secret_refs[0].name != old_secret).then_some(mr)
+    })
+    .await;
+    let (_, objects) = objects_of(&env, &after).await;
+    let policy = find(&objects, "ConfigMap", "cri-resmgr-config.default")["data"]["policy"].as_str().expect("policy");
+    assert!(policy.contains("balloons"), "{policy}");
+    let old = Api::<Secret>::namespaced(env.client.clone(), &env.namespace).get(&old_secret).await.expect("old secret");
+    assert_eq!(
+        old.metadata.labels.as_ref().and_then(|l| l.get(LABEL_GARBAGE_COLLECTABLE_REFERENCE)).map(String::as_str),
+        Some("true")
+    );
+    wait_until_ready(&api).await;
+    controller.stop().await;
+}
+
+#[tokio::test]
+async fn base_config_change_re_reconciles_the_extension() {
+    let env = TestEnv::new("controller_base_configs").await;
+    let controller = RunningController::start(&env);
+    let api = create_shoot(&env, |_| {}).await;
+    wait_until_ready(&api).await;
+    // No annotation, no spec change: only the base ConfigMap changes.
+    set_base_configs(&env, &[("group.gpu", "policy:\n  Active: static-pools\n")]).await;
+    let mr = eventually("the group ConfigMap from the base configs", || async {
+        let mr = managed_resource(&env, SHOOT_MANAGED_RESOURCE_NAME).await?;
+        let (_, objects) = objects_of(&env, &mr).await;
+        objects.iter().any(|o| o["metadata"]["name"] == "cri-resmgr-config.group.gpu").then_some(mr)
+    })
+    .await;
+    let (_, objects) = objects_of(&env, &mr).await;
+    let policy = find(&objects, "ConfigMap", "cri-resmgr-config.default")["data"]["policy"].as_str().expect("policy");
+    assert!(policy.contains("topology-aware"), "the shoot's default still wins over nothing: {policy}");
+    controller.stop().await;
+}
+
+#[tokio::test]
+async fn invalid_config_reports_the_field_path_and_recovers_when_fixed() {
+    let env = TestEnv::new("controller_invalid").await;
+    let controller = RunningController::start(&env);
+    let api = create_shoot(&env, |_| {}).await;
+    wait_until_ready(&api).await;
+    let body = json!({"spec": {"providerConfig": {"configs": {"default": "policy:\n  Active: null\n"}}}});
+    api.patch(EXTENSION_TYPE, &PatchParams::default(), &Patch::Merge(&body)).await.expect("break config");
+    request(&api, "reconcile").await;
+    let failed = wait_for_state(&api, LastOperationType::Reconcile, LastOperationState::Error).await;
+    let last_error = failed.status.as_ref().and_then(|s| s.last_error.clone()).expect("lastError");
+    assert!(
+        last_error.description.contains("spec.extensions[0].providerConfig.configs[\"default\"]"),
+        "{}",
+        last_error.description
+    );
+    assert_eq!(last_error.codes, ["ERR_CONFIGURATION_PROBLEM"]);
+    assert!(!status::is_ready(&failed));
+
+    let body = json!({"spec": {"providerConfig": {"configs": {"default": "policy:\n  Active: none\n"}}}});
+    api.patch(EXTENSION_TYPE, &PatchParams::default(), &Patch::Merge(&body)).await.expect("fix config");
+    request(&api, "reconcile").await;
+    let fixed = wait_until_ready(&api).await;
+    assert!(fixed.status.as_ref().is_some_and(|s| s.last_error.is_none()), "lastError cleared");
+    controller.stop().await;
+}
+
+#[tokio::test]
+async fn delete_runs_the_cleaner_then_removes_everything_and_the_finalizer() {
+    let env = TestEnv::new("controller_delete").await;
+    let controller = RunningController::start(&env);
+    let api = create_shoot(&env, |_| {}).await;
+    wait_until_ready(&api).await;
+    api.delete(EXTENSION_TYPE, &DeleteParams::default()).await.expect("delete Extension");
+    eventually("the cleaner ManagedResource", || async { managed_resource(&env, CLEANER_MANAGED_RESOURCE_NAME).await })
+        .await;
+    // While the cleaner is not healthy, the extension waits and keeps its finalizer.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let waiting = api.get(EXTENSION_TYPE).await.expect("still there");
+    assert!(waiting.metadata.finalizers.as_ref().is_some_and(|f| f.contains(&FINALIZER.to_string())));
+    assert!(managed_resource(&env, SHOOT_MANAGED_RESOURCE_NAME).await.is_some(), "runtime MR kept while cleaning");
+    let cleaner = managed_resource(&env, CLEANER_MANAGED_RESOURCE_NAME).await.expect("cleaner MR");
+    let (_, objects) = objects_of(&env, &cleaner).await;
+    find(&objects, "DaemonSet", "cri-resmgr-cleaner");
+
+    mark_managed_resource(&env, CLEANER_MANAGED_RESOURCE_NAME, "True", "", "False").await;
+    eventually("the Extension to be gone", || async {
+        api.get_opt(EXTENSION_TYPE).await.ok()?.is_none().then_some(())
+    })
+    .await;
+    assert!(managed_resource(&env, SHOOT_MANAGED_RESOURCE_NAME).await.is_none(), "runtime MR deleted");
+    assert!(managed_resource(&env, CLEANER_MANAGED_RESOURCE_NAME).await.is_none(), "cleaner MR deleted");
+    controller.stop().await;
+}
+
+#[tokio::test]
+async fn hibernated_shoot_is_deleted_without_a_cleaner() {
+    let env = TestEnv::new("controller_hibernated").await;
+    let controller = RunningController::start(&env);
+    let api = create_shoot(&env, |cluster| {
+        cluster.spec.shoot.spec.hibernation =
+            Some(serde_json::from_value(json!({"enabled": true})).expect("hibernation"));
+    })
+    .await;
+    wait_until_ready(&api).await;
+    api.delete(EXTENSION_TYPE, &DeleteParams::default()).await.expect("delete Extension");
+    eventually("the Extension to be gone", || async {
+        api.get_opt(EXTENSION_TYPE).await.ok()?.is_none().then_some(())
+    })
+    .await;
+    assert!(managed_resource(&env, CLEANER_MANAGED_RESOURCE_NAME).await.is_none(), "no cleaner for a hibernated shoot");
+    assert!(managed_resource(&env, SHOOT_MANAGED_RESOURCE_NAME).await.is_none());
+    controller.stop().await;
+}
+
+#[tokio::test]
+async fn deleting_shoot_is_deleted_without_a_cleaner() {
+    let env = TestEnv::new("controller_shoot_deletion").await;
+    let controller = RunningController::start(&env);
+    let api = create_shoot(&env, |cluster| {
+        cluster.spec.shoot.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()));
+    })
+    .await;
+    wait_until_ready(&api).await;
+    api.delete(EXTENSION_TYPE, &DeleteParams::default()).await.expect("delete Extension");
+    eventually("the Extension to be gone", || async {
+        api.get_opt(EXTENSION_TYPE).await.ok()?.is_none().then_some(())
+    })
+    .await;
+    assert!(managed_resource(&env, CLEANER_MANAGED_RESOURCE_NAME).await.is_none(), "no cleaner for a deleted shoot");
+    controller.stop().await;
+}
+
+#[tokio::test]
+async fn migrate_keeps_the_shoot_objects_and_frees_the_extension() {
+    let env = TestEnv::new("controller_migrate").await;
+    let controller = RunningController::start(&env);
+    let api = create_shoot(&env, |_| {}).await;
+    wait_until_ready(&api).await;
+    // Play gardener-resource-manager: its finalizer holds the MR until it has orphaned (keepObjects) the objects.
+    let mrs: Api<ManagedResource> = Api::namespaced(env.client.clone(), &env.namespace);
+    let body = json!({"metadata": {"finalizers": ["resources.gardener.cloud/gardener-resource-manager"]}});
+    mrs.patch(SHOOT_MANAGED_RESOURCE_NAME, &PatchParams::default(), &Patch::Merge(&body)).await.expect("GRM finalizer");
+
+    request(&api, "migrate").await;
+    let deleting = eventually("the runtime MR to be deleted with keepObjects", || async {
+        let mr = managed_resource(&env, SHOOT_MANAGED_RESOURCE_NAME).await?;
+        mr.metadata.deletion_timestamp.is_some().then_some(mr)
+    })
+    .await;
+    assert_eq!(deleting.spec.keep_objects, Some(true), "keepObjects set before the deletion");
+    let body = json!({"metadata": {"finalizers": null}});
+    mrs.patch(SHOOT_MANAGED_RESOURCE_NAME, &PatchParams::default(), &Patch::Merge(&body)).await.expect("GRM done");
+
+    wait_for_state(&api, LastOperationType::Migrate, LastOperationState::Succeeded).await;
+    let migrated = eventually("finalizers and the migrate annotation removed", || async {
+        let extension = api.get(EXTENSION_TYPE).await.ok()?;
+        let annotations = extension.metadata.annotations.clone().unwrap_or_default();
+        (extension.metadata.finalizers.as_ref().is_none_or(Vec::is_empty)
+            && !annotations.contains_key("gardener.cloud/operation"))
+        .then_some(extension)
+    })
+    .await;
+    assert!(migrated.metadata.deletion_timestamp.is_none());
+    assert!(managed_resource(&env, CLEANER_MANAGED_RESOURCE_NAME).await.is_none(), "no uninstall on migrate");
+    controller.stop().await;
+}
+
+#[tokio::test]
+async fn health_condition_follows_the_managed_resource() {
+    let env = TestEnv::new("controller_health").await;
+    let controller = RunningController::start(&env);
+    let api = create_shoot(&env, |_| {}).await;
+    wait_until_ready(&api).await;
+    let condition = |wanted: ConditionStatus| {
+        let api = api.clone();
+        async move {
+            eventually(&format!("SystemComponentsHealthy {wanted:?}"), || async {
+                let extension = api.get(EXTENSION_TYPE).await.ok()?;
+                let conditions = extension.status?.conditions;
+                let condition = conditions.into_iter().find(|c| c.type_ == CONDITION_SYSTEM_COMPONENTS_HEALTHY)?;
+                (condition.status == wanted).then_some(condition)
+            })
+            .await
+        }
+    };
+    mark_managed_resource(&env, SHOOT_MANAGED_RESOURCE_NAME, "True", "All resources are healthy.", "False").await;
+    let healthy = condition(ConditionStatus::True).await;
+    assert_eq!(healthy.reason, "HealthCheckSuccessful");
+
+    let invalid =
+        "error during apply of object \"apps/v1/DaemonSet/kube-system/cri-resmgr-agent\": DaemonSet is invalid: x";
+    mark_managed_resource(&env, SHOOT_MANAGED_RESOURCE_NAME, "False", invalid, "False").await;
+    let unhealthy = condition(ConditionStatus::False).await;
+    assert_eq!(unhealthy.reason, "HealthCheckUnsuccessful");
+    assert_eq!(unhealthy.codes, ["ERR_CONFIGURATION_PROBLEM"]);
+
+    mark_managed_resource(&env, SHOOT_MANAGED_RESOURCE_NAME, "True", "", "True").await;
+    let progressing = condition(ConditionStatus::Progressing).await;
+    assert_eq!(progressing.reason, "HealthCheckProgressing");
+
+    // The heartbeat Lease is renewed while the controller runs.
+    let leases: Api<Lease> = Api::namespaced(env.client.clone(), &env.namespace);
+    let first = leases.get(HEARTBEAT_LEASE_NAME).await.expect("heartbeat Lease");
+    let first_renewal = first.spec.and_then(|s| s.renew_time).expect("renewTime").0;
+    eventually("a later heartbeat", || async {
+        let lease = leases.get(HEARTBEAT_LEASE_NAME).await.ok()?;
+        (lease.spec?.renew_time?.0 > first_renewal).then_some(())
+    })
+    .await;
+    controller.stop().await;
+}
+
+#[tokio::test]
+async fn controller_restarted_mid_deletion_resumes_and_finishes() {
+    let env = TestEnv::new("controller_restart").await;
+    let controller = RunningController::start(&env);
+    let api = create_shoot(&env, |_| {}).await;
+    wait_until_ready(&api).await;
+    api.delete(EXTENSION_TYPE, &DeleteParams::default()).await.expect("delete Extension");
+    eventually("the cleaner ManagedResource", || async { managed_resource(&env, CLEANER_MANAGED_RESOURCE_NAME).await })
+        .await;
+    controller.stop().await;
+
+    // While no controller runs, the cleaner finishes on every node.
+    mark_managed_resource(&env, CLEANER_MANAGED_RESOURCE_NAME, "True", "", "False").await;
+    assert!(api.get_opt(EXTENSION_TYPE).await.expect("get").is_some(), "nothing finishes without a controller");
+
+    let restarted = RunningController::start(&env);
+    eventually("the Extension to be gone", || async {
+        api.get_opt(EXTENSION_TYPE).await.ok()?.is_none().then_some(())
+    })
+    .await;
+    assert!(managed_resource(&env, SHOOT_MANAGED_RESOURCE_NAME).await.is_none());
+    assert!(managed_resource(&env, CLEANER_MANAGED_RESOURCE_NAME).await.is_none());
+    restarted.stop().await;
+}

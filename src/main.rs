@@ -1,5 +1,5 @@
 use clap::{Parser, Subcommand};
-use gardener_extension_cri_resmgr::{admission, controller, crds, dev, logging};
+use gardener_extension_cri_resmgr::{admission, controller, crds, dev, images, logging, render};
 
 /// Gardener extension for intel's CRI-Resource-Manager.
 #[derive(Debug, Parser)]
@@ -20,6 +20,8 @@ enum Command {
     Controller(controller::ControllerOptions),
     /// Print the CustomResourceDefinitions of the Gardener kinds the extension uses (for a local control plane).
     Crds,
+    /// Offline preview: print what the extension would deploy into a Shoot (or Cluster) file's shoot.
+    Render(render::RenderOptions),
     /// Development only: start a local etcd + kube-apiserver, install the CRDs, apply the examples, run until Ctrl-C.
     Dev(dev::DevOptions),
 }
@@ -44,6 +46,10 @@ async fn main() -> anyhow::Result<()> {
             controller::run(options, client, shutdown).await?;
         }
         Command::Crds => print!("{}", crds::all_as_yaml()?),
+        Command::Render(options) => {
+            let images = images::ImageVector::load()?;
+            print!("{}", render::render(&options, &images)?);
+        }
         Command::Dev(options) => dev::run(options).await?,
     }
     Ok(())

@@ -72,6 +72,23 @@ pub enum CommandError {
     Register { name: String, source: kube::Error },
 }
 
+impl Default for WebhookOptions {
+    /// The command-line defaults.
+    fn default() -> Self {
+        WebhookOptions {
+            webhook_bind_address: SocketAddr::from(([0, 0, 0, 0], 10250)),
+            webhook_cert_dir: PathBuf::from("webhook-certs"),
+            generate_certs_for: Vec::new(),
+            webhook_config_mode: WebhookConfigMode::Service,
+            webhook_config_url: None,
+            webhook_config_namespace: "garden".to_string(),
+            webhook_config_service_name: "gardener-extension-cri-resmgr".to_string(),
+            webhook_config_service_port: 443,
+            no_webhook_registration: false,
+        }
+    }
+}
+
 impl WebhookOptions {
     /// The apiserver-facing address of the server.
     pub fn client_config_mode(&self) -> Result<ClientConfigMode, CommandError> {
@@ -136,7 +153,43 @@ pub async fn register_shoot_webhooks(
     registration::apply_validating(client, &registration::shoot_validating_configuration(mode, ca_bundle))
         .await
         .map_err(register_err)?;
+    tracing::info!(config = registration::ADMISSION_CONFIG_NAME, "registered the Shoot webhooks");
     Ok(())
+}
+
+/// Registers webhook configurations with the current CA bundle (unless `--no-webhook-registration`), and keeps them
+/// in step with the mounted CA afterwards (CA rotation) by re-registering when `ca.crt` changes. Returns the task
+/// that watches the CA; abort it when the server stops.
+pub async fn keep_registered<F, Fut>(
+    webhook: &WebhookOptions,
+    register: F,
+) -> Result<Option<tokio::task::JoinHandle<()>>, CommandError>
+where
+    F: Fn(Vec<u8>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), CommandError>> + Send,
+{
+    if webhook.no_webhook_registration {
+        return Ok(None);
+    }
+    let mut ca_bundle = webhook.ca_bundle()?;
+    register(ca_bundle.clone()).await?;
+    let webhook = webhook.clone();
+    Ok(Some(tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(CA_BUNDLE_CHECK_INTERVAL).await;
+            match webhook.ca_bundle() {
+                Ok(current) if current != ca_bundle => match register(current.clone()).await {
+                    Ok(()) => {
+                        tracing::info!("CA bundle changed: re-registered the webhooks");
+                        ca_bundle = current;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot re-register the webhooks"),
+                },
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot read the CA bundle"),
+            }
+        }
+    })))
 }
 
 /// Runs the admission server until `shutdown` resolves.
@@ -154,33 +207,13 @@ pub async fn run(
     let bound = server.bind().await?;
     tracing::info!(address = %bound.local_addr(), "admission webhook server listening");
 
-    let registration = if webhook.no_webhook_registration {
-        None
-    } else {
-        let mode = webhook.client_config_mode()?;
-        let mut ca_bundle = webhook.ca_bundle()?;
-        register_shoot_webhooks(&client, &mode, &ca_bundle).await?;
-        tracing::info!(config = registration::ADMISSION_CONFIG_NAME, "registered the Shoot webhooks");
-        // Keep the registered CA bundle in step with the mounted one (CA rotation).
-        Some(tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(CA_BUNDLE_CHECK_INTERVAL).await;
-                match webhook.ca_bundle() {
-                    Ok(current) if current != ca_bundle => {
-                        match register_shoot_webhooks(&client, &mode, &current).await {
-                            Ok(()) => {
-                                tracing::info!("CA bundle changed: re-registered the Shoot webhooks");
-                                ca_bundle = current;
-                            }
-                            Err(e) => tracing::warn!(error = %e, "cannot re-register the Shoot webhooks"),
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "cannot read the CA bundle"),
-                }
-            }
-        }))
-    };
+    let mode = webhook.client_config_mode()?;
+    let registration = keep_registered(&webhook, move |ca_bundle| {
+        let client = client.clone();
+        let mode = mode.clone();
+        async move { register_shoot_webhooks(&client, &mode, &ca_bundle).await }
+    })
+    .await?;
     let result = bound.serve(shutdown).await;
     if let Some(task) = registration {
         task.abort();

@@ -169,3 +169,55 @@ pub const HEARTBEAT_LEASE_NAME: &str = "gardener-extension-heartbeat";
 pub const LEADER_ELECTION_LEASE_NAME: &str = "gardener-extension-cri-resmgr-leader-election";
 /// Environment variable naming the namespace of the leader-election and heartbeat Leases (Gardener's charts set it).
 pub const ENV_LEADER_ELECTION_NAMESPACE: &str = "LEADER_ELECTION_NAMESPACE";
+
+// ---------------------------------------------------------------------------------------------------------------
+// Node side: what the OperatingSystemConfig webhook adds (`node`)
+// ---------------------------------------------------------------------------------------------------------------
+
+/// cri-resmgr's environment file (the packaging's sysconf file on Debian-family systems); its unit reads
+/// [`NODE_ENV_CONFIG_OPTIONS`], [`NODE_ENV_POLICY_OPTIONS`] and [`NODE_ENV_EXTRA_OPTIONS`] from it.
+pub const NODE_ENV_FILE: &str = "/etc/default/cri-resource-manager";
+/// Variable of [`NODE_ENV_FILE`] with the configuration source (`--fallback-config …` or `--force-config …`).
+pub const NODE_ENV_CONFIG_OPTIONS: &str = "CONFIG_OPTIONS";
+/// Variable of [`NODE_ENV_FILE`] with the policy options (the packaging's place for `--disable-policy-switch`).
+pub const NODE_ENV_POLICY_OPTIONS: &str = "POLICY_OPTIONS";
+/// Variable of [`NODE_ENV_FILE`] with the user's `EXTRA_OPTIONS`.
+pub const NODE_ENV_EXTRA_OPTIONS: &str = "EXTRA_OPTIONS";
+/// The node's fallback configuration (`configs.fallback`), passed with [`CRI_RESMGR_FLAG_FALLBACK_CONFIG`].
+pub const NODE_FALLBACK_CONFIG_PATH: &str = "/etc/cri-resmgr/fallback.cfg";
+/// The node's forced configuration (`configs.force`), passed with [`CRI_RESMGR_FLAG_FORCE_CONFIG`].
+pub const NODE_FORCE_CONFIG_PATH: &str = "/etc/cri-resmgr/force.cfg";
+/// The policy marker: names the policy the pool's nodes should run (see `crate::node`); a change restarts
+/// cri-resmgr and resets its cached policy.
+pub const NODE_POLICY_MARKER_PATH: &str = "/etc/cri-resmgr/policy";
+/// Copy of [`NODE_POLICY_MARKER_PATH`] saved when the cached policy was last reset for it; inside
+/// [`NODE_STATE_DIR`], so the cleaner removes it together with the cache it describes.
+pub const NODE_POLICY_APPLIED_PATH: &str = "/var/lib/cri-resmgr/policy.applied";
+/// cri-resmgr's relay socket (its `--relay-socket` default), serving kubelet's runtime and image services.
+pub const NODE_RELAY_SOCKET: &str = "/var/run/cri-resmgr/cri-resmgr.sock";
+/// kubelet's container runtime endpoint when cri-resmgr runs: [`NODE_RELAY_SOCKET`] as a URL.
+pub const RELAY_SOCKET_ENDPOINT: &str = "unix:///var/run/cri-resmgr/cri-resmgr.sock";
+/// kubelet's container runtime endpoint as Gardener configures it for containerd (`PathSocketEndpoint`).
+pub const CONTAINERD_SOCKET_ENDPOINT: &str = "unix:///run/containerd/containerd.sock";
+/// containerd's systemd unit on Gardener nodes.
+pub const CONTAINERD_UNIT_NAME: &str = "containerd.service";
+/// kubelet's systemd unit, owned by gardenlet's OSC (`original/components/kubelet`).
+pub const KUBELET_UNIT_NAME: &str = "kubelet.service";
+/// kubelet's configuration file (a `KubeletConfiguration`, inline in the OSC).
+pub const KUBELET_CONFIG_PATH: &str = "/var/lib/kubelet/config/kubelet";
+/// kubelet's command-line flag naming the container runtime endpoint, with its `=`.
+pub const KUBELET_FLAG_CONTAINER_RUNTIME_ENDPOINT: &str = "--container-runtime-endpoint=";
+/// The `KubeletConfiguration` field naming the container runtime endpoint (kubelet ≥ 1.27).
+pub const KUBELET_CONFIG_CONTAINER_RUNTIME_ENDPOINT: &str = "containerRuntimeEndpoint";
+/// The extension's drop-in on [`KUBELET_UNIT_NAME`]: kubelet starts after (and wants) [`UNIT_NAME`].
+pub const KUBELET_DROP_IN_NAME: &str = "10-cri-resmgr.conf";
+/// The shell the unit's policy-switch step runs in.
+pub const NODE_SHELL: &str = "/bin/sh";
+/// cri-resmgr flag: the configuration to use until the agent pushes one.
+pub const CRI_RESMGR_FLAG_FALLBACK_CONFIG: &str = "--fallback-config";
+/// cri-resmgr flag: the configuration to use always, ignoring the agent.
+pub const CRI_RESMGR_FLAG_FORCE_CONFIG: &str = "--force-config";
+/// cri-resmgr flag: drop the cached active policy and its data, then exit (refused while cri-resmgr serves).
+pub const CRI_RESMGR_FLAG_RESET_POLICY: &str = "--reset-policy";
+/// The policy cri-resmgr runs when a configuration names none (its built-in default since v0.8).
+pub const CRI_RESMGR_DEFAULT_POLICY: &str = "none";

@@ -110,6 +110,27 @@ impl Desired {
             .map_err(|e| DesiredError::Objects(e.to_string()))
     }
 
+    /// What the nodes of worker pool `pool` get, or `None` when the pool does not run cri-resmgr (not selected, not
+    /// containerd, or not in the Shoot). The installation image follows the pool's own kubelet version.
+    pub fn pool_plan<'a>(
+        &'a self,
+        shoot: &Shoot,
+        pool: &str,
+        images: &ImageVector,
+    ) -> Result<Option<crate::node::PoolPlan<'a>>, DesiredError> {
+        let Some(worker) = shoot.spec.worker(pool) else { return Ok(None) };
+        if !self.merged.is_worker_pool_selected(worker) {
+            return Ok(None);
+        }
+        let version = worker.effective_kubernetes_version(&shoot.spec).unwrap_or(&self.kubernetes_version);
+        let installation = images.find(crate::images::INSTALLATION, version)?;
+        Ok(Some(crate::node::PoolPlan {
+            merged: &self.merged,
+            installation_image: installation.reference,
+            pool_labels: worker.labels.clone().unwrap_or_default(),
+        }))
+    }
+
     /// Everything the cleaner ManagedResource carries into the shoot.
     pub fn cleaner_objects(&self) -> Result<Vec<Value>, DesiredError> {
         crate::shoot_resources::cleaner_objects(&self.images, &self.containerd_pools)

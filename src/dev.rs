@@ -1,6 +1,6 @@
 //! `make dev`: the local control plane with the extension's CRDs and the examples applied, running until Ctrl-C.
 
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -14,6 +14,7 @@ use crate::apis::extensions::Extension;
 use crate::constants::MANAGED_BY;
 use crate::controller::{self, ControllerOptions};
 use crate::testbed::{self, ControlPlane, WorkDir};
+use crate::webhook::registration::{ADMISSION_CONFIG_NAME, CONTROLLER_CONFIG_NAME};
 
 /// The namespace the extension runs in locally (gardenlet's `extension-<installation>` namespace in a seed).
 pub const DEV_EXTENSION_NAMESPACE: &str = "extension-cri-resmgr";
@@ -64,10 +65,7 @@ pub async fn run(options: DevOptions) -> Result<(), DevError> {
     let shutdown = CancellationToken::new();
 
     // Garden side: the admission webhooks, registered in the local apiserver (which stands in for the garden).
-    let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|listener| listener.local_addr())
-        .map_err(|source| DevError::Io { context: "finding a free port".to_string(), source })?
-        .port();
+    let port = testbed::free_port()?;
     let webhook = WebhookOptions {
         webhook_bind_address: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
         webhook_cert_dir: plane.dir().join("webhook-certs"),
@@ -79,9 +77,12 @@ pub async fn run(options: DevOptions) -> Result<(), DevError> {
         webhook_config_service_port: 443,
         no_webhook_registration: false,
     };
-    let admission_server =
-        tokio::spawn(admission::run(AdmissionOptions { webhook }, client.clone(), shutdown.clone().cancelled_owned()));
-    wait_for_admission_registration(&client, &admission_server).await?;
+    let admission_server = tokio::spawn(admission::run(
+        AdmissionOptions { webhook: webhook.clone() },
+        client.clone(),
+        shutdown.clone().cancelled_owned(),
+    ));
+    wait_for_registration(&client, ADMISSION_CONFIG_NAME, "admission server", &admission_server).await?;
 
     // Seed side: the controller in its own namespace, watching every shoot namespace.
     ensure_namespace(&client, DEV_EXTENSION_NAMESPACE).await?;
@@ -95,8 +96,11 @@ pub async fn run(options: DevOptions) -> Result<(), DevError> {
         health_check_interval_seconds: 30,
         heartbeat_interval_seconds: 30,
         resync_interval_seconds: 3600,
+        osc_webhook: true,
+        webhook: osc_webhook_options(&webhook)?,
     };
     let mut controller_task = tokio::spawn(controller::run(controller_options, client.clone(), shutdown.clone()));
+    wait_for_registration(&client, CONTROLLER_CONFIG_NAME, "controller", &controller_task).await?;
 
     if !options.no_examples {
         apply_examples(&plane, &options.examples).await?;
@@ -168,6 +172,16 @@ pub async fn wait_for_shutdown_signal() {
     }
 }
 
+/// The controller's OSC webhook listens beside the admission server, with the same development certificates.
+fn osc_webhook_options(admission: &WebhookOptions) -> Result<WebhookOptions, DevError> {
+    let port = testbed::free_port()?;
+    Ok(WebhookOptions {
+        webhook_bind_address: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+        webhook_config_url: Some(format!("127.0.0.1:{port}")),
+        ..admission.clone()
+    })
+}
+
 async fn ensure_namespace(client: &kube::Client, name: &str) -> Result<(), DevError> {
     let namespace = Namespace {
         metadata: ObjectMeta { name: Some(name.to_string()), ..ObjectMeta::default() },
@@ -179,26 +193,26 @@ async fn ensure_namespace(client: &kube::Client, name: &str) -> Result<(), DevEr
     Ok(())
 }
 
-/// Waits until the admission server has registered its webhooks, so that the examples' Shoot is judged.
-async fn wait_for_admission_registration(
+/// Waits until a webhook server has registered its MutatingWebhookConfiguration `name` (the admission server
+/// registers one too), so that the examples are judged and mutated from the start.
+async fn wait_for_registration<T, E>(
     client: &kube::Client,
-    server: &tokio::task::JoinHandle<Result<(), admission::CommandError>>,
+    name: &str,
+    what: &'static str,
+    server: &tokio::task::JoinHandle<Result<T, E>>,
 ) -> Result<(), DevError> {
-    use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
-    let api: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
+    use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+    let api: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if server.is_finished() {
-            return Err(DevError::Stopped { what: "admission server", detail: "see the log above".to_string() });
+            return Err(DevError::Stopped { what, detail: "see the log above".to_string() });
         }
-        if api.get_opt(crate::webhook::registration::ADMISSION_CONFIG_NAME).await?.is_some() {
+        if api.get_opt(name).await?.is_some() {
             return Ok(());
         }
         if Instant::now() > deadline {
-            return Err(DevError::Stopped {
-                what: "admission server",
-                detail: "no registration within 60s".to_string(),
-            });
+            return Err(DevError::Stopped { what, detail: "no webhook registration within 60s".to_string() });
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

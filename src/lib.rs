@@ -24,6 +24,7 @@ pub mod dev;
 pub mod images;
 pub mod logging;
 pub mod managed_resource;
+pub mod node;
 pub mod render;
 pub mod shoot_resources;
 pub mod testbed;

@@ -470,7 +470,8 @@ fn unique_suffix() -> u128 {
     nanos ^ u128::from(COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 
-fn free_port() -> Result<u16, TestbedError> {
+/// A TCP port on 127.0.0.1 that nothing listens on right now.
+pub fn free_port() -> Result<u16, TestbedError> {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(io_err("finding a free port"))?;
     let port = listener.local_addr().map_err(io_err("finding a free port"))?.port();
     Ok(port)

@@ -25,6 +25,7 @@ use crate::constants::{
 };
 use crate::desired::{self, Desired};
 use crate::managed_resource;
+use crate::webhook::osc::ShootContext;
 
 /// Marks an Extension whose nodes the cleaner has cleaned, so that a resumed deletion does not clean again.
 pub const ANNOTATION_NODES_CLEANED: &str = "cri-resmgr.extensions.gardener.cloud/nodes-cleaned";
@@ -283,6 +284,9 @@ impl Flow<'_> {
         {
             return self.fail("Error deploying the cri-resmgr shoot resources", e.into()).await;
         }
+        if let Err(e) = self.propagate_to_nodes(Some(desired)).await {
+            return self.fail("Error updating the worker pools' OperatingSystemConfigs", e).await;
+        }
         self.succeeded("Successfully reconciled the cri-resmgr extension").await?;
         // Restore (like migrate) removes its annotation only after success, so gardenlet can tell it is done.
         if status::operation_annotation(self.extension) == Some(OPERATION_RESTORE) {
@@ -290,6 +294,15 @@ impl Flow<'_> {
         }
         tracing::info!(extension = %key(self.extension), operation = %self.operation, "reconciled");
         Ok(Action::requeue(self.ctx.config.resync_interval))
+    }
+
+    /// Asks for the shoot's reconcile OSCs to be re-written where they differ from what the extension wants now
+    /// (`desired: None`: nothing of ours).
+    async fn propagate_to_nodes(&self, desired: Option<Desired>) -> Result<(), ReconcileError> {
+        let Some(cluster) = self.cluster else { return Ok(()) };
+        let context = ShootContext { cluster: cluster.clone(), desired };
+        super::propagation::propagate(&self.ctx.client, self.namespace, &context, &self.ctx.images).await?;
+        Ok(())
     }
 
     /// Why the node cleaner is not needed, if it is not.
@@ -316,6 +329,10 @@ impl Flow<'_> {
     /// ManagedResources and the finalizer.
     async fn delete(&self) -> Result<Action, ReconcileError> {
         self.processing("Deleting the cri-resmgr extension").await?;
+        // Nodes lose cri-resmgr through their OSCs; gardenlet rewrites them too, this only makes it sooner.
+        if let Err(e) = self.propagate_to_nodes(None).await {
+            return self.fail("Error updating the worker pools' OperatingSystemConfigs", e).await;
+        }
         match self.cleaner_not_needed() {
             Some(reason) => tracing::debug!(extension = %key(self.extension), reason, "no node cleaner"),
             None => {

@@ -6,12 +6,14 @@
 //! - [`health`]: the periodic health check that turns the ManagedResource's conditions into the Extension's
 //!   `SystemComponentsHealthy` condition.
 //! - [`heartbeat`]: the `gardener-extension-heartbeat` Lease.
+//! - [`propagation`]: asks for OperatingSystemConfigs to be re-written when the nodes' share changes.
 //!
 //! The ManagedResource the controller ships into the shoot is handled by [`crate::managed_resource`].
 
 pub mod actuator;
 pub mod health;
 pub mod heartbeat;
+pub mod propagation;
 pub mod status;
 
 use std::collections::HashMap;
@@ -191,6 +193,11 @@ pub struct ControllerOptions {
     /// Seconds between periodic reconciliations of a successfully reconciled Extension.
     #[arg(long, default_value_t = 3600)]
     pub resync_interval_seconds: u64,
+    /// Serve and register the OperatingSystemConfig mutating webhook (every replica serves it, leader or not).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub osc_webhook: bool,
+    #[command(flatten)]
+    pub webhook: crate::admission::WebhookOptions,
 }
 
 impl ControllerOptions {
@@ -220,6 +227,48 @@ pub enum ControllerError {
     LeaderElection(String),
     #[error("lost the leadership; stopping so that the new leader works alone")]
     LostLeadership,
+    #[error("OSC webhook: {0}")]
+    Webhook(#[from] crate::admission::CommandError),
+}
+
+/// Serves the OperatingSystemConfig mutating webhook and keeps its configuration registered until `shutdown`.
+pub async fn serve_osc_webhook(
+    webhook: crate::admission::WebhookOptions,
+    client: kube::Client,
+    configmap_namespace: String,
+    images: ImageVector,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ControllerError> {
+    use crate::webhook::registration::{PATH_MUTATE_OSC, apply_mutating, osc_mutating_configuration};
+    use crate::webhook::{WebhookServer, WebhookServerConfig};
+    webhook.prepare_certificates()?;
+    let mut server =
+        WebhookServer::new(WebhookServerConfig::new(webhook.webhook_bind_address, &webhook.webhook_cert_dir));
+    let mutator = crate::webhook::osc::OscMutator { client: client.clone(), images, configmap_namespace };
+    server.register(PATH_MUTATE_OSC, mutator).map_err(crate::admission::CommandError::from)?;
+    let bound = server.bind().await.map_err(crate::admission::CommandError::from)?;
+    tracing::info!(address = %bound.local_addr(), "OperatingSystemConfig webhook server listening");
+    let mode = webhook.client_config_mode()?;
+    let registration = crate::admission::keep_registered(&webhook, move |ca_bundle| {
+        let client = client.clone();
+        let mode = mode.clone();
+        async move {
+            apply_mutating(&client, &osc_mutating_configuration(&mode, &ca_bundle)).await.map_err(|source| {
+                crate::admission::CommandError::Register {
+                    name: crate::webhook::registration::CONTROLLER_CONFIG_NAME.to_string(),
+                    source,
+                }
+            })?;
+            tracing::info!("registered the OperatingSystemConfig webhook");
+            Ok(())
+        }
+    })
+    .await?;
+    let result = bound.serve(shutdown).await;
+    if let Some(task) = registration {
+        task.abort();
+    }
+    result.map_err(|e| ControllerError::Webhook(e.into()))
 }
 
 /// Runs the leader-elected part of the extension (reconciler, health check, heartbeat) until `shutdown` is
@@ -231,6 +280,16 @@ pub async fn run(
 ) -> Result<(), ControllerError> {
     let images = ImageVector::load()?;
     let config = options.config();
+    // Webhooks are served by every replica, so the apiserver reaches one whichever leads.
+    let osc_webhook = options.osc_webhook.then(|| {
+        tokio::spawn(serve_osc_webhook(
+            options.webhook.clone(),
+            client.clone(),
+            config.configmap_namespace.clone(),
+            images.clone(),
+            shutdown.clone().cancelled_owned(),
+        ))
+    });
     let lease_namespace = options.lease_namespace();
     let heartbeat_interval = Duration::from_secs(options.heartbeat_interval_seconds.max(1));
 
@@ -288,6 +347,14 @@ pub async fn run(
         }
     };
     heartbeat.abort();
+    if let Some(webhook) = osc_webhook {
+        shutdown.cancel();
+        match tokio::time::timeout(Duration::from_secs(20), webhook).await {
+            Ok(Ok(Err(e))) => tracing::error!(error = %e, "the OSC webhook server failed"),
+            Ok(Err(e)) => tracing::error!(error = %e, "the OSC webhook server task failed"),
+            _ => {}
+        }
+    }
     result
 }
 

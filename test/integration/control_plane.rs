@@ -143,6 +143,16 @@ async fn make_dev_control_plane_accepts_the_examples_with_kubectl() {
         "jsonpath={.spec.extensions[0].providerConfig.kind}",
     ]);
     assert_eq!(kind, "CriResmgrConfig", "the admission webhook defaulted the example Shoot");
+    let units = kubectl(&[
+        "get",
+        "osc",
+        "-n",
+        "shoot--dev--local",
+        "gardener-node-agent-cpu-worker-77ac3b4c7e4f1a2d-original",
+        "-o",
+        "jsonpath={.spec.units[*].name}",
+    ]);
+    assert!(units.contains("cri-resource-manager.service"), "the OSC webhook mutated the example OSC: {units}");
     dev.start_kill().expect("stop dev");
     dev.wait().await.expect("reap dev");
 }

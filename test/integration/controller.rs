@@ -2,7 +2,7 @@
 //! restricted to the test's namespace (base configs and Leases live there too), and plays gardener-resource-manager
 //! where a flow waits for it by writing ManagedResource conditions itself.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use gardener_extension_cri_resmgr::apis::common::{ConditionStatus, LastOperationState, LastOperationType};
 use gardener_extension_cri_resmgr::apis::extensions::{Cluster, Extension};
@@ -12,71 +12,15 @@ use gardener_extension_cri_resmgr::constants::{
     FINALIZER, HEARTBEAT_LEASE_NAME, LABEL_GARBAGE_COLLECTABLE_REFERENCE, MANAGED_RESOURCE_SECRET_KEY,
     SHOOT_MANAGED_RESOURCE_NAME,
 };
-use gardener_extension_cri_resmgr::controller::{self, ControllerOptions, status};
+use gardener_extension_cri_resmgr::controller::status;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use kube::api::{Api, DeleteParams, DynamicObject, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::core::GroupVersionKind;
 use kube::discovery::pinned_kind;
-use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 
-use crate::support::{TestEnv, repo_root};
-
-const TIMEOUT: Duration = Duration::from_secs(60);
-
-/// A controller running in the test's runtime until stopped.
-struct RunningController {
-    shutdown: CancellationToken,
-    task: tokio::task::JoinHandle<Result<(), controller::ControllerError>>,
-}
-
-impl RunningController {
-    fn start(env: &TestEnv) -> RunningController {
-        let options = ControllerOptions {
-            configmap_namespace: env.namespace.clone(),
-            leader_election_namespace: Some(env.namespace.clone()),
-            leader_election: true,
-            identity: None,
-            watch_namespace: Some(env.namespace.clone()),
-            ignore_operation_annotation: false,
-            health_check_interval_seconds: 1,
-            heartbeat_interval_seconds: 1,
-            resync_interval_seconds: 3600,
-        };
-        let shutdown = CancellationToken::new();
-        let task = tokio::spawn(controller::run(options, env.client.clone(), shutdown.clone()));
-        RunningController { shutdown, task }
-    }
-
-    async fn stop(self) {
-        self.shutdown.cancel();
-        let result = tokio::time::timeout(TIMEOUT, self.task).await.expect("controller stops").expect("join");
-        result.expect("controller ran without error");
-    }
-}
-
-/// Polls `check` until it returns `Some`, failing the test with `what` after [`TIMEOUT`].
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-fn example<T: DeserializeOwned>(file: &str) -> T {
-    let text = std::fs::read_to_string(repo_root().join("examples").join(file)).expect("read example");
-    gardener_extension_cri_resmgr::yaml::from_str(&text).expect("example decodes")
-}
+use crate::support::{RunningController, TestEnv, eventually, example};
 
 /// The examples' Cluster and Extension, placed in the test's namespace.
 async fn create_shoot(env: &TestEnv, edit_cluster: impl FnOnce(&mut Cluster)) -> Api<Extension> {

@@ -16,12 +16,7 @@ use kube::runtime::watcher;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use crate::support::{TestEnv, repo_root};
-
-fn example<T: DeserializeOwned>(file: &str) -> T {
-    let text = std::fs::read_to_string(repo_root().join("examples").join(file)).expect("read example");
-    gardener_extension_cri_resmgr::yaml::from_str(&text).expect("example decodes into the Rust type")
-}
+use crate::support::{TestEnv, example};
 
 fn processing(type_: LastOperationType) -> LastOperation {
     LastOperation {

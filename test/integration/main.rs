@@ -6,4 +6,5 @@ mod control_plane;
 mod controller;
 mod gardener_types;
 mod managed_resource;
+mod osc_webhook;
 mod support;

@@ -119,3 +119,64 @@ fn short_suffix() -> String {
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
+
+/// How long a test waits for the system to converge.
+pub const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Polls `check` until it returns `Some`, failing the test with `what` after [`TIMEOUT`].
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// An object from `examples/`, decoded into its Rust type.
+pub fn example<T: serde::de::DeserializeOwned>(file: &str) -> T {
+    let text = std::fs::read_to_string(repo_root().join("examples").join(file)).expect("read example");
+    gardener_extension_cri_resmgr::yaml::from_str(&text).expect("example decodes")
+}
+
+/// A controller running in the test's runtime, restricted to the test's namespace (base configs and Leases live
+/// there too), without the OSC webhook: its configuration is cluster-wide, so the OSC tests share one server.
+pub struct RunningController {
+    pub shutdown: tokio_util::sync::CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), gardener_extension_cri_resmgr::controller::ControllerError>>,
+}
+
+impl RunningController {
+    pub fn start(env: &TestEnv) -> RunningController {
+        use gardener_extension_cri_resmgr::controller::{self, ControllerOptions};
+        let options = ControllerOptions {
+            configmap_namespace: env.namespace.clone(),
+            leader_election_namespace: Some(env.namespace.clone()),
+            leader_election: true,
+            identity: None,
+            watch_namespace: Some(env.namespace.clone()),
+            ignore_operation_annotation: false,
+            health_check_interval_seconds: 1,
+            heartbeat_interval_seconds: 1,
+            resync_interval_seconds: 3600,
+            osc_webhook: false,
+            webhook: Default::default(),
+        };
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let task = tokio::spawn(controller::run(options, env.client.clone(), shutdown.clone()));
+        RunningController { shutdown, task }
+    }
+
+    /// Stops the controller and checks that it ran without error.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let result = tokio::time::timeout(TIMEOUT, self.task).await.expect("controller stops").expect("join");
+        result.expect("controller ran without error");
+    }
+}

@@ -1,0 +1,150 @@
+//! Seed-side mutation of OperatingSystemConfigs: the worker pools that run cri-resmgr get its binary, config files
+//! and unit, and kubelet talks to cri-resmgr's socket; every other reconcile OSC of the shoot is returned without
+//! anything of ours. The rules are in [`crate::node`]; the plan comes from [`crate::desired`], as for the reconciler.
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::Api;
+use kube::core::DynamicObject;
+use kube::core::admission::{AdmissionResponse, Operation};
+use serde_json::Value;
+
+use crate::apis::extensions::{Cluster, Extension, OperatingSystemConfig, OscPurpose};
+use crate::constants::{BASE_CONFIGS_CONFIG_MAP, EXTENSION_TYPE};
+use crate::desired::{self, DesiredError};
+use crate::images::ImageVector;
+use crate::node;
+use crate::webhook::{AdmissionHandler, DynamicAdmissionRequest};
+
+const OSC_GROUP: &str = "extensions.gardener.cloud";
+const OSC_KIND: &str = "OperatingSystemConfig";
+
+/// Why an OSC cannot be mutated.
+#[derive(Debug, thiserror::Error)]
+pub enum OscError {
+    #[error("{action}: {source}")]
+    Kube { action: String, source: kube::Error },
+    #[error(transparent)]
+    Desired(#[from] DesiredError),
+}
+
+/// Everything needed to compute the mutation of the OSCs in one shoot namespace.
+pub struct ShootContext {
+    pub cluster: Cluster,
+    /// `None` when the extension is disabled (no Extension, or the Extension is being deleted).
+    pub desired: Option<desired::Desired>,
+}
+
+/// Reads the Cluster, the Extension and the base configs of a shoot namespace and computes the plan.
+/// `Ok(None)` when there is no Cluster (not a shoot namespace we can judge).
+pub async fn shoot_context(
+    client: &kube::Client,
+    namespace: &str,
+    configmap_namespace: &str,
+    images: &ImageVector,
+) -> Result<Option<ShootContext>, OscError> {
+    let kube_err = |action: String| move |source| OscError::Kube { action, source };
+    let Some(cluster) = Api::<Cluster>::all(client.clone())
+        .get_opt(namespace)
+        .await
+        .map_err(kube_err(format!("reading Cluster {namespace}")))?
+    else {
+        return Ok(None);
+    };
+    let extension = Api::<Extension>::namespaced(client.clone(), namespace)
+        .get_opt(EXTENSION_TYPE)
+        .await
+        .map_err(kube_err(format!("reading Extension {namespace}/{EXTENSION_TYPE}")))?;
+    // Once the Extension goes, cri-resmgr goes from the nodes: the OSC comes back without our additions.
+    let Some(extension) = extension.filter(|e| e.metadata.deletion_timestamp.is_none()) else {
+        return Ok(Some(ShootContext { cluster, desired: None }));
+    };
+    let config_map = Api::<ConfigMap>::namespaced(client.clone(), configmap_namespace)
+        .get_opt(BASE_CONFIGS_CONFIG_MAP)
+        .await
+        .map_err(kube_err(format!("reading ConfigMap {configmap_namespace}/{BASE_CONFIGS_CONFIG_MAP}")))?;
+    let base = crate::configs::base_configs(config_map.as_ref()).map_err(DesiredError::Config)?;
+    let desired = desired::compute(&cluster.spec.shoot, extension.spec.provider_config.as_ref(), &base, images)?;
+    Ok(Some(ShootContext { cluster, desired: Some(desired) }))
+}
+
+/// The OSC as the extension wants it: reconcile OSCs of selected pools with cri-resmgr, all others without
+/// anything of ours. Provision OSCs and OSCs being deleted are returned unchanged. The one function the webhook
+/// and the reconciler's propagation use.
+pub fn desired_osc(
+    osc: &OperatingSystemConfig,
+    context: &ShootContext,
+    images: &ImageVector,
+) -> Result<node::MutationOutcome, OscError> {
+    if osc.spec.purpose != OscPurpose::Reconcile || osc.metadata.deletion_timestamp.is_some() {
+        return Ok(node::MutationOutcome { osc: osc.clone(), warnings: Vec::new() });
+    }
+    let pool = osc.metadata.labels.as_ref().and_then(|l| l.get(crate::constants::LABEL_WORKER_POOL));
+    let plan = match (&context.desired, pool) {
+        (Some(desired), Some(pool)) => desired.pool_plan(&context.cluster.spec.shoot, pool, images)?,
+        _ => None,
+    };
+    Ok(node::mutate(osc, plan.as_ref()))
+}
+
+/// The mutating webhook for OperatingSystemConfigs.
+pub struct OscMutator {
+    pub client: kube::Client,
+    pub images: ImageVector,
+    pub configmap_namespace: String,
+}
+
+fn decode(object: &DynamicObject) -> Result<(Value, OperatingSystemConfig), serde_json::Error> {
+    let value = serde_json::to_value(object)?;
+    let osc = serde_json::from_value(value.clone())?;
+    Ok((value, osc))
+}
+
+impl OscMutator {
+    async fn mutate(&self, request: &DynamicAdmissionRequest) -> Result<Option<json_patch::Patch>, String> {
+        let object =
+            request.object.as_ref().ok_or_else(|| "the request carries no OperatingSystemConfig".to_string())?;
+        let (original, osc) = decode(object).map_err(|e| format!("the OperatingSystemConfig cannot be read: {e}"))?;
+        if osc.spec.purpose != OscPurpose::Reconcile || osc.metadata.deletion_timestamp.is_some() {
+            return Ok(None);
+        }
+        let namespace = request.namespace.clone().unwrap_or_default();
+        let context = shoot_context(&self.client, &namespace, &self.configmap_namespace, &self.images)
+            .await
+            .map_err(|e| format!("cannot compute the cri-resmgr additions for {namespace}: {e}"))?;
+        let Some(context) = context else {
+            tracing::warn!(namespace, "no Cluster for this namespace; leaving the OperatingSystemConfig alone");
+            return Ok(None);
+        };
+        let outcome = desired_osc(&osc, &context, &self.images)
+            .map_err(|e| format!("cannot compute the cri-resmgr additions for {namespace}: {e}"))?;
+        for warning in &outcome.warnings {
+            tracing::warn!(namespace, osc = %request.name, warning, "OperatingSystemConfig only partly mutated");
+        }
+        let mutated = serde_json::to_value(&outcome.osc).map_err(|e| format!("internal error: {e}"))?;
+        let patch = json_patch::diff(&original, &mutated);
+        Ok((!patch.0.is_empty()).then_some(patch))
+    }
+}
+
+impl AdmissionHandler for OscMutator {
+    async fn admit(&self, request: DynamicAdmissionRequest) -> AdmissionResponse {
+        let response = AdmissionResponse::from(&request);
+        if request.kind.group != OSC_GROUP
+            || request.kind.kind != OSC_KIND
+            || !matches!(request.operation, Operation::Create | Operation::Update)
+        {
+            return response;
+        }
+        match self.mutate(&request).await {
+            Ok(None) => response,
+            Ok(Some(patch)) => match response.clone().with_patch(patch) {
+                Ok(patched) => patched,
+                Err(e) => response.deny(format!("internal error: cannot serialise the patch: {e}")),
+            },
+            Err(reason) => {
+                tracing::warn!(namespace = ?request.namespace, osc = %request.name, reason, "denied an OSC");
+                response.deny(reason)
+            }
+        }
+    }
+}

@@ -9,10 +9,11 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use serde_json::Value;
 
 use crate::apis::core::Shoot;
-use crate::apis::extensions::Cluster;
-use crate::constants::{EXTENSION_TYPE, SHOOT_MANAGED_RESOURCE_NAME};
+use crate::apis::extensions::{Cluster, OperatingSystemConfig};
+use crate::constants::{EXTENSION_TYPE, LABEL_WORKER_POOL, SHOOT_MANAGED_RESOURCE_NAME};
 use crate::desired::{self, Desired, DesiredError};
 use crate::images::{ImageError, ImageVector};
+use crate::node;
 
 /// Options of the `render` command.
 #[derive(Debug, Clone, clap::Args)]
@@ -22,6 +23,10 @@ pub struct RenderOptions {
     /// Base configs as the operator gives them: a ConfigMap YAML, or a plain mapping of config type to text.
     #[arg(long)]
     pub base_configs: Option<PathBuf>,
+    /// A reconcile OperatingSystemConfig to show the node-side changes on (e.g. one read from the seed with kubectl);
+    /// without it, a representative one with Gardener's kubelet unit for containerd is used for every pool.
+    #[arg(long)]
+    pub osc: Option<PathBuf>,
 }
 
 /// Why nothing could be rendered.
@@ -92,10 +97,108 @@ pub fn plan(options: &RenderOptions, images: &ImageVector) -> Result<(Shoot, Des
     Ok((shoot, desired))
 }
 
-/// The text `render` prints: every object of the runtime ManagedResource as a YAML stream, with comments saying
-/// where it goes.
+/// The kubelet unit as gardenlet renders it for containerd (pkg/component/extensions/operatingsystemconfig/original/
+/// components/kubelet), for pools whose real OSC `render` does not have. `{version}` and `{pool}` are filled in.
+const REPRESENTATIVE_KUBELET_UNIT: &str = "[Unit]
+Description=kubelet daemon
+Documentation=https://kubernetes.io/docs/admin/kubelet
+After=containerd.service
+[Install]
+WantedBy=multi-user.target
+[Service]
+Restart=always
+RestartSec=5
+EnvironmentFile=/etc/environment
+EnvironmentFile=-/var/lib/kubelet/extra_args
+ExecStart=/opt/bin/kubelet \\
+    --bootstrap-kubeconfig=/var/lib/kubelet/kubeconfig-bootstrap \\
+    --config=/var/lib/kubelet/config/kubelet \\
+    --kubeconfig=/var/lib/kubelet/kubeconfig-real \\
+    --node-labels=worker.gardener.cloud/kubernetes-version={version} \\
+    --node-labels=worker.gardener.cloud/pool={pool} \\
+    --container-runtime-endpoint=unix:///run/containerd/containerd.sock \\
+    --runtime-cgroups=/system.slice/containerd.service \\
+    --v=2 $KUBELET_EXTRA_ARGS";
+
+/// A reconcile OSC for `pool` with [`REPRESENTATIVE_KUBELET_UNIT`].
+fn representative_osc(pool: &str, version: &str) -> Result<OperatingSystemConfig, RenderError> {
+    let content = REPRESENTATIVE_KUBELET_UNIT.replace("{version}", version).replace("{pool}", pool);
+    let value = serde_json::json!({
+        "apiVersion": "extensions.gardener.cloud/v1alpha1",
+        "kind": "OperatingSystemConfig",
+        "metadata": {"name": format!("gardener-node-agent-{pool}-original"), "labels": {LABEL_WORKER_POOL: pool}},
+        "spec": {"type": "gardenlinux", "purpose": "reconcile",
+                 "units": [{"name": "kubelet.service", "command": "start", "enable": true, "content": content}]}
+    });
+    decode(Path::new("representative OperatingSystemConfig"), value)
+}
+
+/// Per worker pool: what the OSC gains (files with their text, the unit) and kubelet's resulting ExecStart.
+fn render_nodes(
+    options: &RenderOptions,
+    shoot: &Shoot,
+    desired: &Desired,
+    images: &ImageVector,
+) -> Result<String, RenderError> {
+    let given = match &options.osc {
+        Some(path) => {
+            let value: Value = crate::yaml::from_str(&read(path)?)
+                .map_err(|e| RenderError::Decode { path: path.to_path_buf(), message: e.to_string() })?;
+            Some(decode::<OperatingSystemConfig>(path, value)?)
+        }
+        None => None,
+    };
+    let mut out = String::new();
+    for worker in &shoot.spec.provider.workers {
+        let version = worker.effective_kubernetes_version(&shoot.spec).unwrap_or(&desired.kubernetes_version);
+        let osc = match &given {
+            Some(osc) => osc.clone(),
+            None => representative_osc(&worker.name, version)?,
+        };
+        let Some(plan) = desired.pool_plan(shoot, &worker.name, images)? else {
+            let _ = writeln!(out, "\n# Worker pool {}: no cri-resmgr (not selected or not containerd)", worker.name);
+            continue;
+        };
+        let outcome = node::mutate(&osc, Some(&plan));
+        let _ = writeln!(out, "\n# Worker pool {} (kubelet {version}): OperatingSystemConfig changes", worker.name);
+        for line in node::changes(&osc, &outcome.osc) {
+            let _ = writeln!(out, "#   {line}");
+        }
+        for warning in &outcome.warnings {
+            let _ = writeln!(out, "#   WARNING: {warning}");
+        }
+        for file in node::node_files(&plan) {
+            match (&file.content.image_ref, node::inline_text(&file)) {
+                (Some(image), _) => {
+                    let _ = writeln!(out, "# {} <- {}:{}", file.path, image.image, image.file_path_in_image);
+                }
+                (None, Some(text)) => {
+                    let _ = writeln!(out, "# {}:", file.path);
+                    for line in text.lines() {
+                        let _ = writeln!(out, "#   | {line}");
+                    }
+                }
+                (None, None) => {}
+            }
+        }
+        let _ = writeln!(out, "# {}:", crate::constants::UNIT_NAME);
+        for line in node::unit_content().lines() {
+            let _ = writeln!(out, "#   | {line}");
+        }
+        if let Some(exec_start) = node::kubelet_exec_start(&outcome.osc) {
+            let _ = writeln!(out, "# kubelet.service ExecStart:");
+            for line in exec_start.lines() {
+                let _ = writeln!(out, "#   | {line}");
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The text `render` prints: every object of the runtime ManagedResource as a YAML stream, then per worker pool the
+/// node-side changes, all with comments saying where things go.
 pub fn render(options: &RenderOptions, images: &ImageVector) -> Result<String, RenderError> {
-    let (_shoot, desired) = plan(options, images)?;
+    let (shoot, desired) = plan(options, images)?;
     let mut out = String::new();
     let pools = if desired.selected_pools.is_empty() { "none".to_string() } else { desired.selected_pools.join(", ") };
     let _ = writeln!(out, "# Worker pools running cri-resmgr: {pools}");
@@ -104,6 +207,7 @@ pub fn render(options: &RenderOptions, images: &ImageVector) -> Result<String, R
         out.push_str("---\n");
         out.push_str(&crate::yaml::to_string(&object).map_err(|e| RenderError::Encode(e.to_string()))?);
     }
+    out.push_str(&render_nodes(options, &shoot, &desired, images)?);
     Ok(out)
 }
 
@@ -119,17 +223,40 @@ mod tests {
     fn renders_the_example_shoot_and_cluster_alike() {
         let images = ImageVector::embedded().expect("images");
         let from_shoot =
-            render(&RenderOptions { shoot: repo_file("examples/shoot.yaml"), base_configs: None }, &images)
+            render(&RenderOptions { shoot: repo_file("examples/shoot.yaml"), base_configs: None, osc: None }, &images)
                 .expect("render shoot");
-        let from_cluster =
-            render(&RenderOptions { shoot: repo_file("examples/10-cluster.yaml"), base_configs: None }, &images)
-                .expect("render cluster");
+        let from_cluster = render(
+            &RenderOptions { shoot: repo_file("examples/10-cluster.yaml"), base_configs: None, osc: None },
+            &images,
+        )
+        .expect("render cluster");
         assert_eq!(from_shoot, from_cluster);
         assert!(from_shoot.starts_with("# Worker pools running cri-resmgr: cpu-worker\n"), "{from_shoot}");
         let objects: Vec<Value> = crate::yaml::from_multi_str(&from_shoot).expect("a YAML stream");
         let names: Vec<&str> = objects.iter().filter_map(|o| o["metadata"]["name"].as_str()).collect();
         assert!(names.contains(&"cri-resmgr-config.default"), "{names:?}");
         assert!(names.contains(&"cri-resmgr-agent"), "{names:?}");
+    }
+
+    #[test]
+    fn node_side_changes_are_shown_per_pool_with_the_kubelet_exec_start() {
+        let images = ImageVector::embedded().expect("images");
+        let options = RenderOptions {
+            shoot: repo_file("examples/shoot.yaml"),
+            base_configs: None,
+            osc: Some(repo_file("examples/30-osc-cpu-worker.yaml")),
+        };
+        let text = render(&options, &images).expect("render");
+        assert!(text.contains("# Worker pool cpu-worker (kubelet 1.32.0): OperatingSystemConfig changes"), "{text}");
+        assert!(text.contains("#   unit cri-resource-manager.service: added"), "{text}");
+        assert!(text.contains("#   unit kubelet.service: changed"), "{text}");
+        assert!(text.contains("--container-runtime-endpoint=unix:///var/run/cri-resmgr/cri-resmgr.sock"), "{text}");
+        assert!(text.contains("CONFIG_OPTIONS=\"--fallback-config /etc/cri-resmgr/fallback.cfg\""), "{text}");
+        // The representative OSC gives the same kubelet change as the example OSC.
+        let representative =
+            render(&RenderOptions { osc: None, ..options.clone() }, &images).expect("render representative");
+        assert!(representative.contains("--container-runtime-endpoint=unix:///var/run/cri-resmgr/cri-resmgr.sock"));
+        assert!(!representative.contains("WARNING"), "{representative}");
     }
 
     #[test]
@@ -143,9 +270,11 @@ mod tests {
         )
         .expect("write");
         let images = ImageVector::embedded().expect("images");
-        let text =
-            render(&RenderOptions { shoot: repo_file("examples/shoot.yaml"), base_configs: Some(base) }, &images)
-                .expect("render");
+        let text = render(
+            &RenderOptions { shoot: repo_file("examples/shoot.yaml"), base_configs: Some(base), osc: None },
+            &images,
+        )
+        .expect("render");
         assert!(text.contains("name: cri-resmgr-config.group.gpu"), "{text}");
     }
 
@@ -156,7 +285,7 @@ mod tests {
         let text = std::fs::read_to_string(repo_file("examples/shoot.yaml")).expect("example");
         std::fs::write(&shoot, text.replace("Active: topology-aware", "Active: fastest")).expect("write");
         let images = ImageVector::embedded().expect("images");
-        let error = render(&RenderOptions { shoot, base_configs: None }, &images).expect_err("invalid");
+        let error = render(&RenderOptions { shoot, base_configs: None, osc: None }, &images).expect_err("invalid");
         let message = error.to_string();
         assert!(message.contains("spec.extensions[0].providerConfig.configs[\"default\"]"), "{message}");
         assert!(message.contains("\"fastest\""), "{message}");
@@ -172,7 +301,7 @@ mod tests {
         )
         .expect("write");
         let images = ImageVector::embedded().expect("images");
-        let error = render(&RenderOptions { shoot, base_configs: None }, &images).expect_err("not enabled");
+        let error = render(&RenderOptions { shoot, base_configs: None, osc: None }, &images).expect_err("not enabled");
         assert!(error.to_string().contains("does not enable the cri-resmgr-extension extension"), "{error}");
     }
 }

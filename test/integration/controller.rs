@@ -15,11 +15,10 @@ use gardener_extension_cri_resmgr::constants::{
 use gardener_extension_cri_resmgr::controller::status;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
-use kube::api::{Api, DeleteParams, DynamicObject, ObjectMeta, Patch, PatchParams, PostParams};
-use kube::core::GroupVersionKind;
-use kube::discovery::pinned_kind;
+use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
+use crate::apply::{Placement, apply_all, find};
 use crate::support::{RunningController, TestEnv, eventually, example};
 
 /// The examples' Cluster and Extension, placed in the test's namespace.
@@ -71,13 +70,6 @@ async fn objects_of(env: &TestEnv, mr: &ManagedResource) -> (String, Vec<Value>)
     let data = secret.data.expect("secret data");
     let yaml = String::from_utf8(data[MANAGED_RESOURCE_SECRET_KEY].0.clone()).expect("utf-8");
     (secret_name, gardener_extension_cri_resmgr::yaml::from_multi_str(&yaml).expect("objects decode"))
-}
-
-fn find<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
-    objects
-        .iter()
-        .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
-        .unwrap_or_else(|| panic!("{kind} {name} not among the shoot objects"))
 }
 
 /// Marks a ManagedResource as gardener-resource-manager does once everything is applied and healthy.
@@ -165,8 +157,8 @@ async fn create_deploys_the_shoot_resources_and_reports_success() {
     controller.stop().await;
 }
 
-/// Creates the shoot objects in a scratch namespace of the test bed; cluster-scoped objects get a unique name (the
-/// CRD keeps its name, which its group and plural fix).
+/// Applies the shoot objects to the test bed: a scratch namespace stands in for the shoot's kube-system, and
+/// cluster-scoped objects get a unique name (the CRD keeps its name, which its group and plural fix).
 async fn create_in_scratch_namespace(env: &TestEnv, objects: &[Value]) {
     let scratch = format!("{}-shoot", env.namespace);
     Api::<Namespace>::all(env.client.clone())
@@ -179,56 +171,9 @@ async fn create_in_scratch_namespace(env: &TestEnv, objects: &[Value]) {
         )
         .await
         .expect("scratch namespace");
-    for object in objects {
-        let mut object = object.clone();
-        let api_version = object["apiVersion"].as_str().expect("apiVersion").to_string();
-        let kind = object["kind"].as_str().expect("kind").to_string();
-        let (group, version) = api_version.split_once('/').unwrap_or(("", api_version.as_str()));
-        let gvk = GroupVersionKind::gvk(group, version, &kind);
-        let (resource, capabilities) = pinned_kind(&env.client, &gvk).await.expect("discover kind");
-        let api: Api<DynamicObject> = if capabilities.scope == kube::discovery::Scope::Namespaced {
-            object["metadata"]["namespace"] = json!(scratch);
-            Api::namespaced_with(env.client.clone(), &scratch, &resource)
-        } else {
-            if kind != "CustomResourceDefinition" {
-                let name = format!("{}-{}", object["metadata"]["name"].as_str().expect("name"), env.namespace);
-                object["metadata"]["name"] = json!(name);
-            }
-            Api::all_with(env.client.clone(), &resource)
-        };
-        let name = object["metadata"]["name"].as_str().expect("name").to_string();
-        let dynamic: DynamicObject = serde_json::from_value(object).expect("dynamic object");
-        let result = api.patch(&name, &PatchParams::apply("test").force(), &Patch::Apply(&dynamic)).await;
-        let created = result.unwrap_or_else(|e| panic!("the apiserver rejects {kind} {name}: {e}"));
-        // Nothing we set was dropped as unknown by the apiserver.
-        let stored = serde_json::to_value(&created).expect("json");
-        let sent = serde_json::to_value(&dynamic).expect("json");
-        assert_subset(&sent["data"], &stored["data"], &format!("{kind} {name} data"));
-        assert_subset(&sent["spec"], &stored["spec"], &format!("{kind} {name} spec"));
-        assert_subset(&sent["rules"], &stored["rules"], &format!("{kind} {name} rules"));
-    }
-}
-
-/// Every field of `sent` is in `stored` with the same value (the server may add defaults).
-fn assert_subset(sent: &Value, stored: &Value, what: &str) {
-    match (sent, stored) {
-        (Value::Object(sent), Value::Object(stored)) => {
-            for (key, value) in sent {
-                let Some(stored_value) = stored.get(key) else { panic!("{what}: field {key} was dropped") };
-                assert_subset(value, stored_value, &format!("{what}.{key}"));
-            }
-        }
-        (Value::Array(sent), Value::Array(stored)) => {
-            assert_eq!(sent.len(), stored.len(), "{what}: list length");
-            for (i, (a, b)) in sent.iter().zip(stored).enumerate() {
-                assert_subset(a, b, &format!("{what}[{i}]"));
-            }
-        }
-        (Value::Null, _) => {}
-        (a, b) => {
-            assert!(a == b || a.to_string().trim_matches('"') == b.to_string().trim_matches('"'), "{what}: {a} != {b}")
-        }
-    }
+    let placement = Placement { namespace: Some(&scratch), cluster_scoped_suffix: Some(&env.namespace) };
+    let stored = apply_all(&env.client, objects, placement).await;
+    assert_eq!(stored.len(), objects.len());
 }
 
 #[tokio::test]

@@ -2,6 +2,8 @@
 //! `support`). Each test works in its own namespace.
 
 mod admission;
+mod apply;
+mod charts;
 mod control_plane;
 mod controller;
 mod gardener_types;

@@ -1,0 +1,70 @@
+{{- /* Names fixed by the binary's defaults and constants (src/constants.rs, src/admission.rs): keep them in step. */ -}}
+
+{{- define "cri-resmgr.name" -}}
+gardener-extension-cri-resmgr
+{{- end -}}
+
+{{- /* ConfigMap the controller reads the base configs from (BASE_CONFIGS_CONFIG_MAP). */ -}}
+{{- define "cri-resmgr.configsName" -}}
+gardener-extension-cri-resmgr-configs
+{{- end -}}
+
+{{- define "cri-resmgr.imageVectorOverwriteName" -}}
+gardener-extension-cri-resmgr-imagevector-overwrite
+{{- end -}}
+
+{{- /* Leases the controller writes (LEADER_ELECTION_LEASE_NAME, HEARTBEAT_LEASE_NAME). */ -}}
+{{- define "cri-resmgr.leaderElectionLease" -}}
+gardener-extension-cri-resmgr-leader-election
+{{- end -}}
+{{- define "cri-resmgr.heartbeatLease" -}}
+gardener-extension-heartbeat
+{{- end -}}
+
+{{- define "cri-resmgr.webhookTLSSecretName" -}}
+{{- .Values.webhook.tls.existingSecret | default "gardener-extension-cri-resmgr-webhook-tls" -}}
+{{- end -}}
+
+{{- define "cri-resmgr.certDir" -}}
+/etc/gardener-extension-cri-resmgr/webhook-certs
+{{- end -}}
+
+{{- define "cri-resmgr.imageVectorOverwriteDir" -}}
+/etc/gardener-extension-cri-resmgr/imagevector
+{{- end -}}
+
+{{- define "cri-resmgr.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "cri-resmgr.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "cri-resmgr.labels" -}}
+{{ include "cri-resmgr.selectorLabels" . }}
+helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+{{- end -}}
+
+{{- define "cri-resmgr.image" -}}
+{{- $tag := .Values.image.tag | default .Chart.AppVersion -}}
+{{- if hasPrefix "sha256:" $tag -}}
+{{ .Values.image.repository }}@{{ $tag }}
+{{- else -}}
+{{ .Values.image.repository }}:{{ $tag }}
+{{- end -}}
+{{- end -}}
+
+{{- /* A config given as text stays as it is; a mapping is written out as YAML text. */ -}}
+{{- define "cri-resmgr.text" -}}
+{{- if kindIs "string" . -}}
+{{ . }}
+{{- else -}}
+{{ toYaml . }}
+{{- end -}}
+{{- end -}}
+
+{{- /* The image vector overwrite as file content ("" when unset). */ -}}
+{{- define "cri-resmgr.imageVectorOverwrite" -}}
+{{- if .Values.imageVectorOverwrite -}}
+{{ include "cri-resmgr.text" .Values.imageVectorOverwrite }}
+{{- end -}}
+{{- end -}}

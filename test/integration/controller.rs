@@ -438,3 +438,32 @@ async fn controller_restarted_mid_deletion_resumes_and_finishes() {
     assert!(managed_resource(&env, CLEANER_MANAGED_RESOURCE_NAME).await.is_none());
     restarted.stop().await;
 }
+
+#[tokio::test]
+async fn force_deleted_shoot_frees_the_extension_without_waiting() {
+    let env = TestEnv::new("controller_force_delete").await;
+    let controller = RunningController::start(&env);
+    let api = create_shoot(&env, |_| {}).await;
+    wait_until_ready(&api).await;
+    // Play gardener-resource-manager: its finalizer would keep the MR until the shoot answers, which it won't.
+    let mrs: Api<ManagedResource> = Api::namespaced(env.client.clone(), &env.namespace);
+    let body = json!({"metadata": {"finalizers": ["resources.gardener.cloud/gardener-resource-manager"]}});
+    mrs.patch(SHOOT_MANAGED_RESOURCE_NAME, &PatchParams::default(), &Patch::Merge(&body)).await.expect("GRM finalizer");
+    // gardenlet marks a force-deleted Shoot in the Cluster.
+    let body = json!({"spec": {"shoot": {"metadata": {
+        "deletionTimestamp": "2026-01-01T00:00:00Z",
+        "annotations": {"confirmation.gardener.cloud/force-deletion": "true"}}}}});
+    Api::<Cluster>::all(env.client.clone())
+        .patch(&env.namespace, &PatchParams::default(), &Patch::Merge(&body))
+        .await
+        .expect("mark the shoot force-deleted");
+    api.delete(EXTENSION_TYPE, &DeleteParams::default()).await.expect("delete Extension");
+    eventually("the Extension to be gone", || async {
+        api.get_opt(EXTENSION_TYPE).await.ok()?.is_none().then_some(())
+    })
+    .await;
+    let mr = managed_resource(&env, SHOOT_MANAGED_RESOURCE_NAME).await.expect("MR held by GRM's finalizer");
+    assert!(mr.metadata.deletion_timestamp.is_some(), "the runtime MR was deleted without waiting for it");
+    assert!(managed_resource(&env, CLEANER_MANAGED_RESOURCE_NAME).await.is_none(), "no cleaner on force deletion");
+    controller.stop().await;
+}

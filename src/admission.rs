@@ -45,7 +45,7 @@ pub struct WebhookOptions {
     #[arg(long, env = "WEBHOOK_CONFIG_NAMESPACE", default_value = "garden")]
     pub webhook_config_namespace: String,
     /// Name of the webhook Service for `--webhook-config-mode=service`.
-    #[arg(long, default_value = "gardener-extension-cri-resmgr")]
+    #[arg(long, default_value = crate::constants::COMPONENT_NAME)]
     pub webhook_config_service_name: String,
     /// Port of the webhook Service for `--webhook-config-mode=service`.
     #[arg(long, default_value_t = 443)]
@@ -82,7 +82,7 @@ impl Default for WebhookOptions {
             webhook_config_mode: WebhookConfigMode::Service,
             webhook_config_url: None,
             webhook_config_namespace: "garden".to_string(),
-            webhook_config_service_name: "gardener-extension-cri-resmgr".to_string(),
+            webhook_config_service_name: crate::constants::COMPONENT_NAME.to_string(),
             webhook_config_service_port: 443,
             no_webhook_registration: false,
         }

@@ -8,6 +8,10 @@ pub const EXTENSION_TYPE: &str = "cri-resmgr-extension";
 /// Name of the extension as Gardener's conventions use it in object names (`gardener-extension-<name>`).
 pub const EXTENSION_NAME: &str = "cri-resmgr";
 
+/// The extension's component name (`gardener-extension-<name>`): its binary, Deployment, Service and webhook
+/// configuration in the seed, its field manager, and the `managed-by` label of what it creates.
+pub const COMPONENT_NAME: &str = "gardener-extension-cri-resmgr";
+
 /// Finalizer the controller puts on every Extension it reconciles.
 pub const FINALIZER: &str = "extensions.gardener.cloud/cri-resmgr-extension";
 
@@ -115,7 +119,7 @@ pub const LABEL_APP_NAME: &str = "app.kubernetes.io/name";
 /// Recommended Kubernetes label naming who manages an object.
 pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 /// Value of [`LABEL_MANAGED_BY`] on every object the extension puts into the shoot.
-pub const MANAGED_BY: &str = "gardener-extension-cri-resmgr";
+pub const MANAGED_BY: &str = COMPONENT_NAME;
 
 /// Gardener's PriorityClass for shoot system components that are not node-critical (created in every shoot by
 /// gardenlet). Neither the agent nor the cleaner is node-critical: cri-resmgr keeps serving with its cached or
@@ -221,3 +225,11 @@ pub const CRI_RESMGR_FLAG_FORCE_CONFIG: &str = "--force-config";
 pub const CRI_RESMGR_FLAG_RESET_POLICY: &str = "--reset-policy";
 /// The policy cri-resmgr runs when a configuration names none (its built-in default since v0.8).
 pub const CRI_RESMGR_DEFAULT_POLICY: &str = "none";
+
+/// Marks an Extension whose nodes the cleaner has cleaned, so that a resumed deletion does not clean again.
+pub const ANNOTATION_NODES_CLEANED: &str = "cri-resmgr.extensions.gardener.cloud/nodes-cleaned";
+/// Gardener's force-deletion marker on the Shoot (`v1beta1constants.AnnotationConfirmationForceDeletion`).
+pub const ANNOTATION_FORCE_DELETION: &str = "confirmation.gardener.cloud/force-deletion";
+/// Namespace label gardenlet puts on shoot namespaces, and its value there.
+pub const LABEL_ROLE: &str = "gardener.cloud/role";
+pub const ROLE_SHOOT: &str = "shoot";

@@ -8,7 +8,7 @@ use serde_json::Value;
 use crate::apis::config::ProviderConfig;
 use crate::apis::core::Shoot;
 use crate::configs::{self, MergedConfigs};
-use crate::constants::EXTENSION_TYPE;
+use crate::constants::{BASE_CONFIGS_CONFIG_MAP, EXTENSION_TYPE};
 use crate::images::{ExtensionImages, ImageError, ImageVector};
 use crate::validation::{FieldError, FieldPath, decode_provider_config, join_errors};
 
@@ -23,7 +23,7 @@ pub enum DesiredError {
     #[error(transparent)]
     Image(#[from] ImageError),
     #[error("cannot build the shoot objects: {0}")]
-    Objects(String),
+    Objects(#[from] crate::shoot_resources::ShootResourcesError),
 }
 
 impl From<Vec<FieldError>> for DesiredError {
@@ -44,6 +44,27 @@ impl DesiredError {
     }
 }
 
+/// Why the inputs of a plan cannot be read from the cluster, or the plan not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("{action}: {source}")]
+    Kube { action: String, source: kube::Error },
+    #[error(transparent)]
+    Desired(#[from] DesiredError),
+}
+
+/// Reads the operator's base configs (ConfigMap [`BASE_CONFIGS_CONFIG_MAP`] in `namespace`; absent = none).
+pub async fn fetch_base_configs(client: &kube::Client, namespace: &str) -> Result<BTreeMap<String, String>, PlanError> {
+    let config_map = kube::Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(client.clone(), namespace)
+        .get_opt(BASE_CONFIGS_CONFIG_MAP)
+        .await
+        .map_err(|source| PlanError::Kube {
+            action: format!("reading ConfigMap {namespace}/{BASE_CONFIGS_CONFIG_MAP}"),
+            source,
+        })?;
+    Ok(configs::base_configs(config_map.as_ref()).map_err(DesiredError::Config)?)
+}
+
 /// The extension's plan for one shoot.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Desired {
@@ -51,9 +72,6 @@ pub struct Desired {
     pub merged: MergedConfigs,
     /// Worker pools whose nodes run cri-resmgr, in the Shoot's order.
     pub selected_pools: Vec<String>,
-    /// Every containerd pool: where the cleaner runs, since pools deselected earlier may still carry cri-resmgr's
-    /// state (the cleaner finishes at once on nodes that never ran it).
-    pub containerd_pools: Vec<String>,
     /// Images for the shoot's Kubernetes version.
     pub images: ExtensionImages,
     /// The shoot's (control plane) Kubernetes version the images were chosen for.
@@ -84,14 +102,6 @@ pub fn compute(
     };
     let merged = configs::merge_at(base, config.as_ref(), &path)?;
     let selected_pools = merged.selected_worker_pool_names(&shoot.spec.provider.workers);
-    let containerd_pools = shoot
-        .spec
-        .provider
-        .workers
-        .iter()
-        .filter(|worker| worker.cri_name() == Some(crate::constants::CRI_CONTAINERD))
-        .map(|worker| worker.name.clone())
-        .collect();
     let kubernetes_version = shoot
         .spec
         .kubernetes
@@ -100,14 +110,13 @@ pub fn compute(
         .filter(|v| !v.is_empty())
         .ok_or(DesiredError::MissingKubernetesVersion)?;
     let images = images.extension_images(&kubernetes_version)?;
-    Ok(Desired { merged, selected_pools, containerd_pools, images, kubernetes_version })
+    Ok(Desired { merged, selected_pools, images, kubernetes_version })
 }
 
 impl Desired {
     /// Everything the runtime ManagedResource carries into the shoot.
     pub fn runtime_objects(&self) -> Result<Vec<Value>, DesiredError> {
-        crate::shoot_resources::shoot_objects(&self.merged, &self.images, &self.selected_pools)
-            .map_err(|e| DesiredError::Objects(e.to_string()))
+        Ok(crate::shoot_resources::shoot_objects(&self.merged, &self.images, &self.selected_pools)?)
     }
 
     /// What the nodes of worker pool `pool` get, or `None` when the pool does not run cri-resmgr (not selected, not
@@ -123,17 +132,45 @@ impl Desired {
             return Ok(None);
         }
         let version = worker.effective_kubernetes_version(&shoot.spec).unwrap_or(&self.kubernetes_version);
-        let installation = images.find(crate::images::INSTALLATION, version)?;
+        // An arm64 pool needs the arm64 binary; the image vector may have entries per architecture.
+        let architecture = worker
+            .machine
+            .other
+            .get("architecture")
+            .and_then(Value::as_str)
+            .unwrap_or(crate::images::DEFAULT_ARCHITECTURE);
+        let installation = images.find_for_architecture(crate::images::INSTALLATION, version, architecture)?;
         Ok(Some(crate::node::PoolPlan {
             merged: &self.merged,
             installation_image: installation.reference,
             pool_labels: worker.labels.clone().unwrap_or_default(),
         }))
     }
+}
 
-    /// Everything the cleaner ManagedResource carries into the shoot.
-    pub fn cleaner_objects(&self) -> Result<Vec<Value>, DesiredError> {
-        crate::shoot_resources::cleaner_objects(&self.images, &self.containerd_pools)
-            .map_err(|e| DesiredError::Objects(e.to_string()))
-    }
+/// Every worker pool that runs containerd: where the cleaner runs, since pools deselected earlier may still carry
+/// cri-resmgr's state (the cleaner finishes at once on nodes that never ran it).
+pub fn containerd_pools(shoot: &Shoot) -> Vec<String> {
+    shoot
+        .spec
+        .provider
+        .workers
+        .iter()
+        .filter(|worker| worker.cri_name() == Some(crate::constants::CRI_CONTAINERD))
+        .map(|worker| worker.name.clone())
+        .collect()
+}
+
+/// Everything the cleaner ManagedResource carries into the shoot. Independent of the configuration on purpose:
+/// removal must work even when the configuration no longer validates.
+pub fn cleaner_objects(shoot: &Shoot, images: &ImageVector) -> Result<Vec<Value>, DesiredError> {
+    let version = shoot
+        .spec
+        .kubernetes
+        .version
+        .as_deref()
+        .filter(|v| !v.is_empty())
+        .ok_or(DesiredError::MissingKubernetesVersion)?;
+    let images = images.extension_images(version)?;
+    Ok(crate::shoot_resources::cleaner_objects(&images, &containerd_pools(shoot))?)
 }

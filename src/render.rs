@@ -14,6 +14,7 @@ use crate::constants::{EXTENSION_TYPE, LABEL_WORKER_POOL, SHOOT_MANAGED_RESOURCE
 use crate::desired::{self, Desired, DesiredError};
 use crate::images::{ImageError, ImageVector};
 use crate::node;
+use crate::webhook::osc::{ShootContext, desired_osc};
 
 /// Options of the `render` command.
 #[derive(Debug, Clone, clap::Args)]
@@ -97,38 +98,34 @@ pub fn plan(options: &RenderOptions, images: &ImageVector) -> Result<(Shoot, Des
     Ok((shoot, desired))
 }
 
-/// The kubelet unit as gardenlet renders it for containerd (pkg/component/extensions/operatingsystemconfig/original/
-/// components/kubelet), for pools whose real OSC `render` does not have. `{version}` and `{pool}` are filled in.
-const REPRESENTATIVE_KUBELET_UNIT: &str = "[Unit]
-Description=kubelet daemon
-Documentation=https://kubernetes.io/docs/admin/kubelet
-After=containerd.service
-[Install]
-WantedBy=multi-user.target
-[Service]
-Restart=always
-RestartSec=5
-EnvironmentFile=/etc/environment
-EnvironmentFile=-/var/lib/kubelet/extra_args
-ExecStart=/opt/bin/kubelet \\
-    --bootstrap-kubeconfig=/var/lib/kubelet/kubeconfig-bootstrap \\
-    --config=/var/lib/kubelet/config/kubelet \\
-    --kubeconfig=/var/lib/kubelet/kubeconfig-real \\
-    --node-labels=worker.gardener.cloud/kubernetes-version={version} \\
-    --node-labels=worker.gardener.cloud/pool={pool} \\
-    --container-runtime-endpoint=unix:///run/containerd/containerd.sock \\
-    --runtime-cgroups=/system.slice/containerd.service \\
-    --v=2 $KUBELET_EXTRA_ARGS";
-
-/// A reconcile OSC for `pool` with [`REPRESENTATIVE_KUBELET_UNIT`].
+/// A reconcile OSC for `pool` whose kubelet unit is the one gardenlet renders for containerd
+/// (pkg/component/extensions/operatingsystemconfig/original/components/kubelet), for pools whose real OSC `render`
+/// does not have.
 fn representative_osc(pool: &str, version: &str) -> Result<OperatingSystemConfig, RenderError> {
-    let content = REPRESENTATIVE_KUBELET_UNIT.replace("{version}", version).replace("{pool}", pool);
+    use crate::constants::{CONTAINERD_SOCKET_ENDPOINT, CONTAINERD_UNIT_NAME, KUBELET_CONFIG_PATH, KUBELET_UNIT_NAME};
+    let flags = [
+        "--bootstrap-kubeconfig=/var/lib/kubelet/kubeconfig-bootstrap".to_string(),
+        format!("--config={KUBELET_CONFIG_PATH}"),
+        "--kubeconfig=/var/lib/kubelet/kubeconfig-real".to_string(),
+        format!("--node-labels=worker.gardener.cloud/kubernetes-version={version}"),
+        format!("--node-labels={LABEL_WORKER_POOL}={pool}"),
+        format!("--container-runtime-endpoint={CONTAINERD_SOCKET_ENDPOINT}"),
+        format!("--runtime-cgroups=/system.slice/{CONTAINERD_UNIT_NAME}"),
+        "--v=2 $KUBELET_EXTRA_ARGS".to_string(),
+    ];
+    let content = format!(
+        "[Unit]\nDescription=kubelet daemon\nDocumentation=https://kubernetes.io/docs/admin/kubelet\n\
+         After={CONTAINERD_UNIT_NAME}\n[Install]\nWantedBy=multi-user.target\n[Service]\nRestart=always\n\
+         RestartSec=5\nEnvironmentFile=/etc/environment\nEnvironmentFile=-/var/lib/kubelet/extra_args\n\
+         ExecStart=/opt/bin/kubelet \\\n    {}",
+        flags.join(" \\\n    ")
+    );
     let value = serde_json::json!({
         "apiVersion": "extensions.gardener.cloud/v1alpha1",
         "kind": "OperatingSystemConfig",
         "metadata": {"name": format!("gardener-node-agent-{pool}-original"), "labels": {LABEL_WORKER_POOL: pool}},
         "spec": {"type": "gardenlinux", "purpose": "reconcile",
-                 "units": [{"name": "kubelet.service", "command": "start", "enable": true, "content": content}]}
+                 "units": [{"name": KUBELET_UNIT_NAME, "command": "start", "enable": true, "content": content}]}
     });
     decode(Path::new("representative OperatingSystemConfig"), value)
 }
@@ -149,17 +146,27 @@ fn render_nodes(
         None => None,
     };
     let mut out = String::new();
+    let context = ShootContext { shoot: shoot.clone(), desired: Some(desired.clone()) };
     for worker in &shoot.spec.provider.workers {
         let version = worker.effective_kubernetes_version(&shoot.spec).unwrap_or(&desired.kubernetes_version);
-        let osc = match &given {
+        let mut osc = match &given {
             Some(osc) => osc.clone(),
             None => representative_osc(&worker.name, version)?,
         };
+        // A given OSC is shown as it would be for each pool.
+        osc.metadata
+            .labels
+            .get_or_insert_with(Default::default)
+            .insert(LABEL_WORKER_POOL.to_string(), worker.name.clone());
         let Some(plan) = desired.pool_plan(shoot, &worker.name, images)? else {
             let _ = writeln!(out, "\n# Worker pool {}: no cri-resmgr (not selected or not containerd)", worker.name);
             continue;
         };
-        let outcome = node::mutate(&osc, Some(&plan));
+        // The same function the webhook and the reconciler use.
+        let outcome = desired_osc(&osc, &context, images).map_err(|e| match e {
+            crate::desired::PlanError::Desired(e) => RenderError::Desired(e),
+            crate::desired::PlanError::Kube { action, .. } => RenderError::Encode(action),
+        })?;
         let _ = writeln!(out, "\n# Worker pool {} (kubelet {version}): OperatingSystemConfig changes", worker.name);
         for line in node::changes(&osc, &outcome.osc) {
             let _ = writeln!(out, "#   {line}");

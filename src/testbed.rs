@@ -104,7 +104,7 @@ pub fn cache_dir() -> PathBuf {
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
         .unwrap_or_else(std::env::temp_dir);
-    base.join("gardener-extension-cri-resmgr")
+    base.join(crate::constants::COMPONENT_NAME)
 }
 
 fn find_on_path(name: &str) -> Option<PathBuf> {

@@ -4,11 +4,10 @@
 //! Every flow is resumable: it reads the world, does the next step and requeues while it waits, so a controller
 //! restarted at any point (or a second replica taking over) finishes the job.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -20,20 +19,13 @@ use super::{Context, ReconcileError};
 use crate::apis::common::{LastOperationState, LastOperationType};
 use crate::apis::extensions::{Cluster, Extension};
 use crate::constants::{
-    ANNOTATION_OPERATION, CLEANER_MANAGED_RESOURCE_NAME, EXTENSION_TYPE, FINALIZER, MANAGED_RESOURCE_ORIGIN,
-    OPERATION_RECONCILE, OPERATION_RESTORE, OPERATION_WAIT_FOR_STATE, SHOOT_MANAGED_RESOURCE_NAME,
+    ANNOTATION_FORCE_DELETION, ANNOTATION_NODES_CLEANED, ANNOTATION_OPERATION, CLEANER_MANAGED_RESOURCE_NAME,
+    EXTENSION_TYPE, FINALIZER, LABEL_ROLE, MANAGED_RESOURCE_ORIGIN, OPERATION_RECONCILE, OPERATION_RESTORE,
+    OPERATION_WAIT_FOR_STATE, ROLE_SHOOT, SHOOT_MANAGED_RESOURCE_NAME,
 };
 use crate::desired::{self, Desired};
 use crate::managed_resource;
 use crate::webhook::osc::ShootContext;
-
-/// Marks an Extension whose nodes the cleaner has cleaned, so that a resumed deletion does not clean again.
-pub const ANNOTATION_NODES_CLEANED: &str = "cri-resmgr.extensions.gardener.cloud/nodes-cleaned";
-/// Gardener's force-deletion marker on the Shoot (`v1beta1constants.AnnotationConfirmationForceDeletion`).
-pub const ANNOTATION_FORCE_DELETION: &str = "confirmation.gardener.cloud/force-deletion";
-/// Namespace label gardenlet puts on shoot namespaces (`gardener.cloud/role: shoot`).
-pub const LABEL_ROLE: &str = "gardener.cloud/role";
-const ROLE_SHOOT: &str = "shoot";
 
 /// How often a waiting flow looks again.
 const WAIT_REQUEUE: Duration = Duration::from_secs(2);
@@ -191,9 +183,19 @@ impl Flow<'_> {
         self.set_finalizers(finalizers.iter().filter(|f| *f != FINALIZER).cloned().collect()).await
     }
 
-    async fn processing(&self, description: &str) -> Result<(), ReconcileError> {
+    /// Starts the operation: Processing with `description`, unless the Extension already shows this operation as
+    /// Processing (a resumed or waiting flow), whose more precise description is then kept.
+    async fn begin(&self, description: &str) -> Result<(), ReconcileError> {
         let last = self.extension.status.as_ref().and_then(|s| s.last_operation.as_ref());
-        // Re-writing the same Processing state while waiting only produces watch events.
+        if last.is_some_and(|op| op.type_ == self.operation && op.state == LastOperationState::Processing) {
+            return Ok(());
+        }
+        self.patch_status(status::processing(&self.operation, description, &self.now())).await
+    }
+
+    /// Says what a waiting flow waits for; written only when it changes, so waiting produces no status churn.
+    async fn waiting(&self, description: &str) -> Result<(), ReconcileError> {
+        let last = self.extension.status.as_ref().and_then(|s| s.last_operation.as_ref());
         if last.is_some_and(|op| {
             op.type_ == self.operation && op.state == LastOperationState::Processing && op.description == description
         }) {
@@ -236,23 +238,9 @@ impl Flow<'_> {
     async fn desired(&self) -> Result<Desired, ReconcileError> {
         let cluster =
             self.cluster.ok_or_else(|| ReconcileError::MissingCluster { namespace: self.namespace.to_string() })?;
-        let base = self.base_configs().await?;
+        let base = desired::fetch_base_configs(&self.ctx.client, &self.ctx.config.configmap_namespace).await?;
         desired::compute(&cluster.spec.shoot, self.extension.spec.provider_config.as_ref(), &base, &self.ctx.images)
             .map_err(ReconcileError::Desired)
-    }
-
-    async fn base_configs(&self) -> Result<BTreeMap<String, String>, ReconcileError> {
-        let api: Api<ConfigMap> = Api::namespaced(self.ctx.client.clone(), &self.ctx.config.configmap_namespace);
-        let config_map =
-            api.get_opt(crate::constants::BASE_CONFIGS_CONFIG_MAP).await.map_err(|source| ReconcileError::Kube {
-                action: format!(
-                    "reading ConfigMap {}/{}",
-                    self.ctx.config.configmap_namespace,
-                    crate::constants::BASE_CONFIGS_CONFIG_MAP
-                ),
-                source,
-            })?;
-        crate::configs::base_configs(config_map.as_ref()).map_err(|errors| ReconcileError::Desired(errors.into()))
     }
 
     /// Create, Reconcile and Restore: deploy the shoot resources.
@@ -263,7 +251,7 @@ impl Flow<'_> {
             self.remove_operation_annotation().await?;
         }
         self.ensure_finalizer().await?;
-        self.processing(DESCRIPTION).await?;
+        self.begin(DESCRIPTION).await?;
         let desired = match self.desired().await {
             Ok(desired) => desired,
             Err(e) => return self.fail("Error reconciling the cri-resmgr extension", e).await,
@@ -300,7 +288,7 @@ impl Flow<'_> {
     /// (`desired: None`: nothing of ours).
     async fn propagate_to_nodes(&self, desired: Option<Desired>) -> Result<(), ReconcileError> {
         let Some(cluster) = self.cluster else { return Ok(()) };
-        let context = ShootContext { cluster: cluster.clone(), desired };
+        let context = ShootContext { shoot: cluster.spec.shoot.clone(), desired };
         super::propagation::propagate(&self.ctx.client, self.namespace, &context, &self.ctx.images).await?;
         Ok(())
     }
@@ -328,7 +316,7 @@ impl Flow<'_> {
     /// Delete: clean the nodes with the cleaner DaemonSet (unless there are no nodes to clean), then remove both
     /// ManagedResources and the finalizer.
     async fn delete(&self) -> Result<Action, ReconcileError> {
-        self.processing("Deleting the cri-resmgr extension").await?;
+        self.begin("Deleting the cri-resmgr extension").await?;
         // Nodes lose cri-resmgr through their OSCs; gardenlet rewrites them too, this only makes it sooner.
         if let Err(e) = self.propagate_to_nodes(None).await {
             return self.fail("Error updating the worker pools' OperatingSystemConfigs", e).await;
@@ -346,9 +334,12 @@ impl Flow<'_> {
 
     /// Deploys the cleaner and reports whether it is done on every node; `Some(action)` while waiting.
     async fn clean_nodes(&self) -> Result<Option<Action>, ReconcileError> {
-        let objects = match self.desired().await.and_then(|d| d.cleaner_objects().map_err(ReconcileError::from)) {
+        // Only the shoot's version and pools matter here: a configuration that no longer validates (an operator's
+        // broken base configs, rules stricter than when it was admitted) must not block disabling the extension.
+        let Some(cluster) = self.cluster else { return Ok(None) };
+        let objects = match desired::cleaner_objects(&cluster.spec.shoot, &self.ctx.images) {
             Ok(objects) => objects,
-            Err(e) => return self.fail("Error deploying the cri-resmgr node cleaner", e).await.map(Some),
+            Err(e) => return self.fail("Error deploying the cri-resmgr node cleaner", e.into()).await.map(Some),
         };
         if let Err(e) = managed_resource::create_or_update_for_shoot(
             &self.ctx.client,
@@ -366,7 +357,7 @@ impl Flow<'_> {
             .await
             .map_err(ReconcileError::from)?;
         if health.status != crate::apis::common::ConditionStatus::True {
-            self.processing("Waiting until cri-resmgr is removed from every node").await?;
+            self.waiting("Waiting until cri-resmgr is removed from every node").await?;
             tracing::debug!(extension = %key(self.extension), message = %health.message, "node cleaner not done yet");
             return Ok(Some(Action::requeue(WAIT_REQUEUE)));
         }
@@ -387,16 +378,16 @@ impl Flow<'_> {
             if existing.metadata.deletion_timestamp.is_none() {
                 managed_resource::delete(&self.ctx.client, self.namespace, name).await?;
             }
-            if managed_resource::get(&self.ctx.client, self.namespace, name).await?.is_some() {
-                let problem = managed_resource::deletion_problem(&existing);
-                remaining.push(match problem {
+            // Read again: gardener-resource-manager's finalizer may hold it, and its conditions say why.
+            if let Some(deleting) = managed_resource::get(&self.ctx.client, self.namespace, name).await? {
+                remaining.push(match managed_resource::deletion_problem(&deleting) {
                     Some(problem) => format!("{name} ({problem})"),
                     None => name.to_string(),
                 });
             }
         }
         if !remaining.is_empty() {
-            self.processing(&format!("Waiting until ManagedResources are deleted: {}", remaining.join(", "))).await?;
+            self.waiting(&format!("Waiting until ManagedResources are deleted: {}", remaining.join(", "))).await?;
             return Ok(Action::requeue(WAIT_REQUEUE));
         }
         match self.operation {
@@ -417,7 +408,7 @@ impl Flow<'_> {
 
     /// ForceDelete (the shoot is force-deleted): remove our objects without waiting for anything in the shoot.
     async fn force_delete(&self) -> Result<Action, ReconcileError> {
-        self.processing("Force-deleting the cri-resmgr extension").await?;
+        self.begin("Force-deleting the cri-resmgr extension").await?;
         for name in [SHOOT_MANAGED_RESOURCE_NAME, CLEANER_MANAGED_RESOURCE_NAME] {
             managed_resource::delete(&self.ctx.client, self.namespace, name).await?;
         }
@@ -428,7 +419,7 @@ impl Flow<'_> {
 
     /// Migrate: the shoot keeps running cri-resmgr; only the seed-side objects go (keepObjects first).
     async fn migrate(&self) -> Result<Action, ReconcileError> {
-        self.processing("Migrating the cri-resmgr extension").await?;
+        self.begin("Migrating the cri-resmgr extension").await?;
         self.destroy_managed_resources(true).await
     }
 }

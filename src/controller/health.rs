@@ -35,8 +35,14 @@ pub async fn run(ctx: Arc<Context>, store: Store<Extension>) {
 
 /// Checks one Extension and writes its condition when it changed.
 pub async fn check(ctx: &Context, extension: &Extension) -> Result<(), kube::Error> {
-    // Extensions being deleted or migrated have no components left to judge.
-    if extension.spec.type_ != EXTENSION_TYPE || extension.metadata.deletion_timestamp.is_some() {
+    // Extensions being deleted or migrated (or migrated away: they belong to another seed now) have no
+    // components left to judge.
+    let operation = status::operation_type(extension);
+    if extension.spec.type_ != EXTENSION_TYPE
+        || extension.metadata.deletion_timestamp.is_some()
+        || operation == crate::apis::common::LastOperationType::Migrate
+        || status::should_skip(extension, &operation)
+    {
         return Ok(());
     }
     let namespace = extension.namespace().unwrap_or_default();

@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::ResourceExt;
 use kube::api::Api;
@@ -84,6 +84,15 @@ pub enum ReconcileError {
     Internal(String),
 }
 
+impl From<crate::desired::PlanError> for ReconcileError {
+    fn from(error: crate::desired::PlanError) -> Self {
+        match error {
+            crate::desired::PlanError::Kube { action, source } => ReconcileError::Kube { action, source },
+            crate::desired::PlanError::Desired(e) => ReconcileError::Desired(e),
+        }
+    }
+}
+
 impl ReconcileError {
     /// Gardener error codes for `lastError.codes`.
     pub fn codes(&self) -> Vec<String> {
@@ -107,15 +116,32 @@ fn error_policy(extension: Arc<Extension>, error: &ReconcileError, ctx: Arc<Cont
 /// Applies Gardener's event predicates to the raw watch stream: kube-rs hands the controller objects, not events,
 /// so the last seen version of each Extension stands in for the event's old object. Requeues and the base-config
 /// trigger bypass this filter, as in Gardener's library.
-fn gardener_predicate(ignore_operation_annotation: bool) -> impl FnMut(&Extension) -> bool {
-    let mut last_seen: HashMap<ObjectRef<Extension>, Extension> = HashMap::new();
-    move |extension: &Extension| {
-        if extension.spec.type_ != EXTENSION_TYPE {
-            return false;
+#[derive(Default)]
+struct EventFilter {
+    ignore_operation_annotation: bool,
+    last_seen: HashMap<ObjectRef<Extension>, Extension>,
+}
+
+impl EventFilter {
+    /// Whether a watch event triggers a reconcile; `None` for events that never do.
+    fn admit(&mut self, event: watcher::Event<Extension>) -> Option<Extension> {
+        match event {
+            watcher::Event::Apply(extension) | watcher::Event::InitApply(extension) => {
+                if extension.spec.type_ != EXTENSION_TYPE {
+                    return None;
+                }
+                let old = self.last_seen.insert(ObjectRef::from_obj(&extension), extension.clone());
+                // A new object under an old name is a creation, not an update of the deleted one.
+                let old = old.filter(|old| old.metadata.uid == extension.metadata.uid);
+                status::should_process_event(old.as_ref(), &extension, self.ignore_operation_annotation)
+                    .then_some(extension)
+            }
+            watcher::Event::Delete(extension) => {
+                self.last_seen.remove(&ObjectRef::from_obj(&extension));
+                None
+            }
+            watcher::Event::Init | watcher::Event::InitDone => None,
         }
-        let key = ObjectRef::from_obj(extension);
-        let old = last_seen.insert(key, extension.clone());
-        status::should_process_event(old.as_ref(), extension, ignore_operation_annotation)
     }
 }
 
@@ -131,12 +157,15 @@ pub async fn run_controller(
         None => Api::all(client.clone()),
     };
     let (store, writer) = reflector::store();
-    let mut predicate = gardener_predicate(config.ignore_operation_annotation);
-    let trigger = watcher(extensions, watcher::Config::default())
-        .default_backoff()
-        .reflect(writer)
-        .touched_objects()
-        .try_filter(move |extension| std::future::ready(predicate(extension)));
+    let mut filter =
+        EventFilter { ignore_operation_annotation: config.ignore_operation_annotation, ..EventFilter::default() };
+    let trigger =
+        watcher(extensions, watcher::Config::default()).default_backoff().reflect(writer).filter_map(move |event| {
+            std::future::ready(match event {
+                Ok(event) => filter.admit(event).map(Ok),
+                Err(error) => Some(Err(error)),
+            })
+        });
 
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &config.configmap_namespace);
     let base_configs = watcher::Config::default().fields(&format!("metadata.name={BASE_CONFIGS_CONFIG_MAP}"));
@@ -359,6 +388,58 @@ pub async fn run(
 }
 
 fn default_identity() -> String {
-    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "gardener-extension-cri-resmgr".to_string());
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| crate::constants::COMPONENT_NAME.to_string());
     format!("{host}-{}", std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apis::extensions::ExtensionSpec;
+
+    fn extension(uid: &str, generation: i64) -> Extension {
+        let mut extension = Extension::new(
+            EXTENSION_TYPE,
+            ExtensionSpec { type_: EXTENSION_TYPE.to_string(), ..ExtensionSpec::default() },
+        );
+        extension.metadata.namespace = Some("shoot--a--b".to_string());
+        extension.metadata.uid = Some(uid.to_string());
+        extension.metadata.generation = Some(generation);
+        extension
+    }
+
+    fn succeeded(mut extension: Extension) -> Extension {
+        extension.status = Some(crate::apis::common::DefaultStatus {
+            last_operation: Some(crate::apis::common::LastOperation {
+                type_: crate::apis::common::LastOperationType::Reconcile,
+                state: crate::apis::common::LastOperationState::Succeeded,
+                progress: 100,
+                description: String::new(),
+                last_update_time: crate::apis::common::unset_time(),
+            }),
+            ..Default::default()
+        });
+        extension
+    }
+
+    #[test]
+    fn a_recreated_extension_is_judged_as_created_and_deletions_are_forgotten() {
+        let mut filter = EventFilter { ignore_operation_annotation: true, ..EventFilter::default() };
+        assert!(filter.admit(watcher::Event::InitApply(succeeded(extension("a", 1)))).is_some(), "first sighting");
+        assert!(filter.admit(watcher::Event::Apply(succeeded(extension("a", 1)))).is_none(), "nothing changed");
+        assert!(filter.admit(watcher::Event::Apply(succeeded(extension("a", 2)))).is_some(), "generation changed");
+        // Same name, new object, same generation: a creation, not an unchanged update.
+        assert!(filter.admit(watcher::Event::Apply(succeeded(extension("b", 2)))).is_some(), "recreated");
+        assert!(filter.admit(watcher::Event::Delete(extension("b", 2))).is_none());
+        assert!(filter.last_seen.is_empty(), "deleted objects are forgotten");
+    }
+
+    #[test]
+    fn other_extension_types_never_trigger() {
+        let mut filter = EventFilter::default();
+        let mut other = extension("a", 1);
+        other.spec.type_ = "registry-cache".to_string();
+        assert!(filter.admit(watcher::Event::Apply(other)).is_none());
+        assert!(filter.last_seen.is_empty());
+    }
 }

@@ -33,7 +33,7 @@ pub async fn propagate(
         if osc.spec.purpose != OscPurpose::Reconcile || osc.metadata.deletion_timestamp.is_some() {
             continue;
         }
-        let wanted = desired_osc(&osc, context, images).map_err(|e| ReconcileError::Internal(e.to_string()))?;
+        let wanted = desired_osc(&osc, context, images)?;
         if wanted.osc.spec == osc.spec {
             continue;
         }

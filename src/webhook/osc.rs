@@ -2,34 +2,24 @@
 //! and unit, and kubelet talks to cri-resmgr's socket; every other reconcile OSC of the shoot is returned without
 //! anything of ours. The rules are in [`crate::node`]; the plan comes from [`crate::desired`], as for the reconciler.
 
-use k8s_openapi::api::core::v1::ConfigMap;
+use kube::Resource;
 use kube::api::Api;
 use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionResponse, Operation};
 use serde_json::Value;
 
+use crate::apis::core::Shoot;
 use crate::apis::extensions::{Cluster, Extension, OperatingSystemConfig, OscPurpose};
-use crate::constants::{BASE_CONFIGS_CONFIG_MAP, EXTENSION_TYPE};
-use crate::desired::{self, DesiredError};
+use crate::constants::EXTENSION_TYPE;
+use crate::desired::{self, PlanError};
 use crate::images::ImageVector;
 use crate::node;
 use crate::webhook::{AdmissionHandler, DynamicAdmissionRequest};
 
-const OSC_GROUP: &str = "extensions.gardener.cloud";
-const OSC_KIND: &str = "OperatingSystemConfig";
-
-/// Why an OSC cannot be mutated.
-#[derive(Debug, thiserror::Error)]
-pub enum OscError {
-    #[error("{action}: {source}")]
-    Kube { action: String, source: kube::Error },
-    #[error(transparent)]
-    Desired(#[from] DesiredError),
-}
-
 /// Everything needed to compute the mutation of the OSCs in one shoot namespace.
 pub struct ShootContext {
-    pub cluster: Cluster,
+    /// The Shoot, from the namespace's Cluster.
+    pub shoot: Shoot,
     /// `None` when the extension is disabled (no Extension, or the Extension is being deleted).
     pub desired: Option<desired::Desired>,
 }
@@ -41,8 +31,8 @@ pub async fn shoot_context(
     namespace: &str,
     configmap_namespace: &str,
     images: &ImageVector,
-) -> Result<Option<ShootContext>, OscError> {
-    let kube_err = |action: String| move |source| OscError::Kube { action, source };
+) -> Result<Option<ShootContext>, PlanError> {
+    let kube_err = |action: String| move |source| PlanError::Kube { action, source };
     let Some(cluster) = Api::<Cluster>::all(client.clone())
         .get_opt(namespace)
         .await
@@ -56,15 +46,11 @@ pub async fn shoot_context(
         .map_err(kube_err(format!("reading Extension {namespace}/{EXTENSION_TYPE}")))?;
     // Once the Extension goes, cri-resmgr goes from the nodes: the OSC comes back without our additions.
     let Some(extension) = extension.filter(|e| e.metadata.deletion_timestamp.is_none()) else {
-        return Ok(Some(ShootContext { cluster, desired: None }));
+        return Ok(Some(ShootContext { shoot: cluster.spec.shoot, desired: None }));
     };
-    let config_map = Api::<ConfigMap>::namespaced(client.clone(), configmap_namespace)
-        .get_opt(BASE_CONFIGS_CONFIG_MAP)
-        .await
-        .map_err(kube_err(format!("reading ConfigMap {configmap_namespace}/{BASE_CONFIGS_CONFIG_MAP}")))?;
-    let base = crate::configs::base_configs(config_map.as_ref()).map_err(DesiredError::Config)?;
+    let base = desired::fetch_base_configs(client, configmap_namespace).await?;
     let desired = desired::compute(&cluster.spec.shoot, extension.spec.provider_config.as_ref(), &base, images)?;
-    Ok(Some(ShootContext { cluster, desired: Some(desired) }))
+    Ok(Some(ShootContext { shoot: cluster.spec.shoot, desired: Some(desired) }))
 }
 
 /// The OSC as the extension wants it: reconcile OSCs of selected pools with cri-resmgr, all others without
@@ -74,13 +60,13 @@ pub fn desired_osc(
     osc: &OperatingSystemConfig,
     context: &ShootContext,
     images: &ImageVector,
-) -> Result<node::MutationOutcome, OscError> {
+) -> Result<node::MutationOutcome, PlanError> {
     if osc.spec.purpose != OscPurpose::Reconcile || osc.metadata.deletion_timestamp.is_some() {
         return Ok(node::MutationOutcome { osc: osc.clone(), warnings: Vec::new() });
     }
     let pool = osc.metadata.labels.as_ref().and_then(|l| l.get(crate::constants::LABEL_WORKER_POOL));
     let plan = match (&context.desired, pool) {
-        (Some(desired), Some(pool)) => desired.pool_plan(&context.cluster.spec.shoot, pool, images)?,
+        (Some(desired), Some(pool)) => desired.pool_plan(&context.shoot, pool, images)?,
         _ => None,
     };
     Ok(node::mutate(osc, plan.as_ref()))
@@ -129,8 +115,8 @@ impl OscMutator {
 impl AdmissionHandler for OscMutator {
     async fn admit(&self, request: DynamicAdmissionRequest) -> AdmissionResponse {
         let response = AdmissionResponse::from(&request);
-        if request.kind.group != OSC_GROUP
-            || request.kind.kind != OSC_KIND
+        if request.kind.group != OperatingSystemConfig::group(&())
+            || request.kind.kind != OperatingSystemConfig::kind(&())
             || !matches!(request.operation, Operation::Create | Operation::Update)
         {
             return response;

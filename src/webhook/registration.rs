@@ -18,7 +18,7 @@ use crate::constants;
 /// Label that keeps Gardener's webhook remediator away from our configurations.
 pub const LABEL_REMEDIATION_EXCLUDE: &str = "remediation.webhook.shoot.gardener.cloud/exclude";
 /// Field manager for server-side apply of our own webhook configurations.
-pub const FIELD_MANAGER: &str = "gardener-extension-cri-resmgr";
+pub const FIELD_MANAGER: &str = constants::COMPONENT_NAME;
 /// The apiserver gives up on a webhook after this many seconds (Gardener's default; the maximum is 30).
 pub const TIMEOUT_SECONDS: i32 = 10;
 
@@ -32,7 +32,7 @@ pub const PATH_MUTATE_OSC: &str = "/webhooks/cri-resmgr/mutate-osc";
 /// Name of the admission component's webhook configurations in the garden.
 pub const ADMISSION_CONFIG_NAME: &str = "gardener-extension-cri-resmgr-admission";
 /// Name of the controller's OSC webhook configuration in the seed.
-pub const CONTROLLER_CONFIG_NAME: &str = "gardener-extension-cri-resmgr";
+pub const CONTROLLER_CONFIG_NAME: &str = constants::COMPONENT_NAME;
 
 /// How the apiserver reaches the webhook server (Gardener's `--webhook-config-mode`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,8 +99,12 @@ fn webhook_name(webhook: &str, component: &str) -> String {
     format!("{webhook}.{component}.extensions.gardener.cloud")
 }
 
+fn rule_for<K: kube::Resource<DynamicType = ()>>() -> RuleWithOperations {
+    rule(&K::group(&()), &K::version(&()), &K::plural(&()))
+}
+
 fn shoot_rule() -> RuleWithOperations {
-    rule("core.gardener.cloud", "v1beta1", "shoots")
+    rule_for::<crate::apis::core::Shoot>()
 }
 
 /// The garden's ValidatingWebhookConfiguration for Shoots that enable the extension.
@@ -156,7 +160,7 @@ pub fn osc_mutating_configuration(mode: &ClientConfigMode, ca_bundle: &[u8]) -> 
             namespace_selector: Some(label_true(constants::NAMESPACE_EXTENSION_LABEL)),
             // Other extensions (e.g. registry-cache) mutate the same OSC; run again if they change it after us.
             reinvocation_policy: Some("IfNeeded".to_string()),
-            rules: Some(vec![rule("extensions.gardener.cloud", "v1alpha1", "operatingsystemconfigs")]),
+            rules: Some(vec![rule_for::<crate::apis::extensions::OperatingSystemConfig>()]),
             side_effects: "None".to_string(),
             timeout_seconds: Some(TIMEOUT_SECONDS),
             ..MutatingWebhook::default()

@@ -2,15 +2,13 @@
 //! exact field paths, the defaulter sets what is safe and visible. Both are thin: the rules live in
 //! [`crate::validation`], shared with the reconciler and `render`.
 
+use kube::Resource;
 use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionResponse, Operation};
 
 use crate::apis::core::Shoot;
 use crate::validation::{default_shoot, join_errors, validate_shoot};
 use crate::webhook::{AdmissionHandler, DynamicAdmissionRequest};
-
-const SHOOT_GROUP: &str = "core.gardener.cloud";
-const SHOOT_KIND: &str = "Shoot";
 
 /// Validates Shoots on CREATE and UPDATE.
 #[derive(Debug, Clone, Copy, Default)]
@@ -29,7 +27,7 @@ enum Judged {
 }
 
 fn shoot_of(request: &DynamicAdmissionRequest) -> Result<Judged, String> {
-    if request.kind.group != SHOOT_GROUP || request.kind.kind != SHOOT_KIND {
+    if request.kind.group != Shoot::group(&()) || request.kind.kind != Shoot::kind(&()) {
         return Ok(Judged::Skip);
     }
     if !matches!(request.operation, Operation::Create | Operation::Update) {

@@ -27,7 +27,6 @@ apt_install() {
 need_pkgs=()
 if [ -z "${ETCD:-}" ] && ! command -v etcd >/dev/null; then need_pkgs+=(etcd-server); fi
 if ! command -v kubectl >/dev/null; then need_pkgs+=(kubernetes-client); fi
-if ! command -v openssl >/dev/null; then need_pkgs+=(openssl); fi
 if ! command -v systemd-analyze >/dev/null; then need_pkgs+=(systemd); fi
 if [ "${#need_pkgs[@]}" -gt 0 ]; then apt_install "${need_pkgs[@]}"; fi
 

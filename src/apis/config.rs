@@ -122,23 +122,6 @@ pub enum ConfigKey {
     ExtraOptions,
 }
 
-impl ConfigKey {
-    /// True for every key whose text is a cri-resmgr configuration in YAML (all but `EXTRA_OPTIONS`).
-    pub fn is_config_body(&self) -> bool {
-        !matches!(self, ConfigKey::ExtraOptions)
-    }
-
-    /// True for the keys the agent reads from a ConfigMap (`default`, `group.*`, `node.*`).
-    pub fn is_agent_config(&self) -> bool {
-        matches!(self, ConfigKey::Default | ConfigKey::Group(_) | ConfigKey::Node(_))
-    }
-
-    /// True for the keys written as files onto the nodes (`fallback`, `force`).
-    pub fn is_node_file(&self) -> bool {
-        matches!(self, ConfigKey::Fallback | ConfigKey::Force)
-    }
-}
-
 impl fmt::Display for ConfigKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

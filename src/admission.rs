@@ -192,6 +192,29 @@ where
     })))
 }
 
+/// Binds `server`, registers its webhook configurations through `register` (kept in step with the CA bundle, see
+/// [`keep_registered`]) and serves until `shutdown` resolves. `what` names the server in logs.
+pub async fn serve_registered<F, Fut>(
+    webhook: &WebhookOptions,
+    server: WebhookServer,
+    what: &'static str,
+    register: F,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), CommandError>
+where
+    F: Fn(Vec<u8>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), CommandError>> + Send,
+{
+    let bound = server.bind().await?;
+    tracing::info!(address = %bound.local_addr(), server = what, "webhook server listening");
+    let registration = keep_registered(webhook, register).await?;
+    let result = bound.serve(shutdown).await;
+    if let Some(task) = registration {
+        task.abort();
+    }
+    Ok(result?)
+}
+
 /// Runs the admission server until `shutdown` resolves.
 pub async fn run(
     options: AdmissionOptions,
@@ -204,19 +227,11 @@ pub async fn run(
         WebhookServer::new(WebhookServerConfig::new(webhook.webhook_bind_address, &webhook.webhook_cert_dir));
     server.register(PATH_VALIDATE_SHOOT, ShootValidator)?;
     server.register(PATH_DEFAULT_SHOOT, ShootDefaulter)?;
-    let bound = server.bind().await?;
-    tracing::info!(address = %bound.local_addr(), "admission webhook server listening");
-
     let mode = webhook.client_config_mode()?;
-    let registration = keep_registered(&webhook, move |ca_bundle| {
+    let register = move |ca_bundle: Vec<u8>| {
         let client = client.clone();
         let mode = mode.clone();
         async move { register_shoot_webhooks(&client, &mode, &ca_bundle).await }
-    })
-    .await?;
-    let result = bound.serve(shutdown).await;
-    if let Some(task) = registration {
-        task.abort();
-    }
-    Ok(result?)
+    };
+    serve_registered(&webhook, server, "admission", register, shutdown).await
 }

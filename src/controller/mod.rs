@@ -275,10 +275,8 @@ pub async fn serve_osc_webhook(
         WebhookServer::new(WebhookServerConfig::new(webhook.webhook_bind_address, &webhook.webhook_cert_dir));
     let mutator = crate::webhook::osc::OscMutator { client: client.clone(), images, configmap_namespace };
     server.register(PATH_MUTATE_OSC, mutator).map_err(crate::admission::CommandError::from)?;
-    let bound = server.bind().await.map_err(crate::admission::CommandError::from)?;
-    tracing::info!(address = %bound.local_addr(), "OperatingSystemConfig webhook server listening");
     let mode = webhook.client_config_mode()?;
-    let registration = crate::admission::keep_registered(&webhook, move |ca_bundle| {
+    let register = move |ca_bundle: Vec<u8>| {
         let client = client.clone();
         let mode = mode.clone();
         async move {
@@ -291,13 +289,8 @@ pub async fn serve_osc_webhook(
             tracing::info!("registered the OperatingSystemConfig webhook");
             Ok(())
         }
-    })
-    .await?;
-    let result = bound.serve(shutdown).await;
-    if let Some(task) = registration {
-        task.abort();
-    }
-    result.map_err(|e| ControllerError::Webhook(e.into()))
+    };
+    Ok(crate::admission::serve_registered(&webhook, server, "OperatingSystemConfig", register, shutdown).await?)
 }
 
 /// Runs the leader-elected part of the extension (reconciler, health check, heartbeat) until `shutdown` is

@@ -81,7 +81,7 @@ pub struct Desired {
 /// Where the shoot owner finds the providerConfig: `spec.extensions[i].providerConfig` of their Shoot, so that
 /// errors the controller reports read exactly like the admission webhook's.
 pub fn provider_config_path(shoot: &Shoot) -> FieldPath {
-    match shoot.spec.extensions.iter().position(|e| e.type_ == EXTENSION_TYPE) {
+    match shoot.spec.enabled_extension(EXTENSION_TYPE).map(|(i, _)| i) {
         Some(i) => FieldPath::new("spec").child("extensions").index(i).child("providerConfig"),
         None => FieldPath::new("spec").child("providerConfig"),
     }

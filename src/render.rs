@@ -84,11 +84,9 @@ pub fn read_base_configs(path: &Path) -> Result<BTreeMap<String, String>, Render
 /// Computes the plan for the Shoot in `options.shoot`.
 pub fn plan(options: &RenderOptions, images: &ImageVector) -> Result<(Shoot, Desired), RenderError> {
     let shoot = read_shoot(&options.shoot)?;
-    let entry = shoot
+    let (_, entry) = shoot
         .spec
-        .extensions
-        .iter()
-        .find(|e| e.type_ == EXTENSION_TYPE && e.disabled != Some(true))
+        .enabled_extension(EXTENSION_TYPE)
         .ok_or_else(|| RenderError::NotEnabled { path: options.shoot.clone() })?;
     let base = match &options.base_configs {
         Some(path) => read_base_configs(path)?,

@@ -778,7 +778,7 @@ pub fn validate_shoot(new: &Shoot, old: Option<&Shoot>) -> Vec<FieldError> {
         let raw = extension.provider_config.as_ref();
         let unchanged = old.is_some_and(|old| {
             let old_workers = old.spec.provider.workers.as_slice();
-            old.spec.extensions.iter().find(|e| is_enabled_entry(e)).is_some_and(|old_extension| {
+            old.spec.enabled_extension(EXTENSION_TYPE).is_some_and(|(_, old_extension)| {
                 old_extension.provider_config.as_ref() == raw
                     && selection_facts(raw, workers) == selection_facts(raw, old_workers)
             })

@@ -261,6 +261,14 @@ impl ShootSpec {
         self.extensions.iter().enumerate().find(|(_, extension)| extension.type_ == type_)
     }
 
+    /// The entry of the given type that is not `disabled`, with its index: what gardenlet creates an Extension for.
+    pub fn enabled_extension(&self, type_: &str) -> Option<(usize, &ShootExtension)> {
+        self.extensions
+            .iter()
+            .enumerate()
+            .find(|(_, extension)| extension.type_ == type_ && extension.disabled != Some(true))
+    }
+
     /// The worker pool with the given name.
     pub fn worker(&self, name: &str) -> Option<&Worker> {
         self.provider.workers.iter().find(|worker| worker.name == name)

@@ -467,3 +467,26 @@ async fn force_deleted_shoot_frees_the_extension_without_waiting() {
     assert!(managed_resource(&env, CLEANER_MANAGED_RESOURCE_NAME).await.is_none(), "no cleaner on force deletion");
     controller.stop().await;
 }
+
+#[tokio::test]
+async fn with_ignore_operation_annotation_a_spec_change_alone_reconciles() {
+    let env = TestEnv::new("controller_ignore_annotation").await;
+    let controller = RunningController::start_with(&env, |options| options.ignore_operation_annotation = true);
+    let api = create_shoot(&env, |_| {}).await;
+    wait_until_ready(&api).await;
+    let before = managed_resource(&env, SHOOT_MANAGED_RESOURCE_NAME).await.expect("MR");
+    // No operation annotation: only the generation changes.
+    let body = json!({"spec": {"providerConfig": {"configs": {"default": "policy:\n  Active: podpools\n"}}}});
+    api.patch(EXTENSION_TYPE, &PatchParams::default(), &Patch::Merge(&body)).await.expect("change config");
+    let after = eventually("a new secret without an operation annotation", || async {
+        let mr = managed_resource(&env, SHOOT_MANAGED_RESOURCE_NAME).await?;
+        (mr.spec.secret_refs != before.spec.secret_refs).then_some(mr)
+    })
+    .await;
+    let (_, objects) = objects_of(&env, &after).await;
+    let policy = find(&objects, "ConfigMap", "cri-resmgr-config.default")["data"]["policy"].as_str().expect("policy");
+    assert!(policy.contains("podpools"), "{policy}");
+    let extension = wait_until_ready(&api).await;
+    assert_eq!(extension.status.and_then(|s| s.observed_generation), extension.metadata.generation);
+    controller.stop().await;
+}

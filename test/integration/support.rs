@@ -154,8 +154,16 @@ pub struct RunningController {
 
 impl RunningController {
     pub fn start(env: &TestEnv) -> RunningController {
+        Self::start_with(env, |_| {})
+    }
+
+    /// Starts a controller with options changed by `edit`.
+    pub fn start_with(
+        env: &TestEnv,
+        edit: impl FnOnce(&mut gardener_extension_cri_resmgr::controller::ControllerOptions),
+    ) -> RunningController {
         use gardener_extension_cri_resmgr::controller::{self, ControllerOptions};
-        let options = ControllerOptions {
+        let mut options = ControllerOptions {
             configmap_namespace: env.namespace.clone(),
             leader_election_namespace: Some(env.namespace.clone()),
             leader_election: true,
@@ -168,6 +176,7 @@ impl RunningController {
             osc_webhook: false,
             webhook: Default::default(),
         };
+        edit(&mut options);
         let shutdown = tokio_util::sync::CancellationToken::new();
         let task = tokio::spawn(controller::run(options, env.client.clone(), shutdown.clone()));
         RunningController { shutdown, task }

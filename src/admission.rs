@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::certs;
+use crate::webhook::cert_secret;
 use crate::webhook::registration::{self, ClientConfigMode, PATH_DEFAULT_SHOOT, PATH_VALIDATE_SHOOT};
 use crate::webhook::shoot::{ShootDefaulter, ShootValidator};
 use crate::webhook::{ServerError, WebhookServer, WebhookServerConfig};
@@ -28,9 +29,19 @@ pub struct WebhookOptions {
     /// Address the HTTPS webhook server listens on.
     #[arg(long, env = "WEBHOOK_BIND_ADDRESS", default_value = "0.0.0.0:10250")]
     pub webhook_bind_address: SocketAddr,
-    /// Directory with `tls.crt`, `tls.key` and `ca.crt` (a mounted Secret in production; reloaded when it changes).
+    /// Directory with `tls.crt`, `tls.key` and `ca.crt` (reloaded when they change): a mounted Secret, or written by
+    /// the server itself with `--webhook-cert-secret` / `--generate-certs-for`.
     #[arg(long, env = "WEBHOOK_CERT_DIR", default_value = "webhook-certs")]
     pub webhook_cert_dir: PathBuf,
+    /// Keep the CA and the serving certificate in this Secret (created when missing, shared by every replica,
+    /// renewed before expiry) and write them into `--webhook-cert-dir`. The certificate is for the host names / IP
+    /// addresses of `--generate-certs-for`, else for the Service (service mode) or the host of
+    /// `--webhook-config-url` (url mode).
+    #[arg(long)]
+    pub webhook_cert_secret: Option<String>,
+    /// Namespace of `--webhook-cert-secret` (in the cluster the server talks to); default `$LEADER_ELECTION_NAMESPACE`.
+    #[arg(long, env = "WEBHOOK_CERT_SECRET_NAMESPACE")]
+    pub webhook_cert_secret_namespace: Option<String>,
     /// Development and tests: generate a CA and a serving certificate for these host names / IP addresses into
     /// `--webhook-cert-dir` (reusing a valid CA found there) instead of expecting mounted certificates.
     #[arg(long, value_delimiter = ',')]
@@ -60,6 +71,15 @@ pub struct WebhookOptions {
 pub enum CommandError {
     #[error("--webhook-config-url is required with --webhook-config-mode=url")]
     MissingWebhookUrl,
+    #[error(
+        "--webhook-cert-secret needs a namespace: --webhook-cert-secret-namespace, $WEBHOOK_CERT_SECRET_NAMESPACE \
+         or $LEADER_ELECTION_NAMESPACE"
+    )]
+    MissingCertSecretNamespace,
+    #[error("--webhook-config-url {url:?} names no host for the serving certificate")]
+    NoWebhookUrlHost { url: String },
+    #[error(transparent)]
+    CertSecret(#[from] cert_secret::CertSecretError),
     #[error("certificates in {dir}: {source}")]
     Certs { dir: PathBuf, source: certs::CertError },
     #[error("reading the CA bundle {path}: {source}")]
@@ -78,6 +98,8 @@ impl Default for WebhookOptions {
         WebhookOptions {
             webhook_bind_address: SocketAddr::from(([0, 0, 0, 0], 10250)),
             webhook_cert_dir: PathBuf::from("webhook-certs"),
+            webhook_cert_secret: None,
+            webhook_cert_secret_namespace: None,
             generate_certs_for: Vec::new(),
             webhook_config_mode: WebhookConfigMode::Service,
             webhook_config_url: None,
@@ -106,18 +128,61 @@ impl WebhookOptions {
         })
     }
 
-    /// Generates development certificates when asked to.
-    pub fn prepare_certificates(&self) -> Result<(), CommandError> {
-        if self.generate_certs_for.is_empty() {
-            return Ok(());
+    /// Puts the certificates into `--webhook-cert-dir` before the server binds: from the Secret of
+    /// `--webhook-cert-secret` (then kept in sync by the returned task, which stops when it is dropped, see
+    /// [`cert_secret`]), or generated for `--generate-certs-for` (development). Otherwise they are mounted and
+    /// nothing is done.
+    pub async fn prepare_certificates(&self, client: &kube::Client) -> Result<cert_secret::SyncTask, CommandError> {
+        if let Some(secret_name) = &self.webhook_cert_secret {
+            let (hostnames, ips) = self.certificate_names()?;
+            let config = cert_secret::CertSecretConfig {
+                namespace: self.cert_secret_namespace()?,
+                secret_name: secret_name.clone(),
+                hostnames,
+                ips,
+                dir: self.webhook_cert_dir.clone(),
+                interval: cert_secret::DEFAULT_SYNC_INTERVAL,
+            };
+            return Ok(cert_secret::start(client.clone(), config).await?);
         }
-        let (ips, hosts): (Vec<&String>, Vec<&String>) =
-            self.generate_certs_for.iter().partition(|name| name.parse::<IpAddr>().is_ok());
-        let ips: Vec<IpAddr> = ips.iter().filter_map(|ip| ip.parse().ok()).collect();
-        let hosts: Vec<&str> = hosts.iter().map(|host| host.as_str()).collect();
+        if self.generate_certs_for.is_empty() {
+            return Ok(cert_secret::SyncTask::none());
+        }
+        let (hosts, ips) = cert_secret::split_names(&self.generate_certs_for);
+        let hosts: Vec<&str> = hosts.iter().map(String::as_str).collect();
         certs::load_or_generate(&self.webhook_cert_dir, &hosts, &ips)
             .map_err(|source| CommandError::Certs { dir: self.webhook_cert_dir.clone(), source })?;
-        Ok(())
+        Ok(cert_secret::SyncTask::none())
+    }
+
+    /// Host names and IP addresses of the serving certificate: `--generate-certs-for` when given, else the names
+    /// the apiserver calls the server by (the Service's DNS names, or the host of `--webhook-config-url`).
+    pub fn certificate_names(&self) -> Result<(Vec<String>, Vec<IpAddr>), CommandError> {
+        if !self.generate_certs_for.is_empty() {
+            return Ok(cert_secret::split_names(&self.generate_certs_for));
+        }
+        Ok(match self.webhook_config_mode {
+            WebhookConfigMode::Service => (
+                cert_secret::service_hostnames(&self.webhook_config_service_name, &self.webhook_config_namespace),
+                Vec::new(),
+            ),
+            WebhookConfigMode::Url => {
+                let url = self.webhook_config_url.as_deref().ok_or(CommandError::MissingWebhookUrl)?;
+                let host = cert_secret::url_host(url)
+                    .ok_or_else(|| CommandError::NoWebhookUrlHost { url: url.to_string() })?;
+                cert_secret::split_names(&[host])
+            }
+        })
+    }
+
+    /// `--webhook-cert-secret-namespace` (or `$WEBHOOK_CERT_SECRET_NAMESPACE`), else `$LEADER_ELECTION_NAMESPACE`.
+    fn cert_secret_namespace(&self) -> Result<String, CommandError> {
+        let given = |namespace: &String| !namespace.is_empty();
+        self.webhook_cert_secret_namespace
+            .clone()
+            .filter(given)
+            .or_else(|| std::env::var(crate::constants::ENV_LEADER_ELECTION_NAMESPACE).ok().filter(given))
+            .ok_or(CommandError::MissingCertSecretNamespace)
     }
 
     /// The CA bundle the apiserver must trust: `ca.crt` beside the serving certificate.
@@ -222,7 +287,7 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), CommandError> {
     let webhook = options.webhook;
-    webhook.prepare_certificates()?;
+    let _certificates = webhook.prepare_certificates(&client).await?;
     let mut server =
         WebhookServer::new(WebhookServerConfig::new(webhook.webhook_bind_address, &webhook.webhook_cert_dir));
     server.register(PATH_VALIDATE_SHOOT, ShootValidator)?;

@@ -1,14 +1,18 @@
-//! Webhook certificates for development and tests: a CA and a serving certificate, generated with rcgen.
+//! Webhook certificates: a CA and a serving certificate, generated with rcgen.
 //!
-//! In production the serving certificate comes from elsewhere (a Secret mounted into the webhook's
-//! certificate directory, or Gardener-style certificate management writing `tls.crt`/`tls.key`); the
-//! webhook server only reads [`TLS_CERT_FILE`] and [`TLS_KEY_FILE`] and reloads them when they change.
-//! This module produces the same files for `make dev` and the tests, plus the CA the apiserver needs as
-//! `caBundle`:
+//! The webhook server only reads [`TLS_CERT_FILE`] and [`TLS_KEY_FILE`] from its certificate directory
+//! and reloads them when they change; who writes them varies: a mounted Secret, this module for
+//! `make dev` and the tests, or [`crate::webhook::cert_secret`] in production (the material lives in a
+//! Secret the extension creates and renews itself, shared by every replica). Besides the serving pair
+//! there is the CA the apiserver needs as `caBundle`:
 //!
 //! - [`generate`] always creates a fresh CA and serving certificate;
 //! - [`load_or_generate`] keeps a still-valid CA (and serving certificate) found in the directory, so
 //!   a `caBundle` registered in a long-running development apiserver stays valid across restarts.
+//!
+//! The same material can be made and checked in memory, without a directory ([`generate_pems`],
+//! [`issue_serving_pems`], [`check_ca`], [`check_serving`]), which is what the Secret-based
+//! management uses.
 //!
 //! Files are written atomically (temporary file + rename) so a server watching the directory never
 //! reads a half-written file; private keys are created with mode `0600`.
@@ -93,6 +97,12 @@ pub enum CertError {
         what: &'static str,
         #[source]
         source: rcgen::Error,
+    },
+    /// The CA given to [`issue_serving_pems`] cannot sign.
+    #[error("the CA cannot be used to issue a serving certificate")]
+    UnusableCa {
+        #[source]
+        source: Unusable,
     },
 }
 
@@ -212,6 +222,97 @@ pub fn load_or_generate(dir: &Path, hostnames: &[&str], ips: &[IpAddr]) -> Resul
     Ok(GeneratedCerts { dir: dir.to_path_buf(), ca_pem, cert_pem, key_pem, ca_reused: true, cert_reused: false })
 }
 
+/// A CA and a serving certificate as PEM text, in memory (the content of [`CA_CERT_FILE`], [`CA_KEY_FILE`],
+/// [`TLS_CERT_FILE`] and [`TLS_KEY_FILE`]).
+#[derive(Clone, PartialEq, Eq)]
+pub struct CertPems {
+    /// The CA certificate that signs, first; it may be followed by further CA certificates that stay trusted
+    /// (a bundle, e.g. the previous CA during a rotation). The whole text is the apiserver's `caBundle`.
+    pub ca_cert: String,
+    /// The signing CA's private key (PEM, PKCS#8).
+    pub ca_key: String,
+    /// The serving certificate (PEM).
+    pub tls_cert: String,
+    /// The serving certificate's private key (PEM, PKCS#8).
+    pub tls_key: String,
+}
+
+impl fmt::Debug for CertPems {
+    // The private keys are deliberately left out.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CertPems")
+            .field("ca_cert", &self.ca_cert)
+            .field("ca_key", &"[elided]")
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &"[elided]")
+            .finish()
+    }
+}
+
+/// Like [`generate`], in memory: a new CA and a serving certificate for `hostnames` and `ips`.
+pub fn generate_pems(hostnames: &[&str], ips: &[IpAddr]) -> Result<CertPems, CertError> {
+    let sans = subject_alt_names(hostnames, ips)?;
+    let (ca_cert, ca_key, issuer) = new_ca()?;
+    let (tls_cert, tls_key) = new_serving_cert(sans, &issuer)?;
+    Ok(CertPems { ca_cert, ca_key, tls_cert, tls_key })
+}
+
+/// A new serving certificate (PEM certificate, PEM key) for `hostnames` and `ips`, signed by the CA
+/// `ca_cert_pem` (its first certificate) with `ca_key_pem`. The CA must pass [`check_ca`].
+pub fn issue_serving_pems(
+    ca_cert_pem: &str,
+    ca_key_pem: &str,
+    hostnames: &[&str],
+    ips: &[IpAddr],
+) -> Result<(String, String), CertError> {
+    let sans = subject_alt_names(hostnames, ips)?;
+    let issuer = usable_ca(ca_cert_pem, ca_key_pem, OffsetDateTime::now_utc())
+        .map_err(|source| CertError::UnusableCa { source })?;
+    new_serving_cert(sans, &issuer)
+}
+
+/// Whether the CA (the first certificate of `ca_cert_pem`, with `ca_key_pem`) is reused by
+/// [`load_or_generate`]: it parses, is a CA, matches its key and is valid from `now` for 30 more days.
+pub fn check_ca(ca_cert_pem: &str, ca_key_pem: &str, now: OffsetDateTime) -> Result<(), Unusable> {
+    usable_ca(ca_cert_pem, ca_key_pem, now).map(|_| ())
+}
+
+/// Whether the serving certificate is reused by [`load_or_generate`]: it matches its key, is valid from `now`
+/// for 30 more days, is signed by the (first) CA of `ca_cert_pem` and covers every hostname and IP address.
+pub fn check_serving(
+    cert_pem: &str,
+    key_pem: &str,
+    ca_cert_pem: &str,
+    hostnames: &[&str],
+    ips: &[IpAddr],
+    now: OffsetDateTime,
+) -> Result<(), Unusable> {
+    usable_serving_cert(cert_pem, key_pem, ca_cert_pem, hostnames, ips, now)
+}
+
+/// The DNS names (lower case) and IP addresses a certificate (the first of `cert_pem`) is issued for.
+pub fn serving_names(cert_pem: &str) -> Result<(Vec<String>, Vec<IpAddr>), Unusable> {
+    let der = pem_to_der(cert_pem)?;
+    let cert = parse_x509(&der)?;
+    let (mut dns, mut addrs) = (Vec::new(), Vec::new());
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for name in &san.value.general_names {
+            match name {
+                GeneralName::DNSName(n) => dns.push(n.to_ascii_lowercase()),
+                GeneralName::IPAddress(bytes) => addrs.extend(ip_from_bytes(bytes)),
+                _ => {}
+            }
+        }
+    }
+    Ok((dns, addrs))
+}
+
+/// When a certificate (the first of `cert_pem`) expires.
+pub fn not_after(cert_pem: &str) -> Result<OffsetDateTime, Unusable> {
+    let der = pem_to_der(cert_pem)?;
+    Ok(parse_x509(&der)?.validity().not_after.to_datetime())
+}
+
 fn subject_alt_names(hostnames: &[&str], ips: &[IpAddr]) -> Result<Vec<SanType>, CertError> {
     if hostnames.is_empty() && ips.is_empty() {
         return Err(CertError::NoSubjectAltNames);
@@ -268,9 +369,9 @@ fn new_serving_cert(sans: Vec<SanType>, issuer: &Issuer<'_, KeyPair>) -> Result<
     Ok((cert.pem(), key.serialize_pem()))
 }
 
-/// Why an existing file pair is not reused (only logged).
+/// Why existing material is not reused (logged, and returned by [`check_ca`] / [`check_serving`]).
 #[derive(Debug, Error)]
-enum Unusable {
+pub enum Unusable {
     #[error("not a PEM certificate")]
     NotPem,
     #[error("not a parsable X.509 certificate")]
@@ -340,20 +441,11 @@ fn usable_serving_cert(
     let ca = parse_x509(&ca_der)?;
     cert.verify_signature(Some(ca.public_key())).map_err(|_| Unusable::NotSignedByCa)?;
 
-    let (mut dns, mut addrs) = (Vec::new(), Vec::new());
-    if let Ok(Some(san)) = cert.subject_alternative_name() {
-        for name in &san.value.general_names {
-            match name {
-                GeneralName::DNSName(n) => dns.push(n.to_ascii_lowercase()),
-                GeneralName::IPAddress(bytes) => addrs.push(ip_from_bytes(bytes)),
-                _ => {}
-            }
-        }
-    }
+    let (dns, addrs) = serving_names(cert_pem)?;
     if let Some(missing) = hostnames.iter().find(|h| !dns.contains(&h.to_ascii_lowercase())) {
         return Err(Unusable::MissingSan((*missing).to_owned()));
     }
-    if let Some(missing) = ips.iter().find(|ip| !addrs.contains(&Some(**ip))) {
+    if let Some(missing) = ips.iter().find(|ip| !addrs.contains(ip)) {
         return Err(Unusable::MissingSan(missing.to_string()));
     }
     Ok(())
@@ -367,7 +459,7 @@ fn ip_from_bytes(bytes: &[u8]) -> Option<IpAddr> {
     }
 }
 
-fn create_dir(dir: &Path) -> Result<(), CertError> {
+pub(crate) fn create_dir(dir: &Path) -> Result<(), CertError> {
     fs::create_dir_all(dir).map_err(|source| CertError::CreateDir { path: dir.to_path_buf(), source })
 }
 
@@ -379,7 +471,8 @@ fn read_pair(dir: &Path, cert: &str, key: &str) -> Result<Option<(String, String
     Ok(Some((cert, key)))
 }
 
-fn read_optional(path: &Path) -> Result<Option<String>, CertError> {
+/// The file's content; `None` when it does not exist.
+pub(crate) fn read_optional(path: &Path) -> Result<Option<String>, CertError> {
     match fs::read_to_string(path) {
         Ok(content) => Ok(Some(content)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
@@ -395,7 +488,7 @@ fn write_serving(dir: &Path, cert_pem: &str, key_pem: &str) -> Result<(), CertEr
 }
 
 /// Writes `content` to `path` atomically (temporary file in the same directory, then rename).
-fn write_file(path: &Path, content: &str, mode: u32) -> Result<(), CertError> {
+pub(crate) fn write_file(path: &Path, content: &str, mode: u32) -> Result<(), CertError> {
     let err = |source| CertError::Write { path: path.to_path_buf(), source };
     let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = path.with_file_name(format!(".{file_name}.tmp-{}", std::process::id()));
@@ -556,6 +649,42 @@ mod tests {
             ),
             Err(Unusable::Expiring)
         ));
+    }
+
+    #[test]
+    fn in_memory_material_is_checked_and_reissued_like_the_files() {
+        let now = OffsetDateTime::now_utc();
+        let pems = generate_pems(&["webhook.garden.svc"], &[LOCALHOST]).expect("generate");
+        check_ca(&pems.ca_cert, &pems.ca_key, now).expect("usable CA");
+        check_serving(&pems.tls_cert, &pems.tls_key, &pems.ca_cert, &["webhook.garden.svc"], &[LOCALHOST], now)
+            .expect("usable serving certificate");
+        assert!(matches!(
+            check_serving(&pems.tls_cert, &pems.tls_key, &pems.ca_cert, &["other.example"], &[], now),
+            Err(Unusable::MissingSan(name)) if name == "other.example"
+        ));
+        assert_eq!(
+            serving_names(&pems.tls_cert).expect("names"),
+            (vec!["webhook.garden.svc".to_string()], vec![LOCALHOST])
+        );
+        let years = (not_after(&pems.ca_cert).expect("not after") - now).whole_days() / 365;
+        assert!(years >= 9, "CA valid for ~10 years, got {years}");
+        assert!(!format!("{pems:?}").contains("PRIVATE KEY"), "Debug elides the keys");
+
+        let (cert, key) = issue_serving_pems(&pems.ca_cert, &pems.ca_key, &["other.example"], &[]).expect("issue");
+        assert_ne!(cert, pems.tls_cert);
+        check_serving(&cert, &key, &pems.ca_cert, &["other.example"], &[], now).expect("signed by the same CA");
+
+        // A bundle (signing CA first, then another one) signs with its first CA.
+        let other = generate_pems(&["localhost"], &[]).expect("other");
+        let bundle = format!("{}{}", pems.ca_cert, other.ca_cert);
+        check_ca(&bundle, &pems.ca_key, now).expect("the first CA of a bundle");
+        check_serving(&cert, &key, &bundle, &["other.example"], &[], now).expect("verified against the first CA");
+
+        assert!(matches!(
+            issue_serving_pems(&pems.ca_cert, &other.ca_key, &["localhost"], &[]),
+            Err(CertError::UnusableCa { source: Unusable::KeyMismatch })
+        ));
+        assert!(matches!(check_ca(&pems.tls_cert, &pems.tls_key, now), Err(Unusable::NotCa)));
     }
 
     #[test]

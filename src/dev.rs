@@ -69,6 +69,8 @@ pub async fn run(options: DevOptions) -> Result<(), DevError> {
     let webhook = WebhookOptions {
         webhook_bind_address: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
         webhook_cert_dir: plane.dir().join("webhook-certs"),
+        webhook_cert_secret: None,
+        webhook_cert_secret_namespace: None,
         generate_certs_for: vec!["127.0.0.1".to_string(), "localhost".to_string()],
         webhook_config_mode: WebhookConfigMode::Url,
         webhook_config_url: Some(format!("127.0.0.1:{port}")),

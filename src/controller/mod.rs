@@ -270,7 +270,7 @@ pub async fn serve_osc_webhook(
 ) -> Result<(), ControllerError> {
     use crate::webhook::registration::{PATH_MUTATE_OSC, apply_mutating, osc_mutating_configuration};
     use crate::webhook::{WebhookServer, WebhookServerConfig};
-    webhook.prepare_certificates()?;
+    let _certificates = webhook.prepare_certificates(&client).await?;
     let mut server =
         WebhookServer::new(WebhookServerConfig::new(webhook.webhook_bind_address, &webhook.webhook_cert_dir));
     let mutator = crate::webhook::osc::OscMutator { client: client.clone(), images, configmap_namespace };

@@ -6,6 +6,7 @@
 //! - [`registration`]: the Validating-/MutatingWebhookConfigurations pointing the apiserver at the server.
 
 pub mod admission;
+pub mod cert_secret;
 pub mod osc;
 pub mod registration;
 pub mod server;

@@ -29,6 +29,8 @@ fn ensure_admission_server() {
                     webhook: WebhookOptions {
                         webhook_bind_address: SocketAddr::from(([127, 0, 0, 1], port)),
                         webhook_cert_dir: cert_dir,
+                        webhook_cert_secret: None,
+                        webhook_cert_secret_namespace: None,
                         generate_certs_for: vec!["127.0.0.1".to_string(), "localhost".to_string()],
                         webhook_config_mode: WebhookConfigMode::Url,
                         webhook_config_url: Some(format!("127.0.0.1:{port}")),

@@ -16,8 +16,8 @@ use gardener_extension_cri_resmgr::apis::common::{LastOperationState, LastOperat
 use gardener_extension_cri_resmgr::apis::extensions::{Cluster, Extension};
 use gardener_extension_cri_resmgr::apis::resources::ManagedResource;
 use gardener_extension_cri_resmgr::constants::{
-    BASE_CONFIGS_CONFIG_MAP, EXTENSION_TYPE, HEARTBEAT_LEASE_NAME, LEADER_ELECTION_LEASE_NAME,
-    MANAGED_RESOURCE_SECRET_KEY, SHOOT_MANAGED_RESOURCE_NAME,
+    BASE_CONFIGS_CONFIG_MAP, EXTENSION_TYPE, HEARTBEAT_LEASE_NAME, LABEL_MANAGED_BY, LEADER_ELECTION_LEASE_NAME,
+    MANAGED_BY, MANAGED_RESOURCE_SECRET_KEY, SHOOT_MANAGED_RESOURCE_NAME,
 };
 use gardener_extension_cri_resmgr::webhook::registration::{self, ClientConfigMode};
 use gardener_extension_cri_resmgr::yaml;
@@ -34,6 +34,9 @@ const SEED_CHART: &str = "charts/gardener-extension-cri-resmgr";
 const ADMISSION_CHART: &str = "charts/gardener-extension-cri-resmgr-admission";
 const SEED_NAME: &str = "gardener-extension-cri-resmgr";
 const ADMISSION_NAME: &str = "gardener-extension-cri-resmgr-admission";
+/// The Secrets the binaries keep their webhook certificates in (`--webhook-cert-secret`); the charts render none.
+const SEED_CERT_SECRET: &str = "gardener-extension-cri-resmgr-webhook-certs";
+const ADMISSION_CERT_SECRET: &str = "gardener-extension-cri-resmgr-admission-webhook-certs";
 const CONTROLLER_REGISTRATION: &str = "examples/garden/controller-registration.yaml";
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -154,10 +157,11 @@ fn secret_data(secret: &Value, key: &str) -> Vec<u8> {
     base64::engine::general_purpose::STANDARD.decode(encoded).expect("base64")
 }
 
-/// The Secret holds a serving certificate for `hosts`, signed by its `ca.crt`, and a PEM key.
+/// The Secret the binary manages holds a serving certificate for `hosts`, signed by its `ca.crt`, and a PEM key.
 fn assert_webhook_tls(secret: &Value, hosts: &[String]) {
     use x509_parser::extensions::GeneralName;
-    assert_eq!(secret["type"], "kubernetes.io/tls");
+    assert_eq!(secret["type"], "Opaque");
+    assert_eq!(secret["metadata"]["labels"][LABEL_MANAGED_BY], MANAGED_BY);
     let (ca_pem, cert_pem) = (secret_data(secret, "ca.crt"), secret_data(secret, "tls.crt"));
     let (_, ca) = x509_parser::pem::parse_x509_pem(&ca_pem).expect("ca.crt is PEM");
     let ca = ca.parse_x509().expect("ca.crt is a certificate");
@@ -181,6 +185,16 @@ fn assert_webhook_tls(secret: &Value, hosts: &[String]) {
     }
     let key = String::from_utf8(secret_data(secret, "tls.key")).expect("tls.key is text");
     assert!(key.starts_with("-----BEGIN") && key.contains("PRIVATE KEY"), "tls.key is a PEM private key");
+}
+
+/// The webhook certificate Secret the binary creates at start-up (as JSON, like the rendered objects).
+async fn created_cert_secret(client: &kube::Client, namespace: &str, name: &str) -> Value {
+    let secrets = Api::<Secret>::namespaced(client.clone(), namespace);
+    let secret = eventually(&format!("the binary creates its certificate Secret {namespace}/{name}"), || async {
+        secrets.get_opt(name).await.ok()?
+    })
+    .await;
+    serde_json::to_value(secret).expect("Secret as JSON")
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -273,6 +287,8 @@ async fn volume_files(client: &kube::Client, namespace: &str, volume: &Value) ->
     let (data, items): (Vec<(String, Vec<u8>)>, &Value) = if let Some(name) = volume["secret"]["secretName"].as_str() {
         let secret = Api::<Secret>::namespaced(client.clone(), namespace).get(name).await.expect("mounted Secret");
         (secret.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect(), &volume["secret"]["items"])
+    } else if volume["emptyDir"].is_object() {
+        (Vec::new(), &Value::Null)
     } else if let Some(name) = volume["configMap"]["name"].as_str() {
         let config_map =
             Api::<ConfigMap>::namespaced(client.clone(), namespace).get(name).await.expect("mounted ConfigMap");
@@ -439,6 +455,25 @@ fn is_forbidden(result: &Result<(), kube::Error>) -> bool {
     matches!(result, Err(kube::Error::Api(status)) if status.code == 403)
 }
 
+/// What a replica does when it renews its certificates: update the Secret (dry run) as `client`; and that it may
+/// neither read nor update any other Secret of the namespace through the certificate Secret's permissions.
+async fn assert_may_renew_only(client: &kube::Client, admin: &kube::Client, namespace: &str, name: &str) {
+    let params = PostParams { dry_run: true, ..PostParams::default() };
+    let secret = Api::<Secret>::namespaced(admin.clone(), namespace).get(name).await.expect("the certificate Secret");
+    let secrets = Api::<Secret>::namespaced(client.clone(), namespace);
+    secrets.replace(name, &params, &secret).await.expect("may update its certificate Secret");
+    let other = Secret {
+        metadata: ObjectMeta { name: Some(format!("{name}-other")), ..Default::default() },
+        ..Default::default()
+    };
+    Api::<Secret>::namespaced(admin.clone(), namespace)
+        .create(&PostParams::default(), &other)
+        .await
+        .expect("another Secret");
+    let update = secrets.replace(&format!("{name}-other"), &params, &other).await.map(|_| ());
+    assert!(is_forbidden(&update), "only its own Secret may be updated: {update:?}");
+}
+
 /// The objects a ManagedResource's Secret carries.
 async fn managed_objects(client: &kube::Client, namespace: &str, name: &str) -> Vec<Value> {
     let mr = Api::<ManagedResource>::namespaced(client.clone(), namespace).get(name).await.expect("ManagedResource");
@@ -493,6 +528,10 @@ const SEED_NAMESPACED_RBAC: &[Rule] = &[
     ("", &["configmaps"], &["get", "list", "watch"], &[]),
 ];
 
+/// The webhook certificate Secret (`--webhook-cert-secret`): created by name-less `create`, then only that Secret.
+const SEED_CERT_SECRET_RBAC: &[Rule] =
+    &[("", &["secrets"], &["create"], &[]), ("", &["secrets"], &["get", "update"], &[SEED_CERT_SECRET])];
+
 #[test]
 fn seed_chart_renders_what_gardenlet_deploys() {
     let namespace = "extension-cri-resmgr-x1y2z";
@@ -508,13 +547,12 @@ fn seed_chart_renders_what_gardenlet_deploys() {
             "PodDisruptionBudget/gardener-extension-cri-resmgr",
             "Role/gardener-extension-cri-resmgr",
             "RoleBinding/gardener-extension-cri-resmgr",
-            "Secret/gardener-extension-cri-resmgr-webhook-tls",
             "Service/gardener-extension-cri-resmgr",
             "ServiceAccount/gardener-extension-cri-resmgr",
         ]
         .map(String::from)
         .into(),
-        "no VPA unless vpa.enabled"
+        "no VPA unless vpa.enabled, no TLS Secret (the binary manages its own)"
     );
     for object in &objects {
         if !["ClusterRole", "ClusterRoleBinding"].contains(&object["kind"].as_str().unwrap_or_default()) {
@@ -540,6 +578,8 @@ fn seed_chart_renders_what_gardenlet_deploys() {
             "--osc-webhook=true",
             "--webhook-bind-address=0.0.0.0:10250",
             &format!("--webhook-cert-dir={cert_dir}"),
+            &format!("--webhook-cert-secret={SEED_CERT_SECRET}"),
+            &format!("--webhook-cert-secret-namespace={namespace}"),
             "--webhook-config-mode=service",
             &format!("--webhook-config-namespace={namespace}"),
             "--webhook-config-service-name=gardener-extension-cri-resmgr",
@@ -553,16 +593,20 @@ fn seed_chart_renders_what_gardenlet_deploys() {
     );
     assert_eq!(env_var(container, "EXTENSION_CONFIGMAP_NAMESPACE")["value"], namespace);
     let overwrite = env_var(container, "IMAGEVECTOR_OVERWRITE")["value"].as_str().expect("IMAGEVECTOR_OVERWRITE");
-    let mount = |path: &str| {
+    let mount = |path: &str, read_only: bool| {
         let mount = container["volumeMounts"]
             .as_array()
             .and_then(|mounts| mounts.iter().find(|m| path.starts_with(m["mountPath"].as_str().unwrap_or("-"))))
             .unwrap_or_else(|| panic!("{path} is not in a mounted volume"));
-        assert_eq!(mount["readOnly"], true);
+        assert_eq!(mount["readOnly"].as_bool().unwrap_or(false), read_only, "{path} read-only");
         pod["volumes"].as_array().and_then(|v| v.iter().find(|v| v["name"] == mount["name"])).expect("volume").clone()
     };
-    assert_eq!(mount(cert_dir)["secret"]["secretName"], "gardener-extension-cri-resmgr-webhook-tls");
-    assert_eq!(mount(overwrite)["configMap"]["name"], "gardener-extension-cri-resmgr-imagevector-overwrite");
+    assert_eq!(
+        mount(cert_dir, false),
+        json!({"name": "webhook-certs", "emptyDir": {"medium": "Memory"}}),
+        "the binary writes the certificates of its Secret into an emptyDir"
+    );
+    assert_eq!(mount(overwrite, true)["configMap"]["name"], "gardener-extension-cri-resmgr-imagevector-overwrite");
     assert!(
         deployment["spec"]["template"]["metadata"]["annotations"]["checksum/configmap-imagevector-overwrite"]
             .is_string(),
@@ -595,7 +639,10 @@ fn seed_chart_renders_what_gardenlet_deploys() {
     assert_eq!(spread, ["kubernetes.io/hostname", "topology.kubernetes.io/zone"].map(String::from).into());
 
     assert_eq!(grants(&find(&objects, "ClusterRole", SEED_NAME)["rules"]), expand(SEED_RBAC));
-    assert_eq!(grants(&find(&objects, "Role", SEED_NAME)["rules"]), expand(SEED_NAMESPACED_RBAC));
+    assert_eq!(
+        grants(&find(&objects, "Role", SEED_NAME)["rules"]),
+        expand(&[SEED_NAMESPACED_RBAC, SEED_CERT_SECRET_RBAC].concat())
+    );
     let service_account = json!([{"kind": "ServiceAccount", "name": SEED_NAME, "namespace": namespace}]);
     for (kind, role) in [("ClusterRoleBinding", "ClusterRole"), ("RoleBinding", "Role")] {
         let binding = find(&objects, kind, SEED_NAME);
@@ -625,9 +672,6 @@ fn seed_chart_renders_what_gardenlet_deploys() {
         find(&objects, "ConfigMap", "gardener-extension-cri-resmgr-imagevector-overwrite")["data"]["images_overwrite.yaml"],
         seed_values()["imageVectorOverwrite"]
     );
-
-    let hosts = [SEED_NAME.to_string(), format!("{SEED_NAME}.{namespace}"), format!("{SEED_NAME}.{namespace}.svc")];
-    assert_webhook_tls(find(&objects, "Secret", "gardener-extension-cri-resmgr-webhook-tls"), &hosts);
 
     // Helm's default capabilities are a current Kubernetes: policy/v1, and drains are not blocked by unready pods.
     let pdb = find(&objects, "PodDisruptionBudget", SEED_NAME);
@@ -661,14 +705,22 @@ fn seed_chart_adapts_to_the_seed_and_its_values() {
 
     let existing = json!({"webhook": {"tls": {"existingSecret": "cert-manager-certificate"}}});
     let objects = render(&repo_root().join(SEED_CHART), "garden", &existing, None);
-    assert!(objects.iter().all(|o| o["kind"] != "Secret"), "no generated TLS Secret when one is given");
+    assert!(objects.iter().all(|o| o["kind"] != "Secret"), "no TLS Secret");
     let pod = &find(&objects, "Deployment", SEED_NAME)["spec"]["template"]["spec"];
     assert!(
         pod["volumes"]
             .as_array()
             .expect("volumes")
             .iter()
-            .any(|v| v["secret"]["secretName"] == "cert-manager-certificate")
+            .any(|v| v["secret"]["secretName"] == "cert-manager-certificate"),
+        "the given Secret is mounted"
+    );
+    let args = strings(&pod["containers"][0]["args"]);
+    assert!(!args.iter().any(|a| a.starts_with("--webhook-cert-secret")), "no managed Secret: {args:?}");
+    assert_eq!(
+        grants(&find(&objects, "Role", SEED_NAME)["rules"]),
+        expand(SEED_NAMESPACED_RBAC),
+        "no Secret permissions for certificates it does not manage"
     );
 }
 
@@ -758,9 +810,15 @@ async fn seed_chart_is_accepted_by_the_apiserver_and_runs_the_controller_as_its_
     })
     .await;
 
-    // kubelet's probes, against the chart's certificate as the seed's apiserver checks it for the Service.
-    let tls = find(&objects, "Secret", "gardener-extension-cri-resmgr-webhook-tls");
-    let ca = secret_data(tls, "ca.crt");
+    // The binary created its certificate Secret (as the chart's ServiceAccount) for the Service's DNS names;
+    // kubelet's probes, against that certificate as the seed's apiserver checks it for the Service.
+    let tls = created_cert_secret(&env.client, &env.namespace, SEED_CERT_SECRET).await;
+    let service = format!("{SEED_NAME}.{}", env.namespace);
+    assert_webhook_tls(
+        &tls,
+        &[SEED_NAME.to_string(), service.clone(), format!("{service}.svc"), format!("{service}.svc.cluster.local")],
+    );
+    let ca = secret_data(&tls, "ca.crt");
     assert_probes_pass(
         &deployment["spec"]["template"]["spec"]["containers"][0],
         port,
@@ -771,6 +829,7 @@ async fn seed_chart_is_accepted_by_the_apiserver_and_runs_the_controller_as_its_
 
     // What every replica does at start-up: register the OSC webhook, as the chart's ServiceAccount.
     let service_account = client_from(&kubeconfig).await;
+    assert_may_renew_only(&service_account, &env.client, &env.namespace, SEED_CERT_SECRET).await;
     let mode = ClientConfigMode::Service { namespace: env.namespace.clone(), name: SEED_NAME.to_string(), port: 443 };
     dry_run_apply(&service_account, &registration::osc_mutating_configuration(&mode, &ca))
         .await
@@ -797,6 +856,9 @@ async fn seed_chart_is_accepted_by_the_apiserver_and_runs_the_controller_as_its_
 // Admission chart
 // ---------------------------------------------------------------------------------------------------------------
 
+const ADMISSION_CERT_SECRET_RBAC: &[Rule] =
+    &[("", &["secrets"], &["create"], &[]), ("", &["secrets"], &["get", "update"], &[ADMISSION_CERT_SECRET])];
+
 const ADMISSION_RBAC: &[Rule] = &[
     (
         "admissionregistration.k8s.io",
@@ -822,7 +884,8 @@ fn admission_chart_renders_url_and_service_modes() {
             "ClusterRoleBinding/gardener-extension-cri-resmgr-admission",
             "Deployment/gardener-extension-cri-resmgr-admission",
             "PodDisruptionBudget/gardener-extension-cri-resmgr-admission",
-            "Secret/gardener-extension-cri-resmgr-admission-webhook-tls",
+            "Role/gardener-extension-cri-resmgr-admission",
+            "RoleBinding/gardener-extension-cri-resmgr-admission",
             "Service/gardener-extension-cri-resmgr-admission",
             "ServiceAccount/gardener-extension-cri-resmgr-admission",
         ]
@@ -835,13 +898,18 @@ fn admission_chart_renders_url_and_service_modes() {
     assert_eq!(args[..2], ["--log-format=json", "admission"]);
     assert!(args.contains(&"--webhook-config-mode=url".to_string()));
     assert!(args.contains(&"--webhook-config-url=gardener-extension-cri-resmgr-admission.garden".to_string()));
+    assert!(args.contains(&format!("--webhook-cert-secret={ADMISSION_CERT_SECRET}")));
+    assert!(args.contains(&"--webhook-cert-secret-namespace=garden".to_string()));
+    assert_eq!(pod["volumes"][0], json!({"name": "webhook-certs", "emptyDir": {"medium": "Memory"}}));
     assert!(container.get("env").is_none(), "in-cluster: no KUBECONFIG");
     assert!(pod.get("automountServiceAccountToken").is_none(), "in-cluster: the ServiceAccount token is used");
     assert_eq!(grants(&find(&objects, "ClusterRole", ADMISSION_NAME)["rules"]), expand(ADMISSION_RBAC));
-    assert_eq!(
-        find(&objects, "ClusterRoleBinding", ADMISSION_NAME)["subjects"],
-        json!([{"kind": "ServiceAccount", "name": ADMISSION_NAME, "namespace": "garden"}])
-    );
+    let release_service_account = json!([{"kind": "ServiceAccount", "name": ADMISSION_NAME, "namespace": "garden"}]);
+    assert_eq!(find(&objects, "ClusterRoleBinding", ADMISSION_NAME)["subjects"], release_service_account);
+    let role = find(&objects, "Role", ADMISSION_NAME);
+    assert_eq!(role["metadata"]["namespace"], "garden", "the Secret's namespace defaults to the release namespace");
+    assert_eq!(grants(&role["rules"]), expand(ADMISSION_CERT_SECRET_RBAC));
+    assert_eq!(find(&objects, "RoleBinding", ADMISSION_NAME)["subjects"], release_service_account);
 
     let service_mode = json!({"webhook": {"configMode": "service", "servicePort": 8443}});
     let objects = render(&repo_root().join(ADMISSION_CHART), "garden", &service_mode, None);
@@ -858,23 +926,48 @@ fn admission_chart_renders_url_and_service_modes() {
     assert_eq!(find(&objects, "Service", ADMISSION_NAME)["spec"]["ports"][0]["port"], 8443);
 
     // gardener-operator style: the runtime part without RBAC, and the RBAC alone for the virtual garden.
-    let runtime =
-        render(&repo_root().join(ADMISSION_CHART), "garden", &json!({"application": {"enabled": false}}), None);
-    assert!(runtime.iter().all(|o| !o["kind"].as_str().unwrap_or_default().starts_with("ClusterRole")));
+    // The Secret lives in the cluster the server talks to (the virtual garden): its RBAC is part of the application.
+    let tls = json!({"secretNamespace": "garden-certs"});
+    let runtime = render(
+        &repo_root().join(ADMISSION_CHART),
+        "garden",
+        &json!({"application": {"enabled": false}, "webhook": {"tls": tls}}),
+        None,
+    );
+    assert!(runtime.iter().all(|o| {
+        !["ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"].contains(&o["kind"].as_str().unwrap_or_default())
+    }));
+    let args =
+        strings(&find(&runtime, "Deployment", ADMISSION_NAME)["spec"]["template"]["spec"]["containers"][0]["args"]);
+    assert!(args.contains(&"--webhook-cert-secret-namespace=garden-certs".to_string()), "{args:?}");
     let subjects =
         json!([{"kind": "ServiceAccount", "name": "extension-admission-cri-resmgr", "namespace": "kube-system"}]);
-    let values = json!({"runtime": {"enabled": false}, "application": {"subjects": subjects}});
+    let values = json!({"runtime": {"enabled": false}, "application": {"subjects": subjects}, "webhook": {"tls": tls}});
     let application = render(&repo_root().join(ADMISSION_CHART), "garden", &values, None);
     assert_eq!(
         kinds_and_names(&application),
         [
             "ClusterRole/gardener-extension-cri-resmgr-admission",
-            "ClusterRoleBinding/gardener-extension-cri-resmgr-admission"
+            "ClusterRoleBinding/gardener-extension-cri-resmgr-admission",
+            "Role/gardener-extension-cri-resmgr-admission",
+            "RoleBinding/gardener-extension-cri-resmgr-admission",
         ]
         .map(String::from)
         .into()
     );
     assert_eq!(find(&application, "ClusterRoleBinding", ADMISSION_NAME)["subjects"], subjects);
+    assert_eq!(find(&application, "RoleBinding", ADMISSION_NAME)["subjects"], subjects);
+    assert_eq!(find(&application, "Role", ADMISSION_NAME)["metadata"]["namespace"], "garden-certs");
+
+    // A given Secret is mounted instead: no managed Secret, no Secret RBAC.
+    let existing = json!({"webhook": {"tls": {"existingSecret": "admission-tls"}}});
+    let objects = render(&repo_root().join(ADMISSION_CHART), "garden", &existing, None);
+    assert!(
+        objects.iter().all(|o| !["Secret", "Role", "RoleBinding"].contains(&o["kind"].as_str().unwrap_or_default()))
+    );
+    let pod = &find(&objects, "Deployment", ADMISSION_NAME)["spec"]["template"]["spec"];
+    assert_eq!(pod["volumes"][0]["secret"]["secretName"], "admission-tls");
+    assert!(!strings(&pod["containers"][0]["args"]).iter().any(|a| a.starts_with("--webhook-cert-secret")));
 }
 
 #[tokio::test]
@@ -902,9 +995,6 @@ async fn admission_chart_is_accepted_by_the_apiserver_and_its_server_may_registe
     let url_host = format!("{ADMISSION_NAME}.{}", env.namespace);
     assert!(strings(&container["args"]).contains(&format!("--webhook-config-url={url_host}")));
     assert_eq!(pod["automountServiceAccountToken"], false, "the garden kubeconfig replaces the token");
-    let hosts = [url_host.clone(), format!("{url_host}.svc")];
-    let tls = find(&objects, "Secret", "gardener-extension-cri-resmgr-admission-webhook-tls");
-    assert_webhook_tls(tls, &hosts);
     assert_eq!(find(&objects, "Service", ADMISSION_NAME)["spec"]["ports"][0]["targetPort"], 10250);
 
     apply_all(&env.client, &objects, Placement::default()).await;
@@ -918,14 +1008,21 @@ async fn admission_chart_is_accepted_by_the_apiserver_and_its_server_may_registe
     let port = free_port();
     let mut binary =
         RunningBinary::start(&local, local_args(&local, port, &["--no-webhook-registration".to_string()]), &[]);
-    assert_probes_pass(container, port, &url_host, &secret_data(tls, "ca.crt")).await;
+    // The binary keeps its certificates in a Secret of the cluster it talks to (the garden), in the release
+    // namespace, created as the identity of the garden kubeconfig; the serving certificate is for the URL's host.
+    let tls = created_cert_secret(&env.client, &env.namespace, ADMISSION_CERT_SECRET).await;
+    assert_webhook_tls(&tls, std::slice::from_ref(&url_host));
+    assert_probes_pass(container, port, &url_host, &secret_data(&tls, "ca.crt")).await;
     binary.assert_running();
 
     // What the server does at start-up and on every CA change, as the identity of the garden kubeconfig.
     let garden = client_from(&kubeconfig).await;
+    assert_may_renew_only(&garden, &env.client, &env.namespace, ADMISSION_CERT_SECRET).await;
+    let get_other = Api::<Secret>::namespaced(garden.clone(), &env.namespace).get("virtual-garden-access").await;
+    assert!(is_forbidden(&get_other.map(|_| ())), "no other Secret may be read");
     let base = format!("https://{url_host}");
     let mode = ClientConfigMode::Url { base };
-    let ca = secret_data(tls, "ca.crt");
+    let ca = secret_data(&tls, "ca.crt");
     let validating: ValidatingWebhookConfiguration = registration::shoot_validating_configuration(&mode, &ca);
     let mutating: MutatingWebhookConfiguration = registration::shoot_mutating_configuration(&mode, &ca);
     dry_run_apply(&garden, &validating).await.expect("may register the validating webhook");

@@ -3,6 +3,7 @@
 
 mod admission;
 mod apply;
+mod cert_secret;
 mod charts;
 mod control_plane;
 mod controller;

@@ -9,8 +9,29 @@ gardener-extension-cri-resmgr-admission
 gardener-extension-cri-resmgr-admission
 {{- end -}}
 
-{{- define "admission.webhookTLSSecretName" -}}
-{{- .Values.webhook.tls.existingSecret | default "gardener-extension-cri-resmgr-admission-webhook-tls" -}}
+{{- /*
+The Secret the binary keeps the webhook CA and serving certificate in (--webhook-cert-secret), in the cluster it talks
+to (see webhook.tls in values.yaml). Not rendered: the binary creates and renews it. Named apart from the
+Helm-generated `gardener-extension-cri-resmgr-admission-webhook-tls` of earlier chart versions, which an upgrade
+prunes.
+*/ -}}
+{{- define "admission.webhookCertSecretName" -}}
+gardener-extension-cri-resmgr-admission-webhook-certs
+{{- end -}}
+
+{{- define "admission.webhookCertSecretNamespace" -}}
+{{- .Values.webhook.tls.secretNamespace | default .Release.Namespace -}}
+{{- end -}}
+
+{{- /* The identities the application part grants its permissions to. */ -}}
+{{- define "admission.subjects" -}}
+{{- if .Values.application.subjects -}}
+{{ toYaml .Values.application.subjects }}
+{{- else -}}
+- kind: ServiceAccount
+  name: {{ include "admission.name" . }}
+  namespace: {{ .Release.Namespace }}
+{{- end -}}
 {{- end -}}
 
 {{- define "admission.certDir" -}}

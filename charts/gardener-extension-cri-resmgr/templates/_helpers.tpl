@@ -21,8 +21,13 @@ gardener-extension-cri-resmgr-leader-election
 gardener-extension-heartbeat
 {{- end -}}
 
-{{- define "cri-resmgr.webhookTLSSecretName" -}}
-{{- .Values.webhook.tls.existingSecret | default "gardener-extension-cri-resmgr-webhook-tls" -}}
+{{- /*
+The Secret the binary keeps the webhook CA and serving certificate in (--webhook-cert-secret). The chart does not
+render it: the first replica creates it, every replica reads it and renews it before expiry. Named apart from the
+Helm-generated `gardener-extension-cri-resmgr-webhook-tls` of earlier chart versions, which an upgrade prunes.
+*/ -}}
+{{- define "cri-resmgr.webhookCertSecretName" -}}
+gardener-extension-cri-resmgr-webhook-certs
 {{- end -}}
 
 {{- define "cri-resmgr.certDir" -}}

@@ -506,6 +506,27 @@ pub(crate) fn write_file(path: &Path, content: &str, mode: u32) -> Result<(), Ce
     result.map_err(err)
 }
 
+/// A TLS client configuration (ring provider) that trusts exactly the certificates in `ca_pem`: for talking to our
+/// own servers and the local control plane.
+pub fn client_config_trusting(ca_pem: &[u8]) -> Result<rustls::ClientConfig, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem) {
+        let cert = cert.map_err(|e| format!("CA PEM: {e}"))?;
+        roots.add(cert).map_err(|e| format!("CA certificate: {e}"))?;
+    }
+    if roots.is_empty() {
+        return Err("no CA certificate in the PEM".to_string());
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS versions: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

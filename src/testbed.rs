@@ -372,19 +372,8 @@ struct ReadinessProbe {
 
 impl ReadinessProbe {
     fn new(port: u16, ca_pem: &str, token: &str) -> Result<Self, TestbedError> {
-        use rustls::pki_types::CertificateDer;
-        use rustls::pki_types::pem::PemObject;
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-            let cert = cert.map_err(|e| TestbedError::Kubeconfig(format!("control-plane CA: {e}")))?;
-            roots.add(cert).map_err(|e| TestbedError::Kubeconfig(format!("control-plane CA: {e}")))?;
-        }
-        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| TestbedError::Kubeconfig(format!("TLS client: {e}")))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let config = crate::certs::client_config_trusting(ca_pem.as_bytes())
+            .map_err(|e| TestbedError::Kubeconfig(format!("control-plane CA: {e}")))?;
         Ok(ReadinessProbe {
             port,
             token: token.to_string(),

@@ -23,6 +23,7 @@
 //! and [`sync_loop`] repeats both periodically; [`start`] does the first round before the server binds and spawns
 //! the loop.
 
+use crate::webhook::error_chain;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -481,18 +482,6 @@ pub fn split_names(names: &[String]) -> (Vec<String>, Vec<IpAddr>) {
         }
     }
     (hosts, ips)
-}
-
-/// `error: cause: cause` in one line, for logs.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

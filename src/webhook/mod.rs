@@ -14,3 +14,15 @@ pub mod shoot;
 
 pub use admission::{AdmissionHandler, DynamicAdmissionRequest};
 pub use server::{BoundWebhookServer, ServerError, WebhookServer, WebhookServerConfig};
+
+/// `error: cause: cause` in one line, for logs.
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

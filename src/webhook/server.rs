@@ -23,6 +23,7 @@
 //! files), new TLS connections get the new certificate, without a restart. Content is compared
 //! rather than mtimes because a symlink swap does not change the files' own mtimes.
 
+use crate::webhook::error_chain;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::io;
@@ -513,18 +514,6 @@ fn report_problem(problem: &mut Option<String>, e: &ServerError) {
         warn!(error = %text, "cannot reload the webhook certificate; keeping the current one");
         *problem = Some(text);
     }
-}
-
-/// `error: cause: cause` in one line, for logs.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

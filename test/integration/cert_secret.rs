@@ -16,7 +16,7 @@ use kube::api::{Api, ObjectMeta, PostParams};
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use time::OffsetDateTime;
 
-use crate::support::{TestEnv, eventually};
+use crate::support::{TestEnv, eventually, https_get};
 
 const SECRET: &str = "webhook-certs";
 
@@ -294,35 +294,6 @@ fn certificate_names_follow_the_webhook_mode() {
     assert_eq!(given.certificate_names().expect("given"), (names(&["localhost"]), vec!["::1".parse().expect("ip")]));
 }
 
-/// The first line of the answer to `GET path` over TLS, trusting only `ca_pem` and checking the certificate for
-/// `server_name`; `None` while the server does not answer. A certificate the CA does not vouch for fails the test.
-async fn https_get(port: u16, server_name: &str, ca_pem: &str, path: &str) -> Option<String> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, ServerName};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        roots.add(cert.expect("CA PEM")).expect("CA certificate");
-    }
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("TLS versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
-    let name = ServerName::try_from(server_name.to_string()).expect("server name");
-    let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
-        .connect(name, stream)
-        .await
-        .unwrap_or_else(|e| panic!("TLS handshake as {server_name} with the Secret's CA: {e}"));
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {server_name}\r\nConnection: close\r\n\r\n");
-    tls.write_all(request.as_bytes()).await.ok()?;
-    let mut response = Vec::new();
-    let _ = tls.read_to_end(&mut response).await;
-    String::from_utf8_lossy(&response).lines().next().map(str::to_string)
-}
-
 fn read(dir: &Path, file: &str) -> String {
     std::fs::read_to_string(dir.join(file)).unwrap_or_else(|e| panic!("read {file}: {e}"))
 }
@@ -353,7 +324,8 @@ async fn a_server_started_with_a_cert_secret_serves_a_certificate_of_the_secrets
     })
     .await;
     let ca = data(&secret, "ca.crt");
-    let status = eventually("the server answers over TLS", || https_get(port, "localhost", &ca, "/healthz")).await;
+    let status =
+        eventually("the server answers over TLS", || https_get(port, "localhost", ca.as_bytes(), "/healthz")).await;
     assert!(status.contains(" 200"), "{status}");
     assert_eq!(
         (read(&cert_dir, "ca.crt"), read(&cert_dir, "tls.crt")),

@@ -28,7 +28,7 @@ use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
 use crate::apply::{Placement, apply_all, find, kinds_and_names};
-use crate::support::{TestEnv, eventually, example, repo_root};
+use crate::support::{TestEnv, eventually, example, https_get, repo_root};
 
 const SEED_CHART: &str = "charts/gardener-extension-cri-resmgr";
 const ADMISSION_CHART: &str = "charts/gardener-extension-cri-resmgr-admission";
@@ -395,35 +395,6 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }
 
-/// What kubelet's HTTPS probe sees, with the certificate checked as the apiserver checks it: issued by `ca_pem`
-/// for `server_name`. `None` while the server does not answer.
-async fn https_status(port: u16, server_name: &str, ca_pem: &[u8], path: &str) -> Option<String> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, ServerName};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(ca_pem) {
-        roots.add(cert.expect("CA PEM")).expect("CA certificate");
-    }
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("TLS versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
-    let name = ServerName::try_from(server_name.to_string()).expect("server name");
-    let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
-        .connect(name, stream)
-        .await
-        .unwrap_or_else(|e| panic!("TLS handshake as {server_name} with the chart's CA: {e}"));
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {server_name}\r\nConnection: close\r\n\r\n");
-    tls.write_all(request.as_bytes()).await.ok()?;
-    let mut response = Vec::new();
-    let _ = tls.read_to_end(&mut response).await;
-    String::from_utf8_lossy(&response).lines().next().map(str::to_string)
-}
-
 /// Both probes of the rendered container answer 200 over HTTPS.
 async fn assert_probes_pass(container: &Value, port: u16, server_name: &str, ca_pem: &[u8]) {
     for probe in ["livenessProbe", "readinessProbe"] {
@@ -431,7 +402,7 @@ async fn assert_probes_pass(container: &Value, port: u16, server_name: &str, ca_
         assert_eq!(get["scheme"], "HTTPS", "{probe}");
         let path = get["path"].as_str().expect("probe path");
         let status =
-            eventually(&format!("{probe} {path} answers"), || https_status(port, server_name, ca_pem, path)).await;
+            eventually(&format!("{probe} {path} answers"), || https_get(port, server_name, ca_pem, path)).await;
         assert!(status.contains(" 200"), "{probe} {path}: {status}");
     }
 }

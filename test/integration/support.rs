@@ -189,3 +189,22 @@ impl RunningController {
         result.expect("controller ran without error");
     }
 }
+
+/// The first line of the answer to `GET path` over TLS to 127.0.0.1:`port`, trusting only `ca_pem` and checking the
+/// certificate for `server_name`; `None` while the server does not answer. A certificate the CA does not vouch for
+/// fails the test.
+pub async fn https_get(port: u16, server_name: &str, ca_pem: &[u8], path: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let config = gardener_extension_cri_resmgr::certs::client_config_trusting(ca_pem).expect("CA");
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+    let name = rustls::pki_types::ServerName::try_from(server_name.to_string()).expect("server name");
+    let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(name, stream)
+        .await
+        .unwrap_or_else(|e| panic!("TLS handshake as {server_name} with the given CA: {e}"));
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {server_name}\r\nConnection: close\r\n\r\n");
+    tls.write_all(request.as_bytes()).await.ok()?;
+    let mut response = Vec::new();
+    let _ = tls.read_to_end(&mut response).await;
+    String::from_utf8_lossy(&response).lines().next().map(str::to_string)
+}

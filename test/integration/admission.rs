@@ -10,7 +10,7 @@ use gardener_extension_cri_resmgr::constants::SHOOT_EXTENSION_LABEL;
 use kube::api::{Api, PostParams};
 use serde_json::{Value, json};
 
-use crate::support::{TestEnv, repo_root, shared_client};
+use crate::support::{TestEnv, repo_root, scratch_dir, shared_client};
 
 /// One admission server per test binary, registered in the shared control plane; it lives until the process exits.
 fn ensure_admission_server() {
@@ -24,7 +24,7 @@ fn ensure_admission_server() {
                     .and_then(|l| l.local_addr())
                     .map(|a| a.port())
                     .expect("free port");
-                let cert_dir = std::env::temp_dir().join(format!("cri-resmgr-admission-certs-{}", std::process::id()));
+                let cert_dir = scratch_dir("cri-resmgr-admission-certs");
                 let options = AdmissionOptions {
                     webhook: WebhookOptions {
                         webhook_bind_address: SocketAddr::from(([127, 0, 0, 1], port)),

@@ -15,7 +15,7 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
-use crate::support::{RunningController, TIMEOUT, TestEnv, eventually, example, shared_client};
+use crate::support::{RunningController, TIMEOUT, TestEnv, eventually, example, scratch_dir, shared_client};
 
 /// Namespace of the base configs the shared webhook server reads (none are created: the shoots' configs decide).
 const WEBHOOK_CONFIGMAP_NAMESPACE: &str = "osc-webhook-base-configs";
@@ -35,7 +35,7 @@ fn ensure_osc_webhook() {
                 let port = gardener_extension_cri_resmgr::testbed::free_port().expect("free port");
                 let webhook = WebhookOptions {
                     webhook_bind_address: SocketAddr::from(([127, 0, 0, 1], port)),
-                    webhook_cert_dir: std::env::temp_dir().join(format!("cri-resmgr-osc-certs-{}", std::process::id())),
+                    webhook_cert_dir: scratch_dir("cri-resmgr-osc-certs"),
                     generate_certs_for: vec!["127.0.0.1".to_string()],
                     webhook_config_mode: WebhookConfigMode::Url,
                     webhook_config_url: Some(format!("127.0.0.1:{port}")),

@@ -17,7 +17,24 @@ struct Shared {
 
 static SHARED: OnceLock<Shared> = OnceLock::new();
 
+/// Directories the shared servers of this test binary write into, removed at exit.
+static REMOVE_AT_EXIT: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// A directory under the system temp dir, unique to this test binary and removed when it exits.
+pub fn scratch_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+    if let Ok(mut dirs) = REMOVE_AT_EXIT.lock() {
+        dirs.push(dir.clone());
+    }
+    dir
+}
+
 extern "C" fn stop_shared_control_plane() {
+    if let Ok(dirs) = REMOVE_AT_EXIT.lock() {
+        for dir in dirs.iter() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
     if let Some(shared) = SHARED.get() {
         let plane = match shared.plane.lock() {
             Ok(mut guard) => guard.take(),

@@ -161,6 +161,17 @@ mod tests {
         assert_eq!(crds["Shoot"].spec.versions[0].name, "v1beta1");
     }
 
+    /// Gardener's real CRDs of our kinds, with their file names.
+    fn gardener_crds(dir: &std::path::Path) -> Vec<(&'static str, CustomResourceDefinition)> {
+        ["extensions.yaml", "clusters.yaml", "operatingsystemconfigs.yaml", "managedresources.yaml"]
+            .into_iter()
+            .map(|file| {
+                let text = std::fs::read_to_string(dir.join(file)).expect("read Gardener CRD");
+                (file, crate::yaml::from_str(&text).expect("decode Gardener CRD"))
+            })
+            .collect()
+    }
+
     /// Group, names, scope, versions, subresources and printer columns equal Gardener's CRDs.
     #[test]
     fn match_gardener_crds() {
@@ -168,9 +179,7 @@ mod tests {
             return;
         };
         let ours = by_kind();
-        for file in ["extensions.yaml", "clusters.yaml", "operatingsystemconfigs.yaml", "managedresources.yaml"] {
-            let text = std::fs::read_to_string(dir.join(file)).expect("read Gardener CRD");
-            let real: CustomResourceDefinition = crate::yaml::from_str(&text).expect("decode Gardener CRD");
+        for (file, real) in gardener_crds(&dir) {
             let mine = &ours[&real.spec.names.kind];
             assert_eq!(mine.metadata.name, real.metadata.name, "{file}");
             assert_eq!(mine.spec.group, real.spec.group, "{file}");
@@ -200,9 +209,7 @@ mod tests {
             return;
         };
         let ours = by_kind();
-        for file in ["extensions.yaml", "clusters.yaml", "operatingsystemconfigs.yaml", "managedresources.yaml"] {
-            let text = std::fs::read_to_string(dir.join(file)).expect("read Gardener CRD");
-            let real: CustomResourceDefinition = crate::yaml::from_str(&text).expect("decode Gardener CRD");
+        for (file, real) in gardener_crds(&dir) {
             let mine = schema_json(&ours[&real.spec.names.kind]);
             let theirs = schema_json(&real);
             compare_properties(file, "", &mine, &theirs);

@@ -7,67 +7,34 @@ use std::sync::OnceLock;
 use gardener_extension_cri_resmgr::admission::{self, AdmissionOptions, WebhookConfigMode, WebhookOptions};
 use gardener_extension_cri_resmgr::apis::core::Shoot;
 use gardener_extension_cri_resmgr::constants::SHOOT_EXTENSION_LABEL;
+use gardener_extension_cri_resmgr::webhook::registration::ADMISSION_CONFIG_NAME;
+use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
 use kube::api::{Api, PostParams};
 use serde_json::{Value, json};
 
-use crate::support::{TestEnv, repo_root, scratch_dir, shared_client};
+use crate::support::{TestEnv, repo_root, scratch_dir, start_shared_webhook_server};
 
 /// One admission server per test binary, registered in the shared control plane; it lives until the process exits.
 fn ensure_admission_server() {
     static STARTED: OnceLock<()> = OnceLock::new();
     STARTED.get_or_init(|| {
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Runtime::new().expect("runtime for the admission server");
-            runtime.block_on(async move {
-                let port = std::net::TcpListener::bind("127.0.0.1:0")
-                    .and_then(|l| l.local_addr())
-                    .map(|a| a.port())
-                    .expect("free port");
-                let cert_dir = scratch_dir("cri-resmgr-admission-certs");
+        start_shared_webhook_server::<ValidatingWebhookConfiguration, _, _, _>(
+            "admission server",
+            ADMISSION_CONFIG_NAME,
+            |port, client| {
                 let options = AdmissionOptions {
                     webhook: WebhookOptions {
                         webhook_bind_address: SocketAddr::from(([127, 0, 0, 1], port)),
-                        webhook_cert_dir: cert_dir,
-                        webhook_cert_secret: None,
-                        webhook_cert_secret_namespace: None,
+                        webhook_cert_dir: scratch_dir("cri-resmgr-admission-certs"),
                         generate_certs_for: vec!["127.0.0.1".to_string(), "localhost".to_string()],
                         webhook_config_mode: WebhookConfigMode::Url,
                         webhook_config_url: Some(format!("127.0.0.1:{port}")),
-                        webhook_config_namespace: "garden".to_string(),
-                        webhook_config_service_name: String::new(),
-                        webhook_config_service_port: 443,
-                        no_webhook_registration: false,
+                        ..WebhookOptions::default()
                     },
                 };
-                let client = shared_client().await;
-                let server = tokio::spawn(admission::run(options, client.clone(), std::future::pending()));
-                // Registered once the configuration carries our URL.
-                let api: Api<k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration> =
-                    Api::all(client);
-                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-                loop {
-                    assert!(!server.is_finished(), "the admission server stopped: {:?}", server.await);
-                    let registered = api
-                        .get_opt("gardener-extension-cri-resmgr-admission")
-                        .await
-                        .ok()
-                        .flatten()
-                        .and_then(|c| c.webhooks)
-                        .and_then(|w| w.first().and_then(|w| w.client_config.url.clone()))
-                        .is_some_and(|url| url.contains(&format!(":{port}/")));
-                    if registered {
-                        break;
-                    }
-                    assert!(std::time::Instant::now() < deadline, "the admission server did not register itself");
-                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                }
-                ready_tx.send(()).expect("signal readiness");
-                let result = server.await;
-                panic!("the admission server stopped: {result:?}");
-            });
-        });
-        ready_rx.recv().expect("admission server start-up");
+                admission::run(options, client, std::future::pending())
+            },
+        );
     });
 }
 

@@ -38,14 +38,7 @@ async fn control_plane_dies_with_its_owner_even_when_the_owner_is_killed() {
     // `dev` runs a control plane in the foreground; SIGKILL gives it no chance to clean up, so only the kernel's
     // parent-death signal can stop its children.
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut dev = tokio::process::Command::new(env!("CARGO_BIN_EXE_gardener-extension-cri-resmgr"))
-        .args(["dev", "--dir"])
-        .arg(dir.path())
-        .arg("--no-examples")
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start `dev`");
+    let mut dev = spawn_dev(dir.path(), &["--no-examples".into()]);
     let pids_file = dir.path().join("pids");
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     let pids: Vec<u32> = loop {
@@ -72,15 +65,7 @@ async fn control_plane_dies_with_its_owner_even_when_the_owner_is_killed() {
 #[tokio::test]
 async fn make_dev_control_plane_accepts_the_examples_with_kubectl() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut dev = tokio::process::Command::new(env!("CARGO_BIN_EXE_gardener-extension-cri-resmgr"))
-        .args(["dev", "--dir"])
-        .arg(dir.path())
-        .arg("--examples")
-        .arg(repo_root().join("examples"))
-        .stdout(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start `dev`");
+    let mut dev = spawn_dev(dir.path(), &["--examples".into(), repo_root().join("examples").into()]);
     let ready = dir.path().join("ready");
     let deadline = std::time::Instant::now() + Duration::from_secs(180);
     while !ready.exists() {
@@ -155,4 +140,16 @@ async fn make_dev_control_plane_accepts_the_examples_with_kubectl() {
     assert!(units.contains("cri-resource-manager.service"), "the OSC webhook mutated the example OSC: {units}");
     dev.start_kill().expect("stop dev");
     dev.wait().await.expect("reap dev");
+}
+
+/// Starts the binary's `dev` command with its work dir in `dir`; it is killed when the handle is dropped.
+fn spawn_dev(dir: &std::path::Path, args: &[std::ffi::OsString]) -> tokio::process::Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_gardener-extension-cri-resmgr"))
+        .args(["dev", "--dir"])
+        .arg(dir)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start `dev`")
 }

@@ -3,7 +3,6 @@
 
 use std::net::SocketAddr;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use gardener_extension_cri_resmgr::admission::{WebhookConfigMode, WebhookOptions};
@@ -11,11 +10,13 @@ use gardener_extension_cri_resmgr::apis::extensions::{Cluster, Extension, Operat
 use gardener_extension_cri_resmgr::constants::{EXTENSION_TYPE, NAMESPACE_EXTENSION_LABEL};
 use gardener_extension_cri_resmgr::controller;
 use gardener_extension_cri_resmgr::images::ImageVector;
+use gardener_extension_cri_resmgr::webhook::registration::CONTROLLER_CONFIG_NAME;
+use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
-use crate::support::{RunningController, TIMEOUT, TestEnv, eventually, example, scratch_dir, shared_client};
+use crate::support::{RunningController, TestEnv, eventually, example, scratch_dir, start_shared_webhook_server};
 
 /// Namespace of the base configs the shared webhook server reads (none are created: the shoots' configs decide).
 const WEBHOOK_CONFIGMAP_NAMESPACE: &str = "osc-webhook-base-configs";
@@ -28,11 +29,10 @@ const CONTAINERD_ENDPOINT: &str = "--container-runtime-endpoint=unix:///run/cont
 fn ensure_osc_webhook() {
     static STARTED: OnceLock<()> = OnceLock::new();
     STARTED.get_or_init(|| {
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Runtime::new().expect("runtime for the OSC webhook");
-            runtime.block_on(async move {
-                let port = gardener_extension_cri_resmgr::testbed::free_port().expect("free port");
+        start_shared_webhook_server::<MutatingWebhookConfiguration, _, _, _>(
+            "OSC webhook server",
+            CONTROLLER_CONFIG_NAME,
+            |port, client| {
                 let webhook = WebhookOptions {
                     webhook_bind_address: SocketAddr::from(([127, 0, 0, 1], port)),
                     webhook_cert_dir: scratch_dir("cri-resmgr-osc-certs"),
@@ -41,40 +41,16 @@ fn ensure_osc_webhook() {
                     webhook_config_url: Some(format!("127.0.0.1:{port}")),
                     ..WebhookOptions::default()
                 };
-                let client = shared_client().await;
                 let images = ImageVector::embedded().expect("images");
-                let server = tokio::spawn(controller::serve_osc_webhook(
+                controller::serve_osc_webhook(
                     webhook,
-                    client.clone(),
+                    client,
                     WEBHOOK_CONFIGMAP_NAMESPACE.to_string(),
                     images,
                     std::future::pending(),
-                ));
-                let api: Api<k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration> =
-                    Api::all(client);
-                let deadline = Instant::now() + TIMEOUT;
-                loop {
-                    assert!(!server.is_finished(), "the OSC webhook server stopped: {:?}", server.await);
-                    let registered = api
-                        .get_opt("gardener-extension-cri-resmgr")
-                        .await
-                        .ok()
-                        .flatten()
-                        .and_then(|c| c.webhooks)
-                        .and_then(|w| w.first().and_then(|w| w.client_config.url.clone()))
-                        .is_some_and(|url| url.contains(&format!(":{port}/")));
-                    if registered {
-                        break;
-                    }
-                    assert!(Instant::now() < deadline, "the OSC webhook was not registered");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-                ready_tx.send(()).expect("signal readiness");
-                let result = server.await;
-                panic!("the OSC webhook server stopped: {result:?}");
-            });
-        });
-        ready_rx.recv().expect("OSC webhook start-up");
+                )
+            },
+        );
     });
 }
 

@@ -225,3 +225,37 @@ pub async fn https_get(port: u16, server_name: &str, ca_pem: &[u8], path: &str) 
     let _ = tls.read_to_end(&mut response).await;
     String::from_utf8_lossy(&response).lines().next().map(str::to_string)
 }
+
+/// Starts a webhook server shared by the whole test binary (webhook configurations are cluster-wide) on a thread
+/// and runtime of its own, and returns once the apiserver's configuration `K`/`config_name` calls the server's port.
+/// `start` gets the port and a client and runs the server; the server lives until the process exits.
+pub fn start_shared_webhook_server<K, S, F, T>(what: &'static str, config_name: &'static str, start: S)
+where
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+    S: FnOnce(u16, kube::Client) -> F + Send + 'static,
+    F: std::future::Future<Output = T> + Send + 'static,
+    T: std::fmt::Debug + Send + 'static,
+{
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Runtime::new().expect("runtime for a shared webhook server");
+        runtime.block_on(async move {
+            let port = gardener_extension_cri_resmgr::testbed::free_port().expect("free port");
+            let client = shared_client().await;
+            let server = tokio::spawn(start(port, client.clone()));
+            let api: Api<K> = Api::all(client);
+            let wanted = format!(":{port}/");
+            eventually(&format!("the {what} registered with its port"), || async {
+                assert!(!server.is_finished(), "the {what} stopped during start-up");
+                let config = serde_json::to_value(api.get_opt(config_name).await.ok()??).ok()?;
+                let url = config["webhooks"][0]["clientConfig"]["url"].as_str()?.to_string();
+                url.contains(&wanted).then_some(())
+            })
+            .await;
+            ready_tx.send(()).expect("signal readiness");
+            let result = server.await;
+            panic!("the {what} stopped: {result:?}");
+        });
+    });
+    ready_rx.recv().unwrap_or_else(|_| panic!("the {what} did not start"));
+}

@@ -12,11 +12,11 @@ prerequisites:
 
 ## Starts a local etcd + kube-apiserver, installs the CRDs, applies examples/ and runs until Ctrl-C.
 dev: prerequisites
-	$(CARGO) run --bin $(BINARY) -- --log-format text dev
+	$(CARGO) run -p cri-resmgr-testbed --bin cri-resmgr-dev -- dev
 
 ## Runs every unit and integration test (the integration tests start their own control plane).
 test: prerequisites
-	$(CARGO) test --all-targets --no-fail-fast
+	$(CARGO) test --workspace --all-targets --no-fail-fast
 
 build:
 	$(CARGO) build --release --bin $(BINARY)
@@ -28,10 +28,10 @@ fmt-check:
 	$(CARGO) fmt --all -- --check
 
 lint:
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 crds:
-	@$(CARGO) run -q --bin $(BINARY) -- crds
+	@$(CARGO) run -q -p cri-resmgr-testbed --bin cri-resmgr-dev -- crds
 
 ## What CI runs.
 ci: fmt-check lint test

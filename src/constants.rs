@@ -191,7 +191,7 @@ pub const NODE_ENV_EXTRA_OPTIONS: &str = "EXTRA_OPTIONS";
 pub const NODE_FALLBACK_CONFIG_PATH: &str = "/etc/cri-resmgr/fallback.cfg";
 /// The node's forced configuration (`configs.force`), passed with [`CRI_RESMGR_FLAG_FORCE_CONFIG`].
 pub const NODE_FORCE_CONFIG_PATH: &str = "/etc/cri-resmgr/force.cfg";
-/// The policy marker: names the policy the pool's nodes should run (see `crate::node`); a change restarts
+/// The policy marker: names the policy the pool's nodes should run (see `crate::domain::node`); a change restarts
 /// cri-resmgr and resets its cached policy.
 pub const NODE_POLICY_MARKER_PATH: &str = "/etc/cri-resmgr/policy";
 /// Copy of [`NODE_POLICY_MARKER_PATH`] saved when the cached policy was last reset for it; inside

@@ -1,33 +1,23 @@
 //! gardener-extension-cri-resmgr: a Gardener extension that installs, configures, health-checks and removes
 //! intel's CRI-Resource-Manager on the worker nodes of Gardener shoot clusters.
 //!
-//! Module map (see the README's architecture section):
-//! - [`apis`]: the Gardener API types we read and write, and the extension's own providerConfig.
-//! - [`admission`]: the `admission` command (garden side).
-//! - [`validation`]: pure validation of the providerConfig, shared by the webhook, the reconciler and `render`.
-//! - [`webhook`]: the TLS admission server and its handlers.
-//! - [`certs`]: development/test webhook certificates.
-//! - [`constants`]: every well-known name and node path, spelled once.
-//! - [`crds`]: the CustomResourceDefinitions the local control plane installs.
-//! - [`dev`]: `make dev`'s local environment.
-//! - [`testbed`]: a real etcd + kube-apiserver on loopback, for `make dev` and the integration tests.
+//! Layers, each importing only from the ones above it (see `docs/architecture.md`; `layers` tests it):
+//! - foundation: [`apis`] (Gardener's types and the providerConfig), [`constants`] (every well-known name and node
+//!   path, spelled once), [`yaml`], [`logging`];
+//! - [`domain`]: what cri-resmgr needs, pure functions over typed values, no I/O;
+//! - [`runtime`]: the I/O plumbing the adapters share (webhook server, registration, certificates, input reads);
+//! - adapters, which never import each other: [`webhook`] (admission handlers), [`controller`] (the Extension
+//!   reconciler), [`managed_resource`] (ManagedResources in the seed), [`render`] (offline preview);
+//! - [`commands`]: the processes that wire adapters together (`admission`, `controller`).
 
-pub mod admission;
 pub mod apis;
-pub mod certs;
-pub mod configs;
+pub mod commands;
 pub mod constants;
 pub mod controller;
-pub mod crds;
-pub mod desired;
-pub mod dev;
-pub mod images;
+pub mod domain;
 pub mod logging;
 pub mod managed_resource;
-pub mod node;
 pub mod render;
-pub mod shoot_resources;
-pub mod testbed;
-pub mod validation;
+pub mod runtime;
 pub mod webhook;
 pub mod yaml;

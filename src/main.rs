@@ -1,5 +1,9 @@
 use clap::{Parser, Subcommand};
-use gardener_extension_cri_resmgr::{admission, controller, crds, dev, images, logging, render};
+use gardener_extension_cri_resmgr::commands::{admission, controller};
+use gardener_extension_cri_resmgr::domain::images;
+use gardener_extension_cri_resmgr::runtime::serving::default_client;
+use gardener_extension_cri_resmgr::runtime::signals::wait_for_shutdown_signal;
+use gardener_extension_cri_resmgr::{logging, render};
 
 /// Gardener extension for intel's CRI-Resource-Manager.
 #[derive(Debug, Parser)]
@@ -18,12 +22,8 @@ enum Command {
     Admission(admission::AdmissionOptions),
     /// Seed side: reconcile Extensions of type cri-resmgr-extension (leader-elected), report health and heartbeat.
     Controller(controller::ControllerOptions),
-    /// Print the CustomResourceDefinitions of the Gardener kinds the extension uses (for a local control plane).
-    Crds,
     /// Offline preview: print what the extension would deploy into a Shoot (or Cluster) file's shoot.
     Render(render::RenderOptions),
-    /// Development only: start a local etcd + kube-apiserver, install the CRDs, apply the examples, run until Ctrl-C.
-    Dev(dev::DevOptions),
 }
 
 #[tokio::main]
@@ -32,25 +32,23 @@ async fn main() -> anyhow::Result<()> {
     logging::init(cli.log_format);
     match cli.command {
         Command::Admission(options) => {
-            let client = admission::default_client().await?;
-            admission::run(options, client, dev::wait_for_shutdown_signal()).await?;
+            let client = default_client().await?;
+            admission::run(options, client, wait_for_shutdown_signal()).await?;
         }
         Command::Controller(options) => {
-            let client = admission::default_client().await?;
+            let client = default_client().await?;
             let shutdown = tokio_util::sync::CancellationToken::new();
             let trigger = shutdown.clone();
             tokio::spawn(async move {
-                dev::wait_for_shutdown_signal().await;
+                wait_for_shutdown_signal().await;
                 trigger.cancel();
             });
             controller::run(options, client, shutdown).await?;
         }
-        Command::Crds => print!("{}", crds::all_as_yaml()?),
         Command::Render(options) => {
             let images = images::ImageVector::load()?;
             print!("{}", render::render(&options, &images)?);
         }
-        Command::Dev(options) => dev::run(options).await?,
     }
     Ok(())
 }

@@ -11,10 +11,10 @@ use serde_json::Value;
 use crate::apis::core::Shoot;
 use crate::apis::extensions::{Cluster, OperatingSystemConfig};
 use crate::constants::{EXTENSION_TYPE, LABEL_WORKER_POOL, SHOOT_MANAGED_RESOURCE_NAME};
-use crate::desired::{self, Desired, DesiredError};
-use crate::images::{ImageError, ImageVector};
-use crate::node;
-use crate::webhook::osc::{ShootContext, desired_osc};
+use crate::domain::desired::{self, Desired, DesiredError};
+use crate::domain::images::{ImageError, ImageVector};
+use crate::domain::node;
+use crate::domain::node::{ShootContext, desired_osc};
 
 /// Options of the `render` command.
 #[derive(Debug, Clone, clap::Args)]
@@ -75,7 +75,7 @@ pub fn read_base_configs(path: &Path) -> Result<BTreeMap<String, String>, Render
         .map_err(|e| RenderError::Decode { path: path.to_path_buf(), message: e.to_string() })?;
     if value.get("kind").and_then(Value::as_str) == Some("ConfigMap") {
         let config_map: ConfigMap = decode(path, value)?;
-        return crate::configs::base_configs(Some(&config_map))
+        return crate::domain::configs::base_configs(Some(&config_map))
             .map_err(|errors| RenderError::Desired(DesiredError::Config(errors)));
     }
     decode(path, value)
@@ -161,10 +161,7 @@ fn render_nodes(
             continue;
         };
         // The same function the webhook and the reconciler use.
-        let outcome = desired_osc(&osc, &context, images).map_err(|e| match e {
-            crate::desired::PlanError::Desired(e) => RenderError::Desired(e),
-            crate::desired::PlanError::Kube { action, .. } => RenderError::Encode(action),
-        })?;
+        let outcome = desired_osc(&osc, &context, images)?;
         let _ = writeln!(out, "\n# Worker pool {} (kubelet {version}): OperatingSystemConfig changes", worker.name);
         for line in node::changes(&osc, &outcome.osc) {
             let _ = writeln!(out, "#   {line}");

@@ -37,7 +37,7 @@
 //!   - cpu-worker
 //! ```
 //!
-//! Decoding with error paths and messages, and every rule about the values, live in [`crate::validation`]; this
+//! Decoding with error paths and messages, and every rule about the values, live in [`crate::domain::validation`]; this
 //! module is only the shape.
 
 use std::collections::BTreeMap;
@@ -47,7 +47,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::constants::{AGENT_CONFIG_MAP_PREFIX, AGENT_GROUP_LABEL};
-use crate::validation::{MAX_GROUP_NAME_LENGTH, MAX_NODE_NAME_LENGTH, is_valid_group_name, is_valid_node_name};
+use crate::domain::validation::{MAX_GROUP_NAME_LENGTH, MAX_NODE_NAME_LENGTH, is_valid_group_name, is_valid_node_name};
 
 /// API group of the versioned providerConfig form.
 pub const API_GROUP: &str = "cri-resmgr.extensions.gardener.cloud";

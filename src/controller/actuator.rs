@@ -23,9 +23,10 @@ use crate::constants::{
     EXTENSION_TYPE, FINALIZER, LABEL_ROLE, MANAGED_RESOURCE_ORIGIN, OPERATION_RECONCILE, OPERATION_RESTORE,
     OPERATION_WAIT_FOR_STATE, ROLE_SHOOT, SHOOT_MANAGED_RESOURCE_NAME,
 };
-use crate::desired::{self, Desired};
+use crate::domain::desired::{self, Desired};
+use crate::domain::node::ShootContext;
 use crate::managed_resource;
-use crate::webhook::osc::ShootContext;
+use crate::runtime::inputs;
 
 /// How often a waiting flow looks again.
 const WAIT_REQUEUE: Duration = Duration::from_secs(2);
@@ -238,7 +239,7 @@ impl Flow<'_> {
     async fn desired(&self) -> Result<Desired, ReconcileError> {
         let cluster =
             self.cluster.ok_or_else(|| ReconcileError::MissingCluster { namespace: self.namespace.to_string() })?;
-        let base = desired::fetch_base_configs(&self.ctx.client, &self.ctx.config.configmap_namespace).await?;
+        let base = inputs::fetch_base_configs(&self.ctx.client, &self.ctx.config.configmap_namespace).await?;
         desired::compute(&cluster.spec.shoot, self.extension.spec.provider_config.as_ref(), &base, &self.ctx.images)
             .map_err(ReconcileError::Desired)
     }

@@ -30,7 +30,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 
 use crate::apis::extensions::Extension;
 use crate::constants::{BASE_CONFIGS_CONFIG_MAP, EXTENSION_TYPE};
-use crate::images::ImageVector;
+use crate::domain::images::ImageVector;
 
 /// Settings of the controller.
 #[derive(Debug, Clone)]
@@ -77,18 +77,18 @@ pub enum ReconcileError {
     #[error("the Cluster {namespace} does not exist (gardenlet creates it before the Extension)")]
     MissingCluster { namespace: String },
     #[error(transparent)]
-    Desired(#[from] crate::desired::DesiredError),
+    Desired(#[from] crate::domain::desired::DesiredError),
     #[error(transparent)]
     ManagedResource(#[from] crate::managed_resource::ManagedResourceError),
     #[error("internal error: {0}")]
     Internal(String),
 }
 
-impl From<crate::desired::PlanError> for ReconcileError {
-    fn from(error: crate::desired::PlanError) -> Self {
+impl From<crate::runtime::inputs::PlanError> for ReconcileError {
+    fn from(error: crate::runtime::inputs::PlanError) -> Self {
         match error {
-            crate::desired::PlanError::Kube { action, source } => ReconcileError::Kube { action, source },
-            crate::desired::PlanError::Desired(e) => ReconcileError::Desired(e),
+            crate::runtime::inputs::PlanError::Kube { action, source } => ReconcileError::Kube { action, source },
+            crate::runtime::inputs::PlanError::Desired(e) => ReconcileError::Desired(e),
         }
     }
 }
@@ -190,199 +190,6 @@ pub async fn run_controller(
 
 fn all_of_our_type(store: &Store<Extension>) -> Vec<ObjectRef<Extension>> {
     store.state().iter().filter(|e| e.spec.type_ == EXTENSION_TYPE).map(|e| ObjectRef::from_obj(e.as_ref())).collect()
-}
-
-/// Options of the `controller` command.
-#[derive(Debug, Clone, clap::Args)]
-pub struct ControllerOptions {
-    /// Namespace of the base configs ConfigMap `gardener-extension-cri-resmgr-configs` (the extension's namespace).
-    #[arg(long, env = crate::constants::ENV_EXTENSION_CONFIGMAP_NAMESPACE, default_value = "default")]
-    pub configmap_namespace: String,
-    /// Namespace of the leader-election and heartbeat Leases; defaults to the base configs' namespace.
-    #[arg(long, env = crate::constants::ENV_LEADER_ELECTION_NAMESPACE)]
-    pub leader_election_namespace: Option<String>,
-    /// Elect a leader among replicas; only the leader reconciles (webhooks are served by every replica).
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
-    pub leader_election: bool,
-    /// This replica's identity in the leader election (the Pod name in a cluster).
-    #[arg(long, env = "POD_NAME")]
-    pub identity: Option<String>,
-    /// Only watch Extensions in this namespace (development and tests).
-    #[arg(long)]
-    pub watch_namespace: Option<String>,
-    /// Reconcile on generation changes instead of Gardener's operation annotation.
-    #[arg(long)]
-    pub ignore_operation_annotation: bool,
-    /// Seconds between health checks of the shoot resources.
-    #[arg(long, default_value_t = 30)]
-    pub health_check_interval_seconds: u64,
-    /// Seconds between renewals of the heartbeat Lease.
-    #[arg(long, default_value_t = 30)]
-    pub heartbeat_interval_seconds: u64,
-    /// Seconds between periodic reconciliations of a successfully reconciled Extension.
-    #[arg(long, default_value_t = 3600)]
-    pub resync_interval_seconds: u64,
-    /// Serve and register the OperatingSystemConfig mutating webhook (every replica serves it, leader or not).
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
-    pub osc_webhook: bool,
-    #[command(flatten)]
-    pub webhook: crate::admission::WebhookOptions,
-}
-
-impl ControllerOptions {
-    /// The controller settings these options describe.
-    pub fn config(&self) -> ControllerConfig {
-        ControllerConfig {
-            configmap_namespace: self.configmap_namespace.clone(),
-            watch_namespace: self.watch_namespace.clone(),
-            ignore_operation_annotation: self.ignore_operation_annotation,
-            resync_interval: Duration::from_secs(self.resync_interval_seconds),
-            health_check_interval: Duration::from_secs(self.health_check_interval_seconds.max(1)),
-            ..ControllerConfig::default()
-        }
-    }
-
-    fn lease_namespace(&self) -> String {
-        self.leader_election_namespace.clone().unwrap_or_else(|| self.configmap_namespace.clone())
-    }
-}
-
-/// Why the controller stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum ControllerError {
-    #[error(transparent)]
-    Images(#[from] crate::images::ImageError),
-    #[error("leader election: {0}")]
-    LeaderElection(String),
-    #[error("lost the leadership; stopping so that the new leader works alone")]
-    LostLeadership,
-    #[error("OSC webhook: {0}")]
-    Webhook(#[from] crate::admission::CommandError),
-}
-
-/// Serves the OperatingSystemConfig mutating webhook and keeps its configuration registered until `shutdown`.
-pub async fn serve_osc_webhook(
-    webhook: crate::admission::WebhookOptions,
-    client: kube::Client,
-    configmap_namespace: String,
-    images: ImageVector,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<(), ControllerError> {
-    use crate::webhook::registration::{PATH_MUTATE_OSC, apply_mutating, osc_mutating_configuration};
-    use crate::webhook::{WebhookServer, WebhookServerConfig};
-    let _certificates = webhook.prepare_certificates(&client).await?;
-    let mut server =
-        WebhookServer::new(WebhookServerConfig::new(webhook.webhook_bind_address, &webhook.webhook_cert_dir));
-    let mutator = crate::webhook::osc::OscMutator { client: client.clone(), images, configmap_namespace };
-    server.register(PATH_MUTATE_OSC, mutator).map_err(crate::admission::CommandError::from)?;
-    let mode = webhook.client_config_mode()?;
-    let register = move |ca_bundle: Vec<u8>| {
-        let client = client.clone();
-        let mode = mode.clone();
-        async move {
-            apply_mutating(&client, &osc_mutating_configuration(&mode, &ca_bundle)).await.map_err(|source| {
-                crate::admission::CommandError::Register {
-                    name: crate::webhook::registration::CONTROLLER_CONFIG_NAME.to_string(),
-                    source,
-                }
-            })?;
-            tracing::info!("registered the OperatingSystemConfig webhook");
-            Ok(())
-        }
-    };
-    Ok(crate::admission::serve_registered(&webhook, server, "OperatingSystemConfig", register, shutdown).await?)
-}
-
-/// Runs the leader-elected part of the extension (reconciler, health check, heartbeat) until `shutdown` is
-/// cancelled.
-pub async fn run(
-    options: ControllerOptions,
-    client: kube::Client,
-    shutdown: tokio_util::sync::CancellationToken,
-) -> Result<(), ControllerError> {
-    let images = ImageVector::load()?;
-    let config = options.config();
-    // Webhooks are served by every replica, so the apiserver reaches one whichever leads.
-    let osc_webhook = options.osc_webhook.then(|| {
-        tokio::spawn(serve_osc_webhook(
-            options.webhook.clone(),
-            client.clone(),
-            config.configmap_namespace.clone(),
-            images.clone(),
-            shutdown.clone().cancelled_owned(),
-        ))
-    });
-    let lease_namespace = options.lease_namespace();
-    let heartbeat_interval = Duration::from_secs(options.heartbeat_interval_seconds.max(1));
-
-    let leadership = if options.leader_election {
-        let identity = options.identity.clone().unwrap_or_else(default_identity);
-        let manager =
-            kube_lease_manager::LeaseManagerBuilder::new(client.clone(), crate::constants::LEADER_ELECTION_LEASE_NAME)
-                .with_namespace(lease_namespace.clone())
-                .with_identity(identity.clone())
-                .with_duration(15)
-                .with_grace(5)
-                .with_field_manager(crate::constants::MANAGED_BY)
-                .build()
-                .await
-                .map_err(|e| ControllerError::LeaderElection(e.to_string()))?;
-        let (mut leading, task) = manager.watch().await;
-        tracing::info!(identity, namespace = lease_namespace, "waiting for leadership");
-        loop {
-            if *leading.borrow_and_update() {
-                break;
-            }
-            tokio::select! {
-                changed = leading.changed() => changed.map_err(|e| ControllerError::LeaderElection(e.to_string()))?,
-                () = shutdown.cancelled() => return Ok(()),
-            }
-        }
-        tracing::info!(identity, "became the leader");
-        Some((leading, task))
-    } else {
-        None
-    };
-
-    let heartbeat = tokio::spawn(heartbeat::run(client.clone(), lease_namespace, heartbeat_interval));
-    let controller = run_controller(client, config, images, shutdown.clone().cancelled_owned());
-    let result = match leadership {
-        None => {
-            controller.await;
-            Ok(())
-        }
-        Some((mut leading, task)) => {
-            let lost = async move {
-                while leading.changed().await.is_ok() {
-                    if !*leading.borrow_and_update() {
-                        return;
-                    }
-                }
-            };
-            let result = tokio::select! {
-                () = controller => Ok(()),
-                () = lost => Err(ControllerError::LostLeadership),
-            };
-            // Dropping the receiver makes the lease manager release the Lease, so a successor takes over at once.
-            let _ = task.await;
-            result
-        }
-    };
-    heartbeat.abort();
-    if let Some(webhook) = osc_webhook {
-        shutdown.cancel();
-        match tokio::time::timeout(Duration::from_secs(20), webhook).await {
-            Ok(Ok(Err(e))) => tracing::error!(error = %e, "the OSC webhook server failed"),
-            Ok(Err(e)) => tracing::error!(error = %e, "the OSC webhook server task failed"),
-            _ => {}
-        }
-    }
-    result
-}
-
-fn default_identity() -> String {
-    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| crate::constants::COMPONENT_NAME.to_string());
-    format!("{host}-{}", std::process::id())
 }
 
 #[cfg(test)]

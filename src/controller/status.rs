@@ -326,7 +326,7 @@ pub fn is_ready(ext: &Extension) -> bool {
 // Error codes
 // -------------------------------------------------------------------------------------------------------------
 
-/// A field error below `providerConfig` as `crate::validation` (and apimachinery) words them, or an explicit
+/// A field error below `providerConfig` as `crate::domain::validation` (and apimachinery) words them, or an explicit
 /// "invalid providerConfig".
 static INVALID_PROVIDER_CONFIG: LazyLock<Option<Regex>> = LazyLock::new(|| {
     Regex::new(

@@ -1,6 +1,6 @@
 //! Seed-side mutation of OperatingSystemConfigs: the worker pools that run cri-resmgr get its binary, config files
 //! and unit, and kubelet talks to cri-resmgr's socket; every other reconcile OSC of the shoot is returned without
-//! anything of ours. The rules are in [`crate::node`]; the plan comes from [`crate::desired`], as for the reconciler.
+//! anything of ours. The rules are in [`crate::domain::node`]; the plan comes from [`crate::domain::desired`], as for the reconciler.
 
 use kube::Resource;
 use kube::api::Api;
@@ -8,21 +8,13 @@ use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionResponse, Operation};
 use serde_json::Value;
 
-use crate::apis::core::Shoot;
 use crate::apis::extensions::{Cluster, Extension, OperatingSystemConfig, OscPurpose};
 use crate::constants::EXTENSION_TYPE;
-use crate::desired::{self, PlanError};
-use crate::images::ImageVector;
-use crate::node;
-use crate::webhook::{AdmissionHandler, DynamicAdmissionRequest};
-
-/// Everything needed to compute the mutation of the OSCs in one shoot namespace.
-pub struct ShootContext {
-    /// The Shoot, from the namespace's Cluster.
-    pub shoot: Shoot,
-    /// `None` when the extension is disabled (no Extension, or the Extension is being deleted).
-    pub desired: Option<desired::Desired>,
-}
+use crate::domain::desired;
+use crate::domain::images::ImageVector;
+use crate::domain::node::{ShootContext, desired_osc};
+use crate::runtime::inputs::{self, PlanError};
+use crate::runtime::{AdmissionHandler, DynamicAdmissionRequest};
 
 /// Reads the Cluster, the Extension and the base configs of a shoot namespace and computes the plan.
 /// `Ok(None)` when there is no Cluster (not a shoot namespace we can judge).
@@ -48,28 +40,9 @@ pub async fn shoot_context(
     let Some(extension) = extension.filter(|e| e.metadata.deletion_timestamp.is_none()) else {
         return Ok(Some(ShootContext { shoot: cluster.spec.shoot, desired: None }));
     };
-    let base = desired::fetch_base_configs(client, configmap_namespace).await?;
+    let base = inputs::fetch_base_configs(client, configmap_namespace).await?;
     let desired = desired::compute(&cluster.spec.shoot, extension.spec.provider_config.as_ref(), &base, images)?;
     Ok(Some(ShootContext { shoot: cluster.spec.shoot, desired: Some(desired) }))
-}
-
-/// The OSC as the extension wants it: reconcile OSCs of selected pools with cri-resmgr, all others without
-/// anything of ours. Provision OSCs and OSCs being deleted are returned unchanged. The one function the webhook
-/// and the reconciler's propagation use.
-pub fn desired_osc(
-    osc: &OperatingSystemConfig,
-    context: &ShootContext,
-    images: &ImageVector,
-) -> Result<node::MutationOutcome, PlanError> {
-    if osc.spec.purpose != OscPurpose::Reconcile || osc.metadata.deletion_timestamp.is_some() {
-        return Ok(node::MutationOutcome { osc: osc.clone(), warnings: Vec::new() });
-    }
-    let pool = osc.metadata.labels.as_ref().and_then(|l| l.get(crate::constants::LABEL_WORKER_POOL));
-    let plan = match (&context.desired, pool) {
-        (Some(desired), Some(pool)) => desired.pool_plan(&context.shoot, pool, images)?,
-        _ => None,
-    };
-    Ok(node::mutate(osc, plan.as_ref()))
 }
 
 /// The mutating webhook for OperatingSystemConfigs.

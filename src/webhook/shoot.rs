@@ -1,14 +1,14 @@
 //! Garden-side admission of Shoots that enable the extension: the validator denies a broken providerConfig with
 //! exact field paths, the defaulter sets what is safe and visible. Both are thin: the rules live in
-//! [`crate::validation`], shared with the reconciler and `render`.
+//! [`crate::domain::validation`], shared with the reconciler and `render`.
 
 use kube::Resource;
 use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionResponse, Operation};
 
 use crate::apis::core::Shoot;
-use crate::validation::{default_shoot, join_errors, validate_shoot};
-use crate::webhook::{AdmissionHandler, DynamicAdmissionRequest};
+use crate::domain::validation::{default_shoot, join_errors, validate_shoot};
+use crate::runtime::{AdmissionHandler, DynamicAdmissionRequest};
 
 /// Validates Shoots on CREATE and UPDATE.
 #[derive(Debug, Clone, Copy, Default)]

@@ -4,10 +4,11 @@
 use std::net::SocketAddr;
 use std::sync::OnceLock;
 
-use gardener_extension_cri_resmgr::admission::{self, AdmissionOptions, WebhookConfigMode, WebhookOptions};
 use gardener_extension_cri_resmgr::apis::core::Shoot;
+use gardener_extension_cri_resmgr::commands::admission::{self, AdmissionOptions};
 use gardener_extension_cri_resmgr::constants::SHOOT_EXTENSION_LABEL;
-use gardener_extension_cri_resmgr::webhook::registration::ADMISSION_CONFIG_NAME;
+use gardener_extension_cri_resmgr::runtime::registration::ADMISSION_CONFIG_NAME;
+use gardener_extension_cri_resmgr::runtime::serving::{WebhookConfigMode, WebhookOptions};
 use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
 use kube::api::{Api, PostParams};
 use serde_json::{Value, json};

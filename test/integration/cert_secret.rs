@@ -6,10 +6,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
-use gardener_extension_cri_resmgr::admission::{self, AdmissionOptions, WebhookConfigMode, WebhookOptions};
-use gardener_extension_cri_resmgr::certs::{self, CertPems};
+use gardener_extension_cri_resmgr::commands::admission::{self, AdmissionOptions};
 use gardener_extension_cri_resmgr::constants::{LABEL_MANAGED_BY, MANAGED_BY};
-use gardener_extension_cri_resmgr::webhook::cert_secret::{self, CertMaterial, CertSecretError};
+use gardener_extension_cri_resmgr::runtime::cert_secret::{self, CertMaterial, CertSecretError};
+use gardener_extension_cri_resmgr::runtime::certs::{self, CertPems};
+use gardener_extension_cri_resmgr::runtime::serving::{WebhookConfigMode, WebhookOptions};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ObjectMeta, PostParams};
@@ -301,7 +302,7 @@ fn read(dir: &Path, file: &str) -> String {
 #[tokio::test]
 async fn a_server_started_with_a_cert_secret_serves_a_certificate_of_the_secrets_ca() {
     let env = TestEnv::new("cert_secret_server").await;
-    let port = gardener_extension_cri_resmgr::testbed::free_port().expect("free port");
+    let port = cri_resmgr_testbed::control_plane::free_port().expect("free port");
     let dir = tempfile::tempdir().expect("tempdir");
     let cert_dir = dir.path().join("webhook-certs");
     let options = AdmissionOptions {

@@ -19,7 +19,7 @@ use gardener_extension_cri_resmgr::constants::{
     BASE_CONFIGS_CONFIG_MAP, EXTENSION_TYPE, HEARTBEAT_LEASE_NAME, LABEL_MANAGED_BY, LEADER_ELECTION_LEASE_NAME,
     MANAGED_BY, MANAGED_RESOURCE_SECRET_KEY, SHOOT_MANAGED_RESOURCE_NAME,
 };
-use gardener_extension_cri_resmgr::webhook::registration::{self, ClientConfigMode};
+use gardener_extension_cri_resmgr::runtime::registration::{self, ClientConfigMode};
 use gardener_extension_cri_resmgr::yaml;
 use k8s_openapi::api::admissionregistration::v1::{MutatingWebhookConfiguration, ValidatingWebhookConfiguration};
 use k8s_openapi::api::coordination::v1::Lease;

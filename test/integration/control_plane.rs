@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use gardener_extension_cri_resmgr::testbed::{ControlPlane, WorkDir, process_alive};
+use cri_resmgr_testbed::control_plane::{ControlPlane, WorkDir, process_alive};
 
 use crate::support::{TestEnv, repo_root, shared_plane_facts};
 
@@ -142,9 +142,10 @@ async fn make_dev_control_plane_accepts_the_examples_with_kubectl() {
     dev.wait().await.expect("reap dev");
 }
 
-/// Starts the binary's `dev` command with its work dir in `dir`; it is killed when the handle is dropped.
+/// Starts the test bed's `dev` command (what `make dev` runs) with its work dir in `dir`; it is killed when the
+/// handle is dropped.
 fn spawn_dev(dir: &std::path::Path, args: &[std::ffi::OsString]) -> tokio::process::Child {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_gardener-extension-cri-resmgr"))
+    tokio::process::Command::new(dev_binary())
         .args(["dev", "--dir"])
         .arg(dir)
         .args(args)
@@ -152,4 +153,17 @@ fn spawn_dev(dir: &std::path::Path, args: &[std::ffi::OsString]) -> tokio::proce
         .kill_on_drop(true)
         .spawn()
         .expect("start `dev`")
+}
+
+/// The test bed's `cri-resmgr-dev` binary. Cargo builds it beside this package's binaries when the whole workspace
+/// is tested (`make test`); it is a separate crate so that the extension's binary never links the test bed.
+fn dev_binary() -> std::path::PathBuf {
+    let path =
+        std::path::Path::new(env!("CARGO_BIN_EXE_gardener-extension-cri-resmgr")).with_file_name("cri-resmgr-dev");
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests of the whole workspace (`make test`, or `cargo test --workspace`)",
+        path.display()
+    );
+    path
 }

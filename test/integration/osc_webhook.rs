@@ -5,12 +5,12 @@ use std::net::SocketAddr;
 use std::sync::OnceLock;
 
 use base64::Engine as _;
-use gardener_extension_cri_resmgr::admission::{WebhookConfigMode, WebhookOptions};
 use gardener_extension_cri_resmgr::apis::extensions::{Cluster, Extension, OperatingSystemConfig};
+use gardener_extension_cri_resmgr::commands::controller;
 use gardener_extension_cri_resmgr::constants::{EXTENSION_TYPE, NAMESPACE_EXTENSION_LABEL};
-use gardener_extension_cri_resmgr::controller;
-use gardener_extension_cri_resmgr::images::ImageVector;
-use gardener_extension_cri_resmgr::webhook::registration::CONTROLLER_CONFIG_NAME;
+use gardener_extension_cri_resmgr::domain::images::ImageVector;
+use gardener_extension_cri_resmgr::runtime::registration::CONTROLLER_CONFIG_NAME;
+use gardener_extension_cri_resmgr::runtime::serving::{WebhookConfigMode, WebhookOptions};
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
 
-use gardener_extension_cri_resmgr::testbed::{self, ControlPlane, WorkDir};
+use cri_resmgr_testbed::control_plane::{self, ControlPlane, WorkDir};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, ObjectMeta, PostParams};
 
@@ -55,7 +55,7 @@ fn shared() -> &'static Shared {
             runtime.block_on(async {
                 let plane = ControlPlane::start(WorkDir::Temporary).await.expect("start the local control plane");
                 let client = plane.client().await.expect("client for the control plane");
-                testbed::install_crds(&client, gardener_extension_cri_resmgr::crds::all()).await.expect("install CRDs");
+                control_plane::install_crds(&client, cri_resmgr_testbed::crds::all()).await.expect("install CRDs");
                 plane
             })
         })
@@ -166,7 +166,7 @@ pub fn example<T: serde::de::DeserializeOwned>(file: &str) -> T {
 /// there too), without the OSC webhook: its configuration is cluster-wide, so the OSC tests share one server.
 pub struct RunningController {
     pub shutdown: tokio_util::sync::CancellationToken,
-    task: tokio::task::JoinHandle<Result<(), gardener_extension_cri_resmgr::controller::ControllerError>>,
+    task: tokio::task::JoinHandle<Result<(), gardener_extension_cri_resmgr::commands::controller::ControllerError>>,
 }
 
 impl RunningController {
@@ -177,9 +177,9 @@ impl RunningController {
     /// Starts a controller with options changed by `edit`.
     pub fn start_with(
         env: &TestEnv,
-        edit: impl FnOnce(&mut gardener_extension_cri_resmgr::controller::ControllerOptions),
+        edit: impl FnOnce(&mut gardener_extension_cri_resmgr::commands::controller::ControllerOptions),
     ) -> RunningController {
-        use gardener_extension_cri_resmgr::controller::{self, ControllerOptions};
+        use gardener_extension_cri_resmgr::commands::controller::{self, ControllerOptions};
         let mut options = ControllerOptions {
             configmap_namespace: env.namespace.clone(),
             leader_election_namespace: Some(env.namespace.clone()),
@@ -212,7 +212,7 @@ impl RunningController {
 /// fails the test.
 pub async fn https_get(port: u16, server_name: &str, ca_pem: &[u8], path: &str) -> Option<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let config = gardener_extension_cri_resmgr::certs::client_config_trusting(ca_pem).expect("CA");
+    let config = gardener_extension_cri_resmgr::runtime::certs::client_config_trusting(ca_pem).expect("CA");
     let stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
     let name = rustls::pki_types::ServerName::try_from(server_name.to_string()).expect("server name");
     let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
@@ -240,7 +240,7 @@ where
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Runtime::new().expect("runtime for a shared webhook server");
         runtime.block_on(async move {
-            let port = gardener_extension_cri_resmgr::testbed::free_port().expect("free port");
+            let port = cri_resmgr_testbed::control_plane::free_port().expect("free port");
             let client = shared_client().await;
             let server = tokio::spawn(start(port, client.clone()));
             let api: Api<K> = Api::all(client);

@@ -23,7 +23,7 @@
 //! and [`sync_loop`] repeats both periodically; [`start`] does the first round before the server binds and spawns
 //! the loop.
 
-use crate::webhook::error_chain;
+use crate::runtime::error_chain;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -37,8 +37,8 @@ use time::OffsetDateTime;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
-use crate::certs::{self, CA_CERT_FILE, CA_KEY_FILE, CertError, CertPems, TLS_CERT_FILE, TLS_KEY_FILE};
 use crate::constants::{LABEL_MANAGED_BY, MANAGED_BY};
+use crate::runtime::certs::{self, CA_CERT_FILE, CA_KEY_FILE, CertError, CertPems, TLS_CERT_FILE, TLS_KEY_FILE};
 
 /// How often [`start`]'s loop re-reads the Secret.
 pub const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_secs(30);
@@ -348,7 +348,7 @@ pub fn write_files(dir: &Path, material: &CertMaterial) -> Result<bool, CertSecr
 }
 
 /// Every `interval`: [`ensure`] and [`write_files`]. The webhook server reloads changed files and
-/// [`crate::admission::keep_registered`] re-registers a changed `ca.crt`. Errors are logged and retried on the
+/// [`crate::commands::admission::keep_registered`] re-registers a changed `ca.crt`. Errors are logged and retried on the
 /// next round; the loop never ends (abort its task).
 pub async fn sync_loop(
     client: kube::Client,

@@ -23,7 +23,7 @@
 //! files), new TLS connections get the new certificate, without a restart. Content is compared
 //! rather than mtimes because a symlink swap does not change the files' own mtimes.
 
-use crate::webhook::error_chain;
+use crate::runtime::error_chain;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::io;
@@ -53,8 +53,8 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use tracing::{debug, error, info, warn};
 
-use super::admission::{AdmissionHandler, DynHandler, internal_error, into_review, parse_review};
-use crate::certs::{TLS_CERT_FILE, TLS_KEY_FILE};
+use super::review::{AdmissionHandler, DynHandler, internal_error, into_review, parse_review};
+use crate::runtime::certs::{TLS_CERT_FILE, TLS_KEY_FILE};
 
 /// kube-apiserver's limit for an admission request body (3 MiB); larger bodies cannot be legitimate.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 3 * 1024 * 1024;

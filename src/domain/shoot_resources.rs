@@ -32,7 +32,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::configs::MergedConfigs;
 use crate::constants::{
     ADJUSTMENT_CRD_NAME, ADJUSTMENT_GROUP, ADJUSTMENT_KIND, ADJUSTMENT_PLURAL, ADJUSTMENT_SINGULAR, ADJUSTMENT_VERSION,
     AGENT_CONFIG_MAP_PREFIX, AGENT_NAME, AGENT_PROBE_BINARY, AGENT_RBAC_NAME, CLEANER_NAME, ENV_NODE_NAME,
@@ -40,11 +39,12 @@ use crate::constants::{
     NODE_SOCKET_DIR, NODE_STATE_DIR, NODE_SYSTEMD_UNIT_DIR, PRIORITY_CLASS_SHOOT_SYSTEM_700, SHOOT_SYSTEM_NAMESPACE,
     UNIT_NAME,
 };
-use crate::images::ExtensionImages;
-use crate::validation::{ConfigBodyError, parse_config_body};
+use crate::domain::configs::MergedConfigs;
+use crate::domain::images::ExtensionImages;
+use crate::domain::validation::{ConfigBodyError, parse_config_body};
 use crate::yaml::YamlError;
 
-/// Why the shoot's objects could not be built. Configurations are validated before (see [`crate::configs::merge`]),
+/// Why the shoot's objects could not be built. Configurations are validated before (see [`crate::domain::configs::merge`]),
 /// so these mean a bug or a config that bypassed validation; they name the object concerned.
 #[derive(Debug, thiserror::Error)]
 pub enum ShootResourcesError {
@@ -653,8 +653,8 @@ pub fn cleaner_objects(images: &ExtensionImages, selected_pools: &[String]) -> R
 mod tests {
     use super::*;
     use crate::apis::config::ProviderConfig;
-    use crate::configs::{BUILTIN_CONFIG, merge};
-    use crate::images::ImageVector;
+    use crate::domain::configs::{BUILTIN_CONFIG, merge};
+    use crate::domain::images::ImageVector;
     use serde_json::json;
 
     fn merged(entries: &[(&str, &str)]) -> MergedConfigs {
@@ -796,7 +796,7 @@ mod tests {
         assert_eq!(data["instrumentation"], "Sampling: 0.5\n");
         for (section, text) in &data {
             let back: Value = crate::yaml::from_str(text).unwrap();
-            assert_eq!(&back, &crate::validation::parse_config_body(config).unwrap()[section]);
+            assert_eq!(&back, &crate::domain::validation::parse_config_body(config).unwrap()[section]);
         }
     }
 

@@ -8,13 +8,15 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams};
 use tokio_util::sync::CancellationToken;
 
-use crate::admission::{self, AdmissionOptions, WebhookConfigMode, WebhookOptions};
-use crate::apis::common::LastOperationState;
-use crate::apis::extensions::Extension;
-use crate::constants::MANAGED_BY;
-use crate::controller::{self, ControllerOptions};
-use crate::testbed::{self, ControlPlane, WorkDir};
-use crate::webhook::registration::{ADMISSION_CONFIG_NAME, CONTROLLER_CONFIG_NAME};
+use crate::control_plane::{self as testbed, ControlPlane, WorkDir};
+use gardener_extension_cri_resmgr::apis::common::LastOperationState;
+use gardener_extension_cri_resmgr::apis::extensions::Extension;
+use gardener_extension_cri_resmgr::commands::admission::{self, AdmissionOptions};
+use gardener_extension_cri_resmgr::commands::controller::{self, ControllerOptions};
+use gardener_extension_cri_resmgr::constants::MANAGED_BY;
+use gardener_extension_cri_resmgr::runtime::registration::{ADMISSION_CONFIG_NAME, CONTROLLER_CONFIG_NAME};
+use gardener_extension_cri_resmgr::runtime::serving::{ServingError, WebhookConfigMode, WebhookOptions};
+use gardener_extension_cri_resmgr::runtime::signals::wait_for_shutdown_signal;
 
 /// The namespace the extension runs in locally (gardenlet's `extension-<installation>` namespace in a seed).
 pub const DEV_EXTENSION_NAMESPACE: &str = "extension-cri-resmgr";
@@ -45,7 +47,7 @@ pub enum DevError {
     #[error("`kubectl apply -f {dir}` failed ({status}):\n{stderr}")]
     Apply { dir: String, status: String, stderr: String },
     #[error("admission: {0}")]
-    Admission(#[from] admission::CommandError),
+    Admission(#[from] ServingError),
     #[error("kubernetes API: {0}")]
     Kube(#[from] kube::Error),
     #[error("the {what} stopped: {detail}")]
@@ -158,22 +160,6 @@ async fn apply_examples(plane: &ControlPlane, examples: &std::path::Path) -> Res
     Ok(())
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-pub async fn wait_for_shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {},
-        _ = terminate => {},
-    }
-}
-
 /// The controller's OSC webhook listens beside the admission server, with the same development certificates.
 fn osc_webhook_options(admission: &WebhookOptions) -> Result<WebhookOptions, DevError> {
     let port = testbed::free_port()?;
@@ -235,7 +221,7 @@ async fn report_examples(
         let settled = extensions.iter().all(|e| {
             e.status.as_ref().and_then(|s| s.last_operation.as_ref()).is_some_and(|op| {
                 op.state != LastOperationState::Processing
-                    && crate::controller::status::operation_annotation(e).is_none()
+                    && gardener_extension_cri_resmgr::controller::status::operation_annotation(e).is_none()
             })
         });
         if settled || Instant::now() > deadline {

@@ -98,7 +98,6 @@ use crate::apis::extensions::{
     DropIn, File, FileContent, FileContentImageRef, FileContentInline, OperatingSystemConfig,
     OperatingSystemConfigSpec, OscPurpose, Unit, UnitCommand,
 };
-use crate::configs::MergedConfigs;
 use crate::constants::{
     AGENT_GROUP_LABEL, CONTAINERD_SOCKET_ENDPOINT, CONTAINERD_UNIT_NAME, CRI_RESMGR_DEFAULT_POLICY,
     CRI_RESMGR_FLAG_FALLBACK_CONFIG, CRI_RESMGR_FLAG_FORCE_CONFIG, CRI_RESMGR_FLAG_RESET_POLICY,
@@ -107,7 +106,8 @@ use crate::constants::{
     NODE_ENV_EXTRA_OPTIONS, NODE_ENV_FILE, NODE_ENV_POLICY_OPTIONS, NODE_FALLBACK_CONFIG_PATH, NODE_FORCE_CONFIG_PATH,
     NODE_POLICY_APPLIED_PATH, NODE_POLICY_MARKER_PATH, NODE_SHELL, NODE_STATE_DIR, RELAY_SOCKET_ENDPOINT, UNIT_NAME,
 };
-use crate::validation::parse_config_body;
+use crate::domain::configs::MergedConfigs;
+use crate::domain::validation::parse_config_body;
 
 /// Every file path the extension writes into an OSC. [`mutate`] removes files at these paths before adding its
 /// own, so they belong to the extension on selected and deselected pools alike.
@@ -128,9 +128,9 @@ const COMMAND_LINE_SEPARATOR: &str = " \\\n    ";
 /// What one worker pool's nodes get: the merged configs, the image with the binary, and the pool's labels.
 #[derive(Debug, Clone)]
 pub struct PoolPlan<'a> {
-    /// Base configs merged with the Shoot's ([`crate::configs::merge`]).
+    /// Base configs merged with the Shoot's ([`crate::domain::configs::merge`]).
     pub merged: &'a MergedConfigs,
-    /// The installation image carrying the binary at [`NODE_BINARY_PATH`] (`crate::images::INSTALLATION`).
+    /// The installation image carrying the binary at [`NODE_BINARY_PATH`] (`crate::domain::images::INSTALLATION`).
     pub installation_image: String,
     /// The worker pool's `labels` (put on its nodes); [`AGENT_GROUP_LABEL`] among them selects `group.<G>`.
     pub pool_labels: BTreeMap<String, String>,
@@ -658,6 +658,33 @@ pub fn changes(before: &OperatingSystemConfig, after: &OperatingSystemConfig) ->
     lines
 }
 
+/// Everything needed to compute the mutation of the OSCs in one shoot namespace.
+pub struct ShootContext {
+    /// The Shoot, from the namespace's Cluster.
+    pub shoot: crate::apis::core::Shoot,
+    /// `None` when the extension is disabled (no Extension, or the Extension is being deleted).
+    pub desired: Option<crate::domain::desired::Desired>,
+}
+
+/// The OSC as the extension wants it: reconcile OSCs of selected pools with cri-resmgr, all others without
+/// anything of ours. Provision OSCs and OSCs being deleted are returned unchanged. The one function the webhook
+/// and the reconciler's propagation use.
+pub fn desired_osc(
+    osc: &OperatingSystemConfig,
+    context: &ShootContext,
+    images: &crate::domain::images::ImageVector,
+) -> Result<MutationOutcome, crate::domain::desired::DesiredError> {
+    if osc.spec.purpose != OscPurpose::Reconcile || osc.metadata.deletion_timestamp.is_some() {
+        return Ok(MutationOutcome { osc: osc.clone(), warnings: Vec::new() });
+    }
+    let pool = osc.metadata.labels.as_ref().and_then(|l| l.get(crate::constants::LABEL_WORKER_POOL));
+    let plan = match (&context.desired, pool) {
+        (Some(desired), Some(pool)) => desired.pool_plan(&context.shoot, pool, images)?,
+        _ => None,
+    };
+    Ok(mutate(osc, plan.as_ref()))
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -666,8 +693,8 @@ mod tests {
     use super::*;
     use crate::constants::{NODE_CONFIG_DIR, NODE_RELAY_SOCKET, NODE_SOCKET_DIR};
 
-    const RECONCILE_OSC: &str = include_str!("../test/fixtures/osc/reconcile.yaml");
-    const EXAMPLE_OSC: &str = include_str!("../examples/30-osc-cpu-worker.yaml");
+    const RECONCILE_OSC: &str = include_str!("../../test/fixtures/osc/reconcile.yaml");
+    const EXAMPLE_OSC: &str = include_str!("../../examples/30-osc-cpu-worker.yaml");
     const IMAGE: &str = "registry.example.com/cri-resmgr-installation:v0.9.2";
 
     const TOPOLOGY: &str = "policy:\n  Active: topology-aware\n";
@@ -754,7 +781,7 @@ WantedBy=multi-user.target
 
     fn merged(entries: &[(&str, &str)]) -> MergedConfigs {
         let base = entries.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
-        crate::configs::merge(&base, None).expect("valid configs")
+        crate::domain::configs::merge(&base, None).expect("valid configs")
     }
 
     fn plan<'a>(merged: &'a MergedConfigs, group: Option<&str>) -> PoolPlan<'a> {
@@ -911,7 +938,7 @@ WantedBy=multi-user.target
         // No fallback configured: the built-in configuration.
         let none = merged(&[]);
         let osc = mutate(&reconcile_osc(), Some(&plan(&none, None))).osc;
-        assert_eq!(text(&osc, NODE_FALLBACK_CONFIG_PATH).as_deref(), Some(crate::configs::BUILTIN_CONFIG));
+        assert_eq!(text(&osc, NODE_FALLBACK_CONFIG_PATH).as_deref(), Some(crate::domain::configs::BUILTIN_CONFIG));
     }
 
     #[test]

@@ -1,15 +1,15 @@
-//! The `admission` command: runs in the garden runtime cluster, serves the Shoot validating and defaulting webhooks
-//! and registers their configurations (with the CA bundle) in the cluster it talks to (the virtual garden).
+//! Serving webhooks: the options every webhook-serving command shares (bind address, certificates, how the
+//! apiserver reaches the server), and the bind → register → serve sequence that keeps the registration in step with
+//! the CA bundle.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::certs;
-use crate::webhook::cert_secret;
-use crate::webhook::registration::{self, ClientConfigMode, PATH_DEFAULT_SHOOT, PATH_VALIDATE_SHOOT};
-use crate::webhook::shoot::{ShootDefaulter, ShootValidator};
-use crate::webhook::{ServerError, WebhookServer, WebhookServerConfig};
+use crate::runtime::cert_secret;
+use crate::runtime::certs;
+use crate::runtime::registration::ClientConfigMode;
+use crate::runtime::server::{ServerError, WebhookServer};
 
 /// How often the CA bundle file is checked, so a rotated CA is re-registered without restart.
 const CA_BUNDLE_CHECK_INTERVAL: Duration = Duration::from_secs(10);
@@ -66,9 +66,9 @@ pub struct WebhookOptions {
     pub no_webhook_registration: bool,
 }
 
-/// Errors of the webhook commands.
+/// Why serving the webhooks failed.
 #[derive(Debug, thiserror::Error)]
-pub enum CommandError {
+pub enum ServingError {
     #[error("--webhook-config-url is required with --webhook-config-mode=url")]
     MissingWebhookUrl,
     #[error(
@@ -86,8 +86,8 @@ pub enum CommandError {
     CaBundle { path: PathBuf, source: std::io::Error },
     #[error(transparent)]
     Server(#[from] ServerError),
-    #[error("connecting to the cluster: {0}")]
-    Client(String),
+    #[error("connecting to the cluster")]
+    Client(#[source] kube::Error),
     #[error("registering webhook configuration {name}: {source}")]
     Register { name: String, source: kube::Error },
 }
@@ -113,7 +113,7 @@ impl Default for WebhookOptions {
 
 impl WebhookOptions {
     /// The apiserver-facing address of the server.
-    pub fn client_config_mode(&self) -> Result<ClientConfigMode, CommandError> {
+    pub fn client_config_mode(&self) -> Result<ClientConfigMode, ServingError> {
         Ok(match self.webhook_config_mode {
             WebhookConfigMode::Service => ClientConfigMode::Service {
                 namespace: self.webhook_config_namespace.clone(),
@@ -121,7 +121,7 @@ impl WebhookOptions {
                 port: self.webhook_config_service_port,
             },
             WebhookConfigMode::Url => {
-                let url = self.webhook_config_url.as_deref().ok_or(CommandError::MissingWebhookUrl)?;
+                let url = self.webhook_config_url.as_deref().ok_or(ServingError::MissingWebhookUrl)?;
                 let base = if url.starts_with("https://") { url.to_string() } else { format!("https://{url}") };
                 ClientConfigMode::Url { base }
             }
@@ -132,7 +132,7 @@ impl WebhookOptions {
     /// `--webhook-cert-secret` (then kept in sync by the returned task, which stops when it is dropped, see
     /// [`cert_secret`]), or generated for `--generate-certs-for` (development). Otherwise they are mounted and
     /// nothing is done.
-    pub async fn prepare_certificates(&self, client: &kube::Client) -> Result<cert_secret::SyncTask, CommandError> {
+    pub async fn prepare_certificates(&self, client: &kube::Client) -> Result<cert_secret::SyncTask, ServingError> {
         if let Some(secret_name) = &self.webhook_cert_secret {
             let (hostnames, ips) = self.certificate_names()?;
             let config = cert_secret::CertSecretConfig {
@@ -151,13 +151,13 @@ impl WebhookOptions {
         let (hosts, ips) = cert_secret::split_names(&self.generate_certs_for);
         let hosts: Vec<&str> = hosts.iter().map(String::as_str).collect();
         certs::load_or_generate(&self.webhook_cert_dir, &hosts, &ips)
-            .map_err(|source| CommandError::Certs { dir: self.webhook_cert_dir.clone(), source })?;
+            .map_err(|source| ServingError::Certs { dir: self.webhook_cert_dir.clone(), source })?;
         Ok(cert_secret::SyncTask::none())
     }
 
     /// Host names and IP addresses of the serving certificate: `--generate-certs-for` when given, else the names
     /// the apiserver calls the server by (the Service's DNS names, or the host of `--webhook-config-url`).
-    pub fn certificate_names(&self) -> Result<(Vec<String>, Vec<IpAddr>), CommandError> {
+    pub fn certificate_names(&self) -> Result<(Vec<String>, Vec<IpAddr>), ServingError> {
         if !self.generate_certs_for.is_empty() {
             return Ok(cert_secret::split_names(&self.generate_certs_for));
         }
@@ -167,59 +167,29 @@ impl WebhookOptions {
                 Vec::new(),
             ),
             WebhookConfigMode::Url => {
-                let url = self.webhook_config_url.as_deref().ok_or(CommandError::MissingWebhookUrl)?;
+                let url = self.webhook_config_url.as_deref().ok_or(ServingError::MissingWebhookUrl)?;
                 let host = cert_secret::url_host(url)
-                    .ok_or_else(|| CommandError::NoWebhookUrlHost { url: url.to_string() })?;
+                    .ok_or_else(|| ServingError::NoWebhookUrlHost { url: url.to_string() })?;
                 cert_secret::split_names(&[host])
             }
         })
     }
 
     /// `--webhook-cert-secret-namespace` (or `$WEBHOOK_CERT_SECRET_NAMESPACE`), else `$LEADER_ELECTION_NAMESPACE`.
-    fn cert_secret_namespace(&self) -> Result<String, CommandError> {
+    fn cert_secret_namespace(&self) -> Result<String, ServingError> {
         let given = |namespace: &String| !namespace.is_empty();
         self.webhook_cert_secret_namespace
             .clone()
             .filter(given)
             .or_else(|| std::env::var(crate::constants::ENV_LEADER_ELECTION_NAMESPACE).ok().filter(given))
-            .ok_or(CommandError::MissingCertSecretNamespace)
+            .ok_or(ServingError::MissingCertSecretNamespace)
     }
 
     /// The CA bundle the apiserver must trust: `ca.crt` beside the serving certificate.
-    pub fn ca_bundle(&self) -> Result<Vec<u8>, CommandError> {
+    pub fn ca_bundle(&self) -> Result<Vec<u8>, ServingError> {
         let path = self.webhook_cert_dir.join(certs::CA_CERT_FILE);
-        std::fs::read(&path).map_err(|source| CommandError::CaBundle { path, source })
+        std::fs::read(&path).map_err(|source| ServingError::CaBundle { path, source })
     }
-}
-
-/// Options of the `admission` command.
-#[derive(Debug, Clone, clap::Args)]
-pub struct AdmissionOptions {
-    #[command(flatten)]
-    pub webhook: WebhookOptions,
-}
-
-/// A client from `$KUBECONFIG`/`~/.kube/config` or the in-cluster service account.
-pub async fn default_client() -> Result<kube::Client, CommandError> {
-    kube::Client::try_default().await.map_err(|e| CommandError::Client(e.to_string()))
-}
-
-/// Registers the Shoot webhooks with the current CA bundle.
-pub async fn register_shoot_webhooks(
-    client: &kube::Client,
-    mode: &ClientConfigMode,
-    ca_bundle: &[u8],
-) -> Result<(), CommandError> {
-    let register_err =
-        |source| CommandError::Register { name: registration::ADMISSION_CONFIG_NAME.to_string(), source };
-    registration::apply_mutating(client, &registration::shoot_mutating_configuration(mode, ca_bundle))
-        .await
-        .map_err(register_err)?;
-    registration::apply_validating(client, &registration::shoot_validating_configuration(mode, ca_bundle))
-        .await
-        .map_err(register_err)?;
-    tracing::info!(config = registration::ADMISSION_CONFIG_NAME, "registered the Shoot webhooks");
-    Ok(())
 }
 
 /// Registers webhook configurations with the current CA bundle (unless `--no-webhook-registration`), and keeps them
@@ -228,10 +198,10 @@ pub async fn register_shoot_webhooks(
 pub async fn keep_registered<F, Fut>(
     webhook: &WebhookOptions,
     register: F,
-) -> Result<Option<tokio::task::JoinHandle<()>>, CommandError>
+) -> Result<Option<tokio::task::JoinHandle<()>>, ServingError>
 where
     F: Fn(Vec<u8>) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = Result<(), CommandError>> + Send,
+    Fut: std::future::Future<Output = Result<(), ServingError>> + Send,
 {
     if webhook.no_webhook_registration {
         return Ok(None);
@@ -265,10 +235,10 @@ pub async fn serve_registered<F, Fut>(
     what: &'static str,
     register: F,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<(), CommandError>
+) -> Result<(), ServingError>
 where
     F: Fn(Vec<u8>) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = Result<(), CommandError>> + Send,
+    Fut: std::future::Future<Output = Result<(), ServingError>> + Send,
 {
     let bound = server.bind().await?;
     tracing::info!(address = %bound.local_addr(), server = what, "webhook server listening");
@@ -280,23 +250,7 @@ where
     Ok(result?)
 }
 
-/// Runs the admission server until `shutdown` resolves.
-pub async fn run(
-    options: AdmissionOptions,
-    client: kube::Client,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<(), CommandError> {
-    let webhook = options.webhook;
-    let _certificates = webhook.prepare_certificates(&client).await?;
-    let mut server =
-        WebhookServer::new(WebhookServerConfig::new(webhook.webhook_bind_address, &webhook.webhook_cert_dir));
-    server.register(PATH_VALIDATE_SHOOT, ShootValidator)?;
-    server.register(PATH_DEFAULT_SHOOT, ShootDefaulter)?;
-    let mode = webhook.client_config_mode()?;
-    let register = move |ca_bundle: Vec<u8>| {
-        let client = client.clone();
-        let mode = mode.clone();
-        async move { register_shoot_webhooks(&client, &mode, &ca_bundle).await }
-    };
-    serve_registered(&webhook, server, "admission", register, shutdown).await
+/// A client from `$KUBECONFIG`/`~/.kube/config` or the in-cluster service account.
+pub async fn default_client() -> Result<kube::Client, ServingError> {
+    kube::Client::try_default().await.map_err(ServingError::Client)
 }

@@ -8,7 +8,7 @@
 //!    `providerConfig.configs` ([`base_configs`] reads them).
 //! 2. The Shoot's configs override the base configs key by key: a Shoot's `default` replaces the base `default`, a
 //!    Shoot's `node.a` adds to (or replaces) the base's `node.*` keys, and so on. Nothing is merged inside a text.
-//! 3. Base and Shoot configs are validated with [`crate::validation`]'s rules, each at its own path, so an
+//! 3. Base and Shoot configs are validated with [`crate::domain::validation`]'s rules, each at its own path, so an
 //!    operator's mistake (`configmap gardener-extension-cri-resmgr-configs data["default"].policy.Active: …`) reads
 //!    as clearly as a user's (`providerConfig.configs["default"].policy.Active: …`). The merge itself is checked
 //!    against the size limits, since two valid halves can together be too big for one ManagedResource Secret.
@@ -20,7 +20,9 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use crate::apis::config::{ConfigKey, ProviderConfig};
 use crate::apis::core::Worker;
 use crate::constants::BASE_CONFIGS_CONFIG_MAP;
-use crate::validation::{FieldError, FieldPath, is_worker_pool_selected, validate_configs, validate_provider_config};
+use crate::domain::validation::{
+    FieldError, FieldPath, is_worker_pool_selected, validate_configs, validate_provider_config,
+};
 
 /// The configuration used where the user and the operator gave none: as the agent's `.default` ConfigMap when
 /// neither `default` nor `fallback` is configured, and as the node's fallback file when `fallback` is not.
@@ -185,7 +187,7 @@ impl MergedConfigs {
         configs
     }
 
-    /// True when cri-resmgr runs on the nodes of `worker` (see [`crate::validation::is_worker_pool_selected`]).
+    /// True when cri-resmgr runs on the nodes of `worker` (see [`crate::domain::validation::is_worker_pool_selected`]).
     pub fn is_worker_pool_selected(&self, worker: &Worker) -> bool {
         let selection = ProviderConfig { worker_pools: self.worker_pools.clone(), ..Default::default() };
         is_worker_pool_selected(&selection, worker)
@@ -205,7 +207,7 @@ impl MergedConfigs {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::validation::{MAX_CONFIG_BODY_BYTES, MAX_CONFIGS_TOTAL_BYTES, validate_config_body};
+    use crate::domain::validation::{MAX_CONFIG_BODY_BYTES, MAX_CONFIGS_TOTAL_BYTES, validate_config_body};
 
     fn map(entries: &[(&str, &str)]) -> BTreeMap<String, String> {
         entries.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
@@ -331,7 +333,7 @@ mod tests {
     #[test]
     fn the_builtin_config_is_valid_and_pins_nothing() {
         assert_eq!(validate_config_body(BUILTIN_CONFIG, &FieldPath::new("builtin")), Vec::<FieldError>::new());
-        let sections = crate::validation::parse_config_body(BUILTIN_CONFIG).unwrap();
+        let sections = crate::domain::validation::parse_config_body(BUILTIN_CONFIG).unwrap();
         assert_eq!(sections.len(), 1);
         assert_eq!(sections["policy"], serde_json::json!({"Active": "none"}));
     }

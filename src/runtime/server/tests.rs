@@ -20,8 +20,8 @@ use tokio_rustls::client::TlsStream;
 use tower::ServiceExt;
 
 use super::*;
-use crate::certs::{self, CA_CERT_FILE, GeneratedCerts};
-use crate::webhook::DynamicAdmissionRequest;
+use crate::runtime::DynamicAdmissionRequest;
+use crate::runtime::certs::{self, CA_CERT_FILE, GeneratedCerts};
 
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 const ECHO: &str = "/webhooks/echo";

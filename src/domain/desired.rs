@@ -7,10 +7,10 @@ use serde_json::Value;
 
 use crate::apis::config::ProviderConfig;
 use crate::apis::core::Shoot;
-use crate::configs::{self, MergedConfigs};
-use crate::constants::{BASE_CONFIGS_CONFIG_MAP, EXTENSION_TYPE};
-use crate::images::{ExtensionImages, ImageError, ImageVector};
-use crate::validation::{FieldError, FieldPath, decode_provider_config, join_errors};
+use crate::constants::EXTENSION_TYPE;
+use crate::domain::configs::{self, MergedConfigs};
+use crate::domain::images::{ExtensionImages, ImageError, ImageVector};
+use crate::domain::validation::{FieldError, FieldPath, decode_provider_config, join_errors};
 
 /// Why the desired state cannot be computed.
 #[derive(Debug, thiserror::Error)]
@@ -23,7 +23,7 @@ pub enum DesiredError {
     #[error(transparent)]
     Image(#[from] ImageError),
     #[error("cannot build the shoot objects: {0}")]
-    Objects(#[from] crate::shoot_resources::ShootResourcesError),
+    Objects(#[from] crate::domain::shoot_resources::ShootResourcesError),
 }
 
 impl From<Vec<FieldError>> for DesiredError {
@@ -42,27 +42,6 @@ impl DesiredError {
             _ => Vec::new(),
         }
     }
-}
-
-/// Why the inputs of a plan cannot be read from the cluster, or the plan not be made.
-#[derive(Debug, thiserror::Error)]
-pub enum PlanError {
-    #[error("{action}: {source}")]
-    Kube { action: String, source: kube::Error },
-    #[error(transparent)]
-    Desired(#[from] DesiredError),
-}
-
-/// Reads the operator's base configs (ConfigMap [`BASE_CONFIGS_CONFIG_MAP`] in `namespace`; absent = none).
-pub async fn fetch_base_configs(client: &kube::Client, namespace: &str) -> Result<BTreeMap<String, String>, PlanError> {
-    let config_map = kube::Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(client.clone(), namespace)
-        .get_opt(BASE_CONFIGS_CONFIG_MAP)
-        .await
-        .map_err(|source| PlanError::Kube {
-            action: format!("reading ConfigMap {namespace}/{BASE_CONFIGS_CONFIG_MAP}"),
-            source,
-        })?;
-    Ok(configs::base_configs(config_map.as_ref()).map_err(DesiredError::Config)?)
 }
 
 /// The extension's plan for one shoot.
@@ -116,7 +95,7 @@ pub fn compute(
 impl Desired {
     /// Everything the runtime ManagedResource carries into the shoot.
     pub fn runtime_objects(&self) -> Result<Vec<Value>, DesiredError> {
-        Ok(crate::shoot_resources::shoot_objects(&self.merged, &self.images, &self.selected_pools)?)
+        Ok(crate::domain::shoot_resources::shoot_objects(&self.merged, &self.images, &self.selected_pools)?)
     }
 
     /// What the nodes of worker pool `pool` get, or `None` when the pool does not run cri-resmgr (not selected, not
@@ -126,7 +105,7 @@ impl Desired {
         shoot: &Shoot,
         pool: &str,
         images: &ImageVector,
-    ) -> Result<Option<crate::node::PoolPlan<'a>>, DesiredError> {
+    ) -> Result<Option<crate::domain::node::PoolPlan<'a>>, DesiredError> {
         let Some(worker) = shoot.spec.worker(pool) else { return Ok(None) };
         if !self.merged.is_worker_pool_selected(worker) {
             return Ok(None);
@@ -138,9 +117,9 @@ impl Desired {
             .other
             .get("architecture")
             .and_then(Value::as_str)
-            .unwrap_or(crate::images::DEFAULT_ARCHITECTURE);
-        let installation = images.find_for_architecture(crate::images::INSTALLATION, version, architecture)?;
-        Ok(Some(crate::node::PoolPlan {
+            .unwrap_or(crate::domain::images::DEFAULT_ARCHITECTURE);
+        let installation = images.find_for_architecture(crate::domain::images::INSTALLATION, version, architecture)?;
+        Ok(Some(crate::domain::node::PoolPlan {
             merged: &self.merged,
             installation_image: installation.reference,
             pool_labels: worker.labels.clone().unwrap_or_default(),
@@ -172,5 +151,5 @@ pub fn cleaner_objects(shoot: &Shoot, images: &ImageVector) -> Result<Vec<Value>
         .filter(|v| !v.is_empty())
         .ok_or(DesiredError::MissingKubernetesVersion)?;
     let images = images.extension_images(version)?;
-    Ok(crate::shoot_resources::cleaner_objects(&images, &containerd_pools(shoot))?)
+    Ok(crate::domain::shoot_resources::cleaner_objects(&images, &containerd_pools(shoot))?)
 }

@@ -2,7 +2,7 @@
 //!
 //! The webhook server only reads [`TLS_CERT_FILE`] and [`TLS_KEY_FILE`] from its certificate directory
 //! and reloads them when they change; who writes them varies: a mounted Secret, this module for
-//! `make dev` and the tests, or [`crate::webhook::cert_secret`] in production (the material lives in a
+//! `make dev` and the tests, or [`crate::runtime::cert_secret`] in production (the material lives in a
 //! Secret the extension creates and renews itself, shared by every replica). Besides the serving pair
 //! there is the CA the apiserver needs as `caBundle`:
 //!

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// The embedded image vector (`images.yaml` at the repository root).
-pub const IMAGES_YAML: &str = include_str!("../images.yaml");
+pub const IMAGES_YAML: &str = include_str!("../../images.yaml");
 
 /// Environment variable naming an image vector file that overrides [`IMAGES_YAML`] (Gardener's `OverrideEnv`).
 pub const ENV_IMAGEVECTOR_OVERWRITE: &str = "IMAGEVECTOR_OVERWRITE";

@@ -104,7 +104,7 @@ pub fn cache_dir() -> PathBuf {
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
         .unwrap_or_else(std::env::temp_dir);
-    base.join(crate::constants::COMPONENT_NAME)
+    base.join(gardener_extension_cri_resmgr::constants::COMPONENT_NAME)
 }
 
 fn find_on_path(name: &str) -> Option<PathBuf> {
@@ -224,7 +224,8 @@ impl ControlPlane {
         let apiserver_pid = self.spawn("kube-apiserver", apiserver, &apiserver_log)?;
 
         self.kubeconfig = kubeconfig(&self.server_url, &tls.ca_pem, &token);
-        let yaml = crate::yaml::to_string(&self.kubeconfig).map_err(|e| TestbedError::Kubeconfig(e.to_string()))?;
+        let yaml = gardener_extension_cri_resmgr::yaml::to_string(&self.kubeconfig)
+            .map_err(|e| TestbedError::Kubeconfig(e.to_string()))?;
         std::fs::write(&self.kubeconfig_path, yaml).map_err(io_err("writing kubeconfig"))?;
 
         let probe = ReadinessProbe::new(apiserver_port, &tls.ca_pem, &token)?;
@@ -372,7 +373,7 @@ struct ReadinessProbe {
 
 impl ReadinessProbe {
     fn new(port: u16, ca_pem: &str, token: &str) -> Result<Self, TestbedError> {
-        let config = crate::certs::client_config_trusting(ca_pem.as_bytes())
+        let config = gardener_extension_cri_resmgr::runtime::certs::client_config_trusting(ca_pem.as_bytes())
             .map_err(|e| TestbedError::Kubeconfig(format!("control-plane CA: {e}")))?;
         Ok(ReadinessProbe {
             port,

@@ -1,6 +1,6 @@
 //! CustomResourceDefinitions that the local control plane installs.
 //!
-//! They are generated from the Rust types in [`crate::apis`], so the schema the test bed enforces is the one the
+//! They are generated from the Rust types in [`gardener_extension_cri_resmgr::apis`], so the schema the test bed enforces is the one the
 //! code encodes. They must be accepted by a Kubernetes **1.20** kube-apiserver (the test bed's): structural
 //! schemas only, no CEL (`x-kubernetes-validations`), no `selectableFields`, and no schema defaults (schemars
 //! emits `default` for `#[serde(default)]` fields; a defaulted `""` would be persisted by the apiserver and is
@@ -12,7 +12,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
 };
 use kube::CustomResourceExt;
 
-use crate::apis::{
+use gardener_extension_cri_resmgr::apis::{
     core::Shoot,
     extensions::{Cluster, Extension, OperatingSystemConfig},
     resources::ManagedResource,
@@ -29,10 +29,10 @@ pub fn all() -> Vec<CustomResourceDefinition> {
 }
 
 /// All CRDs as one multi-document YAML stream.
-pub fn all_as_yaml() -> Result<String, crate::yaml::YamlError> {
+pub fn all_as_yaml() -> Result<String, gardener_extension_cri_resmgr::yaml::YamlError> {
     let mut out = String::new();
     for crd in all() {
-        let doc = crate::yaml::to_string(&crd)?;
+        let doc = gardener_extension_cri_resmgr::yaml::to_string(&crd)?;
         out.push_str("---\n");
         out.push_str(doc.strip_prefix("---\n").unwrap_or(&doc));
         if !out.ends_with('\n') {
@@ -107,7 +107,7 @@ mod tests {
     use serde_json::Value;
 
     use super::*;
-    use crate::apis::common::test_support::shared_gardener_dir;
+    use crate::shared_gardener_dir;
 
     fn by_kind() -> BTreeMap<String, CustomResourceDefinition> {
         all().into_iter().map(|crd| (crd.spec.names.kind.clone(), crd)).collect()
@@ -167,7 +167,7 @@ mod tests {
             .into_iter()
             .map(|file| {
                 let text = std::fs::read_to_string(dir.join(file)).expect("read Gardener CRD");
-                (file, crate::yaml::from_str(&text).expect("decode Gardener CRD"))
+                (file, gardener_extension_cri_resmgr::yaml::from_str(&text).expect("decode Gardener CRD"))
             })
             .collect()
     }
@@ -343,7 +343,8 @@ mod tests {
         let text = all_as_yaml().expect("YAML");
         assert!(text.starts_with("---\n"));
         assert_eq!(text.matches("\n---\n").count() + 1, all().len());
-        let decoded: Vec<CustomResourceDefinition> = crate::yaml::from_multi_str(&text).expect("decode");
+        let decoded: Vec<CustomResourceDefinition> =
+            gardener_extension_cri_resmgr::yaml::from_multi_str(&text).expect("decode");
         assert_eq!(decoded, all());
     }
 }

@@ -1,0 +1,23 @@
+//! The local test bed of gardener-extension-cri-resmgr — never linked into the extension's binary:
+//!
+//! - [`control_plane`]: a real etcd + kube-apiserver on loopback, for `make dev` and the integration tests.
+//! - [`crds`]: the CustomResourceDefinitions that control plane installs (generated from the extension's types).
+//! - [`dev`]: `make dev`'s local environment (control plane, CRDs, admission server, controller, examples).
+
+pub mod control_plane;
+pub mod crds;
+pub mod dev;
+
+use std::path::{Path, PathBuf};
+
+/// The repository's root directory.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// `../shared/gardener/<sub>` beside the repository, when it exists (it does not in every checkout): Gardener's
+/// real CRDs and examples, which the generated CRDs are compared against.
+pub fn shared_gardener_dir(sub: &str) -> Option<PathBuf> {
+    let dir = repo_root().join("../shared/gardener").join(sub);
+    dir.is_dir().then_some(dir)
+}

@@ -1,6 +1,6 @@
 use clap::{Parser, Subcommand};
 use gardener_extension_cri_resmgr::commands::{admission, controller};
-use gardener_extension_cri_resmgr::domain::images;
+use gardener_extension_cri_resmgr::runtime::inputs::load_image_vector;
 use gardener_extension_cri_resmgr::runtime::serving::default_client;
 use gardener_extension_cri_resmgr::runtime::signals::wait_for_shutdown_signal;
 use gardener_extension_cri_resmgr::{logging, render};
@@ -46,7 +46,7 @@ async fn main() -> anyhow::Result<()> {
             controller::run(options, client, shutdown).await?;
         }
         Command::Render(options) => {
-            let images = images::ImageVector::load()?;
+            let images = load_image_vector()?;
             print!("{}", render::render(&options, &images)?);
         }
     }

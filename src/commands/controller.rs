@@ -115,7 +115,7 @@ pub async fn run(
     client: kube::Client,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> Result<(), ControllerError> {
-    let images = ImageVector::load()?;
+    let images = crate::runtime::inputs::load_image_vector()?;
     let config = options.config();
     // Webhooks are served by every replica, so the apiserver reaches one whichever leads.
     let osc_webhook = options.osc_webhook.then(|| {

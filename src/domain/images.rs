@@ -17,7 +17,6 @@
 //! Kubernetes version (the worker pool's, for node-side images).
 
 use std::fmt;
-use std::path::Path;
 
 use semver::{Comparator, Version};
 use serde::{Deserialize, Serialize};
@@ -149,28 +148,6 @@ impl ImageVector {
     /// The embedded vector ([`IMAGES_YAML`]).
     pub fn embedded() -> Result<Self, ImageError> {
         Self::read(IMAGES_YAML, EMBEDDED_SOURCE)
-    }
-
-    /// The embedded vector merged with the file named in `$IMAGEVECTOR_OVERWRITE`, if that is set and not empty.
-    pub fn load() -> Result<Self, ImageError> {
-        let overwrite = std::env::var_os(ENV_IMAGEVECTOR_OVERWRITE).filter(|path| !path.is_empty());
-        Self::load_with_overwrite(overwrite.as_deref().map(Path::new))
-    }
-
-    /// The embedded vector merged with the given override file.
-    pub fn load_with_overwrite(overwrite: Option<&Path>) -> Result<Self, ImageError> {
-        let embedded = Self::embedded()?;
-        match overwrite {
-            None => Ok(embedded),
-            Some(path) => Ok(embedded.merged_with(Self::read_file(path)?)),
-        }
-    }
-
-    /// Reads and validates a vector from a file.
-    pub fn read_file(path: &Path) -> Result<Self, ImageError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ImageError::Read { path: path.display().to_string(), source })?;
-        Self::read(&text, &path.display().to_string())
     }
 
     /// Reads and validates a vector from YAML text; `source_name` names it in errors.
@@ -529,7 +506,6 @@ fn normalize_constraint_version(version: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
 
     fn vector(yaml: &str) -> ImageVector {
         ImageVector::read(yaml, "test").unwrap()
@@ -678,44 +654,6 @@ images:
         let err = ImageVector::read("images:\n- {name: a, repositry: r}\n", "typo.yaml").unwrap_err();
         assert!(matches!(err, ImageError::Decode { .. }), "{err}");
         assert!(err.to_string().contains("repositry"), "{err}");
-    }
-
-    #[test]
-    fn an_overwrite_file_replaces_same_key_entries_and_adds_new_ones() {
-        let mut file = tempfile::NamedTempFile::new().unwrap();
-        write!(
-            file,
-            r#"
-images:
-# Same name and targetVersion as the embedded agent: replaces it; the tag is kept.
-- name: cri-resmgr-agent
-  repository: registry.example.com/mirror/cri-resmgr-agent
-  targetVersion: ">= 1.20"
-# Same name, other targetVersion: added, and preferred for 1.33.0 because it is an exact version.
-- name: cri-resmgr-installation
-  repository: registry.example.com/installation
-  tag: "sha256:abc"
-  targetVersion: "1.33.0"
-# New image.
-- name: extra
-  repository: registry.example.com/extra
-  tag: "7"
-"#
-        )
-        .unwrap();
-        let v = ImageVector::load_with_overwrite(Some(file.path())).unwrap();
-        assert_eq!(v.find(AGENT, "1.30.0").unwrap().reference, "registry.example.com/mirror/cri-resmgr-agent:v0.9.2");
-        assert_eq!(v.find(INSTALLATION, "1.33.0").unwrap().reference, "registry.example.com/installation@sha256:abc");
-        assert_eq!(
-            v.find(INSTALLATION, "1.32.0").unwrap().reference,
-            "docker.io/intel/gardener-extension-cri-resmgr-installation:v0.9.2"
-        );
-        assert_eq!(v.find("extra", "1.30.0").unwrap().reference, "registry.example.com/extra:7");
-        assert_eq!(v.sources().len(), ImageVector::embedded().unwrap().sources().len() + 2);
-
-        let missing = ImageVector::load_with_overwrite(Some(Path::new("/nonexistent/images.yaml"))).unwrap_err();
-        assert!(matches!(missing, ImageError::Read { .. }), "{missing}");
-        assert!(missing.to_string().contains("/nonexistent/images.yaml"), "{missing}");
     }
 
     #[test]

@@ -22,7 +22,7 @@ const MODE_EXECUTABLE: i32 = 0o755;
 /// File mode of the configuration, environment and marker files: 0644 (420).
 const MODE_READABLE: i32 = 0o644;
 /// The OSC's inline encoding for base64 (the other one is the empty string, plain text).
-pub(super) const ENCODING_B64: &str = "b64";
+const ENCODING_B64: &str = "b64";
 /// The OSC's inline encoding for plain text.
 const ENCODING_PLAIN: &str = "";
 
@@ -59,10 +59,7 @@ fn inline_file(path: &str, text: &str) -> File {
     File {
         path: path.to_owned(),
         permissions: Some(MODE_READABLE),
-        content: FileContent {
-            inline: Some(FileContentInline { encoding: ENCODING_B64.to_owned(), data: BASE64.encode(text) }),
-            ..Default::default()
-        },
+        content: FileContent { inline: Some(encode_inline(ENCODING_B64, text)), ..Default::default() },
         ..Default::default()
     }
 }
@@ -152,6 +149,13 @@ fn active_policy(config: &str) -> String {
         },
         Err(_) => "unknown".to_owned(),
     }
+}
+
+/// `text` as inline file content in `encoding`: base64 for `b64`, as is for plain text (the other encoding
+/// [`decode_inline`] accepts).
+pub(super) fn encode_inline(encoding: &str, text: &str) -> FileContentInline {
+    let data = if encoding == ENCODING_B64 { BASE64.encode(text) } else { text.to_owned() };
+    FileContentInline { encoding: encoding.to_owned(), data }
 }
 
 /// The text of an inline file content.

@@ -24,11 +24,9 @@
 
 use std::ops::Range;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::Value;
 
-use super::files::{ENCODING_B64, decode_inline};
+use super::files::{decode_inline, encode_inline};
 use super::systemd::{COMMAND_LINE_SEPARATOR, command_line_tokens, service_exec_start};
 use crate::apis::extensions::{FileContent, FileContentInline, OperatingSystemConfig, OperatingSystemConfigSpec, Unit};
 use crate::constants::{
@@ -135,8 +133,8 @@ fn switch_kubelet_config_content(content: &FileContent, install: bool) -> Result
     let inline = content.inline.as_ref().ok_or("the content is not inline")?;
     let text = decode_inline(inline)?;
     let Some(switched) = switch_config_endpoint(&text, install)? else { return Ok(None) };
-    let data = if inline.encoding == ENCODING_B64 { BASE64.encode(&switched) } else { switched };
-    Ok(Some(FileContentInline { encoding: inline.encoding.clone(), data }))
+    // Re-encoded with the file's own encoding, so that the restore gives back the same bytes.
+    Ok(Some(encode_inline(&inline.encoding, &switched)))
 }
 
 /// A KubeletConfiguration text with `containerRuntimeEndpoint` switched, `None` when it does not set the field or

@@ -100,12 +100,19 @@ pub struct MutationOutcome {
     pub warnings: Vec<String>,
 }
 
+/// Whether the extension touches `osc` at all: only `purpose: reconcile` OSCs that are not being deleted, as
+/// Gardener's generic mutator does. A provision OSC bootstraps the machine before node-agent runs and must stay as
+/// gardenlet wrote it; an OSC being deleted is on its way out.
+pub fn should_mutate(osc: &OperatingSystemConfig) -> bool {
+    osc.spec.purpose == OscPurpose::Reconcile && osc.metadata.deletion_timestamp.is_none()
+}
+
 /// The OSC with cri-resmgr on the pool's nodes (`plan` given) or without anything of ours (`None`: the pool is not
 /// selected or the extension is disabled). Declarative and idempotent: see the module documentation.
 pub fn mutate(osc: &OperatingSystemConfig, plan: Option<&PoolPlan>) -> MutationOutcome {
     let mut result = osc.clone();
     let mut warnings = Vec::new();
-    if osc.spec.purpose != OscPurpose::Reconcile || osc.metadata.deletion_timestamp.is_some() {
+    if !should_mutate(osc) {
         return MutationOutcome { osc: result, warnings };
     }
     let spec = &mut result.spec;
@@ -122,8 +129,10 @@ pub fn mutate(osc: &OperatingSystemConfig, plan: Option<&PoolPlan>) -> MutationO
         if kubelet_switched && let Some(kubelet) = spec.unit_mut(KUBELET_UNIT_NAME) {
             kubelet.drop_ins.push(kubelet_drop_in());
         }
-        spec.files.extend(node_files(plan));
-        spec.units.push(cri_resmgr_unit(plan));
+        // The unit watches exactly the files added here; they are computed once (the policy marker parses configs).
+        let files = node_files(plan);
+        spec.units.push(cri_resmgr_unit(&files));
+        spec.files.extend(files);
     }
     MutationOutcome { osc: result, warnings }
 }
@@ -176,7 +185,7 @@ pub fn desired_osc(
     context: &ShootContext,
     images: &crate::domain::images::ImageVector,
 ) -> Result<MutationOutcome, crate::domain::desired::DesiredError> {
-    if osc.spec.purpose != OscPurpose::Reconcile || osc.metadata.deletion_timestamp.is_some() {
+    if !should_mutate(osc) {
         return Ok(MutationOutcome { osc: osc.clone(), warnings: Vec::new() });
     }
     let pool = osc.metadata.labels.as_ref().and_then(|l| l.get(crate::constants::LABEL_WORKER_POOL));

@@ -35,24 +35,23 @@
 
 use std::collections::BTreeMap;
 
-use super::PoolPlan;
-use super::files::node_files;
-use crate::apis::extensions::{DropIn, Unit, UnitCommand};
+use crate::apis::extensions::{DropIn, File, Unit, UnitCommand};
 use crate::constants::{
     CONTAINERD_UNIT_NAME, CRI_RESMGR_FLAG_RESET_POLICY, KUBELET_DROP_IN_NAME, KUBELET_UNIT_NAME, NODE_BINARY_PATH,
     NODE_ENV_CONFIG_OPTIONS, NODE_ENV_EXTRA_OPTIONS, NODE_ENV_FILE, NODE_ENV_POLICY_OPTIONS, NODE_POLICY_APPLIED_PATH,
     NODE_POLICY_MARKER_PATH, NODE_SHELL, NODE_STATE_DIR, UNIT_NAME,
 };
 
-/// The unit [`UNIT_NAME`]: enabled, started, restarted by node-agent when any of [`node_files`] changes.
-pub fn cri_resmgr_unit(plan: &PoolPlan) -> Unit {
+/// The unit [`UNIT_NAME`]: enabled, started, restarted by node-agent when any of `files` — the pool's
+/// [`node_files`](super::node_files) — changes.
+pub fn cri_resmgr_unit(files: &[File]) -> Unit {
     Unit {
         name: UNIT_NAME.to_owned(),
         command: Some(UnitCommand::Start),
         enable: Some(true),
         content: Some(unit_content()),
         drop_ins: Vec::new(),
-        file_paths: node_files(plan).into_iter().map(|file| file.path).collect(),
+        file_paths: files.iter().map(|file| file.path.clone()).collect(),
         other: BTreeMap::new(),
     }
 }

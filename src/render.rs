@@ -14,7 +14,7 @@ use crate::constants::{EXTENSION_TYPE, LABEL_WORKER_POOL, SHOOT_MANAGED_RESOURCE
 use crate::domain::desired::{self, Desired, DesiredError};
 use crate::domain::images::{ImageError, ImageVector};
 use crate::domain::node;
-use crate::domain::node::{ShootContext, desired_osc};
+use crate::domain::osc::{ShootContext, desired_osc};
 
 /// Options of the `render` command.
 #[derive(Debug, Clone, clap::Args)]

@@ -24,7 +24,7 @@ use crate::constants::{
     OPERATION_WAIT_FOR_STATE, ROLE_SHOOT, SHOOT_MANAGED_RESOURCE_NAME,
 };
 use crate::domain::desired::{self, Desired};
-use crate::domain::node::ShootContext;
+use crate::domain::osc::ShootContext;
 use crate::managed_resource;
 use crate::runtime::inputs;
 

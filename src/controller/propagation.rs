@@ -13,7 +13,7 @@ use super::ReconcileError;
 use crate::apis::extensions::{OperatingSystemConfig, OscPurpose};
 use crate::constants::{ANNOTATION_OPERATION, ANNOTATION_TIMESTAMP, OPERATION_RECONCILE};
 use crate::domain::images::ImageVector;
-use crate::domain::node::{ShootContext, desired_osc};
+use crate::domain::osc::{ShootContext, desired_osc};
 
 /// Requests a re-write of every reconcile OSC in `namespace` whose stored spec differs from what the extension
 /// wants; returns how many were asked.

@@ -10,5 +10,6 @@ pub mod configs;
 pub mod desired;
 pub mod images;
 pub mod node;
+pub mod osc;
 pub mod shoot_resources;
 pub mod validation;

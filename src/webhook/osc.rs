@@ -12,7 +12,7 @@ use crate::apis::extensions::{Cluster, Extension, OperatingSystemConfig, OscPurp
 use crate::constants::EXTENSION_TYPE;
 use crate::domain::desired;
 use crate::domain::images::ImageVector;
-use crate::domain::node::{ShootContext, desired_osc};
+use crate::domain::osc::{ShootContext, desired_osc};
 use crate::runtime::inputs::{self, PlanError};
 use crate::runtime::{AdmissionHandler, DynamicAdmissionRequest};
 

@@ -168,30 +168,3 @@ pub fn changes(before: &OperatingSystemConfig, after: &OperatingSystemConfig) ->
     lines.extend(diff("unit", &before.spec.units, &after.spec.units, |unit| unit.name.as_str()));
     lines
 }
-
-/// Everything needed to compute the mutation of the OSCs in one shoot namespace.
-pub struct ShootContext {
-    /// The Shoot, from the namespace's Cluster.
-    pub shoot: crate::apis::core::Shoot,
-    /// `None` when the extension is disabled (no Extension, or the Extension is being deleted).
-    pub desired: Option<crate::domain::desired::Desired>,
-}
-
-/// The OSC as the extension wants it: reconcile OSCs of selected pools with cri-resmgr, all others without
-/// anything of ours. Provision OSCs and OSCs being deleted are returned unchanged. The one function the webhook
-/// and the reconciler's propagation use.
-pub fn desired_osc(
-    osc: &OperatingSystemConfig,
-    context: &ShootContext,
-    images: &crate::domain::images::ImageVector,
-) -> Result<MutationOutcome, crate::domain::desired::DesiredError> {
-    if !should_mutate(osc) {
-        return Ok(MutationOutcome { osc: osc.clone(), warnings: Vec::new() });
-    }
-    let pool = osc.metadata.labels.as_ref().and_then(|l| l.get(crate::constants::LABEL_WORKER_POOL));
-    let plan = match (&context.desired, pool) {
-        (Some(desired), Some(pool)) => desired.pool_plan(&context.shoot, pool, images)?,
-        _ => None,
-    };
-    Ok(mutate(osc, plan.as_ref()))
-}

@@ -1,17 +1,12 @@
 //! The whole mutation: what it adds, that it is idempotent and declarative, and that the restore is exact.
 
 use super::*;
-use crate::apis::core::Shoot;
 use crate::apis::extensions::{FileContentImageRef, OscPurpose, UnitCommand};
 use crate::constants::{
-    EXTENSION_TYPE, LABEL_WORKER_POOL, NODE_BINARY_PATH, NODE_ENV_FILE, NODE_FALLBACK_CONFIG_PATH,
-    NODE_POLICY_MARKER_PATH, UNIT_NAME,
+    NODE_BINARY_PATH, NODE_ENV_FILE, NODE_FALLBACK_CONFIG_PATH, NODE_POLICY_MARKER_PATH, UNIT_NAME,
 };
-use crate::domain::desired::compute;
-use crate::domain::images::ImageVector;
-use crate::domain::node::{MutationOutcome, ShootContext, changes, desired_osc, kubelet_exec_start};
+use crate::domain::node::{MutationOutcome, changes, kubelet_exec_start};
 
-const EXAMPLE_SHOOT: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/shoot.yaml"));
 const EXAMPLE_OSC: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/30-osc-cpu-worker.yaml"));
 
 /// The whole unit we write, spelled out once so that a change to it is a visible change to this test.
@@ -159,41 +154,4 @@ fn example_osc_of_a_grouped_pool() {
     let exec_start = kubelet_exec_start(&outcome.osc).expect("ExecStart");
     assert!(exec_start.contains("--container-runtime-endpoint=unix:///var/run/cri-resmgr/cri-resmgr.sock \\\n"));
     assert_eq!(json(&mutate(&outcome.osc, None).osc), json(&original));
-}
-
-/// The adapters' entry point: the plan comes from the shoot's [`Desired`] for the OSC's pool; every other OSC gets
-/// nothing of ours; and provision or deleted OSCs come back as they are without a plan being computed at all, so
-/// that a problem with the plan (here: no installation image) cannot block them.
-#[test]
-fn desired_osc_plans_only_reconcile_oscs_of_pools_that_run_cri_resmgr() {
-    let shoot: Shoot = crate::yaml::from_str(EXAMPLE_SHOOT).expect("example shoot");
-    let images = ImageVector::embedded().expect("images");
-    let (_, extension) = shoot.spec.enabled_extension(EXTENSION_TYPE).expect("extension enabled");
-    let desired = compute(&shoot, extension.provider_config.as_ref(), &BTreeMap::new(), &images).expect("desired");
-    let context = ShootContext { shoot: shoot.clone(), desired: Some(desired.clone()) };
-    let osc: OperatingSystemConfig = crate::yaml::from_str(EXAMPLE_OSC).expect("example");
-
-    let plan = desired.pool_plan(&shoot, "cpu-worker", &images).expect("plan").expect("cpu-worker is selected");
-    let mutated = desired_osc(&osc, &context, &images).expect("selected pool");
-    assert_eq!(mutated, mutate(&osc, Some(&plan)));
-    assert!(mutated.osc.spec.unit(UNIT_NAME).is_some());
-
-    let mut other_pool = mutated.osc.clone();
-    other_pool.metadata.labels.get_or_insert_with(Default::default).insert(LABEL_WORKER_POOL.to_owned(), "gpu".into());
-    let restored = desired_osc(&other_pool, &context, &images).expect("pool not in the shoot");
-    assert_eq!(restored, mutate(&other_pool, None));
-    assert!(restored.osc.spec.unit(UNIT_NAME).is_none());
-    let disabled = ShootContext { shoot: shoot.clone(), desired: None };
-    assert_eq!(desired_osc(&mutated.osc, &disabled, &images).expect("disabled").osc, osc);
-
-    let no_images = ImageVector::read("images: []\n", "empty").expect("empty vector");
-    assert!(desired_osc(&osc, &context, &no_images).is_err(), "a selected pool needs the installation image");
-    let mut provision = osc.clone();
-    provision.spec.purpose = OscPurpose::Provision;
-    let outcome = desired_osc(&provision, &context, &no_images).expect("no plan for a provision OSC");
-    assert_eq!(outcome, MutationOutcome { osc: provision, warnings: Vec::new() });
-    let mut deleted = osc.clone();
-    deleted.metadata.deletion_timestamp =
-        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Default::default()));
-    assert_eq!(desired_osc(&deleted, &context, &no_images).expect("no plan for a deleted OSC").osc, deleted);
 }

@@ -46,13 +46,36 @@ impl Request<'_> {
     /// Records a fact the extension must remember across passes (e.g. "the nodes are cleaned") as one annotation on
     /// the Extension, written as a merge patch of that key alone so that it never touches the contract's own
     /// annotations and finalizers.
-    pub async fn annotate(&self, key: &str, value: &str) -> Result<(), kube::Error> {
+    pub async fn annotate(&self, key: &str, value: &str) -> Result<(), AnnotateError> {
         let name = self.extension.metadata.name.as_deref().unwrap_or_default();
         let body = json!({ "metadata": { "annotations": { key: value } } });
         Api::<Extension>::namespaced(self.client.clone(), self.namespace)
             .patch(name, &PatchParams::default(), &Patch::Merge(&body))
-            .await?;
+            .await
+            .map_err(|source| AnnotateError {
+                key: key.to_string(),
+                namespace: self.namespace.to_string(),
+                name: name.to_string(),
+                source,
+            })?;
         Ok(())
+    }
+}
+
+/// [`Request::annotate`] failed.
+#[derive(Debug, thiserror::Error)]
+#[error("annotating Extension {namespace}/{name} with {key}: {source}")]
+pub struct AnnotateError {
+    pub key: String,
+    pub namespace: String,
+    pub name: String,
+    #[source]
+    pub source: kube::Error,
+}
+
+impl ErrorCodes for AnnotateError {
+    fn codes(&self) -> Vec<errors::ErrorCode> {
+        self.source.codes()
     }
 }
 

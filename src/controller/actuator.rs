@@ -175,16 +175,7 @@ impl CriResmgrActuator {
             tracing::debug!(namespace = request.namespace, message = %health.message, "node cleaner not done yet");
             return Ok(waiting("Waiting until cri-resmgr is removed from every node".to_string()));
         }
-        request.annotate(ANNOTATION_NODES_CLEANED, "true").await.map_err(|source| {
-            Failure::new(
-                ERROR_DELETING,
-                ReconcileError::MarkNodesCleaned {
-                    namespace: request.namespace.to_string(),
-                    name: request.extension.metadata.name.clone().unwrap_or_default(),
-                    source,
-                },
-            )
-        })?;
+        request.annotate(ANNOTATION_NODES_CLEANED, "true").await.map_err(failed(ERROR_DELETING))?;
         Ok(Outcome::Done)
     }
 

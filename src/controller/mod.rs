@@ -89,13 +89,8 @@ pub enum ReconcileError {
         #[source]
         source: kube::Error,
     },
-    #[error("recording that the nodes are cleaned (Extension {namespace}/{name}): {source}")]
-    MarkNodesCleaned {
-        namespace: String,
-        name: String,
-        #[source]
-        source: kube::Error,
-    },
+    #[error(transparent)]
+    Annotate(#[from] crate::contract::AnnotateError),
 }
 
 impl ErrorCodes for ReconcileError {
@@ -105,9 +100,10 @@ impl ErrorCodes for ReconcileError {
             ReconcileError::Inputs(e) => e.codes(),
             ReconcileError::Desired(e) => ErrorCodes::codes(e),
             ReconcileError::ManagedResource(e) => e.codes(),
-            ReconcileError::ListOscs { source, .. }
-            | ReconcileError::RequestOscReconcile { source, .. }
-            | ReconcileError::MarkNodesCleaned { source, .. } => source.codes(),
+            ReconcileError::ListOscs { source, .. } | ReconcileError::RequestOscReconcile { source, .. } => {
+                source.codes()
+            }
+            ReconcileError::Annotate(e) => e.codes(),
         }
     }
 }

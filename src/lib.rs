@@ -6,6 +6,8 @@
 //!   path, spelled once), [`yaml`], [`logging`];
 //! - [`domain`]: what cri-resmgr needs, pure functions over typed values, no I/O;
 //! - [`runtime`]: the I/O plumbing the adapters share (webhook server, registration, certificates, input reads);
+//! - [`contract`]: Gardener's extension contract, generic over the extension (driver, Actuator trait, error codes,
+//!   health rules);
 //! - adapters, which never import each other: [`webhook`] (admission handlers), [`controller`] (the Extension
 //!   reconciler), [`managed_resource`] (ManagedResources in the seed), [`render`] (offline preview);
 //! - [`commands`]: the processes that wire adapters together (`admission`, `controller`).
@@ -13,6 +15,7 @@
 pub mod apis;
 pub mod commands;
 pub mod constants;
+pub mod contract;
 pub mod controller;
 pub mod domain;
 pub mod logging;

@@ -11,47 +11,31 @@
 //! - The ManagedResource is only written when its desired form differs from what the apiserver holds (labels and
 //!   annotations of others are kept), so a steady-state reconcile performs reads only.
 //!
-//! Health follows `pkg/utils/kubernetes/health/managedresource.go` ([`is_healthy`]) and the extension health-check
-//! library's `CheckManagedResource` ([`check_health`]).
+//! How a ManagedResource's conditions become the Extension's health is [`crate::contract::health`]'s business.
 
 use std::collections::BTreeMap;
-use std::sync::LazyLock;
 use std::time::Duration;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::Client;
 use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
-use regex::Regex;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::apis::common::{Condition, ConditionStatus, error_codes};
+use crate::apis::common::ConditionStatus;
 use crate::apis::resources::{
-    CONDITION_RESOURCES_APPLIED, CONDITION_RESOURCES_HEALTHY, CONDITION_RESOURCES_PROGRESSING, LocalObjectReference,
-    ManagedResource, ManagedResourceSpec, reasons,
+    CONDITION_RESOURCES_APPLIED, LocalObjectReference, ManagedResource, ManagedResourceSpec, reasons,
 };
 use crate::constants::{
-    ANNOTATION_REFERENCE_PREFIX, CONDITION_SYSTEM_COMPONENTS_HEALTHY, LABEL_GARBAGE_COLLECTABLE_REFERENCE,
-    LABEL_ORIGIN, LABEL_SHOOT_NO_CLEANUP, MANAGED_RESOURCE_SECRET_KEY, MANAGED_RESOURCE_SECRET_PREFIX,
-    REASON_HEALTH_CHECK_PROGRESSING, REASON_HEALTH_CHECK_SUCCESSFUL, REASON_HEALTH_CHECK_UNSUCCESSFUL,
+    ANNOTATION_REFERENCE_PREFIX, LABEL_GARBAGE_COLLECTABLE_REFERENCE, LABEL_ORIGIN, LABEL_SHOOT_NO_CLEANUP,
+    MANAGED_RESOURCE_SECRET_KEY, MANAGED_RESOURCE_SECRET_PREFIX,
 };
+use crate::contract::errors::{ErrorCode, ErrorCodes, is_configuration_problem};
 use crate::yaml::YamlError;
 
 /// How often [`wait_until_deleted`] polls, as Gardener's `managedresources.IntervalWait`.
 pub const WAIT_INTERVAL: Duration = Duration::from_secs(2);
-
-/// An unhealthy ManagedResource whose message matches this is a configuration problem
-/// (`extensions/pkg/controller/healthcheck/general/managed_resource.go`: GRM could not apply an object because the
-/// apiserver rejected it as invalid). `.` does not cross newlines, as in Go's RE2.
-static CONFIGURATION_PROBLEM: LazyLock<Option<Regex>> =
-    LazyLock::new(|| Regex::new(r"(?i)(error during apply of object .* is invalid:)").ok());
-
-/// True when `message` says that an object of a ManagedResource was rejected as invalid.
-pub fn is_configuration_problem(message: &str) -> bool {
-    CONFIGURATION_PROBLEM.as_ref().is_some_and(|regex| regex.is_match(message))
-}
 
 /// A ManagedResource operation failed. Every variant names the object.
 #[derive(Debug, thiserror::Error)]
@@ -90,14 +74,22 @@ pub enum ManagedResourceError {
     DeletionTimeout { namespace: String, name: String, timeout: Duration, detail: Option<String> },
 }
 
-impl ManagedResourceError {
-    /// Gardener error codes for `lastError.codes`.
-    pub fn codes(&self) -> Vec<String> {
+impl ErrorCodes for ManagedResourceError {
+    /// A deletion that hangs because GRM cannot apply an invalid object is a configuration problem; failed API calls
+    /// carry the codes of the kube error.
+    fn codes(&self) -> Vec<ErrorCode> {
         match self {
-            ManagedResourceError::DeletionTimeout { detail: Some(detail), .. } if is_configuration_problem(detail) => {
-                vec![error_codes::CONFIGURATION_PROBLEM.to_string()]
+            ManagedResourceError::DeletionTimeout { detail, .. } => {
+                if detail.as_deref().is_some_and(is_configuration_problem) {
+                    vec![ErrorCode::ConfigurationProblem]
+                } else {
+                    Vec::new()
+                }
             }
-            _ => Vec::new(),
+            ManagedResourceError::Secret { source, .. } | ManagedResourceError::ManagedResource { source, .. } => {
+                source.codes()
+            }
+            ManagedResourceError::Encode { .. } => Vec::new(),
         }
     }
 }
@@ -415,155 +407,15 @@ pub async fn wait_until_deleted(
     }
 }
 
-// -------------------------------------------------------------------------------------------------------------
-// Health
-// -------------------------------------------------------------------------------------------------------------
-
-/// The health of a ManagedResource as `pkg/utils/kubernetes/health/managedresource.go` judges it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Health {
-    /// `status.observedGeneration == metadata.generation` and `ResourcesApplied` is `True`.
-    pub applied: bool,
-    /// `ResourcesHealthy` is `True`.
-    pub healthy: bool,
-    /// `ResourcesProgressing` is `True` (a rollout is still going on).
-    pub progressing: bool,
-    /// Why the ManagedResource is not applied and healthy, worded as Gardener's `CheckManagedResource` error
-    /// (the first failing check); `None` when it is.
-    pub problem: Option<String>,
-}
-
-impl Health {
-    /// Gardener's `CheckManagedResource` passes: applied and healthy (progressing does not matter).
-    pub fn is_healthy(&self) -> bool {
-        self.applied && self.healthy
-    }
-}
-
-/// Judges `mr` like Gardener's `CheckManagedResource` (+ `ResourcesProgressing`). A missing condition is not `True`.
-pub fn is_healthy(mr: &ManagedResource) -> Health {
-    let namespace = mr.metadata.namespace.as_deref().unwrap_or_default();
-    let name = mr.metadata.name.as_deref().unwrap_or_default();
-    let key = format!("{namespace}/{name}");
-    let generation = mr.metadata.generation.unwrap_or(0);
-    let observed = mr.status.as_ref().and_then(|status| status.observed_generation).unwrap_or(0);
-
-    let condition_problem = |type_: &str| match mr.condition(type_) {
-        None => Some(format!("condition {type_} for managed resource {key} has not been reported yet")),
-        Some(condition) if condition.status != ConditionStatus::True => {
-            Some(format!("condition {type_} of managed resource {key} is {}: {}", condition.status, condition.message))
-        }
-        Some(_) => None,
-    };
-
-    let generation_problem = (observed != generation)
-        .then(|| format!("observed generation of managed resource {key} outdated ({observed}/{generation})"));
-    let applied_problem = condition_problem(CONDITION_RESOURCES_APPLIED);
-    let healthy_problem = condition_problem(CONDITION_RESOURCES_HEALTHY);
-    let progressing = mr.condition(CONDITION_RESOURCES_PROGRESSING).is_some_and(|c| c.status == ConditionStatus::True);
-
-    Health {
-        applied: generation_problem.is_none() && applied_problem.is_none(),
-        healthy: healthy_problem.is_none(),
-        progressing,
-        problem: generation_problem.or(applied_problem).or(healthy_problem),
-    }
-}
-
-/// The result of the extension's health check of its ManagedResource, ready to become the Extension's
-/// `SystemComponentsHealthy` condition.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HealthCheckResult {
-    /// `True`, `False` or `Progressing`.
-    pub status: ConditionStatus,
-    /// `HealthCheckSuccessful`, `HealthCheckUnsuccessful` or `HealthCheckProgressing`.
-    pub reason: String,
-    /// Human-readable detail.
-    pub message: String,
-    /// Gardener error codes (`ERR_CONFIGURATION_PROBLEM` when GRM could not apply an invalid object).
-    pub codes: Vec<String>,
-}
-
-impl HealthCheckResult {
-    /// The `SystemComponentsHealthy` condition with both timestamps at `now`; merge it into the Extension's
-    /// conditions with `controller::status::upsert_condition`, which keeps the old timestamps where nothing changed.
-    pub fn condition(&self, now: &Time) -> Condition {
-        Condition {
-            type_: CONDITION_SYSTEM_COMPONENTS_HEALTHY.to_string(),
-            status: self.status.clone(),
-            reason: self.reason.clone(),
-            message: self.message.clone(),
-            last_transition_time: now.clone(),
-            last_update_time: now.clone(),
-            codes: self.codes.clone(),
-        }
-    }
-}
-
-/// The health check of the ManagedResource `namespace/name` (`general.CheckManagedResource`), given what a GET
-/// returned (`None`: not found):
-/// - not found → `False`, "... not found";
-/// - not applied or not healthy → `False`, plus `ERR_CONFIGURATION_PROBLEM` when the message says an object is invalid;
-/// - `ResourcesProgressing` `True` → `Progressing`;
-/// - otherwise → `True`.
-pub fn check_health(namespace: &str, name: &str, mr: Option<&ManagedResource>) -> HealthCheckResult {
-    let Some(mr) = mr else {
-        return HealthCheckResult {
-            status: ConditionStatus::False,
-            reason: REASON_HEALTH_CHECK_UNSUCCESSFUL.to_string(),
-            message: format!("Managed Resource {name:?} in namespace {namespace:?} not found"),
-            codes: Vec::new(),
-        };
-    };
-    let health = is_healthy(mr);
-    if let Some(problem) = health.problem.as_deref().filter(|_| !health.is_healthy()) {
-        let message = format!("managed resource {name:?} in namespace {namespace:?} is unhealthy: {problem}");
-        let codes = if is_configuration_problem(&message) {
-            vec![error_codes::CONFIGURATION_PROBLEM.to_string()]
-        } else {
-            vec![]
-        };
-        return HealthCheckResult {
-            status: ConditionStatus::False,
-            reason: REASON_HEALTH_CHECK_UNSUCCESSFUL.to_string(),
-            message,
-            codes,
-        };
-    }
-    if health.progressing {
-        let detail = mr.condition(CONDITION_RESOURCES_PROGRESSING).map(|c| c.message.as_str()).unwrap_or_default();
-        return HealthCheckResult {
-            status: ConditionStatus::Progressing,
-            reason: REASON_HEALTH_CHECK_PROGRESSING.to_string(),
-            message: format!("managed resource {name:?} in namespace {namespace:?} is progressing: {detail}"),
-            codes: Vec::new(),
-        };
-    }
-    HealthCheckResult {
-        status: ConditionStatus::True,
-        reason: REASON_HEALTH_CHECK_SUCCESSFUL.to_string(),
-        message: "All health checks successful".to_string(),
-        codes: Vec::new(),
-    }
-}
-
-/// [`get`] then [`check_health`]; only a failed GET (other than 404) is an error.
-pub async fn check_health_of(
-    client: &Client,
-    namespace: &str,
-    name: &str,
-) -> Result<HealthCheckResult, ManagedResourceError> {
-    let mr = get(client, namespace, name).await?;
-    Ok(check_health(namespace, name, mr.as_ref()))
-}
-
 #[cfg(test)]
 mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
     use k8s_openapi::jiff::Timestamp;
     use serde_json::json;
 
     use super::*;
-    use crate::apis::resources::ManagedResourceStatus;
+    use crate::apis::common::Condition;
+    use crate::apis::resources::{CONDITION_RESOURCES_HEALTHY, CONDITION_RESOURCES_PROGRESSING, ManagedResourceStatus};
 
     fn condition(type_: &str, status: &str, reason: &str, message: &str) -> Condition {
         Condition {
@@ -743,100 +595,6 @@ mod tests {
     }
 
     #[test]
-    fn health_follows_gardener_check_managed_resource() {
-        let healthy = is_healthy(&mr_with(Some(2), healthy_conditions()));
-        assert_eq!(healthy, Health { applied: true, healthy: true, progressing: false, problem: None });
-        assert!(healthy.is_healthy());
-
-        let outdated = is_healthy(&mr_with(Some(1), healthy_conditions()));
-        assert!(!outdated.applied && outdated.healthy && !outdated.is_healthy());
-        assert_eq!(
-            outdated.problem.as_deref(),
-            Some("observed generation of managed resource shoot--p--s/mr outdated (1/2)")
-        );
-
-        let no_status = is_healthy(&mr_with(None, Vec::new()));
-        assert!(!no_status.applied && !no_status.healthy);
-
-        let missing = is_healthy(&mr_with(Some(2), healthy_conditions()[..1].to_vec()));
-        assert!(missing.applied && !missing.healthy);
-        assert_eq!(
-            missing.problem.as_deref(),
-            Some("condition ResourcesHealthy for managed resource shoot--p--s/mr has not been reported yet")
-        );
-
-        let mut conditions = healthy_conditions();
-        conditions[1] = condition(CONDITION_RESOURCES_HEALTHY, "False", "DaemonSetUnhealthy", "ds is not ready");
-        let unhealthy = is_healthy(&mr_with(Some(2), conditions));
-        assert!(unhealthy.applied && !unhealthy.healthy);
-        assert_eq!(
-            unhealthy.problem.as_deref(),
-            Some("condition ResourcesHealthy of managed resource shoot--p--s/mr is False: ds is not ready")
-        );
-
-        let mut conditions = healthy_conditions();
-        conditions[2] = condition(CONDITION_RESOURCES_PROGRESSING, "True", "DaemonSetProgressing", "rolling");
-        let progressing = is_healthy(&mr_with(Some(2), conditions));
-        assert!(progressing.is_healthy() && progressing.progressing);
-    }
-
-    #[test]
-    fn check_health_maps_to_the_extension_condition() {
-        let not_found = check_health("shoot--p--s", "mr", None);
-        assert_eq!(
-            not_found,
-            HealthCheckResult {
-                status: ConditionStatus::False,
-                reason: "HealthCheckUnsuccessful".into(),
-                message: r#"Managed Resource "mr" in namespace "shoot--p--s" not found"#.into(),
-                codes: vec![],
-            }
-        );
-
-        let mut conditions = healthy_conditions();
-        conditions[0] = condition(
-            CONDITION_RESOURCES_APPLIED,
-            "False",
-            reasons::APPLY_FAILED,
-            r#"Could not apply all new resources: Error during apply of object "apps/v1/DaemonSet/kube-system/x": DaemonSet.apps "x" is invalid: spec.template: Required value"#,
-        );
-        let invalid = check_health("shoot--p--s", "mr", Some(&mr_with(Some(2), conditions)));
-        assert_eq!(invalid.status, ConditionStatus::False);
-        assert_eq!(invalid.reason, "HealthCheckUnsuccessful");
-        assert!(invalid.message.starts_with(r#"managed resource "mr" in namespace "shoot--p--s" is unhealthy: condition ResourcesApplied of managed resource shoot--p--s/mr is False: Could not apply"#), "{}", invalid.message);
-        assert_eq!(invalid.codes, vec!["ERR_CONFIGURATION_PROBLEM".to_string()]);
-
-        let mut conditions = healthy_conditions();
-        conditions[1] = condition(CONDITION_RESOURCES_HEALTHY, "False", "DaemonSetUnhealthy", "ds is not ready");
-        let unhealthy = check_health("shoot--p--s", "mr", Some(&mr_with(Some(2), conditions)));
-        assert_eq!((unhealthy.status, unhealthy.codes), (ConditionStatus::False, vec![]));
-
-        let mut conditions = healthy_conditions();
-        conditions[2] = condition(CONDITION_RESOURCES_PROGRESSING, "True", "DaemonSetProgressing", "1 of 3 updated");
-        let progressing = check_health("shoot--p--s", "mr", Some(&mr_with(Some(2), conditions)));
-        assert_eq!(progressing.status, ConditionStatus::Progressing);
-        assert_eq!(progressing.reason, "HealthCheckProgressing");
-        assert!(progressing.message.ends_with("is progressing: 1 of 3 updated"));
-
-        let ok = check_health("shoot--p--s", "mr", Some(&mr_with(Some(2), healthy_conditions())));
-        assert_eq!((ok.status.clone(), ok.reason.as_str()), (ConditionStatus::True, "HealthCheckSuccessful"));
-
-        let now = Time(Timestamp::from_second(1_767_225_600).expect("time"));
-        let built = ok.condition(&now);
-        assert_eq!(built.type_, "SystemComponentsHealthy");
-        assert_eq!((built.last_transition_time.clone(), built.last_update_time.clone()), (now.clone(), now));
-    }
-
-    #[test]
-    fn configuration_problem_regex_is_case_insensitive_and_line_bound() {
-        assert!(is_configuration_problem("error during apply of object \"v1/ConfigMap/a/b\": x is invalid: y"));
-        assert!(is_configuration_problem("ERROR DURING APPLY OF OBJECT foo IS INVALID: bar"));
-        assert!(!is_configuration_problem("error during apply of object foo: connection refused"));
-        assert!(!is_configuration_problem("error during apply of object foo\nbar is invalid: baz"));
-        assert!(!is_configuration_problem("error during apply of object is invalid:"));
-    }
-
-    #[test]
     fn deletion_problem_surfaces_grm_deletion_messages_only() {
         let pending = condition(CONDITION_RESOURCES_APPLIED, "False", reasons::DELETION_PENDING, "waiting for ds");
         assert_eq!(deletion_problem(&mr_with(Some(2), vec![pending])).as_deref(), Some("waiting for ds"));
@@ -854,7 +612,7 @@ mod tests {
         assert_eq!(timeout(Some("waiting")).to_string(), "ManagedResource ns/mr was not deleted within 3s: waiting");
         assert_eq!(
             timeout(Some("error during apply of object a is invalid: b")).codes(),
-            vec!["ERR_CONFIGURATION_PROBLEM".to_string()]
+            vec![ErrorCode::ConfigurationProblem]
         );
         assert!(timeout(Some("waiting")).codes().is_empty());
     }

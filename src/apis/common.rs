@@ -140,8 +140,8 @@ open_enum! {
     }
 }
 
-/// Well-known Gardener error codes (`lastError.codes[]`, `conditions[].codes[]`); the set is open, so codes are
-/// plain strings.
+/// Well-known Gardener error codes (`lastError.codes[]`, `conditions[].codes[]`) as they appear on the wire; the set
+/// is open, so the status types hold plain strings. Code that reports an error uses the typed [`ErrorCode`].
 pub mod error_codes {
     /// The user's configuration is wrong; retrying without a change will not help.
     pub const CONFIGURATION_PROBLEM: &str = "ERR_CONFIGURATION_PROBLEM";
@@ -155,6 +155,44 @@ pub mod error_codes {
     pub const INFRA_QUOTA_EXCEEDED: &str = "ERR_INFRA_QUOTA_EXCEEDED";
     /// An infrastructure dependency blocks the operation.
     pub const INFRA_DEPENDENCIES: &str = "ERR_INFRA_DEPENDENCIES";
+}
+
+/// A Gardener error code this extension reports: a typed value on the error (never derived from error text), written
+/// into `lastError.codes[]` or `conditions[].codes[]` as [`ErrorCode::as_str`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    /// `ERR_CONFIGURATION_PROBLEM`: the user's or operator's configuration is wrong; retrying will not help.
+    ConfigurationProblem,
+    /// `ERR_RETRYABLE_CONFIGURATION_PROBLEM`: a configuration problem that may go away by itself.
+    RetryableConfigurationProblem,
+    /// `ERR_INFRA_UNAUTHENTICATED`: infrastructure credentials were rejected.
+    InfraUnauthenticated,
+    /// `ERR_INFRA_UNAUTHORIZED`: infrastructure credentials lack permissions.
+    InfraUnauthorized,
+    /// `ERR_INFRA_QUOTA_EXCEEDED`: an infrastructure quota is exhausted.
+    InfraQuotaExceeded,
+    /// `ERR_INFRA_DEPENDENCIES`: an infrastructure dependency blocks the operation.
+    InfraDependencies,
+}
+
+impl ErrorCode {
+    /// The wire value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::ConfigurationProblem => error_codes::CONFIGURATION_PROBLEM,
+            ErrorCode::RetryableConfigurationProblem => error_codes::RETRYABLE_CONFIGURATION_PROBLEM,
+            ErrorCode::InfraUnauthenticated => error_codes::INFRA_UNAUTHENTICATED,
+            ErrorCode::InfraUnauthorized => error_codes::INFRA_UNAUTHORIZED,
+            ErrorCode::InfraQuotaExceeded => error_codes::INFRA_QUOTA_EXCEEDED,
+            ErrorCode::InfraDependencies => error_codes::INFRA_DEPENDENCIES,
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// The status every extension object carries (`DefaultStatus` in `pkg/apis/extensions/v1alpha1/types_defaults.go`).

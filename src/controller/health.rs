@@ -1,8 +1,8 @@
-//! The health check: every period, each Extension of our type gets the condition `SystemComponentsHealthy` from
-//! the conditions of its runtime ManagedResource (what gardener-resource-manager reports about the objects in the
-//! shoot), mapped as Gardener's health-check library maps them.
+//! The periodic health check: every period, each Extension of our type gets the condition `SystemComponentsHealthy`
+//! from the conditions of its runtime ManagedResource. The rules are [`crate::contract::health`]'s; this only reads
+//! the ManagedResource and writes the condition when it changed.
 
-use std::sync::Arc;
+use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
@@ -10,19 +10,20 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::reflector::Store;
 use serde_json::json;
 
-use super::{Context, status};
 use crate::apis::extensions::Extension;
 use crate::constants::{EXTENSION_TYPE, SHOOT_MANAGED_RESOURCE_NAME};
-use crate::managed_resource;
+use crate::contract::health::{self, HealthCheckResult};
+use crate::contract::status;
+use crate::managed_resource::{self, ManagedResourceError};
 
-/// Runs the health check every `ctx.config.health_check_interval` over the Extensions in `store`.
-pub async fn run(ctx: Arc<Context>, store: Store<Extension>) {
-    let mut ticker = tokio::time::interval(ctx.config.health_check_interval);
+/// Runs the health check every `interval` over the Extensions in `store`.
+pub async fn run(client: kube::Client, interval: Duration, store: Store<Extension>) {
+    let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
         for extension in store.state() {
-            if let Err(error) = check(&ctx, &extension).await {
+            if let Err(error) = check(&client, &extension).await {
                 tracing::warn!(
                     extension = %format!("{}/{}", extension.namespace().unwrap_or_default(), extension.name_any()),
                     error = %error,
@@ -34,19 +35,12 @@ pub async fn run(ctx: Arc<Context>, store: Store<Extension>) {
 }
 
 /// Checks one Extension and writes its condition when it changed.
-pub async fn check(ctx: &Context, extension: &Extension) -> Result<(), kube::Error> {
-    // Extensions being deleted or migrated (or migrated away: they belong to another seed now) have no
-    // components left to judge.
-    let operation = status::operation_type(extension);
-    if extension.spec.type_ != EXTENSION_TYPE
-        || extension.metadata.deletion_timestamp.is_some()
-        || operation == crate::apis::common::LastOperationType::Migrate
-        || status::should_skip(extension, &operation)
-    {
+pub async fn check(client: &kube::Client, extension: &Extension) -> Result<(), kube::Error> {
+    if !health::needs_health_check(extension, EXTENSION_TYPE) {
         return Ok(());
     }
     let namespace = extension.namespace().unwrap_or_default();
-    let result = match managed_resource::check_health_of(&ctx.client, &namespace, SHOOT_MANAGED_RESOURCE_NAME).await {
+    let result = match check_health_of(client, &namespace, SHOOT_MANAGED_RESOURCE_NAME).await {
         Ok(result) => result,
         Err(error) => {
             tracing::warn!(namespace, error = %error, "cannot read the ManagedResource for the health check");
@@ -54,13 +48,22 @@ pub async fn check(ctx: &Context, extension: &Extension) -> Result<(), kube::Err
         }
     };
     let now = status::status_time(extension, Timestamp::now());
-    let current = extension.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default();
-    let updated = status::upsert_condition(&current, result.condition(&now), &now);
-    if updated == current {
+    let Some(updated) = health::updated_conditions(extension, &result, &now) else {
         return Ok(());
-    }
-    let api: Api<Extension> = Api::namespaced(ctx.client.clone(), &namespace);
+    };
+    let api: Api<Extension> = Api::namespaced(client.clone(), &namespace);
     let body = json!({ "status": { "conditions": updated } });
     api.patch_status(&extension.name_any(), &PatchParams::default(), &Patch::Merge(&body)).await?;
     Ok(())
+}
+
+/// Reads the ManagedResource `namespace/name` and judges it ([`health::check_health`]); only a failed GET (other
+/// than 404) is an error.
+pub async fn check_health_of(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+) -> Result<HealthCheckResult, ManagedResourceError> {
+    let mr = managed_resource::get(client, namespace, name).await?;
+    Ok(health::check_health(namespace, name, mr.as_ref()))
 }

@@ -1,10 +1,9 @@
-//! The Extension controller: reconciles `Extension` objects of type `cri-resmgr-extension` in the seed.
+//! The Extension controller: reconciles `Extension` objects of type `cri-resmgr-extension` in the seed, through the
+//! generic contract driver ([`crate::contract`]).
 //!
-//! - [`actuator`]: what happens per operation (reconcile, delete, force-delete, migrate, restore).
-//! - [`status`]: the extension contract's pure logic (operation type, skip rule, event predicate, status patches,
-//!   conditions, and the readiness check gardenlet applies), unit-tested without a cluster.
-//! - [`health`]: the periodic health check that turns the ManagedResource's conditions into the Extension's
-//!   `SystemComponentsHealthy` condition.
+//! - [`actuator`]: what cri-resmgr needs per operation (reconcile, delete, force-delete, migrate, restore); the
+//!   driver does everything Gardener's contract prescribes around it.
+//! - [`health`]: the periodic health check, a thin loop over [`crate::contract::health`].
 //! - [`heartbeat`]: the `gardener-extension-heartbeat` Lease.
 //! - [`propagation`]: asks for OperatingSystemConfigs to be re-written when the nodes' share changes.
 //!
@@ -14,9 +13,7 @@ pub mod actuator;
 pub mod health;
 pub mod heartbeat;
 pub mod propagation;
-pub mod status;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,9 +25,15 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 
+use self::actuator::CriResmgrActuator;
 use crate::apis::extensions::Extension;
-use crate::constants::{BASE_CONFIGS_CONFIG_MAP, EXTENSION_TYPE};
+use crate::constants::{BASE_CONFIGS_CONFIG_MAP, EXTENSION_TYPE, FINALIZER};
+use crate::contract::errors::{ErrorCode, ErrorCodes};
+use crate::contract::events::EventFilter;
+use crate::contract::{Driver, DriverConfig, DriverError};
+use crate::domain::desired::DesiredError;
 use crate::domain::images::ImageVector;
+use crate::runtime::inputs::PlanError;
 
 /// Settings of the controller.
 #[derive(Debug, Clone)]
@@ -62,87 +65,78 @@ impl Default for ControllerConfig {
     }
 }
 
-/// What every reconcile gets.
-pub struct Context {
-    pub client: kube::Client,
-    pub config: ControllerConfig,
-    pub images: ImageVector,
-}
-
-/// Why a reconcile failed.
+/// Why cri-resmgr's part of an operation failed. Every variant names what it was about; the codes are typed.
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
-    #[error("{action}: {source}")]
-    Kube { action: String, source: kube::Error },
     #[error("the Cluster {namespace} does not exist (gardenlet creates it before the Extension)")]
     MissingCluster { namespace: String },
     #[error(transparent)]
-    Desired(#[from] crate::domain::desired::DesiredError),
+    Inputs(#[from] PlanError),
+    #[error(transparent)]
+    Desired(#[from] DesiredError),
     #[error(transparent)]
     ManagedResource(#[from] crate::managed_resource::ManagedResourceError),
-    #[error("internal error: {0}")]
-    Internal(String),
+    #[error("listing OperatingSystemConfigs in {namespace}: {source}")]
+    ListOscs {
+        namespace: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("requesting a reconcile of OSC {namespace}/{name}: {source}")]
+    RequestOscReconcile {
+        namespace: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error(transparent)]
+    Annotate(#[from] crate::contract::AnnotateError),
 }
 
-impl From<crate::runtime::inputs::PlanError> for ReconcileError {
-    fn from(error: crate::runtime::inputs::PlanError) -> Self {
-        match error {
-            crate::runtime::inputs::PlanError::Kube { action, source } => ReconcileError::Kube { action, source },
-            crate::runtime::inputs::PlanError::Desired(e) => ReconcileError::Desired(e),
-        }
-    }
-}
-
-impl ReconcileError {
-    /// Gardener error codes for `lastError.codes`.
-    pub fn codes(&self) -> Vec<String> {
+impl ErrorCodes for ReconcileError {
+    fn codes(&self) -> Vec<ErrorCode> {
         match self {
-            ReconcileError::Desired(e) => e.codes(),
+            ReconcileError::MissingCluster { .. } => Vec::new(),
+            ReconcileError::Inputs(e) => e.codes(),
+            ReconcileError::Desired(e) => ErrorCodes::codes(e),
             ReconcileError::ManagedResource(e) => e.codes(),
-            other => status::error_codes_for(&other.to_string()),
+            ReconcileError::ListOscs { source, .. } | ReconcileError::RequestOscReconcile { source, .. } => {
+                source.codes()
+            }
+            ReconcileError::Annotate(e) => e.codes(),
         }
     }
 }
 
-fn error_policy(extension: Arc<Extension>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
+impl ErrorCodes for DesiredError {
+    /// A configuration problem is the user's or operator's to fix, not a retryable fault.
+    fn codes(&self) -> Vec<ErrorCode> {
+        match self {
+            DesiredError::Config(_) | DesiredError::MissingKubernetesVersion => vec![ErrorCode::ConfigurationProblem],
+            DesiredError::Image(_) | DesiredError::Objects(_) => Vec::new(),
+        }
+    }
+}
+
+impl ErrorCodes for PlanError {
+    fn codes(&self) -> Vec<ErrorCode> {
+        match self {
+            PlanError::Kube { source, .. } => source.codes(),
+            PlanError::Desired(e) => ErrorCodes::codes(e),
+        }
+    }
+}
+
+/// The driver as this controller runs it.
+pub type ExtensionDriver = Driver<CriResmgrActuator>;
+
+fn error_policy(extension: Arc<Extension>, error: &DriverError<ReconcileError>, error_requeue: Duration) -> Action {
     tracing::warn!(
         extension = %format!("{}/{}", extension.namespace().unwrap_or_default(), extension.name_any()),
         error = %error,
         "reconcile failed; retrying"
     );
-    Action::requeue(ctx.config.error_requeue)
-}
-
-/// Applies Gardener's event predicates to the raw watch stream: kube-rs hands the controller objects, not events,
-/// so the last seen version of each Extension stands in for the event's old object. Requeues and the base-config
-/// trigger bypass this filter, as in Gardener's library.
-#[derive(Default)]
-struct EventFilter {
-    ignore_operation_annotation: bool,
-    last_seen: HashMap<ObjectRef<Extension>, Extension>,
-}
-
-impl EventFilter {
-    /// Whether a watch event triggers a reconcile; `None` for events that never do.
-    fn admit(&mut self, event: watcher::Event<Extension>) -> Option<Extension> {
-        match event {
-            watcher::Event::Apply(extension) | watcher::Event::InitApply(extension) => {
-                if extension.spec.type_ != EXTENSION_TYPE {
-                    return None;
-                }
-                let old = self.last_seen.insert(ObjectRef::from_obj(&extension), extension.clone());
-                // A new object under an old name is a creation, not an update of the deleted one.
-                let old = old.filter(|old| old.metadata.uid == extension.metadata.uid);
-                status::should_process_event(old.as_ref(), &extension, self.ignore_operation_annotation)
-                    .then_some(extension)
-            }
-            watcher::Event::Delete(extension) => {
-                self.last_seen.remove(&ObjectRef::from_obj(&extension));
-                None
-            }
-            watcher::Event::Init | watcher::Event::InitDone => None,
-        }
-    }
+    Action::requeue(error_requeue)
 }
 
 /// Runs the controller (reconciler, health check) until `shutdown` resolves.
@@ -157,8 +151,7 @@ pub async fn run_controller(
         None => Api::all(client.clone()),
     };
     let (store, writer) = reflector::store();
-    let mut filter =
-        EventFilter { ignore_operation_annotation: config.ignore_operation_annotation, ..EventFilter::default() };
+    let mut filter = EventFilter::new(EXTENSION_TYPE, config.ignore_operation_annotation);
     let trigger =
         watcher(extensions, watcher::Config::default()).default_backoff().reflect(writer).filter_map(move |event| {
             std::future::ready(match event {
@@ -171,13 +164,26 @@ pub async fn run_controller(
     let base_configs = watcher::Config::default().fields(&format!("metadata.name={BASE_CONFIGS_CONFIG_MAP}"));
     let all_store = store.clone();
 
-    let ctx = Arc::new(Context { client: client.clone(), config: config.clone(), images });
-    let health = tokio::spawn(health::run(ctx.clone(), store.clone()));
+    let health = tokio::spawn(health::run(client.clone(), config.health_check_interval, store.clone()));
+    let driver = Arc::new(Driver {
+        client: client.clone(),
+        config: DriverConfig {
+            extension_type: EXTENSION_TYPE,
+            finalizer: FINALIZER,
+            resync_interval: config.resync_interval,
+        },
+        actuator: CriResmgrActuator { client, configmap_namespace: config.configmap_namespace.clone(), images },
+    });
+    let error_requeue = config.error_requeue;
     Controller::for_stream(trigger, store)
         // Base configs reach every shoot: any change re-reconciles every Extension of our type.
         .watches(config_maps, base_configs, move |_| all_of_our_type(&all_store))
         .graceful_shutdown_on(shutdown)
-        .run(actuator::reconcile, error_policy, ctx)
+        .run(
+            crate::contract::reconcile,
+            move |extension, error, _| error_policy(extension, error, error_requeue),
+            driver,
+        )
         .for_each(|result| {
             if let Err(error) = result {
                 tracing::debug!(error = %error, "controller event");
@@ -194,52 +200,61 @@ fn all_of_our_type(store: &Store<Extension>) -> Vec<ObjectRef<Extension>> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
-    use crate::apis::extensions::ExtensionSpec;
+    use crate::managed_resource::ManagedResourceError;
 
-    fn extension(uid: &str, generation: i64) -> Extension {
-        let mut extension = Extension::new(
-            EXTENSION_TYPE,
-            ExtensionSpec { type_: EXTENSION_TYPE.to_string(), ..ExtensionSpec::default() },
-        );
-        extension.metadata.namespace = Some("shoot--a--b".to_string());
-        extension.metadata.uid = Some(uid.to_string());
-        extension.metadata.generation = Some(generation);
-        extension
+    fn kube_error(code: u16) -> kube::Error {
+        kube::Error::Api(Box::new(
+            kube::core::Status::failure("providerConfig: Forbidden", "Forbidden").with_code(code),
+        ))
     }
 
-    fn succeeded(mut extension: Extension) -> Extension {
-        extension.status = Some(crate::apis::common::DefaultStatus {
-            last_operation: Some(crate::apis::common::LastOperation {
-                type_: crate::apis::common::LastOperationType::Reconcile,
-                state: crate::apis::common::LastOperationState::Succeeded,
-                progress: 100,
-                description: String::new(),
-                last_update_time: crate::apis::common::unset_time(),
-            }),
-            ..Default::default()
-        });
-        extension
-    }
-
+    /// What the text classification used to give, now read off the error values.
     #[test]
-    fn a_recreated_extension_is_judged_as_created_and_deletions_are_forgotten() {
-        let mut filter = EventFilter { ignore_operation_annotation: true, ..EventFilter::default() };
-        assert!(filter.admit(watcher::Event::InitApply(succeeded(extension("a", 1)))).is_some(), "first sighting");
-        assert!(filter.admit(watcher::Event::Apply(succeeded(extension("a", 1)))).is_none(), "nothing changed");
-        assert!(filter.admit(watcher::Event::Apply(succeeded(extension("a", 2)))).is_some(), "generation changed");
-        // Same name, new object, same generation: a creation, not an unchanged update.
-        assert!(filter.admit(watcher::Event::Apply(succeeded(extension("b", 2)))).is_some(), "recreated");
-        assert!(filter.admit(watcher::Event::Delete(extension("b", 2))).is_none());
-        assert!(filter.last_seen.is_empty(), "deleted objects are forgotten");
-    }
-
-    #[test]
-    fn other_extension_types_never_trigger() {
-        let mut filter = EventFilter::default();
-        let mut other = extension("a", 1);
-        other.spec.type_ = "registry-cache".to_string();
-        assert!(filter.admit(watcher::Event::Apply(other)).is_none());
-        assert!(filter.last_seen.is_empty());
+    fn configuration_problems_and_only_they_carry_a_code() {
+        let config = vec![ErrorCode::ConfigurationProblem];
+        let cases: Vec<(&str, ReconcileError, Vec<ErrorCode>)> = vec![
+            ("invalid providerConfig", DesiredError::Config(Vec::new()).into(), config.clone()),
+            ("no Kubernetes version", DesiredError::MissingKubernetesVersion.into(), config.clone()),
+            ("invalid base configs", PlanError::Desired(DesiredError::Config(Vec::new())).into(), config.clone()),
+            (
+                "GRM cannot apply an invalid object",
+                ManagedResourceError::DeletionTimeout {
+                    namespace: "ns".into(),
+                    name: "mr".into(),
+                    timeout: Duration::from_secs(1),
+                    detail: Some("error during apply of object \"v1/ConfigMap/a/b\": x is invalid: y".into()),
+                }
+                .into(),
+                config.clone(),
+            ),
+            ("no Cluster", ReconcileError::MissingCluster { namespace: "ns".into() }, vec![]),
+            (
+                "reading base configs",
+                PlanError::Kube { action: "reading ConfigMap".into(), source: kube_error(500) }.into(),
+                vec![],
+            ),
+            (
+                "listing OSCs forbidden",
+                ReconcileError::ListOscs { namespace: "ns".into(), source: kube_error(403) },
+                vec![],
+            ),
+            (
+                "writing the MR",
+                ManagedResourceError::ManagedResource {
+                    action: "create",
+                    namespace: "ns".into(),
+                    name: "mr".into(),
+                    source: Box::new(kube_error(422)),
+                }
+                .into(),
+                vec![],
+            ),
+        ];
+        for (label, error, want) in cases {
+            assert_eq!(error.codes(), want, "{label}: {error}");
+        }
     }
 }

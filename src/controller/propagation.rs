@@ -24,10 +24,10 @@ pub async fn propagate(
     images: &ImageVector,
 ) -> Result<usize, ReconcileError> {
     let api: Api<OperatingSystemConfig> = Api::namespaced(client.clone(), namespace);
-    let oscs = api.list(&ListParams::default()).await.map_err(|source| ReconcileError::Kube {
-        action: format!("listing OperatingSystemConfigs in {namespace}"),
-        source,
-    })?;
+    let oscs = api
+        .list(&ListParams::default())
+        .await
+        .map_err(|source| ReconcileError::ListOscs { namespace: namespace.to_string(), source })?;
     let mut requested = 0;
     for osc in oscs.items {
         if osc.spec.purpose != OscPurpose::Reconcile || osc.metadata.deletion_timestamp.is_some() {
@@ -42,10 +42,7 @@ pub async fn propagate(
             ANNOTATION_TIMESTAMP: Timestamp::now().to_string(),
         }}});
         api.patch(&osc.name_any(), &PatchParams::default(), &Patch::Merge(&body)).await.map_err(|source| {
-            ReconcileError::Kube {
-                action: format!("requesting a reconcile of OSC {namespace}/{}", osc.name_any()),
-                source,
-            }
+            ReconcileError::RequestOscReconcile { namespace: namespace.to_string(), name: osc.name_any(), source }
         })?;
         tracing::info!(namespace, osc = %osc.name_any(), "asked for the OperatingSystemConfig to be re-written");
         requested += 1;

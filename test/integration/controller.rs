@@ -12,7 +12,7 @@ use gardener_extension_cri_resmgr::constants::{
     FINALIZER, HEARTBEAT_LEASE_NAME, LABEL_GARBAGE_COLLECTABLE_REFERENCE, MANAGED_RESOURCE_SECRET_KEY,
     SHOOT_MANAGED_RESOURCE_NAME,
 };
-use gardener_extension_cri_resmgr::controller::status;
+use gardener_extension_cri_resmgr::contract::status;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};

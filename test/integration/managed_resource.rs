@@ -10,6 +10,7 @@ use gardener_extension_cri_resmgr::constants::{
     LABEL_GARBAGE_COLLECTABLE_REFERENCE, MANAGED_RESOURCE_ORIGIN, MANAGED_RESOURCE_SECRET_KEY,
     SHOOT_MANAGED_RESOURCE_NAME,
 };
+use gardener_extension_cri_resmgr::controller;
 use gardener_extension_cri_resmgr::managed_resource::{self, Outcome};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams};
@@ -160,7 +161,7 @@ async fn keep_objects_and_delete() {
     assert!(secrets.get_opt(&secret_name).await.expect("get").is_none(), "the referenced Secret is deleted too");
     managed_resource::delete(client, ns, name).await.expect("deleting twice is fine");
 
-    let health = managed_resource::check_health_of(client, ns, name).await.expect("health");
+    let health = controller::health::check_health_of(client, ns, name).await.expect("health");
     assert_eq!(health.status.as_str(), "False");
     assert!(health.message.ends_with("not found"), "{}", health.message);
 }

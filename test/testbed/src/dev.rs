@@ -221,7 +221,7 @@ async fn report_examples(
         let settled = extensions.iter().all(|e| {
             e.status.as_ref().and_then(|s| s.last_operation.as_ref()).is_some_and(|op| {
                 op.state != LastOperationState::Processing
-                    && gardener_extension_cri_resmgr::controller::status::operation_annotation(e).is_none()
+                    && gardener_extension_cri_resmgr::contract::status::operation_annotation(e).is_none()
             })
         });
         if settled || Instant::now() > deadline {

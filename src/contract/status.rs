@@ -5,29 +5,15 @@
 //! - which watch events trigger a reconcile ([`should_process_event`], `extensions/pkg/predicate/default.go`);
 //! - the status merge patches reporting an operation ([`processing`], [`error`], [`succeeded`],
 //!   `extensions/pkg/controller/status.go`) and the time they carry ([`status_time`]);
-//! - health conditions ([`upsert_condition`]);
-//! - the readiness check gardenlet polls ([`is_ready`], `health.CheckExtensionObject`);
-//! - Gardener error codes for an error text ([`error_codes_for`]).
+//! - the readiness check gardenlet polls ([`is_ready`], `health.CheckExtensionObject`).
 //!
-//! Nothing here talks to the apiserver.
+//! Nothing here talks to the apiserver; [`super::driver`] applies it.
 //!
 //! # Applying [`should_process_event`] in a kube-rs controller
 //!
 //! controller-runtime hands predicates an event with the old and the new object; a kube-rs `Controller` only sees the
-//! current object. To get the same behaviour, filter the watch stream before it reaches the controller and remember
-//! the last object seen per key:
-//!
-//! ```text
-//! let mut last_seen: HashMap<ObjectRef<Extension>, Extension> = HashMap::new();
-//! let triggers = watcher(api, config).default_backoff().filter_map(move |event| {
-//!     // Event::Apply / Event::InitApply(ext):
-//!     //     let old = last_seen.insert(ObjectRef::from_obj(&ext), ext.clone());
-//!     //     keep `ext` only if should_process_event(old.as_ref(), &ext, ignore_operation_annotation)
-//!     // Event::Delete(ext): last_seen.remove(&ObjectRef::from_obj(&ext)); drop the event (DELETE is ignored)
-//!     // Event::Init / Event::InitDone: drop
-//! });
-//! Controller::for_stream(triggers, reader) ...
-//! ```
+//! current object. [`super::events::EventFilter`] therefore filters the watch stream before it reaches the controller
+//! and remembers the last object seen per key.
 //!
 //! The first sighting of an object (after a controller start, or a watch re-list that finds a new object) has no old
 //! object and is judged as a CREATE event, which is what controller-runtime's initial ADD events are; a re-list of a
@@ -35,14 +21,11 @@
 //! filter, as controller-runtime's requeues bypass predicates. The other filters of the Go library (`spec.type`,
 //! class, shoot not failed) are separate checks.
 
-use std::sync::LazyLock;
-
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use regex::Regex;
 use serde_json::{Value, json};
 
-use crate::apis::common::{Condition, LastOperationState, LastOperationType, error_codes};
+use crate::apis::common::{ErrorCode, LastOperationState, LastOperationType};
 use crate::apis::extensions::Extension;
 use crate::constants::{
     ANNOTATION_OPERATION, ANNOTATION_TIMESTAMP, OPERATION_MIGRATE, OPERATION_RECONCILE, OPERATION_RESTORE,
@@ -213,12 +196,13 @@ pub fn error(
     op: &LastOperationType,
     description: &str,
     err_text: &str,
-    codes: &[String],
+    codes: &[ErrorCode],
     generation: i64,
     now: &Time,
 ) -> Value {
     let full = error_description(description, err_text);
-    let codes = if codes.is_empty() { Value::Null } else { json!(codes) };
+    let codes =
+        if codes.is_empty() { Value::Null } else { json!(codes.iter().map(|c| c.as_str()).collect::<Vec<_>>()) };
     json!({
         "status": {
             "lastOperation": {
@@ -254,30 +238,6 @@ pub fn succeeded(op: &LastOperationType, description: &str, generation: i64, now
             "observedGeneration": generation,
         }
     })
-}
-
-// -------------------------------------------------------------------------------------------------------------
-// Conditions
-// -------------------------------------------------------------------------------------------------------------
-
-/// `conditions` with `new` merged in (replacing the condition of the same type in place, or appended). The times in
-/// `new` are ignored: `lastTransitionTime` becomes `now` only when the status changes (or the condition is new),
-/// `lastUpdateTime` becomes `now` when anything (status, reason, message, codes) changes; otherwise both keep their
-/// old values, so an unchanged health report leaves the condition byte-for-byte equal.
-pub fn upsert_condition(conditions: &[Condition], new: Condition, now: &Time) -> Vec<Condition> {
-    let mut out = conditions.to_vec();
-    match out.iter_mut().find(|condition| condition.type_ == new.type_) {
-        None => out.push(Condition { last_transition_time: now.clone(), last_update_time: now.clone(), ..new }),
-        Some(old) => {
-            let status_changed = old.status != new.status;
-            let changed =
-                status_changed || old.reason != new.reason || old.message != new.message || old.codes != new.codes;
-            let last_transition_time = if status_changed { now.clone() } else { old.last_transition_time.clone() };
-            let last_update_time = if changed { now.clone() } else { old.last_update_time.clone() };
-            *old = Condition { last_transition_time, last_update_time, ..new };
-        }
-    }
-    out
 }
 
 // -------------------------------------------------------------------------------------------------------------
@@ -322,37 +282,12 @@ pub fn is_ready(ext: &Extension) -> bool {
     readiness(ext).is_ok()
 }
 
-// -------------------------------------------------------------------------------------------------------------
-// Error codes
-// -------------------------------------------------------------------------------------------------------------
-
-/// A field error below `providerConfig` as `crate::domain::validation` (and apimachinery) words them, or an explicit
-/// "invalid providerConfig".
-static INVALID_PROVIDER_CONFIG: LazyLock<Option<Regex>> = LazyLock::new(|| {
-    Regex::new(
-        r"(?i:invalid providerConfig)|providerConfig[^\n]*?: (?:Invalid value|Unsupported value|Required value|Forbidden|Duplicate value|Not found|Too long|Too many)",
-    )
-    .ok()
-});
-
-/// Gardener error codes for an error text, where the classification is obvious:
-/// `ERR_CONFIGURATION_PROBLEM` when the user's providerConfig is invalid or GRM could not apply an object because
-/// it is invalid. Retrying does not help with those; gardenlet shows them as the user's problem.
-pub fn error_codes_for(err_text: &str) -> Vec<String> {
-    let invalid_config = INVALID_PROVIDER_CONFIG.as_ref().is_some_and(|regex| regex.is_match(err_text));
-    if invalid_config || crate::managed_resource::is_configuration_problem(err_text) {
-        vec![error_codes::CONFIGURATION_PROBLEM.to_string()]
-    } else {
-        Vec::new()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::apis::common::{ConditionStatus, DefaultStatus, LastError, LastOperation};
+    use crate::apis::common::{DefaultStatus, LastError, LastOperation};
     use crate::apis::extensions::ExtensionSpec;
     use crate::constants::EXTENSION_TYPE;
 
@@ -524,7 +459,7 @@ mod tests {
 
     #[test]
     fn error_patch_is_exact() {
-        let codes = vec!["ERR_CONFIGURATION_PROBLEM".to_string()];
+        let codes = vec![ErrorCode::ConfigurationProblem];
         let patch = error(&LastOperationType::Create, "reconciling the extension", "boom", &codes, 3, &at(T0 + 5));
         assert_eq!(
             patch,
@@ -610,46 +545,6 @@ mod tests {
         assert_eq!(readiness(&reported), Ok(()));
     }
 
-    fn cond(status: &str, reason: &str, message: &str, codes: &[&str], transition: i64, update: i64) -> Condition {
-        Condition {
-            type_: "SystemComponentsHealthy".into(),
-            status: ConditionStatus::from(status),
-            reason: reason.into(),
-            message: message.into(),
-            last_transition_time: at(transition),
-            last_update_time: at(update),
-            codes: codes.iter().map(|c| c.to_string()).collect(),
-        }
-    }
-
-    #[test]
-    fn upsert_condition_moves_times_only_on_change() {
-        let other = Condition { type_: "Other".into(), ..cond("True", "r", "m", &[], T0, T0) };
-        let existing = vec![other.clone(), cond("True", "HealthCheckSuccessful", "ok", &[], T0, T0)];
-        let now = at(T0 + 60);
-        let incoming = |status, reason, message, codes: &[&str]| cond(status, reason, message, codes, 1, 1);
-
-        // New condition type: appended, both times now.
-        let added =
-            upsert_condition(std::slice::from_ref(&other), incoming("True", "HealthCheckSuccessful", "ok", &[]), &now);
-        assert_eq!(added, vec![other.clone(), cond("True", "HealthCheckSuccessful", "ok", &[], T0 + 60, T0 + 60)]);
-
-        // Nothing changed: identical (times of `new` ignored).
-        assert_eq!(upsert_condition(&existing, incoming("True", "HealthCheckSuccessful", "ok", &[]), &now), existing);
-
-        // Message changed: update time only.
-        let updated = upsert_condition(&existing, incoming("True", "HealthCheckSuccessful", "fine", &[]), &now);
-        assert_eq!(updated, vec![other.clone(), cond("True", "HealthCheckSuccessful", "fine", &[], T0, T0 + 60)]);
-
-        // Codes changed: update time only.
-        let coded = upsert_condition(&existing, incoming("True", "HealthCheckSuccessful", "ok", &["ERR_X"]), &now);
-        assert_eq!(coded[1], cond("True", "HealthCheckSuccessful", "ok", &["ERR_X"], T0, T0 + 60));
-
-        // Status changed: both, in place.
-        let flipped = upsert_condition(&existing, incoming("False", "HealthCheckUnsuccessful", "bad", &[]), &now);
-        assert_eq!(flipped, vec![other, cond("False", "HealthCheckUnsuccessful", "bad", &[], T0 + 60, T0 + 60)]);
-    }
-
     fn ready_ext() -> Extension {
         let mut ext = with_last(ext(), "Reconcile", "Succeeded");
         ext.status.get_or_insert_default().observed_generation = Some(1);
@@ -698,20 +593,5 @@ mod tests {
         no_generation.metadata.generation = None;
         no_generation.status.get_or_insert_default().observed_generation = None;
         assert!(is_ready(&no_generation), "absent generation and observedGeneration are both 0, as in Go");
-    }
-
-    #[test]
-    fn error_codes_classify_configuration_problems() {
-        let config = vec!["ERR_CONFIGURATION_PROBLEM".to_string()];
-        assert_eq!(error_codes_for(r#"providerConfig.configs["policy"]: Invalid value: "x": not YAML"#), config);
-        assert_eq!(
-            error_codes_for(r#"[providerConfig.foo: Forbidden: unknown field "foo": supported fields: "configs"]"#),
-            config
-        );
-        assert_eq!(error_codes_for("providerConfig.configs[\"node.a b\"]: Unsupported value: \"q\""), config);
-        assert_eq!(error_codes_for("Invalid providerConfig: expected a mapping"), config);
-        assert_eq!(error_codes_for("error during apply of object \"v1/ConfigMap/a/b\": x is invalid: y"), config);
-        assert!(error_codes_for("cannot get Cluster shoot--p--s: connection refused").is_empty());
-        assert!(error_codes_for("providerConfig\nInvalid value").is_empty());
     }
 }

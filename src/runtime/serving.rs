@@ -337,10 +337,12 @@ mod tests {
         // New material with the same CA bundle (a renewed serving certificate): nothing to register.
         let renewed = certs::generate_pems(&["localhost"], &[]).expect("generate");
         sender.send(state("CA 1", &renewed)).expect("send");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(calls.try_recv().is_err(), "the unchanged bundle is not registered again");
         // A rotated CA: registered; a failure is retried (with backoff) until it succeeds.
         failures_left.store(1, Ordering::SeqCst);
         sender.send(state("CA 2", &renewed)).expect("send");
-        assert_eq!(next(&mut calls).await, "CA 2", "the unchanged bundle was not registered again");
+        assert_eq!(next(&mut calls).await, "CA 2", "the new bundle is registered");
         assert_eq!(next(&mut calls).await, "CA 2", "the failed registration is retried");
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert!(calls.try_recv().is_err(), "no more registrations once it succeeded");

@@ -227,12 +227,13 @@ where
                 },
                 () = sleep_until(retry_at) => {}
             }
-            // A source that lost its CA file keeps the registered bundle: the served certificate did not change CA.
-            let Some(current) = certificates.borrow_and_update().ca_bundle().map(str::to_owned) else { continue };
-            if current == registered {
+            // Nothing to do when the bundle is the registered one; a source that lost its CA file keeps the registered
+            // bundle too (the served certificate did not change CA). Either way a pending retry is moot.
+            let current = certificates.borrow_and_update().ca_bundle().map(str::to_owned);
+            let Some(current) = current.filter(|current| *current != registered) else {
                 retry_at = None;
                 continue;
-            }
+            };
             match register(current.clone().into_bytes()).await {
                 Ok(()) => {
                     tracing::info!("CA bundle changed: re-registered the webhooks");

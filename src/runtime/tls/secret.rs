@@ -139,6 +139,8 @@ async fn follow(client: kube::Client, config: CertSecretConfig, mut publisher: P
                 renewal.as_mut().reset(Instant::now() + renew_in);
             }
             Err(e) => {
+                // The retry takes over; an elapsed renewal timer would otherwise fire again at once.
+                renewal.as_mut().reset(Instant::now() + MAX_RENEWAL_WAIT);
                 let delay = backoff.next().unwrap_or(Duration::from_secs(300));
                 warn!(%secret, why, error = %error_chain(&e), retry_in = ?delay, "cannot sync the webhook certificates");
                 retry_at = Some(Instant::now() + delay);

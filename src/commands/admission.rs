@@ -38,9 +38,9 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServingError> {
     let webhook = options.webhook;
-    let _certificates = webhook.prepare_certificates(&client).await?;
-    let mut server =
-        WebhookServer::new(WebhookServerConfig::new(webhook.webhook_bind_address, &webhook.webhook_cert_dir));
+    // The one owner of this process's certificates; it stops when this handle goes out of scope.
+    let certificates = webhook.start_certificates(&client).await?;
+    let mut server = WebhookServer::new(WebhookServerConfig::new(webhook.webhook_bind_address));
     server.register(PATH_VALIDATE_SHOOT, ShootValidator)?;
     server.register(PATH_DEFAULT_SHOOT, ShootDefaulter)?;
     let mode = webhook.client_config_mode()?;
@@ -49,5 +49,5 @@ pub async fn run(
         let mode = mode.clone();
         async move { register_shoot_webhooks(&client, &mode, &ca_bundle).await }
     };
-    serve_registered(&webhook, server, "admission", register, shutdown).await
+    serve_registered(&webhook, server, &certificates, "admission", register, shutdown).await
 }

@@ -88,9 +88,9 @@ pub async fn serve_osc_webhook(
     images: ImageVector,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ControllerError> {
-    let _certificates = webhook.prepare_certificates(&client).await?;
-    let mut server =
-        WebhookServer::new(WebhookServerConfig::new(webhook.webhook_bind_address, &webhook.webhook_cert_dir));
+    // The one owner of this process's certificates; it stops when this handle goes out of scope.
+    let certificates = webhook.start_certificates(&client).await?;
+    let mut server = WebhookServer::new(WebhookServerConfig::new(webhook.webhook_bind_address));
     let mutator = OscMutator { client: client.clone(), images, configmap_namespace };
     server.register(PATH_MUTATE_OSC, mutator).map_err(ServingError::from)?;
     let mode = webhook.client_config_mode()?;
@@ -105,7 +105,7 @@ pub async fn serve_osc_webhook(
             Ok(())
         }
     };
-    Ok(serve_registered(&webhook, server, "OperatingSystemConfig", register, shutdown).await?)
+    Ok(serve_registered(&webhook, server, &certificates, "OperatingSystemConfig", register, shutdown).await?)
 }
 
 /// Runs the leader-elected part of the extension (reconciler, health check, heartbeat) until `shutdown` is

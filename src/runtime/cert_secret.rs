@@ -19,31 +19,24 @@
 //!   replica changed the Secret in between, the Secret is read again and judged anew. A Secret that exists without
 //!   our managed-by label is used when it is good, but never changed.
 //!
-//! [`write_files`] puts the material into the webhook server's certificate directory (which the server reloads)
-//! and [`sync_loop`] repeats both periodically; [`start`] does the first round before the server binds and spawns
-//! the loop.
+//! [`write_files`] puts the material into the certificate directory. Who calls both, when, is the Secret source of the
+//! process's certificate owner, [`crate::runtime::tls::secret`]: at start, and then whenever the Secret changes or
+//! is due for renewal.
 
-use crate::runtime::error_chain;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ObjectMeta, PostParams};
 use thiserror::Error;
 use time::OffsetDateTime;
-use tokio::task::JoinHandle;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 use crate::constants::{LABEL_MANAGED_BY, MANAGED_BY};
 use crate::runtime::certs::{self, CA_CERT_FILE, CA_KEY_FILE, CertError, CertPems, TLS_CERT_FILE, TLS_KEY_FILE};
 
-/// How often [`start`]'s loop re-reads the Secret.
-pub const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_secs(30);
-/// How long [`start`] retries the first [`ensure`] (the apiserver or the RBAC may not be there yet).
-pub const STARTUP_RETRY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Type of the Secret when it is created.
 pub const SECRET_TYPE: &str = "Opaque";
 /// Rounds of read and write in one [`ensure`] before giving up, when other writers keep changing the Secret.
@@ -121,6 +114,14 @@ pub enum CertSecretError {
     /// Other writers kept changing the Secret between our read and our write.
     #[error("the webhook certificate Secret {namespace}/{name} kept changing concurrently ({attempts} attempts)")]
     Contended { namespace: String, name: String, attempts: usize },
+    /// The Secret's serving certificate and key are not usable for TLS.
+    #[error("the webhook certificate Secret {namespace}/{name} holds no usable serving certificate")]
+    Unusable {
+        namespace: String,
+        name: String,
+        #[source]
+        source: crate::runtime::tls::TlsMaterialError,
+    },
     /// The material could not be written into the certificate directory.
     #[error("cannot write the webhook certificates into {dir}")]
     Write {
@@ -347,65 +348,8 @@ pub fn write_files(dir: &Path, material: &CertMaterial) -> Result<bool, CertSecr
     Ok(written)
 }
 
-/// Every `interval`: [`ensure`] and [`write_files`]. The webhook server reloads changed files and
-/// [`crate::commands::admission::keep_registered`] re-registers a changed `ca.crt`. Errors are logged and retried on the
-/// next round; the loop never ends (abort its task).
-pub async fn sync_loop(
-    client: kube::Client,
-    namespace: String,
-    secret_name: String,
-    hostnames: Vec<String>,
-    ips: Vec<IpAddr>,
-    dir: PathBuf,
-    interval: Duration,
-) {
-    let secret = format!("{namespace}/{secret_name}");
-    // `interval` panics on zero.
-    let mut ticker = tokio::time::interval(interval.max(Duration::from_millis(10)));
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ticker.tick().await; // the first tick completes immediately
-    loop {
-        ticker.tick().await;
-        match ensure(&client, &namespace, &secret_name, &hostnames, &ips).await {
-            Ok(material) => match write_files(&dir, &material) {
-                Ok(true) => {
-                    info!(%secret, dir = %dir.display(), "updated the webhook certificate files from the Secret")
-                }
-                Ok(false) => {}
-                Err(e) => warn!(%secret, error = %error_chain(&e), "cannot update the webhook certificate files"),
-            },
-            Err(e) => warn!(%secret, error = %error_chain(&e), "cannot sync the webhook certificates"),
-        }
-    }
-}
-
-/// The running [`sync_loop`] (or nothing, when certificates are not managed in a Secret); aborts the loop when
-/// dropped.
-#[must_use = "dropping it stops the certificate sync"]
-#[derive(Debug, Default)]
-pub struct SyncTask(Option<JoinHandle<()>>);
-
-impl SyncTask {
-    /// No loop runs.
-    pub fn none() -> Self {
-        SyncTask(None)
-    }
-
-    /// Whether a loop runs.
-    pub fn is_running(&self) -> bool {
-        self.0.as_ref().is_some_and(|task| !task.is_finished())
-    }
-}
-
-impl Drop for SyncTask {
-    fn drop(&mut self) {
-        if let Some(task) = self.0.take() {
-            task.abort();
-        }
-    }
-}
-
-/// What [`start`] manages: the Secret, the names its serving certificate is for, and where the files go.
+/// What the Secret source ([`crate::runtime::tls::secret`]) manages: the Secret, the names its serving certificate is
+/// for, and where the files go.
 #[derive(Debug, Clone)]
 pub struct CertSecretConfig {
     /// Namespace of the Secret.
@@ -416,33 +360,9 @@ pub struct CertSecretConfig {
     pub hostnames: Vec<String>,
     /// IP addresses the serving certificate must cover.
     pub ips: Vec<IpAddr>,
-    /// The webhook server's certificate directory.
+    /// The certificate directory the material is also written into (for whoever reads the files; the server itself
+    /// is handed the material in memory).
     pub dir: PathBuf,
-    /// Period of the [`sync_loop`].
-    pub interval: Duration,
-}
-
-/// [`ensure`] and [`write_files`] once (retrying errors for up to [`STARTUP_RETRY_TIMEOUT`], so that an apiserver
-/// or RBAC that is not there yet does not fail the start), then spawns the [`sync_loop`].
-pub async fn start(client: kube::Client, config: CertSecretConfig) -> Result<SyncTask, CertSecretError> {
-    let CertSecretConfig { namespace, secret_name, hostnames, ips, dir, interval } = config;
-    let deadline = tokio::time::Instant::now() + STARTUP_RETRY_TIMEOUT;
-    let mut delay = Duration::from_millis(500);
-    let material = loop {
-        match ensure(&client, &namespace, &secret_name, &hostnames, &ips).await {
-            Ok(material) => break material,
-            Err(e @ (CertSecretError::Generate { .. } | CertSecretError::NotManaged { .. })) => return Err(e),
-            Err(e) if tokio::time::Instant::now() + delay < deadline => {
-                warn!(error = %error_chain(&e), retry_in = ?delay, "cannot get the webhook certificates yet");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
-            }
-            Err(e) => return Err(e),
-        }
-    };
-    write_files(&dir, &material)?;
-    info!(secret = %format!("{namespace}/{secret_name}"), dir = %dir.display(), "webhook certificates in place");
-    Ok(SyncTask(Some(tokio::spawn(sync_loop(client, namespace, secret_name, hostnames, ips, dir, interval)))))
 }
 
 /// The DNS names of a Service as the apiserver may call it: `<name>`, `<name>.<namespace>`,

@@ -1,10 +1,10 @@
 //! Webhook certificates: a CA and a serving certificate, generated with rcgen.
 //!
-//! The webhook server only reads [`TLS_CERT_FILE`] and [`TLS_KEY_FILE`] from its certificate directory
-//! and reloads them when they change; who writes them varies: a mounted Secret, this module for
-//! `make dev` and the tests, or [`crate::runtime::cert_secret`] in production (the material lives in a
-//! Secret the extension creates and renews itself, shared by every replica). Besides the serving pair
-//! there is the CA the apiserver needs as `caBundle`:
+//! The webhook server is handed its material by the process's certificate owner ([`crate::runtime::tls`]), which
+//! follows a certificate directory ([`TLS_CERT_FILE`], [`TLS_KEY_FILE`], [`CA_CERT_FILE`]) or a Secret. Who writes
+//! the directory varies: a mounted Secret, this module for `make dev` and the tests, or
+//! [`crate::runtime::cert_secret`] in production (the material lives in a Secret the extension creates and renews
+//! itself, shared by every replica). Besides the serving pair there is the CA the apiserver needs as `caBundle`:
 //!
 //! - [`generate`] always creates a fresh CA and serving certificate;
 //! - [`load_or_generate`] keeps a still-valid CA (and serving certificate) found in the directory, so
@@ -14,7 +14,7 @@
 //! [`issue_serving_pems`], [`check_ca`], [`check_serving`]), which is what the Secret-based
 //! management uses.
 //!
-//! Files are written atomically (temporary file + rename) so a server watching the directory never
+//! Files are written atomically (temporary file + rename) so an owner watching the directory never
 //! reads a half-written file; private keys are created with mode `0600`.
 
 use std::fmt;
@@ -54,8 +54,9 @@ const CA_VALIDITY: Duration = Duration::days(3650);
 const SERVING_VALIDITY: Duration = Duration::days(365);
 /// Backdating of `notBefore`, so that a slightly lagging clock (e.g. a VM) accepts a fresh certificate.
 const BACKDATE: Duration = Duration::hours(1);
-/// A certificate that expires within this window is not reused by [`load_or_generate`].
-const RENEW_BEFORE: Duration = Duration::days(30);
+/// A certificate that expires within this window is not reused by [`load_or_generate`] (nor kept in the managed
+/// Secret, which is renewed this long before expiry).
+pub const RENEW_BEFORE: Duration = Duration::days(30);
 
 /// Errors while generating, reading or writing webhook certificates.
 #[derive(Debug, Error)]
@@ -480,8 +481,8 @@ pub(crate) fn read_optional(path: &Path) -> Result<Option<String>, CertError> {
     }
 }
 
-/// Writes the serving pair. The key goes first: a watcher that sees the new key with the old
-/// certificate rejects the mismatching pair and retries, it never serves a wrong combination.
+/// Writes the serving pair. The key goes first: an owner that sees the new key with the old
+/// certificate rejects the mismatching pair and reads again on the next event, it never serves a wrong combination.
 fn write_serving(dir: &Path, cert_pem: &str, key_pem: &str) -> Result<(), CertError> {
     write_file(&dir.join(TLS_KEY_FILE), key_pem, 0o600)?;
     write_file(&dir.join(TLS_CERT_FILE), cert_pem, 0o644)

@@ -2,11 +2,16 @@
 //! registration, the serving certificates, the reads of the domain's inputs from the seed, and process signals.
 //!
 //! - [`server`]: the HTTPS server ([`WebhookServer`]) that routes requests to handlers by path, serves `/healthz`
-//!   and `/readyz`, and reloads its certificate when the files change.
+//!   and `/readyz` (ready once certificate material is loaded), and resolves each TLS handshake with the latest
+//!   certificate its owner published.
 //! - [`review`]: the handler abstraction ([`AdmissionHandler`]) and the AdmissionReview plumbing.
 //! - [`registration`]: the Validating-/MutatingWebhookConfigurations pointing the apiserver at the server.
-//! - [`serving`]: the options of a webhook-serving command and the bind → register → serve sequence.
-//! - [`certs`], [`cert_secret`]: serving certificates (generated, or kept in a shared Secret).
+//! - [`serving`]: the options of a webhook-serving command, the start of the certificate owner they choose, and the
+//!   bind → register → serve sequence; the registrar re-registers when the published CA bundle changes.
+//! - [`tls`]: the one owner of a process's serving certificates. A single task obtains the material (from a
+//!   watched directory, or from a watched Secret it renews before expiry) and publishes it through a
+//!   `tokio::sync::watch` channel that the TLS resolver, the registrar and `/readyz` read; nothing polls.
+//! - [`certs`], [`cert_secret`]: making and checking the material (generated, or kept in a shared Secret).
 //! - [`inputs`]: reads of the Cluster, the Extension and the base configs.
 //! - [`signals`]: SIGTERM / Ctrl-C.
 
@@ -18,6 +23,7 @@ pub mod review;
 pub mod server;
 pub mod serving;
 pub mod signals;
+pub mod tls;
 
 pub use review::{AdmissionHandler, DynamicAdmissionRequest};
 pub use server::{BoundWebhookServer, ServerError, WebhookServer, WebhookServerConfig};

@@ -4,31 +4,29 @@
 //! `/healthz` and `/readyz`:
 //!
 //! ```no_run
-//! # use gardener_extension_cri_resmgr::webhook::{WebhookServer, WebhookServerConfig, DynamicAdmissionRequest};
+//! # use gardener_extension_cri_resmgr::runtime::{WebhookServer, WebhookServerConfig, DynamicAdmissionRequest};
+//! # use gardener_extension_cri_resmgr::runtime::tls;
 //! # use kube::core::admission::AdmissionResponse;
 //! # async fn run(shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-//! let mut server = WebhookServer::new(WebhookServerConfig::new("0.0.0.0:10250".parse()?, "/tmp/webhook-certs"));
+//! let certificates = tls::files::watch_dir("/tmp/webhook-certs"); // the process's certificate owner
+//! let mut server = WebhookServer::new(WebhookServerConfig::new("0.0.0.0:10250".parse()?));
 //! server.register("/webhooks/validate-shoot", |request: DynamicAdmissionRequest| async move {
 //!     AdmissionResponse::from(&request)
 //! })?;
-//! let server = server.bind().await?; // waits for tls.crt/tls.key, binds the port
+//! let server = server.bind(certificates.subscribe()).await?; // waits for the certificate, binds the port
 //! println!("serving on {}", server.local_addr());
 //! server.serve(shutdown).await?; // returns after a graceful shutdown
 //! # Ok(()) }
 //! ```
 //!
-//! The serving certificate is read from `tls.crt`/`tls.key` in the certificate directory and
-//! re-read every [`WebhookServerConfig::cert_reload_interval`]: when the content changed (a Secret
-//! update swaps kubelet's `..data` symlink, Gardener-style certificate management rewrites the
-//! files), new TLS connections get the new certificate, without a restart. Content is compared
-//! rather than mtimes because a symlink swap does not change the files' own mtimes.
+//! The server does not read certificates itself: it is handed the receiver of what the process's certificate owner
+//! publishes ([`crate::runtime::tls`]) and resolves every TLS handshake with the latest value, so a renewed or
+//! rotated certificate reaches new connections without a restart.
 
-use crate::runtime::error_chain;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -44,8 +42,6 @@ use axum::routing::{get, post};
 use axum_server::Handle;
 use axum_server::tls_rustls::RustlsConfig;
 use rustls::ServerConfig;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use thiserror::Error;
 use tokio::task::{JoinError, JoinHandle};
 use tower_http::limit::RequestBodyLimitLayer;
@@ -54,22 +50,20 @@ use tower_http::trace::TraceLayer;
 use tracing::{debug, error, info, warn};
 
 use super::review::{AdmissionHandler, DynHandler, internal_error, into_review, parse_review};
-use crate::runtime::certs::{TLS_CERT_FILE, TLS_KEY_FILE};
+use crate::runtime::tls::{self, CertReceiver, CertState};
 
 /// kube-apiserver's limit for an admission request body (3 MiB); larger bodies cannot be legitimate.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 /// Per-request timeout; matches the webhooks' `timeoutSeconds: 10`, after which the apiserver gives up anyway.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-/// How often the certificate files are re-read.
-pub const DEFAULT_CERT_RELOAD_INTERVAL: Duration = Duration::from_secs(2);
-/// How long [`WebhookServer::bind`] waits for usable certificate files to appear.
+/// How long [`WebhookServer::bind`] waits for the certificate owner to publish usable material.
 pub const DEFAULT_CERT_WAIT_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long in-flight requests may finish after shutdown was requested.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
 
 /// Liveness endpoint: 200 while the process serves.
 pub const HEALTHZ_PATH: &str = "/healthz";
-/// Readiness endpoint: 200 once the TLS material is loaded, 503 after shutdown began.
+/// Readiness endpoint: 200 once the TLS material is loaded, 503 before that and after shutdown began.
 pub const READYZ_PATH: &str = "/readyz";
 
 /// Settings of a [`WebhookServer`]. [`WebhookServerConfig::new`] fills in the defaults.
@@ -77,15 +71,11 @@ pub const READYZ_PATH: &str = "/readyz";
 pub struct WebhookServerConfig {
     /// Address to listen on; port 0 picks a free port (see [`BoundWebhookServer::local_addr`]).
     pub bind_address: SocketAddr,
-    /// Directory holding `tls.crt` and `tls.key` (PEM).
-    pub cert_dir: PathBuf,
     /// Larger request bodies are answered with 413.
     pub max_body_bytes: usize,
     /// Requests taking longer (including reading the body) are answered with 408.
     pub request_timeout: Duration,
-    /// How often the certificate files are checked for changes.
-    pub cert_reload_interval: Duration,
-    /// How long [`WebhookServer::bind`] waits for usable certificate files; zero: fail at once.
+    /// How long [`WebhookServer::bind`] waits for usable certificate material; zero: fail at once.
     pub cert_wait_timeout: Duration,
     /// Grace period for in-flight requests on shutdown; connections still open after it are closed.
     pub shutdown_grace: Duration,
@@ -93,24 +83,14 @@ pub struct WebhookServerConfig {
 
 impl WebhookServerConfig {
     /// A configuration with the default limits.
-    pub fn new(bind_address: SocketAddr, cert_dir: impl Into<PathBuf>) -> Self {
+    pub fn new(bind_address: SocketAddr) -> Self {
         Self {
             bind_address,
-            cert_dir: cert_dir.into(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
-            cert_reload_interval: DEFAULT_CERT_RELOAD_INTERVAL,
             cert_wait_timeout: DEFAULT_CERT_WAIT_TIMEOUT,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
         }
-    }
-
-    fn cert_path(&self) -> PathBuf {
-        self.cert_dir.join(TLS_CERT_FILE)
-    }
-
-    fn key_path(&self) -> PathBuf {
-        self.cert_dir.join(TLS_KEY_FILE)
     }
 }
 
@@ -123,29 +103,16 @@ pub enum ServerError {
     /// Two handlers were registered on the same path.
     #[error("a webhook handler is already registered on {path:?}")]
     DuplicatePath { path: String },
-    /// A certificate file could not be read.
-    #[error("cannot read {path}")]
-    ReadCert {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    /// The certificate files do not form a usable TLS identity.
-    #[error("unusable TLS material in {cert} / {key}")]
-    Tls {
-        cert: PathBuf,
-        key: PathBuf,
-        #[source]
-        source: TlsMaterialError,
-    },
-    /// No usable certificate appeared within [`WebhookServerConfig::cert_wait_timeout`].
-    #[error("no usable webhook certificate in {dir} after {waited:?}")]
-    CertWaitTimeout {
-        dir: PathBuf,
-        waited: Duration,
-        #[source]
-        last: Box<ServerError>,
-    },
+    /// No usable certificate was published within [`WebhookServerConfig::cert_wait_timeout`]; `last` is the
+    /// certificate owner's reason.
+    #[error("no usable webhook certificate after {waited:?}: {last}")]
+    CertWaitTimeout { waited: Duration, last: String },
+    /// The certificate owner stopped before it published usable material.
+    #[error("the webhook certificate owner stopped before it loaded a certificate")]
+    CertOwnerStopped,
+    /// rustls refused the server configuration.
+    #[error("cannot configure TLS")]
+    TlsConfig(#[source] rustls::Error),
     /// The listening socket could not be bound.
     #[error("cannot listen on {address}")]
     Bind {
@@ -160,20 +127,6 @@ pub enum ServerError {
         #[source]
         source: io::Error,
     },
-}
-
-/// What is wrong with a certificate/key pair.
-#[derive(Debug, Error)]
-pub enum TlsMaterialError {
-    /// The certificate file holds no PEM certificate.
-    #[error("no certificate found")]
-    NoCertificate,
-    /// PEM decoding failed.
-    #[error("invalid PEM")]
-    Pem(#[from] rustls::pki_types::pem::Error),
-    /// rustls rejected the pair (bad key, key not matching the certificate, ...).
-    #[error("rejected by rustls")]
-    Rustls(#[from] rustls::Error),
 }
 
 /// The webhook server before it listens: collects the handlers.
@@ -220,22 +173,26 @@ impl WebhookServer {
         &self.config
     }
 
-    /// Loads the TLS material (waiting up to [`WebhookServerConfig::cert_wait_timeout`] for the
-    /// files to appear and be usable) and binds the listening socket.
-    pub async fn bind(self) -> Result<BoundWebhookServer, ServerError> {
-        let material = wait_for_tls(&self.config).await?;
+    /// Waits (up to [`WebhookServerConfig::cert_wait_timeout`]) until `certificates` holds usable material, and
+    /// binds the listening socket. The server serves whatever `certificates` holds at each handshake.
+    pub async fn bind(self, certificates: CertReceiver) -> Result<BoundWebhookServer, ServerError> {
+        let tls = wait_for_certificates(certificates, self.config.cert_wait_timeout).await?;
         let address = self.config.bind_address;
         let listener =
             tokio::net::TcpListener::bind(address).await.map_err(|source| ServerError::Bind { address, source })?;
         let local_addr = listener.local_addr().map_err(|source| ServerError::Bind { address, source })?;
         let listener = listener.into_std().map_err(|source| ServerError::Bind { address, source })?;
         info!(address = %local_addr, paths = ?self.handlers.keys().collect::<Vec<_>>(), "webhook server listening");
-        Ok(BoundWebhookServer { config: self.config, handlers: self.handlers, listener, local_addr, material })
+        Ok(BoundWebhookServer { config: self.config, handlers: self.handlers, listener, local_addr, tls })
     }
 
     /// [`bind`](Self::bind) and [`serve`](BoundWebhookServer::serve) in one step.
-    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
-        self.bind().await?.serve(shutdown).await
+    pub async fn serve(
+        self,
+        certificates: CertReceiver,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
+        self.bind(certificates).await?.serve(shutdown).await
     }
 }
 
@@ -245,7 +202,14 @@ pub struct BoundWebhookServer {
     handlers: BTreeMap<String, Arc<dyn DynHandler>>,
     listener: std::net::TcpListener,
     local_addr: SocketAddr,
-    material: TlsMaterial,
+    tls: ServingTls,
+}
+
+/// The TLS side of a bound server: the rustls configuration (resolving from the receiver) and the receiver itself,
+/// for readiness.
+struct ServingTls {
+    certificates: CertReceiver,
+    server_config: ServerConfig,
 }
 
 impl BoundWebhookServer {
@@ -257,11 +221,11 @@ impl BoundWebhookServer {
     /// Serves until `shutdown` completes, then stops accepting connections, lets in-flight requests
     /// finish (up to [`WebhookServerConfig::shutdown_grace`]) and returns.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
-        let Self { config, handlers, listener, local_addr, material } = self;
-        let TlsMaterial { cert_pem, key_pem, server_config } = material;
+        let Self { config, handlers, listener, local_addr, tls } = self;
+        let ServingTls { certificates, server_config } = tls;
         let tls = RustlsConfig::from_config(Arc::new(server_config));
         let ready = Arc::new(AtomicBool::new(true));
-        let router = router(&config, &handlers, ready.clone());
+        let router = router(&config, &handlers, Readiness { serving: ready.clone(), certificates });
 
         let handle: Handle<SocketAddr> = Handle::new();
         let shutdown_task = AbortOnDrop(tokio::spawn({
@@ -273,13 +237,6 @@ impl BoundWebhookServer {
                 handle.graceful_shutdown(Some(grace));
             }
         }));
-        let reload_task = AbortOnDrop(tokio::spawn(watch_certs(
-            config.cert_path(),
-            config.key_path(),
-            config.cert_reload_interval,
-            tls.clone(),
-            (cert_pem, key_pem),
-        )));
 
         let result = match axum_server::from_tcp_rustls(listener, tls) {
             Ok(server) => server
@@ -291,7 +248,7 @@ impl BoundWebhookServer {
                 .map_err(|source| ServerError::Serve { address: local_addr, source }),
             Err(source) => Err(ServerError::Serve { address: local_addr, source }),
         };
-        drop((shutdown_task, reload_task));
+        drop(shutdown_task);
         match &result {
             Ok(()) => info!(address = %local_addr, "webhook server stopped"),
             Err(e) => error!(address = %local_addr, error = %e, "webhook server failed"),
@@ -300,19 +257,28 @@ impl BoundWebhookServer {
     }
 }
 
+/// What `/readyz` answers from: ready while serving (not shutting down) and certificate material is loaded.
+#[derive(Clone)]
+struct Readiness {
+    serving: Arc<AtomicBool>,
+    certificates: CertReceiver,
+}
+
+impl Readiness {
+    fn is_ready(&self) -> bool {
+        self.serving.load(Ordering::SeqCst) && self.certificates.borrow().current().is_some()
+    }
+}
+
 fn router(
     config: &WebhookServerConfig,
     handlers: &BTreeMap<String, Arc<dyn DynHandler>>,
-    ready: Arc<AtomicBool>,
+    readiness: Readiness,
 ) -> Router {
     let mut router = Router::new().route(HEALTHZ_PATH, get(|| async { "ok" })).route(
         READYZ_PATH,
         get(move || async move {
-            if ready.load(Ordering::SeqCst) {
-                (StatusCode::OK, "ok")
-            } else {
-                (StatusCode::SERVICE_UNAVAILABLE, "not ready")
-            }
+            if readiness.is_ready() { (StatusCode::OK, "ok") } else { (StatusCode::SERVICE_UNAVAILABLE, "not ready") }
         }),
     );
     for (path, handler) in handlers {
@@ -396,124 +362,26 @@ impl<T> Future for AbortOnDrop<T> {
     }
 }
 
-/// The certificate files' content together with the rustls configuration built from it.
-struct TlsMaterial {
-    cert_pem: Vec<u8>,
-    key_pem: Vec<u8>,
-    server_config: ServerConfig,
-}
-
-/// Builds a rustls server configuration (ring provider, TLS 1.2 + 1.3, ALPN h2 + http/1.1).
-fn server_config(cert_pem: &[u8], key_pem: &[u8]) -> Result<ServerConfig, TlsMaterialError> {
-    let chain = CertificateDer::pem_slice_iter(cert_pem).collect::<Result<Vec<_>, _>>()?;
-    if chain.is_empty() {
-        return Err(TlsMaterialError::NoCertificate);
-    }
-    let key = PrivateKeyDer::from_pem_slice(key_pem)?;
-    let mut config = ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(chain, key)?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(config)
-}
-
-async fn read_file(path: &Path) -> Result<Vec<u8>, ServerError> {
-    tokio::fs::read(path).await.map_err(|source| ServerError::ReadCert { path: path.to_path_buf(), source })
-}
-
-/// Reads and validates the pair; returns the raw content too, so changes can be detected.
-async fn load_tls(cert: &Path, key: &Path) -> Result<TlsMaterial, ServerError> {
-    let cert_pem = read_file(cert).await?;
-    let key_pem = read_file(key).await?;
-    let server_config = server_config(&cert_pem, &key_pem).map_err(|source| ServerError::Tls {
-        cert: cert.to_path_buf(),
-        key: key.to_path_buf(),
-        source,
-    })?;
-    Ok(TlsMaterial { cert_pem, key_pem, server_config })
-}
-
-async fn wait_for_tls(config: &WebhookServerConfig) -> Result<TlsMaterial, ServerError> {
-    let (cert, key) = (config.cert_path(), config.key_path());
+/// Waits until `certificates` holds usable material, then builds the TLS configuration that serves it.
+async fn wait_for_certificates(mut certificates: CertReceiver, timeout: Duration) -> Result<ServingTls, ServerError> {
     let started = Instant::now();
-    let mut logged = false;
-    loop {
-        match load_tls(&cert, &key).await {
-            Ok(material) => {
-                info!(cert = %cert.display(), "loaded webhook serving certificate");
-                return Ok(material);
-            }
-            Err(e) if started.elapsed() < config.cert_wait_timeout => {
-                if !logged {
-                    info!(dir = %config.cert_dir.display(), reason = %error_chain(&e), "waiting for the webhook certificate");
-                    logged = true;
-                }
-                tokio::time::sleep(config.cert_reload_interval.min(config.cert_wait_timeout)).await;
-            }
-            Err(e) => {
-                return Err(ServerError::CertWaitTimeout {
-                    dir: config.cert_dir.clone(),
-                    waited: started.elapsed(),
-                    last: Box::new(e),
-                });
-            }
+    let waited = tokio::time::timeout(timeout, async {
+        certificates.wait_for(|state| state.current().is_some()).await.map(|_| ())
+    })
+    .await;
+    match waited {
+        Ok(Ok(())) => {}
+        Ok(Err(_)) => return Err(ServerError::CertOwnerStopped),
+        Err(_) => {
+            let last = match &*certificates.borrow() {
+                CertState::Pending { problem: Some(problem) } => problem.clone(),
+                _ => "nothing was loaded yet".to_owned(),
+            };
+            return Err(ServerError::CertWaitTimeout { waited: started.elapsed(), last });
         }
     }
-}
-
-/// Polls the certificate files and swaps the served certificate when their content changed.
-///
-/// A pair that is unusable (missing, half-written, key not matching) keeps the current certificate
-/// in service; the problem is logged once per distinct problem, and retried on the next tick.
-async fn watch_certs(
-    cert: PathBuf,
-    key: PathBuf,
-    interval: Duration,
-    tls: RustlsConfig,
-    (mut cert_pem, mut key_pem): (Vec<u8>, Vec<u8>),
-) {
-    let mut problem: Option<String> = None;
-    // `interval` panics on zero.
-    let mut ticker = tokio::time::interval(interval.max(Duration::from_millis(10)));
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ticker.tick().await; // the first tick completes immediately
-    loop {
-        ticker.tick().await;
-        let (new_cert, new_key) = match (read_file(&cert).await, read_file(&key).await) {
-            (Ok(c), Ok(k)) => (c, k),
-            (Err(e), _) | (_, Err(e)) => {
-                report_problem(&mut problem, &e);
-                continue;
-            }
-        };
-        if new_cert == cert_pem && new_key == key_pem {
-            if problem.take().is_some() {
-                info!(cert = %cert.display(), "webhook certificate files are back to the served certificate");
-            }
-            continue;
-        }
-        match server_config(&new_cert, &new_key) {
-            Ok(config) => {
-                tls.reload_from_config(Arc::new(config));
-                (cert_pem, key_pem) = (new_cert, new_key);
-                problem = None;
-                info!(cert = %cert.display(), "reloaded webhook serving certificate");
-            }
-            Err(source) => {
-                let e = ServerError::Tls { cert: cert.clone(), key: key.clone(), source };
-                report_problem(&mut problem, &e);
-            }
-        }
-    }
-}
-
-fn report_problem(problem: &mut Option<String>, e: &ServerError) {
-    let text = error_chain(e);
-    if problem.as_deref() != Some(text.as_str()) {
-        warn!(error = %text, "cannot reload the webhook certificate; keeping the current one");
-        *problem = Some(text);
-    }
+    let server_config = tls::server_config(certificates.clone()).map_err(ServerError::TlsConfig)?;
+    Ok(ServingTls { certificates, server_config })
 }
 
 #[cfg(test)]

@@ -1,18 +1,24 @@
 //! Serving webhooks: the options every webhook-serving command shares (bind address, certificates, how the
-//! apiserver reaches the server), and the bind → register → serve sequence that keeps the registration in step with
-//! the CA bundle.
+//! apiserver reaches the server), the start of the process's certificate owner they choose ([`crate::runtime::tls`]),
+//! and the bind → register → serve sequence whose registrar keeps the webhook configurations in step with the CA
+//! bundle the owner publishes.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
+use tokio::time::Instant;
+
 use crate::runtime::cert_secret;
 use crate::runtime::certs;
+use crate::runtime::error_chain;
 use crate::runtime::registration::ClientConfigMode;
 use crate::runtime::server::{ServerError, WebhookServer};
+use crate::runtime::tls::{self, CertReceiver, Certificates};
 
-/// How often the CA bundle file is checked, so a rotated CA is re-registered without restart.
-const CA_BUNDLE_CHECK_INTERVAL: Duration = Duration::from_secs(10);
+/// Longest pause between attempts to re-register after a failure.
+const MAX_REGISTER_RETRY_DELAY: Duration = Duration::from_secs(60);
 
 /// `--webhook-config-mode`, as in Gardener's extension library.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -29,7 +35,7 @@ pub struct WebhookOptions {
     /// Address the HTTPS webhook server listens on.
     #[arg(long, env = "WEBHOOK_BIND_ADDRESS", default_value = "0.0.0.0:10250")]
     pub webhook_bind_address: SocketAddr,
-    /// Directory with `tls.crt`, `tls.key` and `ca.crt` (reloaded when they change): a mounted Secret, or written by
+    /// Directory with `tls.crt`, `tls.key` and `ca.crt` (followed when they change): a mounted Secret, or written by
     /// the server itself with `--webhook-cert-secret` / `--generate-certs-for`.
     #[arg(long, env = "WEBHOOK_CERT_DIR", default_value = "webhook-certs")]
     pub webhook_cert_dir: PathBuf,
@@ -82,8 +88,8 @@ pub enum ServingError {
     CertSecret(#[from] cert_secret::CertSecretError),
     #[error("certificates in {dir}: {source}")]
     Certs { dir: PathBuf, source: certs::CertError },
-    #[error("reading the CA bundle {path}: {source}")]
-    CaBundle { path: PathBuf, source: std::io::Error },
+    #[error("no CA bundle (ca.crt) to register the webhooks with in the {from}")]
+    MissingCaBundle { from: String },
     #[error(transparent)]
     Server(#[from] ServerError),
     #[error("connecting to the cluster")]
@@ -128,11 +134,17 @@ impl WebhookOptions {
         })
     }
 
-    /// Puts the certificates into `--webhook-cert-dir` before the server binds: from the Secret of
-    /// `--webhook-cert-secret` (then kept in sync by the returned task, which stops when it is dropped, see
-    /// [`cert_secret`]), or generated for `--generate-certs-for` (development). Otherwise they are mounted and
-    /// nothing is done.
-    pub async fn prepare_certificates(&self, client: &kube::Client) -> Result<cert_secret::SyncTask, ServingError> {
+    /// Starts the one owner of the process's serving certificates, from the source the options choose:
+    ///
+    /// - `--webhook-cert-secret`: the managed Secret, ensured (and written into `--webhook-cert-dir`) before this
+    ///   returns, then followed and renewed before expiry ([`tls::secret`]);
+    /// - `--generate-certs-for` (development): a CA and serving certificate generated into `--webhook-cert-dir`
+    ///   (reusing a valid CA found there), then followed like mounted files;
+    /// - otherwise: the mounted files of `--webhook-cert-dir`, followed through file-system notifications
+    ///   ([`tls::files`]).
+    ///
+    /// The owner stops when the returned handle is dropped.
+    pub async fn start_certificates(&self, client: &kube::Client) -> Result<Certificates, ServingError> {
         if let Some(secret_name) = &self.webhook_cert_secret {
             let (hostnames, ips) = self.certificate_names()?;
             let config = cert_secret::CertSecretConfig {
@@ -141,18 +153,16 @@ impl WebhookOptions {
                 hostnames,
                 ips,
                 dir: self.webhook_cert_dir.clone(),
-                interval: cert_secret::DEFAULT_SYNC_INTERVAL,
             };
-            return Ok(cert_secret::start(client.clone(), config).await?);
+            return Ok(tls::secret::start(client.clone(), config).await?);
         }
-        if self.generate_certs_for.is_empty() {
-            return Ok(cert_secret::SyncTask::none());
+        if !self.generate_certs_for.is_empty() {
+            let (hosts, ips) = cert_secret::split_names(&self.generate_certs_for);
+            let hosts: Vec<&str> = hosts.iter().map(String::as_str).collect();
+            certs::load_or_generate(&self.webhook_cert_dir, &hosts, &ips)
+                .map_err(|source| ServingError::Certs { dir: self.webhook_cert_dir.clone(), source })?;
         }
-        let (hosts, ips) = cert_secret::split_names(&self.generate_certs_for);
-        let hosts: Vec<&str> = hosts.iter().map(String::as_str).collect();
-        certs::load_or_generate(&self.webhook_cert_dir, &hosts, &ips)
-            .map_err(|source| ServingError::Certs { dir: self.webhook_cert_dir.clone(), source })?;
-        Ok(cert_secret::SyncTask::none())
+        Ok(tls::files::watch_dir(&self.webhook_cert_dir))
     }
 
     /// Host names and IP addresses of the serving certificate: `--generate-certs-for` when given, else the names
@@ -184,19 +194,16 @@ impl WebhookOptions {
             .or_else(|| std::env::var(crate::constants::ENV_LEADER_ELECTION_NAMESPACE).ok().filter(given))
             .ok_or(ServingError::MissingCertSecretNamespace)
     }
-
-    /// The CA bundle the apiserver must trust: `ca.crt` beside the serving certificate.
-    pub fn ca_bundle(&self) -> Result<Vec<u8>, ServingError> {
-        let path = self.webhook_cert_dir.join(certs::CA_CERT_FILE);
-        std::fs::read(&path).map_err(|source| ServingError::CaBundle { path, source })
-    }
 }
 
-/// Registers webhook configurations with the current CA bundle (unless `--no-webhook-registration`), and keeps them
-/// in step with the mounted CA afterwards (CA rotation) by re-registering when `ca.crt` changes. Returns the task
-/// that watches the CA; abort it when the server stops.
+/// Registers webhook configurations with the CA bundle the certificate owner published (unless
+/// `--no-webhook-registration`), and keeps them in step with it afterwards (CA rotation): a task re-registers when the
+/// published CA bundle changes, and retries a failed registration with backoff. Returns that task; abort it when the
+/// server stops. `from` names the certificates' source in errors.
 pub async fn keep_registered<F, Fut>(
     webhook: &WebhookOptions,
+    mut certificates: CertReceiver,
+    from: &str,
     register: F,
 ) -> Result<Option<tokio::task::JoinHandle<()>>, ServingError>
 where
@@ -206,32 +213,68 @@ where
     if webhook.no_webhook_registration {
         return Ok(None);
     }
-    let mut ca_bundle = webhook.ca_bundle()?;
-    register(ca_bundle.clone()).await?;
-    let webhook = webhook.clone();
+    let current = certificates.borrow_and_update().ca_bundle().map(str::to_owned);
+    let mut registered = current.ok_or_else(|| ServingError::MissingCaBundle { from: from.to_owned() })?;
+    register(registered.clone().into_bytes()).await?;
     Ok(Some(tokio::spawn(async move {
+        let mut backoff = register_backoff();
+        let mut retry_at: Option<Instant> = None;
         loop {
-            tokio::time::sleep(CA_BUNDLE_CHECK_INTERVAL).await;
-            match webhook.ca_bundle() {
-                Ok(current) if current != ca_bundle => match register(current.clone()).await {
-                    Ok(()) => {
-                        tracing::info!("CA bundle changed: re-registered the webhooks");
-                        ca_bundle = current;
-                    }
-                    Err(e) => tracing::warn!(error = %e, "cannot re-register the webhooks"),
+            tokio::select! {
+                changed = certificates.changed() => if changed.is_err() {
+                    // The owner is gone: the process is stopping.
+                    return;
                 },
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "cannot read the CA bundle"),
+                () = sleep_until(retry_at) => {}
+            }
+            // Nothing to do when the bundle is the registered one; a source that lost its CA file keeps the registered
+            // bundle too (the served certificate did not change CA). Either way a pending retry is moot.
+            let current = certificates.borrow_and_update().ca_bundle().map(str::to_owned);
+            let Some(current) = current.filter(|current| *current != registered) else {
+                retry_at = None;
+                continue;
+            };
+            match register(current.clone().into_bytes()).await {
+                Ok(()) => {
+                    tracing::info!("CA bundle changed: re-registered the webhooks");
+                    registered = current;
+                    retry_at = None;
+                    backoff = register_backoff();
+                }
+                Err(e) => {
+                    let delay = backoff.next().unwrap_or(MAX_REGISTER_RETRY_DELAY);
+                    tracing::warn!(error = %error_chain(&e), retry_in = ?delay, "cannot re-register the webhooks");
+                    retry_at = Some(Instant::now() + delay);
+                }
             }
         }
     })))
 }
 
-/// Binds `server`, registers its webhook configurations through `register` (kept in step with the CA bundle, see
-/// [`keep_registered`]) and serves until `shutdown` resolves. `what` names the server in logs.
+fn register_backoff() -> ExponentialBackoff {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_secs(1))
+        .with_max_delay(MAX_REGISTER_RETRY_DELAY)
+        .without_max_times()
+        .with_jitter()
+        .build()
+}
+
+/// Sleeps until `at`; forever without one.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Binds `server` once `certificates` holds material, registers its webhook configurations through `register` (kept
+/// in step with the CA bundle, see [`keep_registered`]) and serves until `shutdown` resolves. `what` names the server
+/// in logs.
 pub async fn serve_registered<F, Fut>(
     webhook: &WebhookOptions,
     server: WebhookServer,
+    certificates: &Certificates,
     what: &'static str,
     register: F,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -240,9 +283,9 @@ where
     F: Fn(Vec<u8>) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = Result<(), ServingError>> + Send,
 {
-    let bound = server.bind().await?;
+    let bound = server.bind(certificates.subscribe()).await?;
     tracing::info!(address = %bound.local_addr(), server = what, "webhook server listening");
-    let registration = keep_registered(webhook, register).await?;
+    let registration = keep_registered(webhook, certificates.subscribe(), certificates.source(), register).await?;
     let result = bound.serve(shutdown).await;
     if let Some(task) = registration {
         task.abort();
@@ -253,4 +296,68 @@ where
 /// A client from `$KUBECONFIG`/`~/.kube/config` or the in-cluster service account.
 pub async fn default_client() -> Result<kube::Client, ServingError> {
     kube::Client::try_default().await.map_err(ServingError::Client)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tokio::sync::{mpsc, watch};
+
+    use super::*;
+    use crate::runtime::tls::{CertState, ServingCerts};
+
+    fn state(ca: &str, pems: &certs::CertPems) -> CertState {
+        let certs = ServingCerts::new(Some(ca.to_string()), pems.tls_cert.clone(), pems.tls_key.clone());
+        CertState::Ready(Arc::new(certs.expect("usable")))
+    }
+
+    async fn next(calls: &mut mpsc::UnboundedReceiver<String>) -> String {
+        tokio::time::timeout(Duration::from_secs(10), calls.recv()).await.expect("a registration").expect("open")
+    }
+
+    #[tokio::test]
+    async fn the_registrar_follows_the_published_ca_bundle_and_retries_failures() {
+        let pems = certs::generate_pems(&["localhost"], &[]).expect("generate");
+        let (sender, receiver) = watch::channel(state("CA 1", &pems));
+        let (calls_tx, mut calls) = mpsc::unbounded_channel();
+        let failures_left = Arc::new(AtomicUsize::new(0));
+        let failures = failures_left.clone();
+        let register = move |bundle: Vec<u8>| {
+            let _ = calls_tx.send(String::from_utf8_lossy(&bundle).into_owned());
+            let fail = failures.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
+            async move { if fail { Err(ServingError::MissingWebhookUrl) } else { Ok(()) } }
+        };
+        let task = keep_registered(&WebhookOptions::default(), receiver, "test", register)
+            .await
+            .expect("registered")
+            .expect("a registrar task");
+        assert_eq!(next(&mut calls).await, "CA 1", "registered with the published CA bundle at once");
+
+        // New material with the same CA bundle (a renewed serving certificate): nothing to register.
+        let renewed = certs::generate_pems(&["localhost"], &[]).expect("generate");
+        sender.send(state("CA 1", &renewed)).expect("send");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(calls.try_recv().is_err(), "the unchanged bundle is not registered again");
+        // A rotated CA: registered; a failure is retried (with backoff) until it succeeds.
+        failures_left.store(1, Ordering::SeqCst);
+        sender.send(state("CA 2", &renewed)).expect("send");
+        assert_eq!(next(&mut calls).await, "CA 2", "the new bundle is registered");
+        assert_eq!(next(&mut calls).await, "CA 2", "the failed registration is retried");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(calls.try_recv().is_err(), "no more registrations once it succeeded");
+
+        // The owner stopping ends the registrar.
+        drop(sender);
+        tokio::time::timeout(Duration::from_secs(5), task).await.expect("ends").expect("no panic");
+
+        let disabled = WebhookOptions { no_webhook_registration: true, ..WebhookOptions::default() };
+        let (_, receiver) = watch::channel(CertState::Pending { problem: None });
+        let none = keep_registered(&disabled, receiver, "test", |_| async { Ok(()) }).await.expect("nothing to do");
+        assert!(none.is_none());
+        let (_, receiver) = watch::channel(CertState::Pending { problem: None });
+        let missing = keep_registered(&WebhookOptions::default(), receiver, "directory d", |_| async { Ok(()) }).await;
+        assert!(matches!(missing, Err(ServingError::MissingCaBundle { from }) if from == "directory d"));
+    }
 }

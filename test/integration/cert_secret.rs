@@ -1,6 +1,7 @@
-//! Webhook certificates kept in a Secret (`--webhook-cert-secret`, `webhook::cert_secret`) against the real
-//! apiserver: replicas agree on one CA, the Secret is reused and renewed with the same CA, the files follow it, and
-//! a server started with the flag serves a certificate of the Secret's CA.
+//! Webhook certificates kept in a Secret (`--webhook-cert-secret`, `runtime::cert_secret`) against the real
+//! apiserver: replicas agree on one CA, the Secret is reused and renewed with the same CA, the process's certificate
+//! owner (`runtime::tls::secret`) follows it through a watch, and a server started with the flag serves a certificate
+//! of the Secret's CA.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
@@ -8,9 +9,10 @@ use std::time::Duration;
 
 use gardener_extension_cri_resmgr::commands::admission::{self, AdmissionOptions};
 use gardener_extension_cri_resmgr::constants::{LABEL_MANAGED_BY, MANAGED_BY};
-use gardener_extension_cri_resmgr::runtime::cert_secret::{self, CertMaterial, CertSecretError};
+use gardener_extension_cri_resmgr::runtime::cert_secret::{self, CertMaterial, CertSecretConfig, CertSecretError};
 use gardener_extension_cri_resmgr::runtime::certs::{self, CertPems};
 use gardener_extension_cri_resmgr::runtime::serving::{WebhookConfigMode, WebhookOptions};
+use gardener_extension_cri_resmgr::runtime::tls;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ObjectMeta, PostParams};
@@ -234,44 +236,46 @@ fn write_files_writes_the_files_and_skips_unchanged_ones() {
 }
 
 #[tokio::test]
-async fn the_sync_loop_follows_the_secret() {
+async fn the_certificate_owner_follows_the_secret_without_polling() {
     let env = TestEnv::new("cert_secret_sync").await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let first = ensure(&env, &["a.example"]).await.expect("create");
-    cert_secret::write_files(dir.path(), &first).expect("write");
-    let task = tokio::spawn(cert_secret::sync_loop(
-        env.client.clone(),
-        env.namespace.clone(),
-        SECRET.to_string(),
-        names(&["a.example"]),
-        Vec::new(),
-        dir.path().to_path_buf(),
-        Duration::from_millis(200),
-    ));
+    let config = CertSecretConfig {
+        namespace: env.namespace.clone(),
+        secret_name: SECRET.to_string(),
+        hostnames: names(&["a.example"]),
+        ips: Vec::new(),
+        dir: dir.path().to_path_buf(),
+    };
+    let certificates = tls::secret::start(env.client.clone(), config).await.expect("start the owner");
+    let published = certificates.subscribe();
+    let current = || published.borrow().current().cloned();
+    let first = current().expect("published before start returns");
+    assert_eq!(read(dir.path(), "tls.crt"), first.cert_pem, "and written into the directory");
+    assert_eq!(data(&get_secret(&env).await, "tls.crt"), first.cert_pem, "the Secret's certificate");
 
-    // Another replica renews the Secret: the files follow.
+    // Another replica renews the Secret: the owner sees the change through its watch and publishes it.
     let second = ensure(&env, &["a.example", "b.example"]).await.expect("renew");
     assert_ne!(second.cert_pem, first.cert_pem);
-    let cert_file = dir.path().join("tls.crt");
-    eventually("the files follow the Secret", || async {
-        (std::fs::read_to_string(&cert_file).ok()? == second.cert_pem).then_some(())
+    eventually("the owner publishes the renewed certificate", || async {
+        (current()?.cert_pem == second.cert_pem).then_some(())
     })
     .await;
-    assert_eq!(std::fs::read_to_string(dir.path().join("tls.key")).expect("key"), second.key_pem);
+    assert_eq!(current().expect("current").ca_bundle.as_deref(), Some(second.ca_pem.as_str()));
+    assert_eq!((read(dir.path(), "tls.crt"), read(dir.path(), "tls.key")), (second.cert_pem.clone(), second.key_pem));
 
-    // The Secret is deleted: the loop recreates it (a new CA) and writes it.
+    // The Secret is deleted: the owner recreates it (a new CA), publishes it and writes it.
     Api::<Secret>::namespaced(env.client.clone(), &env.namespace)
         .delete(SECRET, &Default::default())
         .await
         .expect("delete the Secret");
-    let ca_file = dir.path().join("ca.crt");
-    eventually("the loop recreates the Secret and writes its CA", || async {
+    eventually("the owner recreates the Secret and publishes its CA", || async {
         let secret = Api::<Secret>::namespaced(env.client.clone(), &env.namespace).get_opt(SECRET).await.ok()??;
         let ca = data(&secret, "ca.crt");
-        (ca != second.ca_pem && std::fs::read_to_string(&ca_file).ok()? == ca).then_some(())
+        let published_ca = current()?.ca_bundle.clone()?;
+        (ca != second.ca_pem && published_ca == ca && read(dir.path(), "ca.crt") == ca).then_some(())
     })
     .await;
-    task.abort();
+    assert!(certificates.is_running());
 }
 
 #[test]

@@ -500,8 +500,10 @@ const SEED_NAMESPACED_RBAC: &[Rule] = &[
 ];
 
 /// The webhook certificate Secret (`--webhook-cert-secret`): created by name-less `create`, then only that Secret.
-const SEED_CERT_SECRET_RBAC: &[Rule] =
-    &[("", &["secrets"], &["create"], &[]), ("", &["secrets"], &["get", "update"], &[SEED_CERT_SECRET])];
+const SEED_CERT_SECRET_RBAC: &[Rule] = &[
+    ("", &["secrets"], &["create"], &[]),
+    ("", &["secrets"], &["get", "list", "watch", "update"], &[SEED_CERT_SECRET]),
+];
 
 #[test]
 fn seed_chart_renders_what_gardenlet_deploys() {
@@ -827,8 +829,10 @@ async fn seed_chart_is_accepted_by_the_apiserver_and_runs_the_controller_as_its_
 // Admission chart
 // ---------------------------------------------------------------------------------------------------------------
 
-const ADMISSION_CERT_SECRET_RBAC: &[Rule] =
-    &[("", &["secrets"], &["create"], &[]), ("", &["secrets"], &["get", "update"], &[ADMISSION_CERT_SECRET])];
+const ADMISSION_CERT_SECRET_RBAC: &[Rule] = &[
+    ("", &["secrets"], &["create"], &[]),
+    ("", &["secrets"], &["get", "list", "watch", "update"], &[ADMISSION_CERT_SECRET]),
+];
 
 const ADMISSION_RBAC: &[Rule] = &[
     (

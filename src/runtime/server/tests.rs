@@ -21,7 +21,13 @@ use tower::ServiceExt;
 
 use super::*;
 use crate::runtime::DynamicAdmissionRequest;
-use crate::runtime::certs::{self, CA_CERT_FILE, GeneratedCerts};
+use crate::runtime::certs::{self, CA_CERT_FILE, GeneratedCerts, TLS_CERT_FILE, TLS_KEY_FILE};
+use crate::runtime::error_chain;
+use crate::runtime::tls::files::watch_dir;
+use crate::runtime::tls::{Certificates, ServingCerts};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+use std::path::Path;
 
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 const ECHO: &str = "/webhooks/echo";
@@ -43,7 +49,7 @@ async fn echo(request: DynamicAdmissionRequest) -> AdmissionResponse {
 }
 
 fn handlers() -> WebhookServer {
-    let mut server = WebhookServer::new(WebhookServerConfig::new((Ipv4Addr::LOCALHOST, 0).into(), "unused"));
+    let mut server = WebhookServer::new(WebhookServerConfig::new((Ipv4Addr::LOCALHOST, 0).into()));
     register_handlers(&mut server);
     server
 }
@@ -103,32 +109,46 @@ fn der_of(pem: &str) -> Vec<u8> {
     CertificateDer::from_pem_slice(pem.as_bytes()).expect("PEM certificate").as_ref().to_vec()
 }
 
-/// A real TLS webhook server on 127.0.0.1:0 with the test handlers.
+/// Readiness as the server computes it: serving (not shutting down), and whether certificate material is loaded.
+fn readiness(serving: bool, loaded: bool) -> Readiness {
+    let state = if loaded {
+        let pems = certs::generate_pems(&["localhost"], &[]).expect("generate");
+        let certs = ServingCerts::new(Some(pems.ca_cert), pems.tls_cert, pems.tls_key).expect("usable");
+        CertState::Ready(Arc::new(certs))
+    } else {
+        CertState::Pending { problem: None }
+    };
+    let (_, certificates) = tokio::sync::watch::channel(state);
+    Readiness { serving: Arc::new(AtomicBool::new(serving)), certificates }
+}
+
+/// A real TLS webhook server on 127.0.0.1:0 with the test handlers, its certificates owned by a directory watch.
 struct TestServer {
     addr: SocketAddr,
     certs: GeneratedCerts,
     dir: TempDir,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), ServerError>>,
+    _certificates: Certificates,
 }
 
 impl TestServer {
     async fn start(tune: impl FnOnce(&mut WebhookServerConfig)) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let certs = generate_certs(dir.path());
-        let mut config = WebhookServerConfig::new((Ipv4Addr::LOCALHOST, 0).into(), dir.path());
-        config.cert_reload_interval = Duration::from_millis(50);
+        let certificates = watch_dir(dir.path());
+        let mut config = WebhookServerConfig::new((Ipv4Addr::LOCALHOST, 0).into());
         tune(&mut config);
         let mut server = WebhookServer::new(config);
         register_handlers(&mut server);
-        let bound = server.bind().await.expect("bind");
+        let bound = server.bind(certificates.subscribe()).await.expect("bind");
         let addr = bound.local_addr();
         assert_ne!(addr.port(), 0);
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(bound.serve(async move {
             let _ = rx.await;
         }));
-        Self { addr, certs, dir, shutdown: Some(tx), task }
+        Self { addr, certs, dir, shutdown: Some(tx), task, _certificates: certificates }
     }
 
     async fn post(&self, path: &str, body: Vec<u8>) -> (StatusCode, Vec<u8>) {
@@ -259,7 +279,7 @@ fn test_router(max_body_bytes: usize) -> Router {
     let mut config = server.config.clone();
     config.max_body_bytes = max_body_bytes;
     config.request_timeout = Duration::from_millis(300);
-    router(&config, &server.handlers, Arc::new(AtomicBool::new(true)))
+    router(&config, &server.handlers, readiness(true, true))
 }
 
 #[tokio::test]
@@ -313,7 +333,7 @@ async fn a_stateful_struct_handler_plugs_in_by_path() {
             NameValidator { forbidden: "x".to_owned(), calls: Default::default() },
         )
         .expect("register struct");
-    let router = router(&server.config, &server.handlers, Arc::new(AtomicBool::new(true)));
+    let router = router(&server.config, &server.handlers, readiness(true, true));
 
     let (status, body) = call_router(router.clone(), "/webhooks/validate-shoot", review("v-1", "taken").into()).await;
     assert_eq!(status, StatusCode::OK);
@@ -369,13 +389,24 @@ async fn router_only_accepts_post_on_webhook_paths() {
 #[tokio::test]
 async fn readyz_is_503_when_not_ready() {
     let server = handlers();
-    let router = router(&server.config, &server.handlers, Arc::new(AtomicBool::new(false)));
+    let router = router(&server.config, &server.handlers, readiness(false, true));
     let request = Request::builder().method("GET").uri(READYZ_PATH).body(Body::empty()).expect("request");
     let response = router.clone().oneshot(request).await.expect("infallible");
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     let request = Request::builder().method("GET").uri(HEALTHZ_PATH).body(Body::empty()).expect("request");
     let response = router.oneshot(request).await.expect("infallible");
     assert_eq!(response.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn readyz_is_503_until_certificate_material_is_loaded() {
+    let server = handlers();
+    for (loaded, expected) in [(false, StatusCode::SERVICE_UNAVAILABLE), (true, StatusCode::OK)] {
+        let router = router(&server.config, &server.handlers, readiness(true, loaded));
+        let request = Request::builder().method("GET").uri(READYZ_PATH).body(Body::empty()).expect("request");
+        let response = router.oneshot(request).await.expect("infallible");
+        assert_eq!(response.status(), expected, "certificate material loaded: {loaded}");
+    }
 }
 
 #[test]
@@ -387,17 +418,6 @@ fn register_rejects_bad_and_duplicate_paths() {
     assert!(matches!(server.register(ECHO, echo), Err(ServerError::DuplicatePath { path }) if path == ECHO));
     server.register("/webhooks/validate-shoot", echo).expect("new path");
     assert_eq!(server.paths().collect::<Vec<_>>(), [ECHO, PANIC, SLOW, "/webhooks/validate-shoot"]);
-}
-
-#[test]
-fn server_config_rejects_mismatched_and_garbage_material() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let a = generate_certs(&dir.path().join("a"));
-    let b = generate_certs(&dir.path().join("b"));
-    server_config(a.cert_pem.as_bytes(), a.key_pem.as_bytes()).expect("matching pair");
-    assert!(matches!(server_config(a.cert_pem.as_bytes(), b.key_pem.as_bytes()), Err(TlsMaterialError::Rustls(_))));
-    assert!(matches!(server_config(b"", a.key_pem.as_bytes()), Err(TlsMaterialError::NoCertificate)));
-    assert!(matches!(server_config(a.cert_pem.as_bytes(), b"garbage"), Err(TlsMaterialError::Pem(_))));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -553,11 +573,10 @@ async fn a_symlink_swapped_secret_is_served_without_restart() {
         symlink(format!("..data/{file}"), mount.join(file)).expect("file link");
     }
 
-    let mut config = WebhookServerConfig::new((Ipv4Addr::LOCALHOST, 0).into(), &mount);
-    config.cert_reload_interval = Duration::from_millis(50);
-    let mut server = WebhookServer::new(config);
+    let certificates = watch_dir(&mount);
+    let mut server = WebhookServer::new(WebhookServerConfig::new((Ipv4Addr::LOCALHOST, 0).into()));
     server.register(ECHO, echo).expect("register");
-    let bound = server.bind().await.expect("bind");
+    let bound = server.bind(certificates.subscribe()).await.expect("bind");
     let addr = bound.local_addr();
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(bound.serve(async move {
@@ -625,10 +644,10 @@ async fn rewritten_files_are_served_once_they_match_and_broken_pairs_are_ignored
 #[tokio::test]
 async fn bind_waits_for_certificates_to_appear() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut config = WebhookServerConfig::new((Ipv4Addr::LOCALHOST, 0).into(), dir.path());
-    config.cert_reload_interval = Duration::from_millis(50);
+    let certificates = watch_dir(dir.path());
+    let mut config = WebhookServerConfig::new((Ipv4Addr::LOCALHOST, 0).into());
     config.cert_wait_timeout = Duration::from_secs(10);
-    let bind = tokio::spawn(WebhookServer::new(config).bind());
+    let bind = tokio::spawn(WebhookServer::new(config).bind(certificates.subscribe()));
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(!bind.is_finished(), "bind waits while there is no certificate");
 
@@ -645,24 +664,26 @@ async fn bind_waits_for_certificates_to_appear() {
 #[tokio::test]
 async fn bind_gives_up_without_certificates() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut config = WebhookServerConfig::new((Ipv4Addr::LOCALHOST, 0).into(), dir.path());
-    config.cert_reload_interval = Duration::from_millis(20);
+    let certificates = watch_dir(dir.path());
+    let mut config = WebhookServerConfig::new((Ipv4Addr::LOCALHOST, 0).into());
     config.cert_wait_timeout = Duration::from_millis(100);
-    let Err(err) = WebhookServer::new(config).bind().await else {
+    let Err(err) = WebhookServer::new(config).bind(certificates.subscribe()).await else {
         panic!("bind must fail without certificates");
     };
-    assert!(matches!(&err, ServerError::CertWaitTimeout { dir: d, .. } if d == dir.path()), "{err:?}");
+    assert!(matches!(&err, ServerError::CertWaitTimeout { .. }), "{err:?}");
     let text = error_chain(&err);
-    assert!(text.contains(TLS_CERT_FILE), "{text}");
+    let missing = dir.path().join(TLS_CERT_FILE);
+    assert!(text.contains(&missing.display().to_string()), "names the missing file: {text}");
 }
 
 #[tokio::test]
 async fn bind_reports_a_taken_port() {
     let dir = tempfile::tempdir().expect("tempdir");
     generate_certs(dir.path());
+    let certificates = watch_dir(dir.path());
     let taken = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
     let address = taken.local_addr().expect("addr");
-    let Err(err) = WebhookServer::new(WebhookServerConfig::new(address, dir.path())).bind().await else {
+    let Err(err) = WebhookServer::new(WebhookServerConfig::new(address)).bind(certificates.subscribe()).await else {
         panic!("the port is taken");
     };
     assert!(matches!(err, ServerError::Bind { address: a, .. } if a == address));
@@ -672,7 +693,8 @@ async fn bind_reports_a_taken_port() {
 async fn shutdown_lets_in_flight_requests_finish() {
     let dir = tempfile::tempdir().expect("tempdir");
     let certs = generate_certs(dir.path());
-    let mut config = WebhookServerConfig::new((Ipv4Addr::LOCALHOST, 0).into(), dir.path());
+    let certificates = watch_dir(dir.path());
+    let mut config = WebhookServerConfig::new((Ipv4Addr::LOCALHOST, 0).into());
     config.shutdown_grace = Duration::from_secs(5);
     let (started_tx, started_rx) = oneshot::channel::<()>();
     let started_tx = std::sync::Mutex::new(Some(started_tx));
@@ -689,7 +711,7 @@ async fn shutdown_lets_in_flight_requests_finish() {
             }
         })
         .expect("register");
-    let bound = server.bind().await.expect("bind");
+    let bound = server.bind(certificates.subscribe()).await.expect("bind");
     let addr = bound.local_addr();
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(bound.serve(async move {

@@ -155,14 +155,15 @@ fn spawn_dev(dir: &std::path::Path, args: &[std::ffi::OsString]) -> tokio::proce
         .expect("start `dev`")
 }
 
-/// The test bed's `cri-resmgr-dev` binary. Cargo builds it beside this package's binaries when the whole workspace
-/// is tested (`make test`); it is a separate crate so that the extension's binary never links the test bed.
+/// The test bed's `cri-resmgr-dev` binary, beside this package's binaries: `make test` builds every binary of the
+/// workspace first (a test cannot depend on another crate's binary). It is a crate of its own so that the
+/// extension's binary never links the test bed.
 fn dev_binary() -> std::path::PathBuf {
     let path =
         std::path::Path::new(env!("CARGO_BIN_EXE_gardener-extension-cri-resmgr")).with_file_name("cri-resmgr-dev");
     assert!(
         path.exists(),
-        "{} is missing: run the tests of the whole workspace (`make test`, or `cargo test --workspace`)",
+        "{} is missing: build it first (`make test` does: `cargo build --workspace --bins`)",
         path.display()
     );
     path

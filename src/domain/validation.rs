@@ -23,8 +23,13 @@ use std::fmt;
 use serde_json::Value;
 
 use crate::apis::config::{API_VERSION, ConfigKey, KEY_EXTRA_OPTIONS, KIND, PROVIDER_CONFIG_FIELDS, ProviderConfig};
+// The name rules are part of the API's shape (a parsed `ConfigKey` always names a valid ConfigMap); re-exported
+// here so that every rule about the providerConfig can be found in this module.
+pub use crate::apis::config::{
+    MAX_GROUP_NAME_LENGTH, MAX_NODE_NAME_LENGTH, is_dns1123_subdomain, is_valid_group_name, is_valid_node_name,
+};
 use crate::apis::core::{Shoot, ShootExtension, Worker};
-use crate::constants::{AGENT_CONFIG_MAP_PREFIX, CRI_CONTAINERD, EXTENSION_TYPE};
+use crate::constants::{CRI_CONTAINERD, EXTENSION_TYPE};
 
 /// Largest configuration body (any `configs` key but `EXTRA_OPTIONS`), in bytes.
 pub const MAX_CONFIG_BODY_BYTES: usize = 128 * 1024;
@@ -34,12 +39,6 @@ pub const MAX_CONFIGS_TOTAL_BYTES: usize = 512 * 1024;
 pub const MAX_CONFIG_ENTRIES: usize = 64;
 /// Largest `EXTRA_OPTIONS` line, in bytes.
 pub const MAX_EXTRA_OPTIONS_BYTES: usize = 4096;
-/// Longest node name in a `node.<NODE>` key: ConfigMap `cri-resmgr-config.node.<NODE>` must stay a DNS-1123
-/// subdomain of at most 253 characters.
-pub const MAX_NODE_NAME_LENGTH: usize = 253 - AGENT_CONFIG_MAP_PREFIX.len() - ".node.".len();
-/// Longest group name in a `group.<GROUP>` key: a Kubernetes label value.
-pub const MAX_GROUP_NAME_LENGTH: usize = 63;
-
 /// The top-level sections (modules) of a cri-resmgr configuration; each becomes one key of an agent ConfigMap.
 pub const CONFIG_SECTIONS: &[&str] =
     &["policy", "logger", "dump", "instrumentation", "resource-manager", "cpu", "rdt", "blockio"];
@@ -247,39 +246,6 @@ fn describe(value: &Value) -> &'static str {
         Value::Array(_) => "a list",
         Value::Object(_) => "a mapping",
     }
-}
-
-// ---------------------------------------------------------------------------------------------------------------
-// Names
-// ---------------------------------------------------------------------------------------------------------------
-
-/// One DNS-1123 label: lowercase letters, digits and '-', starting and ending with a letter or digit, ≤ 63.
-fn is_dns1123_label(s: &str) -> bool {
-    let bytes = s.as_bytes();
-    let alnum = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
-    match (bytes.first(), bytes.last()) {
-        (Some(first), Some(last)) => {
-            bytes.len() <= 63 && alnum(first) && alnum(last) && bytes.iter().all(|b| alnum(b) || *b == b'-')
-        }
-        _ => false,
-    }
-}
-
-/// A DNS-1123 subdomain (dot-separated DNS-1123 labels) of at most `max` characters.
-pub fn is_dns1123_subdomain(s: &str, max: usize) -> bool {
-    !s.is_empty() && s.len() <= max && s.split('.').all(is_dns1123_label)
-}
-
-/// A node name usable in a `node.<NODE>` key (see [`MAX_NODE_NAME_LENGTH`]).
-pub fn is_valid_node_name(name: &str) -> bool {
-    is_dns1123_subdomain(name, MAX_NODE_NAME_LENGTH)
-}
-
-/// A group name usable in a `group.<GROUP>` key: a non-empty label value that also keeps ConfigMap
-/// `cri-resmgr-config.group.<GROUP>` a DNS-1123 subdomain, since the agent looks for exactly that name
-/// (so no uppercase letters and no '_', although label values allow them).
-pub fn is_valid_group_name(name: &str) -> bool {
-    is_dns1123_subdomain(name, MAX_GROUP_NAME_LENGTH)
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -1324,17 +1290,6 @@ logger:
         assert_eq!(default_provider_config(Some(&json!({ "kind": KIND }))), None);
         assert_eq!(default_provider_config(Some(&json!({ "apiVersion": "x/v1" }))), None);
         assert_eq!(default_provider_config(Some(&json!(["configs"]))), None);
-    }
-
-    #[test]
-    fn names() {
-        assert_eq!(MAX_NODE_NAME_LENGTH, 230);
-        assert!(is_dns1123_subdomain("a", 253));
-        assert!(is_dns1123_subdomain("a-1.b-2", 253));
-        for bad in ["", "A", "a_b", "-a", "a-", ".a", "a.", "a..b", "a.-b"] {
-            assert!(!is_dns1123_subdomain(bad, 253), "{bad:?}");
-        }
-        assert!(!is_dns1123_subdomain(&"a".repeat(64), 253), "a label has at most 63 characters");
     }
 
     #[test]

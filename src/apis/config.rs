@@ -115,7 +115,8 @@ pub const KEY_GROUP_PREFIX: &str = "group.";
 /// The extension's providerConfig, in either form (see the module documentation).
 ///
 /// `configs` keeps the wire form (a string map) because base configs from the ControllerDeployment arrive the same
-/// way and are merged key by key; [`ProviderConfig::typed_configs`] gives the typed view.
+/// way and are merged key by key; validation (`crate::domain::validation::validate_provider_config`) gives the
+/// typed view, with every body parsed once.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ProviderConfig {
@@ -140,11 +141,6 @@ impl ProviderConfig {
     /// True when the versioned form's apiVersion and kind are both set.
     pub fn is_versioned(&self) -> bool {
         self.api_version.is_some() && self.kind.is_some()
-    }
-
-    /// The configs keyed by their parsed [`ConfigKey`], or the first key that does not parse.
-    pub fn typed_configs(&self) -> Result<BTreeMap<ConfigKey, &str>, ConfigKeyError> {
-        self.configs.iter().map(|(k, v)| Ok((k.parse::<ConfigKey>()?, v.as_str()))).collect()
     }
 }
 

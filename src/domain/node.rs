@@ -107,7 +107,7 @@ use crate::constants::{
     NODE_POLICY_APPLIED_PATH, NODE_POLICY_MARKER_PATH, NODE_SHELL, NODE_STATE_DIR, RELAY_SOCKET_ENDPOINT, UNIT_NAME,
 };
 use crate::domain::configs::MergedConfigs;
-use crate::domain::validation::parse_config_body;
+use crate::domain::validation::{ConfigBody, Policy};
 
 /// Every file path the extension writes into an OSC. [`mutate`] removes files at these paths before adding its
 /// own, so they belong to the extension on selected and deselected pools alike.
@@ -212,10 +212,10 @@ pub fn node_files(plan: &PoolPlan) -> Vec<File> {
     let mut files = vec![
         binary,
         inline_file(NODE_ENV_FILE, &env_file(merged)),
-        inline_file(NODE_FALLBACK_CONFIG_PATH, merged.node_fallback_config()),
+        inline_file(NODE_FALLBACK_CONFIG_PATH, merged.node_fallback_config().text()),
     ];
     if let Some(force) = &merged.force {
-        files.push(inline_file(NODE_FORCE_CONFIG_PATH, force));
+        files.push(inline_file(NODE_FORCE_CONFIG_PATH, force.text()));
     }
     files.push(inline_file(NODE_POLICY_MARKER_PATH, &policy_marker(plan)));
     files
@@ -292,11 +292,10 @@ pub fn env_file_value(value: &str) -> String {
 pub fn policy_marker(plan: &PoolPlan) -> String {
     let merged = plan.merged;
     let pool_config = match &merged.force {
-        Some(force) => force.as_str(),
-        None => plan
-            .group()
-            .and_then(|group| merged.groups.get(group))
-            .map_or_else(|| merged.agent_default_config(), String::as_str),
+        Some(force) => force,
+        None => {
+            plan.group().and_then(|group| merged.groups.get(group)).unwrap_or_else(|| merged.agent_default_config())
+        }
     };
     let mut marker = format!("policy: {}\n", active_policy(pool_config));
     if merged.force.is_none() {
@@ -307,18 +306,10 @@ pub fn policy_marker(plan: &PoolPlan) -> String {
     marker
 }
 
-/// `policy.Active` of a configuration; cri-resmgr's default ([`CRI_RESMGR_DEFAULT_POLICY`]) when it names none,
-/// since a configuration resets every module it leaves out to its defaults. Configurations are validated before
-/// they get here; should one not parse anyway, `unknown` (any change of it still resets the policy).
-fn active_policy(config: &str) -> String {
-    match parse_config_body(config) {
-        Ok(sections) => match sections.get("policy").and_then(|policy| policy.get("Active")) {
-            None => CRI_RESMGR_DEFAULT_POLICY.to_owned(),
-            Some(Value::String(name)) => name.clone(),
-            Some(other) => other.to_string(),
-        },
-        Err(_) => "unknown".to_owned(),
-    }
+/// `policy.Active` of a configuration, parsed with it; cri-resmgr's default ([`CRI_RESMGR_DEFAULT_POLICY`]) when
+/// it names none, since a configuration resets every module it leaves out to its defaults.
+fn active_policy(config: &ConfigBody) -> &'static str {
+    config.active_policy().map_or(CRI_RESMGR_DEFAULT_POLICY, Policy::as_str)
 }
 
 /// The unit [`UNIT_NAME`]: enabled, started, restarted by node-agent when any of [`node_files`] changes.

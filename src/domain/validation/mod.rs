@@ -35,19 +35,19 @@ pub use crate::apis::config::{
     MAX_GROUP_NAME_LENGTH, MAX_NODE_NAME_LENGTH, is_dns1123_subdomain, is_valid_group_name, is_valid_node_name,
 };
 pub use config_body::{
-    CONFIG_SECTIONS, ConfigBodyError, MAX_CONFIG_BODY_BYTES, POLICIES, parse_config_body, validate_config_body,
+    CONFIG_SECTIONS, ConfigBody, ConfigBodyError, MAX_CONFIG_BODY_BYTES, POLICIES, Policy, parse_config_body,
+    validate_config_body,
 };
 pub use extra_options::{
     EXTRA_OPTIONS_PUNCTUATION, FORBIDDEN_FLAGS, MAX_EXTRA_OPTIONS_BYTES, extra_options_tokens, validate_extra_options,
 };
 pub use field::{FieldError, FieldPath, join_errors};
 pub use provider_config::{
-    MAX_CONFIG_ENTRIES, MAX_CONFIGS_TOTAL_BYTES, decode_and_validate_provider_config, decode_provider_config,
-    default_provider_config, validate_configs, validate_provider_config,
+    Configs, MAX_CONFIG_ENTRIES, MAX_CONFIGS_TOTAL_BYTES, PoolSelection, ValidProviderConfig,
+    decode_and_validate_provider_config, decode_provider_config, default_provider_config, validate_configs,
+    validate_configs_size, validate_provider_config,
 };
-pub use shoot::{
-    default_shoot, is_worker_pool_selected, selected_worker_pools, validate_shoot, validate_worker_pool_selection,
-};
+pub use shoot::{default_shoot, validate_shoot, validate_worker_pool_selection};
 
 #[cfg(test)]
 mod tests;

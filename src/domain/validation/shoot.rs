@@ -16,21 +16,6 @@ fn is_enabled_entry(extension: &ShootExtension) -> bool {
     extension.type_ == EXTENSION_TYPE && extension.disabled != Some(true)
 }
 
-/// True when cri-resmgr runs on the nodes of `worker`: the pool runs containerd and is named in `workerPools`, or
-/// `workerPools` is absent. Pools without `cri` count as not running containerd (gardener-apiserver defaults `cri` to
-/// containerd, so persisted Shoots always have it; only hand-written Shoots given to `render` can lack it).
-pub fn is_worker_pool_selected(config: &ProviderConfig, worker: &Worker) -> bool {
-    worker.cri_name() == Some(CRI_CONTAINERD)
-        && config.worker_pools.as_ref().is_none_or(|names| names.contains(&worker.name))
-}
-
-/// The worker pools whose nodes run cri-resmgr (see [`is_worker_pool_selected`]), in the Shoot's order. A selected
-/// pool that does not run containerd is left out even if validation was skipped: cri-resmgr cannot sit in front of
-/// another runtime, and installing it there would break the pool's kubelet.
-pub fn selected_worker_pools<'a>(config: &ProviderConfig, workers: &'a [Worker]) -> Vec<&'a Worker> {
-    workers.iter().filter(|worker| is_worker_pool_selected(config, worker)).collect()
-}
-
 /// Checks `workerPools` against the Shoot's pools: every named pool exists in `spec.provider.workers` and runs
 /// containerd. `path` is the path of `workerPools`.
 ///
@@ -138,7 +123,9 @@ pub fn validate_shoot(new: &Shoot, old: Option<&Shoot>) -> Vec<FieldError> {
         match decode_provider_config(raw.unwrap_or(&Value::Null), &path) {
             Err(decode_errors) => errors.extend(decode_errors),
             Ok(config) => {
-                errors.extend(validate_provider_config(&config, &path));
+                if let Err(config_errors) = validate_provider_config(&config, &path) {
+                    errors.extend(config_errors);
+                }
                 errors.extend(validate_worker_pool_selection(&config, workers, &path.child("workerPools")));
             }
         }

@@ -1,7 +1,7 @@
 //! Tests of the validation rules, one file per concern; the fixtures they share are here.
 
 use super::*;
-use crate::apis::config::{API_VERSION, KIND, ProviderConfig};
+use crate::apis::config::{API_VERSION, KIND};
 use crate::apis::core::{Shoot, Worker};
 use crate::constants::EXTENSION_TYPE;
 use serde_json::{Value, json};

@@ -22,11 +22,14 @@ fn accepts_the_versioned_form_with_every_key() {
     });
     assert_eq!(check(raw.clone()), [""; 0]);
     let config = decode_and_validate_provider_config(Some(&raw), &root()).unwrap();
-    assert!(config.is_versioned());
-    assert_eq!(config.worker_pools.as_deref(), Some(&["a".to_owned(), "b".to_owned()][..]));
-    assert_eq!(config.typed_configs().unwrap().len(), 6);
+    assert!(decode_provider_config(&raw, &root()).unwrap().is_versioned());
+    assert_eq!(config.worker_pools.names(), Some(&["a".to_owned(), "b".to_owned()][..]));
+    assert_eq!(config.configs.entries().count(), 6);
+    assert_eq!(config.configs.to_wire(), decode_provider_config(&raw, &root()).unwrap().configs, "round trip");
+    assert_eq!(config.configs.groups["fast"].active_policy(), Some(Policy::StaticPools));
+    assert_eq!(config.configs.extra_options.as_deref(), raw["configs"]["EXTRA_OPTIONS"].as_str());
     // No providerConfig at all is the empty configuration.
-    assert_eq!(decode_and_validate_provider_config(None, &root()), Ok(ProviderConfig::default()));
+    assert_eq!(decode_and_validate_provider_config(None, &root()), Ok(ValidProviderConfig::default()));
     assert_eq!(check(Value::Null), [""; 0]);
     // Every policy is accepted.
     for policy in POLICIES {

@@ -107,8 +107,7 @@ fn shoot_rules_with_exact_messages() {
 fn no_selection_without_containerd_pools_is_allowed() {
     let new = shoot(entry(json!({})), json!([{ "name": "cpu", "cri": { "name": "cri-o" } }, { "name": "x" }]));
     assert_eq!(shoot_errors(&new, None), [""; 0]);
-    let config = ProviderConfig::default();
-    assert!(selected_worker_pools(&config, &new.spec.provider.workers).is_empty());
+    assert!(PoolSelection::default().selected(&new.spec.provider.workers).is_empty());
 }
 
 #[test]
@@ -170,12 +169,13 @@ fn selected_worker_pools_follow_the_selection_and_containerd() {
         { "name": "d", "cri": { "name": "containerd" } },
     ]))
     .unwrap();
-    let names = |config: &ProviderConfig| -> Vec<String> {
-        selected_worker_pools(config, &workers).iter().map(|w| w.name.clone()).collect()
+    let names = |selection: &PoolSelection| -> Vec<String> {
+        selection.selected(&workers).iter().map(|w| w.name.clone()).collect()
     };
-    assert_eq!(names(&ProviderConfig::default()), ["a", "d"]);
-    let config = ProviderConfig { worker_pools: Some(vec!["d".into(), "b".into()]), ..Default::default() };
-    assert_eq!(names(&config), ["d"]);
+    assert_eq!(names(&PoolSelection::default()), ["a", "d"]);
+    let selection = PoolSelection::new(Some(vec!["d".into(), "b".into()]));
+    assert_eq!(names(&selection), ["d"]);
+    assert!(selection.selects(&workers[3]) && !selection.selects(&workers[0]));
 }
 
 #[test]

@@ -314,6 +314,40 @@ mod tests {
     }
 
     #[test]
+    fn the_api_imports_nothing_above_it() {
+        // The API is the foundation the domain and the adapters build on; an import the other way round is a cycle.
+        let sources = [
+            ("mod.rs", include_str!("mod.rs")),
+            ("common.rs", include_str!("common.rs")),
+            ("config.rs", include_str!("config.rs")),
+            ("core.rs", include_str!("core.rs")),
+            ("extensions.rs", include_str!("extensions.rs")),
+            ("resources.rs", include_str!("resources.rs")),
+        ];
+        let above = ["domain", "runtime", "webhook", "controller", "commands", "managed_resource", "render"];
+        for (file, source) in sources {
+            // Code only: docs may point readers upwards.
+            let code: Vec<&str> = source.lines().filter(|line| !line.trim_start().starts_with("//")).collect();
+            let code = code.join("\n");
+            // Every path that starts at the crate root, including grouped imports (`use crate::{a, b::c}`): the
+            // names up to the end of the path or of the `use` statement.
+            for (start, _) in code.match_indices("crate::") {
+                let rest = &code[start + "crate::".len()..];
+                let end = if rest.starts_with('{') {
+                    rest.find(';')
+                } else {
+                    rest.find(|c: char| c != '_' && c != ':' && !c.is_alphanumeric())
+                };
+                let path = &rest[..end.unwrap_or(rest.len())];
+                let names: Vec<&str> = path.split(|c: char| c != '_' && !c.is_alphanumeric()).collect();
+                for layer in above {
+                    assert!(!names.contains(&layer), "apis/{file} uses crate::{path}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn provider_config_serde_is_strict_and_omits_absent_fields() {
         let cfg: ProviderConfig =
             serde_json::from_value(serde_json::json!({"configs": {"default": "policy: {}\n"}})).unwrap();

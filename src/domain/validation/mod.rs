@@ -4,8 +4,10 @@
 //! Shoot's) and `render`. Every function is pure and total: no I/O, and no input makes it panic. It is split by
 //! concern, and everything is re-exported here:
 //! - [`field`]: field paths and errors, quoting of user values;
-//! - [`provider_config`]: strict decoding of the providerConfig, the rules on `configs` and `workerPools`, defaulting;
-//! - [`config_body`]: cri-resmgr configuration bodies (sections, `policy.Active`);
+//! - [`provider_config`]: strict decoding of the providerConfig, the rules on `configs` and `workerPools`, the typed
+//!   result ([`ValidProviderConfig`]: [`Configs`], [`PoolSelection`]), defaulting;
+//! - [`config_body`]: cri-resmgr configuration bodies (sections, `policy.Active`), parsed once into a [`ConfigBody`]
+//!   that everything downstream reads;
 //! - [`extra_options`]: the `EXTRA_OPTIONS` line;
 //! - [`shoot`]: the rules that need the Shoot (worker pool selection, ratcheting, the defaulting patch).
 //!

@@ -141,3 +141,28 @@ fn parse_config_body_gives_the_sections() {
     assert_eq!(parse_config_body(""), Err(ConfigBodyError::Empty));
     assert_eq!(parse_config_body("3"), Err(ConfigBodyError::NotAMapping("a number")));
 }
+
+#[test]
+fn policies_are_typed_one_per_name() {
+    let names: Vec<&str> = Policy::ALL.iter().map(|policy| policy.as_str()).collect();
+    assert_eq!(names, POLICIES);
+    for policy in Policy::ALL {
+        assert_eq!(Policy::from_name(policy.as_str()), Some(policy));
+    }
+    assert_eq!(Policy::from_name("null"), None);
+    assert_eq!(Policy::from_name("Topology-Aware"), None);
+}
+
+#[test]
+fn a_valid_body_comes_parsed_with_its_policy() {
+    let body = validate_config_body(SAMPLE_DEFAULT, &root()).unwrap();
+    assert_eq!(body.text(), SAMPLE_DEFAULT);
+    assert_eq!(body.sections(), &parse_config_body(SAMPLE_DEFAULT).unwrap());
+    assert_eq!(body.active_policy(), Some(Policy::TopologyAware));
+    let memtier = validate_config_body("policy:\n  Active: memtier\n", &root()).unwrap();
+    assert_eq!(memtier.active_policy(), Some(Policy::Memtier), "an alias stays as written");
+    let no_policy = validate_config_body("logger:\n  Debug: cache\n", &root()).unwrap();
+    assert_eq!(no_policy.active_policy(), None);
+    let built = ConfigBody::with_policy(Policy::Balloons);
+    assert_eq!(built, validate_config_body("policy:\n  Active: balloons\n", &root()).unwrap(), "built = parsed");
+}

@@ -38,7 +38,8 @@
 //! ```
 //!
 //! Decoding with error paths and messages, and every rule about the values, live in [`crate::domain::validation`]; this
-//! module is only the shape.
+//! module is only the shape — and the name rules a [`ConfigKey`] obeys, so that the shape depends on nothing above
+//! it (the domain imports the API, never the other way round).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -47,7 +48,6 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::constants::{AGENT_CONFIG_MAP_PREFIX, AGENT_GROUP_LABEL};
-use crate::domain::validation::{MAX_GROUP_NAME_LENGTH, MAX_NODE_NAME_LENGTH, is_valid_group_name, is_valid_node_name};
 
 /// API group of the versioned providerConfig form.
 pub const API_GROUP: &str = "cri-resmgr.extensions.gardener.cloud";
@@ -58,6 +58,49 @@ pub const KIND: &str = "CriResmgrConfig";
 
 /// JSON field names of [`ProviderConfig`], in the order error messages list them.
 pub const PROVIDER_CONFIG_FIELDS: &[&str] = &["apiVersion", "kind", "configs", "workerPools"];
+
+// ---------------------------------------------------------------------------------------------------------------
+// Names of nodes and groups in `configs` keys
+// ---------------------------------------------------------------------------------------------------------------
+
+/// Longest node name in a `node.<NODE>` key: ConfigMap `cri-resmgr-config.node.<NODE>` must stay a DNS-1123
+/// subdomain of at most 253 characters.
+pub const MAX_NODE_NAME_LENGTH: usize = 253 - AGENT_CONFIG_MAP_PREFIX.len() - ".node.".len();
+/// Longest group name in a `group.<GROUP>` key: a Kubernetes label value.
+pub const MAX_GROUP_NAME_LENGTH: usize = 63;
+
+/// One DNS-1123 label: lowercase letters, digits and '-', starting and ending with a letter or digit, ≤ 63.
+fn is_dns1123_label(s: &str) -> bool {
+    let bytes = s.as_bytes();
+    let alnum = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    match (bytes.first(), bytes.last()) {
+        (Some(first), Some(last)) => {
+            bytes.len() <= 63 && alnum(first) && alnum(last) && bytes.iter().all(|b| alnum(b) || *b == b'-')
+        }
+        _ => false,
+    }
+}
+
+/// A DNS-1123 subdomain (dot-separated DNS-1123 labels) of at most `max` characters.
+pub fn is_dns1123_subdomain(s: &str, max: usize) -> bool {
+    !s.is_empty() && s.len() <= max && s.split('.').all(is_dns1123_label)
+}
+
+/// A node name usable in a `node.<NODE>` key (see [`MAX_NODE_NAME_LENGTH`]).
+pub fn is_valid_node_name(name: &str) -> bool {
+    is_dns1123_subdomain(name, MAX_NODE_NAME_LENGTH)
+}
+
+/// A group name usable in a `group.<GROUP>` key: a non-empty label value that also keeps ConfigMap
+/// `cri-resmgr-config.group.<GROUP>` a DNS-1123 subdomain, since the agent looks for exactly that name
+/// (so no uppercase letters and no '_', although label values allow them).
+pub fn is_valid_group_name(name: &str) -> bool {
+    is_dns1123_subdomain(name, MAX_GROUP_NAME_LENGTH)
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The providerConfig
+// ---------------------------------------------------------------------------------------------------------------
 
 /// Config type keys of `configs` that carry no name.
 pub const KEY_FALLBACK: &str = "fallback";
@@ -72,7 +115,8 @@ pub const KEY_GROUP_PREFIX: &str = "group.";
 /// The extension's providerConfig, in either form (see the module documentation).
 ///
 /// `configs` keeps the wire form (a string map) because base configs from the ControllerDeployment arrive the same
-/// way and are merged key by key; [`ProviderConfig::typed_configs`] gives the typed view.
+/// way and are merged key by key; validation (`crate::domain::validation::validate_provider_config`) gives the
+/// typed view, with every body parsed once.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ProviderConfig {
@@ -97,11 +141,6 @@ impl ProviderConfig {
     /// True when the versioned form's apiVersion and kind are both set.
     pub fn is_versioned(&self) -> bool {
         self.api_version.is_some() && self.kind.is_some()
-    }
-
-    /// The configs keyed by their parsed [`ConfigKey`], or the first key that does not parse.
-    pub fn typed_configs(&self) -> Result<BTreeMap<ConfigKey, &str>, ConfigKeyError> {
-        self.configs.iter().map(|(k, v)| Ok((k.parse::<ConfigKey>()?, v.as_str()))).collect()
     }
 }
 
@@ -261,6 +300,17 @@ mod tests {
         let long_group = format!("group.{}", "a".repeat(64));
         assert!(matches!(long_group.parse::<ConfigKey>(), Err(ConfigKeyError::InvalidGroup(_))));
         assert!(format!("group.{}", "a".repeat(63)).parse::<ConfigKey>().is_ok());
+    }
+
+    #[test]
+    fn names() {
+        assert_eq!(MAX_NODE_NAME_LENGTH, 230);
+        assert!(is_dns1123_subdomain("a", 253));
+        assert!(is_dns1123_subdomain("a-1.b-2", 253));
+        for bad in ["", "A", "a_b", "-a", "a-", ".a", "a.", "a..b", "a.-b"] {
+            assert!(!is_dns1123_subdomain(bad, 253), "{bad:?}");
+        }
+        assert!(!is_dns1123_subdomain(&"a".repeat(64), 253), "a label has at most 63 characters");
     }
 
     #[test]

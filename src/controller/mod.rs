@@ -109,12 +109,8 @@ impl ErrorCodes for ReconcileError {
 }
 
 impl ErrorCodes for DesiredError {
-    /// A configuration problem is the user's or operator's to fix, not a retryable fault.
     fn codes(&self) -> Vec<ErrorCode> {
-        match self {
-            DesiredError::Config(_) | DesiredError::MissingKubernetesVersion => vec![ErrorCode::ConfigurationProblem],
-            DesiredError::Image(_) | DesiredError::Objects(_) => Vec::new(),
-        }
+        DesiredError::codes(self)
     }
 }
 

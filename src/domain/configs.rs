@@ -12,16 +12,21 @@
 //!    operator's mistake (`configmap gardener-extension-cri-resmgr-configs data["default"].policy.Active: …`) reads
 //!    as clearly as a user's (`providerConfig.configs["default"].policy.Active: …`). The merge itself is checked
 //!    against the size limits, since two valid halves can together be too big for one ManagedResource Secret.
+//! 4. Each text is parsed once, when it is validated; [`MergedConfigs`] holds the parsed bodies
+//!    ([`ConfigBody`]: text, sections, active policy), and the agent's ConfigMaps and the node files are built from
+//!    them without reading any text again.
 
 use std::collections::BTreeMap;
+use std::sync::LazyLock;
 
 use k8s_openapi::api::core::v1::ConfigMap;
 
-use crate::apis::config::{ConfigKey, ProviderConfig};
+use crate::apis::config::ProviderConfig;
 use crate::apis::core::Worker;
 use crate::constants::BASE_CONFIGS_CONFIG_MAP;
 use crate::domain::validation::{
-    FieldError, FieldPath, is_worker_pool_selected, validate_configs, validate_provider_config,
+    ConfigBody, Configs, FieldError, FieldPath, Policy, PoolSelection, ValidProviderConfig, validate_configs,
+    validate_provider_config,
 };
 
 /// The configuration used where the user and the operator gave none: as the agent's `.default` ConfigMap when
@@ -70,27 +75,31 @@ pub fn base_configs(config_map: Option<&ConfigMap>) -> Result<BTreeMap<String, S
     if errors.is_empty() { Ok(config_map.data.clone().unwrap_or_default()) } else { Err(errors) }
 }
 
-/// Base configs merged with the Shoot's, typed by [`ConfigKey`]. Every text is valid (see [`merge`]).
+/// Base configs merged with the Shoot's: every body valid and parsed once ([`ConfigBody`]), the Shoot's pool
+/// selection (see [`merge`]).
 ///
 /// `force` and `fallback` may both be set (e.g. one by the operator, one by the user); cri-resmgr refuses
 /// `--force-config` together with `--fallback-config`, so the node side passes only `--force-config` then.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MergedConfigs {
     /// `fallback`: file on the node, used until the agent pushes a config.
-    pub fallback: Option<String>,
+    pub fallback: Option<ConfigBody>,
     /// `default`: the agent's ConfigMap for all nodes.
-    pub default: Option<String>,
+    pub default: Option<ConfigBody>,
     /// `force`: file on the node plus `--force-config`; the agent is ignored.
-    pub force: Option<String>,
+    pub force: Option<ConfigBody>,
     /// `EXTRA_OPTIONS`: extra command-line options for cri-resmgr (one environment file line).
     pub extra_options: Option<String>,
     /// `group.<GROUP>`: group name → configuration.
-    pub groups: BTreeMap<String, String>,
+    pub groups: BTreeMap<String, ConfigBody>,
     /// `node.<NODE>`: node name → configuration.
-    pub nodes: BTreeMap<String, String>,
-    /// The Shoot's `workerPools` (base configs carry no pool selection): `None` selects every containerd pool.
-    pub worker_pools: Option<Vec<String>>,
+    pub nodes: BTreeMap<String, ConfigBody>,
+    /// The Shoot's `workerPools` (base configs carry no pool selection): absent selects every containerd pool.
+    pub worker_pools: PoolSelection,
 }
+
+/// [`BUILTIN_CONFIG`] as a body, built rather than parsed (a test checks that both agree).
+static BUILTIN: LazyLock<ConfigBody> = LazyLock::new(|| ConfigBody::with_policy(Policy::None));
 
 /// Merges the base configs (ConfigMap data, see [`base_configs`]) with the Shoot's providerConfig (`None`: the
 /// Shoot gives none) key by key, the Shoot winning, and validates both halves and the result.
@@ -105,49 +114,43 @@ pub fn merge(
 }
 
 /// [`merge`], reporting the Shoot's errors below `shoot_path` — e.g. `spec.extensions[2].providerConfig`, so that
-/// the controller's errors read exactly like the admission webhook's.
+/// the controller's errors read exactly like the admission webhook's. Each text is parsed once, by validation;
+/// the merge moves the parsed bodies.
 pub fn merge_at(
     base: &BTreeMap<String, String>,
     shoot: Option<&ProviderConfig>,
     shoot_path: &FieldPath,
 ) -> Result<MergedConfigs, Vec<FieldError>> {
-    let mut errors = validate_configs(base, &base_configs_path());
-    if let Some(shoot) = shoot {
-        errors.extend(validate_provider_config(shoot, shoot_path));
-    }
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-
-    let mut merged = base.clone();
-    if let Some(shoot) = shoot {
-        merged.extend(shoot.configs.iter().map(|(k, v)| (k.clone(), v.clone())));
-    }
-    // Each half is valid on its own, so only the limits on the whole (entries, total size) can fail here.
-    let merged_path = merged_configs_path(shoot_path);
-    let mut errors = validate_configs(&merged, &merged_path);
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-
-    let mut result = MergedConfigs { worker_pools: shoot.and_then(|s| s.worker_pools.clone()), ..Default::default() };
-    for (key, text) in merged {
-        match key.parse::<ConfigKey>() {
-            Ok(ConfigKey::Fallback) => result.fallback = Some(text),
-            Ok(ConfigKey::Default) => result.default = Some(text),
-            Ok(ConfigKey::Force) => result.force = Some(text),
-            Ok(ConfigKey::ExtraOptions) => result.extra_options = Some(text),
-            Ok(ConfigKey::Group(name)) => {
-                result.groups.insert(name, text);
-            }
-            Ok(ConfigKey::Node(name)) => {
-                result.nodes.insert(name, text);
-            }
-            // Unreachable after validation; reported rather than unwrapped.
-            Err(e) => errors.push(FieldError::new(&merged_path.key(&key), e.to_string())),
+    let base = validate_configs(base, &base_configs_path());
+    let shoot = shoot.map(|shoot| validate_provider_config(shoot, shoot_path)).transpose();
+    match (base, shoot) {
+        (Ok(base), Ok(shoot)) => merge_valid(base, shoot, shoot_path),
+        (base, shoot) => {
+            let mut errors = base.err().unwrap_or_default();
+            errors.extend(shoot.err().unwrap_or_default());
+            Err(errors)
         }
     }
-    if errors.is_empty() { Ok(result) } else { Err(errors) }
+}
+
+/// The merge of two validated halves: the Shoot's configs override the base configs key by key, and the result is
+/// checked against the limits on the whole (entries, total size), since two valid halves can together be too big
+/// for one ManagedResource Secret. `shoot_path` names the Shoot's half in that error.
+pub fn merge_valid(
+    base: Configs,
+    shoot: Option<ValidProviderConfig>,
+    shoot_path: &FieldPath,
+) -> Result<MergedConfigs, Vec<FieldError>> {
+    let (configs, worker_pools) = match shoot {
+        Some(shoot) => (base.overridden_by(shoot.configs), shoot.worker_pools),
+        None => (base, PoolSelection::default()),
+    };
+    let errors = configs.validate_size(&merged_configs_path(shoot_path));
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let Configs { fallback, default, force, extra_options, groups, nodes } = configs;
+    Ok(MergedConfigs { fallback, default, force, extra_options, groups, nodes, worker_pools })
 }
 
 impl MergedConfigs {
@@ -155,47 +158,36 @@ impl MergedConfigs {
     /// behaving as the fallback file says once the agent pushes), else [`BUILTIN_CONFIG`]. Never empty: with no
     /// `.default` ConfigMap the agent pushes an empty configuration, which cri-resmgr caches in preference to the
     /// fallback file from then on.
-    pub fn agent_default_config(&self) -> &str {
-        self.default.as_deref().or(self.fallback.as_deref()).unwrap_or(BUILTIN_CONFIG)
+    pub fn agent_default_config(&self) -> &ConfigBody {
+        self.default.as_ref().or(self.fallback.as_ref()).unwrap_or(&BUILTIN)
     }
 
     /// What the node's fallback file holds: `fallback`, else [`BUILTIN_CONFIG`].
-    pub fn node_fallback_config(&self) -> &str {
-        self.fallback.as_deref().unwrap_or(BUILTIN_CONFIG)
+    pub fn node_fallback_config(&self) -> &ConfigBody {
+        self.fallback.as_ref().unwrap_or(&BUILTIN)
     }
 
     /// The merged configs in their wire form (config key → text), e.g. for `render` to show.
     pub fn to_configs(&self) -> BTreeMap<String, String> {
-        let mut configs = BTreeMap::new();
-        let singles = [
-            (ConfigKey::Fallback, &self.fallback),
-            (ConfigKey::Default, &self.default),
-            (ConfigKey::Force, &self.force),
-            (ConfigKey::ExtraOptions, &self.extra_options),
-        ];
-        for (key, text) in singles {
-            if let Some(text) = text {
-                configs.insert(key.to_string(), text.clone());
-            }
-        }
-        for (name, text) in &self.groups {
-            configs.insert(ConfigKey::Group(name.clone()).to_string(), text.clone());
-        }
-        for (name, text) in &self.nodes {
-            configs.insert(ConfigKey::Node(name.clone()).to_string(), text.clone());
-        }
-        configs
+        let configs = Configs {
+            fallback: self.fallback.clone(),
+            default: self.default.clone(),
+            force: self.force.clone(),
+            extra_options: self.extra_options.clone(),
+            groups: self.groups.clone(),
+            nodes: self.nodes.clone(),
+        };
+        configs.to_wire()
     }
 
-    /// True when cri-resmgr runs on the nodes of `worker` (see [`crate::domain::validation::is_worker_pool_selected`]).
+    /// True when cri-resmgr runs on the nodes of `worker` (see [`PoolSelection::selects`]).
     pub fn is_worker_pool_selected(&self, worker: &Worker) -> bool {
-        let selection = ProviderConfig { worker_pools: self.worker_pools.clone(), ..Default::default() };
-        is_worker_pool_selected(&selection, worker)
+        self.worker_pools.selects(worker)
     }
 
     /// The worker pools whose nodes run cri-resmgr, in the Shoot's order.
     pub fn selected_worker_pools<'a>(&self, workers: &'a [Worker]) -> Vec<&'a Worker> {
-        workers.iter().filter(|worker| self.is_worker_pool_selected(worker)).collect()
+        self.worker_pools.selected(workers)
     }
 
     /// Names of [`Self::selected_worker_pools`], as the DaemonSets' node affinity takes them.
@@ -208,6 +200,21 @@ impl MergedConfigs {
 mod tests {
     use super::*;
     use crate::domain::validation::{MAX_CONFIG_BODY_BYTES, MAX_CONFIGS_TOTAL_BYTES, validate_config_body};
+
+    /// The text of an optional body, to compare with the text it was parsed from.
+    fn text(body: &Option<ConfigBody>) -> Option<&str> {
+        body.as_ref().map(ConfigBody::text)
+    }
+
+    /// Name → text of named bodies.
+    fn texts(bodies: &BTreeMap<String, ConfigBody>) -> BTreeMap<String, String> {
+        bodies.iter().map(|(name, body)| (name.clone(), body.text().to_owned())).collect()
+    }
+
+    /// A body as validation gives it.
+    fn body(text: &str) -> ConfigBody {
+        validate_config_body(text, &FieldPath::new("test")).unwrap()
+    }
 
     fn map(entries: &[(&str, &str)]) -> BTreeMap<String, String> {
         entries.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
@@ -232,23 +239,23 @@ mod tests {
         ]);
         let user = shoot(&[("default", BALLOONS), ("node.b", BALLOONS), ("group.fast", BALLOONS)]);
         let merged = merge(&base, Some(&user)).unwrap();
-        assert_eq!(merged.fallback.as_deref(), Some(TOPOLOGY), "kept from base");
-        assert_eq!(merged.default.as_deref(), Some(BALLOONS), "shoot wins");
+        assert_eq!(text(&merged.fallback), Some(TOPOLOGY), "kept from base");
+        assert_eq!(text(&merged.default), Some(BALLOONS), "shoot wins");
         assert_eq!(merged.force, None);
         assert_eq!(merged.extra_options.as_deref(), Some("--metrics-interval=10s"));
-        assert_eq!(merged.nodes, map(&[("a", STATIC), ("b", BALLOONS)]), "node keys of both, shoot adds");
-        assert_eq!(merged.groups, map(&[("fast", BALLOONS)]), "same group key: shoot wins");
-        assert_eq!(merged.worker_pools, None);
+        assert_eq!(texts(&merged.nodes), map(&[("a", STATIC), ("b", BALLOONS)]), "node keys of both, shoot adds");
+        assert_eq!(texts(&merged.groups), map(&[("fast", BALLOONS)]), "same group key: shoot wins");
+        assert_eq!(merged.worker_pools.names(), None);
     }
 
     #[test]
     fn merge_without_shoot_or_base() {
         let merged = merge(&map(&[("force", STATIC)]), None).unwrap();
-        assert_eq!(merged, MergedConfigs { force: Some(STATIC.to_owned()), ..Default::default() });
+        assert_eq!(merged, MergedConfigs { force: Some(body(STATIC)), ..Default::default() });
         let user = ProviderConfig { worker_pools: Some(vec!["cpu".to_owned()]), ..shoot(&[("fallback", STATIC)]) };
         let merged = merge(&BTreeMap::new(), Some(&user)).unwrap();
-        assert_eq!(merged.fallback.as_deref(), Some(STATIC));
-        assert_eq!(merged.worker_pools, Some(vec!["cpu".to_owned()]));
+        assert_eq!(text(&merged.fallback), Some(STATIC));
+        assert_eq!(merged.worker_pools.names(), Some(&["cpu".to_owned()][..]));
         assert_eq!(merge(&BTreeMap::new(), None).unwrap(), MergedConfigs::default());
     }
 
@@ -319,8 +326,8 @@ mod tests {
             configs: (0..half).map(|i| (format!("node.s{i}"), body("s"))).collect(),
             ..Default::default()
         };
-        assert!(validate_configs(&base, &base_configs_path()).is_empty());
-        assert!(validate_configs(&user.configs, &FieldPath::new("x")).is_empty());
+        assert!(validate_configs(&base, &base_configs_path()).is_ok());
+        assert!(validate_configs(&user.configs, &FieldPath::new("x")).is_ok());
         let errors = merge(&base, Some(&user)).unwrap_err();
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert_eq!(
@@ -332,28 +339,32 @@ mod tests {
 
     #[test]
     fn the_builtin_config_is_valid_and_pins_nothing() {
-        assert_eq!(validate_config_body(BUILTIN_CONFIG, &FieldPath::new("builtin")), Vec::<FieldError>::new());
-        let sections = crate::domain::validation::parse_config_body(BUILTIN_CONFIG).unwrap();
+        let parsed = validate_config_body(BUILTIN_CONFIG, &FieldPath::new("builtin")).unwrap();
+        let sections = parsed.sections();
         assert_eq!(sections.len(), 1);
         assert_eq!(sections["policy"], serde_json::json!({"Active": "none"}));
+        assert_eq!(parsed.active_policy(), Some(Policy::None));
+        // The built body (no parse) is exactly what parsing the text gives.
+        assert_eq!(*BUILTIN, parsed);
+        assert_eq!(BUILTIN.text(), BUILTIN_CONFIG);
     }
 
     #[test]
     fn the_agent_default_config_is_always_present() {
         let from_default = merge(&map(&[("default", BALLOONS), ("fallback", TOPOLOGY)]), None).unwrap();
-        assert_eq!(from_default.agent_default_config(), BALLOONS);
+        assert_eq!(from_default.agent_default_config().text(), BALLOONS);
         let from_fallback = merge(&map(&[("fallback", TOPOLOGY), ("node.a", STATIC)]), None).unwrap();
-        assert_eq!(from_fallback.agent_default_config(), TOPOLOGY);
+        assert_eq!(from_fallback.agent_default_config().text(), TOPOLOGY);
         let builtin = merge(&map(&[("force", STATIC), ("group.g", BALLOONS)]), None).unwrap();
-        assert_eq!(builtin.agent_default_config(), BUILTIN_CONFIG);
+        assert_eq!(builtin.agent_default_config().text(), BUILTIN_CONFIG);
     }
 
     #[test]
     fn the_node_fallback_config_is_always_present() {
         let merged = merge(&map(&[("fallback", TOPOLOGY), ("default", BALLOONS)]), None).unwrap();
-        assert_eq!(merged.node_fallback_config(), TOPOLOGY);
+        assert_eq!(merged.node_fallback_config().text(), TOPOLOGY);
         let merged = merge(&map(&[("default", BALLOONS)]), None).unwrap();
-        assert_eq!(merged.node_fallback_config(), BUILTIN_CONFIG);
+        assert_eq!(merged.node_fallback_config().text(), BUILTIN_CONFIG);
     }
 
     #[test]

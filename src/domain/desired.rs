@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+use crate::apis::common::ErrorCode;
 use crate::apis::config::ProviderConfig;
 use crate::apis::core::Shoot;
 use crate::constants::EXTENSION_TYPE;
@@ -34,12 +35,11 @@ impl From<Vec<FieldError>> for DesiredError {
 
 impl DesiredError {
     /// Gardener error codes: a configuration problem is the user's or operator's to fix, not a retryable fault.
-    pub fn codes(&self) -> Vec<String> {
+    /// Every variant is named, so a new one gets a deliberate code.
+    pub fn codes(&self) -> Vec<ErrorCode> {
         match self {
-            DesiredError::Config(_) | DesiredError::MissingKubernetesVersion => {
-                vec![crate::apis::common::error_codes::CONFIGURATION_PROBLEM.to_string()]
-            }
-            _ => Vec::new(),
+            DesiredError::Config(_) | DesiredError::MissingKubernetesVersion => vec![ErrorCode::ConfigurationProblem],
+            DesiredError::Image(_) | DesiredError::Objects(_) => Vec::new(),
         }
     }
 }
@@ -152,4 +152,96 @@ pub fn cleaner_objects(shoot: &Shoot, images: &ImageVector) -> Result<Vec<Value>
         .ok_or(DesiredError::MissingKubernetesVersion)?;
     let images = images.extension_images(version)?;
     Ok(crate::domain::shoot_resources::cleaner_objects(&images, &containerd_pools(shoot))?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::images::ImageVector;
+    use crate::domain::node::{cri_resmgr_unit, inline_text, node_files, policy_marker};
+    use crate::domain::validation::config_body::parse_counter;
+    use serde_json::json;
+
+    // Distinct texts, so that parses can be counted per body.
+    const BASE_DEFAULT: &str = "policy:\n  Active: topology-aware\n";
+    const BASE_FALLBACK: &str = "policy:\n  Active: balloons\n";
+    const BASE_NODE: &str = "policy:\n  Active: static\n";
+    const SHOOT_DEFAULT: &str = "policy:\n  Active: podpools\nlogger:\n  Debug: cache\n";
+    const SHOOT_GROUP: &str = "policy:\n  Active: static-pools\n";
+    const SHOOT_NODE: &str = "policy:\n  Active: memtier\n";
+
+    fn shoot() -> Shoot {
+        let spec = serde_json::from_value(json!({
+            "extensions": [{ "type": EXTENSION_TYPE, "providerConfig": provider_config() }],
+            "kubernetes": { "version": "1.32.0" },
+            "provider": { "type": "local", "workers": [
+                { "name": "cpu", "cri": { "name": "containerd" },
+                  "labels": { crate::constants::AGENT_GROUP_LABEL: "fast" } },
+                { "name": "gpu", "cri": { "name": "containerd" } },
+            ] },
+        }))
+        .unwrap();
+        Shoot::new("local", spec)
+    }
+
+    fn provider_config() -> Value {
+        json!({ "configs": {
+            "default": SHOOT_DEFAULT,
+            "group.fast": SHOOT_GROUP,
+            "node.n1": SHOOT_NODE,
+            "EXTRA_OPTIONS": "--metrics-interval=10s",
+        } })
+    }
+
+    fn base() -> BTreeMap<String, String> {
+        [("default", BASE_DEFAULT), ("fallback", BASE_FALLBACK), ("node.b1", BASE_NODE)]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn a_full_plan_parses_each_config_body_once() {
+        let images = ImageVector::embedded().unwrap();
+        let shoot = shoot();
+        parse_counter::take();
+
+        // What one reconcile does: the plan, the shoot's objects, and every pool's node files and unit.
+        let desired = compute(&shoot, Some(&provider_config()), &base(), &images).unwrap();
+        let objects = desired.runtime_objects().unwrap();
+        let mut markers = Vec::new();
+        for pool in ["cpu", "gpu"] {
+            let plan = desired.pool_plan(&shoot, pool, &images).unwrap().unwrap();
+            let files = node_files(&plan);
+            assert!(files.iter().all(|file| file.content.image_ref.is_some() || inline_text(file).is_some()));
+            cri_resmgr_unit(&files);
+            markers.push(policy_marker(&plan));
+        }
+
+        let parses = parse_counter::take();
+        let bodies = [BASE_DEFAULT, BASE_FALLBACK, BASE_NODE, SHOOT_DEFAULT, SHOOT_GROUP, SHOOT_NODE];
+        let once: BTreeMap<String, usize> = bodies.iter().map(|text| ((*text).to_owned(), 1)).collect();
+        assert_eq!(parses, once, "every body (base and Shoot, overridden or not) parsed exactly once");
+
+        // And the parsed values did arrive everywhere.
+        assert_eq!(objects.iter().filter(|o| o["kind"] == "ConfigMap").count(), 4, "default, group.fast, 2 nodes");
+        assert_eq!(
+            markers,
+            [
+                "policy: static-pools\nnode b1: static\nnode n1: memtier\n",
+                "policy: podpools\nnode b1: static\nnode n1: memtier\n",
+            ]
+        );
+    }
+
+    #[test]
+    fn admission_parses_each_config_body_once() {
+        let shoot = shoot();
+        parse_counter::take();
+        assert_eq!(crate::domain::validation::validate_shoot(&shoot, None), []);
+        let parses = parse_counter::take();
+        let once: BTreeMap<String, usize> =
+            [SHOOT_DEFAULT, SHOOT_GROUP, SHOOT_NODE].iter().map(|text| ((*text).to_owned(), 1)).collect();
+        assert_eq!(parses, once);
+    }
 }

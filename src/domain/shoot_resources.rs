@@ -41,15 +41,13 @@ use crate::constants::{
 };
 use crate::domain::configs::MergedConfigs;
 use crate::domain::images::ExtensionImages;
-use crate::domain::validation::{ConfigBodyError, parse_config_body};
+use crate::domain::validation::ConfigBody;
 use crate::yaml::YamlError;
 
-/// Why the shoot's objects could not be built. Configurations are validated before (see [`crate::domain::configs::merge`]),
-/// so these mean a bug or a config that bypassed validation; they name the object concerned.
+/// Why the shoot's objects could not be built. Configurations arrive validated and parsed (see
+/// [`crate::domain::configs::merge`]), so these mean a bug; they name the object concerned.
 #[derive(Debug, thiserror::Error)]
 pub enum ShootResourcesError {
-    #[error("configuration for ConfigMap {config_map}: {source}")]
-    ConfigBody { config_map: String, source: ConfigBodyError },
     #[error("configuration for ConfigMap {config_map}, section {section:?}: {source}")]
     Section { config_map: String, section: String, source: YamlError },
     #[error("cannot serialize {kind} {name}: {source}")]
@@ -349,15 +347,17 @@ pub fn node_config_map_name(node: &str) -> String {
 }
 
 /// One agent ConfigMap: data has one key per top-level section of `config` (`policy`, `logger`, ...), whose value
-/// is that section as YAML — the form the agent hands to cri-resmgr (`config.DataFromStringMap`).
-pub fn agent_config_map(name: &str, config: &str) -> Result<ConfigMap, ShootResourcesError> {
-    let sections = parse_config_body(config)
-        .map_err(|source| ShootResourcesError::ConfigBody { config_map: name.to_owned(), source })?;
-    let data = sections
-        .into_iter()
-        .map(|(section, value)| match crate::yaml::to_string(&value) {
-            Ok(text) => Ok((section, text)),
-            Err(source) => Err(ShootResourcesError::Section { config_map: name.to_owned(), section, source }),
+/// is that section as YAML — the form the agent hands to cri-resmgr (`config.DataFromStringMap`). The sections come
+/// parsed with the body; nothing is read again here.
+pub fn agent_config_map(name: &str, config: &ConfigBody) -> Result<ConfigMap, ShootResourcesError> {
+    let data = config
+        .sections()
+        .iter()
+        .map(|(section, value)| match crate::yaml::to_string(value) {
+            Ok(text) => Ok((section.clone(), text)),
+            Err(source) => {
+                Err(ShootResourcesError::Section { config_map: name.to_owned(), section: section.clone(), source })
+            }
         })
         .collect::<Result<BTreeMap<_, _>, _>>()?;
     Ok(ConfigMap { metadata: system_metadata(name, AGENT_NAME), data: Some(data), ..Default::default() })
@@ -510,7 +510,7 @@ pub fn shoot_objects(
 // ---------------------------------------------------------------------------------------------------------------
 
 /// The cleaner's init container script. Node paths come from [`crate::constants`] through the environment
-/// ([`cleaner_env`]), so they are spelled once; `HOST_ROOT` is where the host's `/` is mounted.
+/// (`cleaner_env`), so they are spelled once; `HOST_ROOT` is where the host's `/` is mounted.
 pub const CLEANER_SCRIPT: &str = r#"# Removes what cri-resmgr leaves on a node outside the paths gardener-node-agent manages, once node-agent has
 # taken cri-resmgr off the node. Idempotent: a restarted pod, or a second Delete, finds nothing left to do.
 set -eu
@@ -655,7 +655,13 @@ mod tests {
     use crate::apis::config::ProviderConfig;
     use crate::domain::configs::{BUILTIN_CONFIG, merge};
     use crate::domain::images::ImageVector;
+    use crate::domain::validation::{FieldPath, validate_config_body};
     use serde_json::json;
+
+    /// A body as validation gives it.
+    fn body(text: &str) -> ConfigBody {
+        validate_config_body(text, &FieldPath::new("test")).unwrap()
+    }
 
     fn merged(entries: &[(&str, &str)]) -> MergedConfigs {
         let base = entries.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
@@ -771,7 +777,8 @@ mod tests {
     #[test]
     fn config_maps_split_the_configuration_per_section() {
         let config = "policy:\n  Active: topology-aware\n  ReservedResources:\n    CPU: 750m\n  topology-aware:\n    PinCPU: true\nlogger:\n  Debug: resource-manager,cache\ndump:\n  Config: off:.*,full:((Create)|(Remove)).*\n";
-        let config_map = serde_json::to_value(agent_config_map("cri-resmgr-config.default", config).unwrap()).unwrap();
+        let config_map =
+            serde_json::to_value(agent_config_map("cri-resmgr-config.default", &body(config)).unwrap()).unwrap();
         assert_eq!(
             config_map,
             json!({
@@ -791,7 +798,7 @@ mod tests {
     fn section_values_keep_their_types() {
         // Strings that YAML 1.1 (cri-resmgr's Go decoder) would read as something else stay quoted.
         let config = "policy:\n  Active: \"none\"\nlogger:\n  Debug: \"on\"\n  LogSource: true\ninstrumentation:\n  Sampling: 0.5\n";
-        let data = agent_config_map("x", config).unwrap().data.unwrap();
+        let data = agent_config_map("x", &body(config)).unwrap().data.unwrap();
         assert_eq!(data["logger"], "Debug: \"on\"\nLogSource: true\n");
         assert_eq!(data["instrumentation"], "Sampling: 0.5\n");
         for (section, text) in &data {
@@ -837,12 +844,13 @@ mod tests {
     }
 
     #[test]
-    fn an_invalid_body_names_the_config_map() {
-        let err = agent_config_map("cri-resmgr-config.node.a", "").unwrap_err();
-        assert!(
-            err.to_string().starts_with("configuration for ConfigMap cri-resmgr-config.node.a: Required value"),
-            "{err}"
-        );
+    fn an_invalid_body_never_becomes_a_config_map() {
+        // A ConfigMap is built from a parsed body only, and only validation parses: an invalid text is stopped there,
+        // with its field path, and never reaches the shoot.
+        let path = FieldPath::new("configs").key("node.a");
+        let errors = validate_config_body("", &path).unwrap_err();
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].to_string().starts_with(r#"configs["node.a"]: Required value"#), "{}", errors[0]);
     }
 
     #[test]

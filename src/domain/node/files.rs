@@ -5,7 +5,6 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use serde_json::Value;
 
 use super::PoolPlan;
 use crate::apis::extensions::{File, FileContent, FileContentImageRef, FileContentInline};
@@ -15,7 +14,7 @@ use crate::constants::{
     NODE_FORCE_CONFIG_PATH, NODE_POLICY_MARKER_PATH,
 };
 use crate::domain::configs::MergedConfigs;
-use crate::domain::validation::parse_config_body;
+use crate::domain::validation::{ConfigBody, Policy};
 
 /// File mode of the binary: 0755 (493 in the OSC's decimal JSON).
 const MODE_EXECUTABLE: i32 = 0o755;
@@ -45,10 +44,10 @@ pub fn node_files(plan: &PoolPlan) -> Vec<File> {
     let mut files = vec![
         binary,
         inline_file(NODE_ENV_FILE, &env_file(merged)),
-        inline_file(NODE_FALLBACK_CONFIG_PATH, merged.node_fallback_config()),
+        inline_file(NODE_FALLBACK_CONFIG_PATH, merged.node_fallback_config().text()),
     ];
     if let Some(force) = &merged.force {
-        files.push(inline_file(NODE_FORCE_CONFIG_PATH, force));
+        files.push(inline_file(NODE_FORCE_CONFIG_PATH, force.text()));
     }
     files.push(inline_file(NODE_POLICY_MARKER_PATH, &policy_marker(plan)));
     files
@@ -122,11 +121,10 @@ pub fn env_file_value(value: &str) -> String {
 pub fn policy_marker(plan: &PoolPlan) -> String {
     let merged = plan.merged;
     let pool_config = match &merged.force {
-        Some(force) => force.as_str(),
-        None => plan
-            .group()
-            .and_then(|group| merged.groups.get(group))
-            .map_or_else(|| merged.agent_default_config(), String::as_str),
+        Some(force) => force,
+        None => {
+            plan.group().and_then(|group| merged.groups.get(group)).unwrap_or_else(|| merged.agent_default_config())
+        }
     };
     let mut marker = format!("policy: {}\n", active_policy(pool_config));
     if merged.force.is_none() {
@@ -137,18 +135,10 @@ pub fn policy_marker(plan: &PoolPlan) -> String {
     marker
 }
 
-/// `policy.Active` of a configuration; cri-resmgr's default ([`CRI_RESMGR_DEFAULT_POLICY`]) when it names none,
-/// since a configuration resets every module it leaves out to its defaults. Configurations are validated before
-/// they get here; should one not parse anyway, `unknown` (any change of it still resets the policy).
-fn active_policy(config: &str) -> String {
-    match parse_config_body(config) {
-        Ok(sections) => match sections.get("policy").and_then(|policy| policy.get("Active")) {
-            None => CRI_RESMGR_DEFAULT_POLICY.to_owned(),
-            Some(Value::String(name)) => name.clone(),
-            Some(other) => other.to_string(),
-        },
-        Err(_) => "unknown".to_owned(),
-    }
+/// `policy.Active` of a configuration, parsed with it; cri-resmgr's default ([`CRI_RESMGR_DEFAULT_POLICY`]) when
+/// it names none, since a configuration resets every module it leaves out to its defaults.
+fn active_policy(config: &ConfigBody) -> &'static str {
+    config.active_policy().map_or(CRI_RESMGR_DEFAULT_POLICY, Policy::as_str)
 }
 
 /// `text` as inline file content in `encoding`: base64 for `b64`, as is for plain text (the other encoding

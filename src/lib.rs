@@ -24,3 +24,6 @@ pub mod render;
 pub mod runtime;
 pub mod webhook;
 pub mod yaml;
+
+#[cfg(test)]
+mod layers;

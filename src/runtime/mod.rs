@@ -10,13 +10,11 @@
 //!   bind → register → serve sequence; the registrar re-registers when the published CA bundle changes.
 //! - [`tls`]: the one owner of a process's serving certificates. A single task obtains the material (from a
 //!   watched directory, or from a watched Secret it renews before expiry) and publishes it through a
-//!   `tokio::sync::watch` channel that the TLS resolver, the registrar and `/readyz` read; nothing polls.
-//! - [`certs`], [`cert_secret`]: making and checking the material (generated, or kept in a shared Secret).
-//! - [`inputs`]: reads of the Cluster, the Extension and the base configs.
+//!   `tokio::sync::watch` channel that the TLS resolver, the registrar and `/readyz` read; nothing polls. Its
+//!   `certs` and `cert_secret` make and check the material (generated, or kept in a shared Secret).
+//! - [`inputs`]: reads of the domain's inputs (base configs, image vector override).
 //! - [`signals`]: SIGTERM / Ctrl-C.
 
-pub mod cert_secret;
-pub mod certs;
 pub mod inputs;
 pub mod registration;
 pub mod review;

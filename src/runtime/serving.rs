@@ -10,11 +10,11 @@ use std::time::Duration;
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use tokio::time::Instant;
 
-use crate::runtime::cert_secret;
-use crate::runtime::certs;
 use crate::runtime::error_chain;
 use crate::runtime::registration::ClientConfigMode;
 use crate::runtime::server::{ServerError, WebhookServer};
+use crate::runtime::tls::cert_secret;
+use crate::runtime::tls::certs;
 use crate::runtime::tls::{self, CertReceiver, Certificates};
 
 /// Longest pause between attempts to re-register after a failure.

@@ -1,4 +1,4 @@
-//! Webhook certificates kept in a Secret (`--webhook-cert-secret`, `runtime::cert_secret`) against the real
+//! Webhook certificates kept in a Secret (`--webhook-cert-secret`, `runtime::tls::cert_secret`) against the real
 //! apiserver: replicas agree on one CA, the Secret is reused and renewed with the same CA, the process's certificate
 //! owner (`runtime::tls::secret`) follows it through a watch, and a server started with the flag serves a certificate
 //! of the Secret's CA.
@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use gardener_extension_cri_resmgr::commands::admission::{self, AdmissionOptions};
 use gardener_extension_cri_resmgr::constants::{LABEL_MANAGED_BY, MANAGED_BY};
-use gardener_extension_cri_resmgr::runtime::cert_secret::{self, CertMaterial, CertSecretConfig, CertSecretError};
-use gardener_extension_cri_resmgr::runtime::certs::{self, CertPems};
 use gardener_extension_cri_resmgr::runtime::serving::{WebhookConfigMode, WebhookOptions};
 use gardener_extension_cri_resmgr::runtime::tls;
+use gardener_extension_cri_resmgr::runtime::tls::cert_secret::{self, CertMaterial, CertSecretConfig, CertSecretError};
+use gardener_extension_cri_resmgr::runtime::tls::certs::{self, CertPems};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ObjectMeta, PostParams};

@@ -212,7 +212,7 @@ impl RunningController {
 /// fails the test.
 pub async fn https_get(port: u16, server_name: &str, ca_pem: &[u8], path: &str) -> Option<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let config = gardener_extension_cri_resmgr::runtime::certs::client_config_trusting(ca_pem).expect("CA");
+    let config = gardener_extension_cri_resmgr::runtime::tls::certs::client_config_trusting(ca_pem).expect("CA");
     let stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
     let name = rustls::pki_types::ServerName::try_from(server_name.to_string()).expect("server name");
     let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))

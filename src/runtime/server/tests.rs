@@ -21,8 +21,8 @@ use tower::ServiceExt;
 
 use super::*;
 use crate::runtime::DynamicAdmissionRequest;
-use crate::runtime::certs::{self, CA_CERT_FILE, GeneratedCerts, TLS_CERT_FILE, TLS_KEY_FILE};
 use crate::runtime::error_chain;
+use crate::runtime::tls::certs::{self, CA_CERT_FILE, GeneratedCerts, TLS_CERT_FILE, TLS_KEY_FILE};
 use crate::runtime::tls::files::watch_dir;
 use crate::runtime::tls::{Certificates, ServingCerts};
 use rustls::pki_types::CertificateDer;

@@ -20,8 +20,8 @@ use tokio::sync::Notify;
 use tracing::{info, warn};
 
 use super::{CertLoadError, Certificates, Publisher, ServingCerts};
-use crate::runtime::certs::{CA_CERT_FILE, TLS_CERT_FILE, TLS_KEY_FILE};
 use crate::runtime::error_chain;
+use crate::runtime::tls::certs::{CA_CERT_FILE, TLS_CERT_FILE, TLS_KEY_FILE};
 
 /// Writers replace the files one by one (the key, then its certificate): a burst of events is let settle this long
 /// before the directory is read, so that the half-updated pair in between is rarely seen (and never served).

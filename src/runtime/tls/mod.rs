@@ -14,12 +14,17 @@
 //! - [`files`]: a directory holding `tls.crt`, `tls.key` and `ca.crt` (a mounted Secret, or the files generated for
 //!   `--generate-certs-for`), followed through file-system notifications;
 //! - [`secret`]: a Secret the extension manages itself (`--webhook-cert-secret`, see
-//!   [`crate::runtime::cert_secret`]), followed through a watch on that Secret and a timer for the renewal before
+//!   [`crate::runtime::tls::cert_secret`]), followed through a watch on that Secret and a timer for the renewal before
 //!   expiry.
+//!
+//! [`certs`] makes and checks the material itself (CA, serving certificate, expiry), [`cert_secret`] keeps it in
+//! the shared Secret and writes it into the directory the server reads.
 //!
 //! A source that finds unusable material (a half-written pair, a missing file) keeps publishing what it had: a
 //! server never stops serving because of a broken update.
 
+pub mod cert_secret;
+pub mod certs;
 pub mod files;
 pub mod secret;
 

@@ -25,9 +25,9 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::{Certificates, Publisher, ServingCerts};
-use crate::runtime::cert_secret::{self, CertMaterial, CertSecretConfig, CertSecretError};
-use crate::runtime::certs;
 use crate::runtime::error_chain;
+use crate::runtime::tls::cert_secret::{self, CertMaterial, CertSecretConfig, CertSecretError};
+use crate::runtime::tls::certs;
 
 /// How long [`start`] retries the first ensure (the apiserver or the RBAC may not be there yet).
 pub const STARTUP_RETRY_TIMEOUT: Duration = Duration::from_secs(30);

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::*;
-use crate::runtime::certs::{self, CA_CERT_FILE, CertPems};
+use crate::runtime::tls::certs::{self, CA_CERT_FILE, CertPems};
 
 fn pems(host: &str) -> CertPems {
     certs::generate_pems(&[host], &[]).expect("generate")

@@ -373,7 +373,7 @@ struct ReadinessProbe {
 
 impl ReadinessProbe {
     fn new(port: u16, ca_pem: &str, token: &str) -> Result<Self, TestbedError> {
-        let config = gardener_extension_cri_resmgr::runtime::certs::client_config_trusting(ca_pem.as_bytes())
+        let config = gardener_extension_cri_resmgr::runtime::tls::certs::client_config_trusting(ca_pem.as_bytes())
             .map_err(|e| TestbedError::Kubeconfig(format!("control-plane CA: {e}")))?;
         Ok(ReadinessProbe {
             port,

@@ -3,7 +3,7 @@
 //! The webhook server is handed its material by the process's certificate owner ([`crate::runtime::tls`]), which
 //! follows a certificate directory ([`TLS_CERT_FILE`], [`TLS_KEY_FILE`], [`CA_CERT_FILE`]) or a Secret. Who writes
 //! the directory varies: a mounted Secret, this module for `make dev` and the tests, or
-//! [`crate::runtime::cert_secret`] in production (the material lives in a Secret the extension creates and renews
+//! [`crate::runtime::tls::cert_secret`] in production (the material lives in a Secret the extension creates and renews
 //! itself, shared by every replica). Besides the serving pair there is the CA the apiserver needs as `caBundle`:
 //!
 //! - [`generate`] always creates a fresh CA and serving certificate;

@@ -35,7 +35,7 @@ use time::OffsetDateTime;
 use tracing::{debug, info};
 
 use crate::constants::{LABEL_MANAGED_BY, MANAGED_BY};
-use crate::runtime::certs::{self, CA_CERT_FILE, CA_KEY_FILE, CertError, CertPems, TLS_CERT_FILE, TLS_KEY_FILE};
+use crate::runtime::tls::certs::{self, CA_CERT_FILE, CA_KEY_FILE, CertError, CertPems, TLS_CERT_FILE, TLS_KEY_FILE};
 
 /// Type of the Secret when it is created.
 pub const SECRET_TYPE: &str = "Opaque";

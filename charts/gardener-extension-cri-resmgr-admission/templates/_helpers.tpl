@@ -1,4 +1,4 @@
-{{- /* Names fixed by the binary (src/webhook/registration.rs ADMISSION_CONFIG_NAME): keep them in step. */ -}}
+{{- /* Names fixed by the binary (src/runtime/registration.rs ADMISSION_CONFIG_NAME): keep them in step. */ -}}
 
 {{- define "admission.name" -}}
 gardener-extension-cri-resmgr-admission

@@ -1,4 +1,4 @@
-{{- /* Names fixed by the binary's defaults and constants (src/constants.rs, src/admission.rs): keep them in step. */ -}}
+{{- /* Names fixed by the binary's defaults and constants (src/constants.rs, src/runtime/serving.rs): keep them in step. */ -}}
 
 {{- define "cri-resmgr.name" -}}
 gardener-extension-cri-resmgr

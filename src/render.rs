@@ -43,8 +43,8 @@ pub enum RenderError {
     Images(#[from] ImageError),
     #[error(transparent)]
     Desired(#[from] DesiredError),
-    #[error("cannot encode YAML: {0}")]
-    Encode(String),
+    #[error(transparent)]
+    Encode(#[from] crate::yaml::YamlError),
 }
 
 fn read(path: &Path) -> Result<String, RenderError> {
@@ -156,12 +156,12 @@ fn render_nodes(
             .labels
             .get_or_insert_with(Default::default)
             .insert(LABEL_WORKER_POOL.to_string(), worker.name.clone());
-        let Some(plan) = desired.pool_plan(shoot, &worker.name, images)? else {
+        // The same function the webhook and the reconciler use; what it adds is what the page shows.
+        let outcome = desired_osc(&osc, &context, images)?;
+        if outcome.osc.spec.unit(crate::constants::UNIT_NAME).is_none() {
             let _ = writeln!(out, "\n# Worker pool {}: no cri-resmgr (not selected or not containerd)", worker.name);
             continue;
-        };
-        // The same function the webhook and the reconciler use.
-        let outcome = desired_osc(&osc, &context, images)?;
+        }
         let _ = writeln!(out, "\n# Worker pool {} (kubelet {version}): OperatingSystemConfig changes", worker.name);
         for line in node::changes(&osc, &outcome.osc) {
             let _ = writeln!(out, "#   {line}");
@@ -169,8 +169,8 @@ fn render_nodes(
         for warning in &outcome.warnings {
             let _ = writeln!(out, "#   WARNING: {warning}");
         }
-        for file in node::node_files(&plan) {
-            match (&file.content.image_ref, node::inline_text(&file)) {
+        for file in outcome.osc.spec.files.iter().filter(|file| node::FILE_PATHS.contains(&file.path.as_str())) {
+            match (&file.content.image_ref, node::inline_text(file)) {
                 (Some(image), _) => {
                     let _ = writeln!(out, "# {} <- {}:{}", file.path, image.image, image.file_path_in_image);
                 }
@@ -207,7 +207,7 @@ pub fn render(options: &RenderOptions, images: &ImageVector) -> Result<String, R
     let _ = writeln!(out, "# ManagedResource {SHOOT_MANAGED_RESOURCE_NAME}: objects applied into the shoot");
     for object in desired.runtime_objects()? {
         out.push_str("---\n");
-        out.push_str(&crate::yaml::to_string(&object).map_err(|e| RenderError::Encode(e.to_string()))?);
+        out.push_str(&crate::yaml::to_string(&object)?);
     }
     out.push_str(&render_nodes(options, &shoot, &desired, images)?);
     Ok(out)
@@ -259,6 +259,34 @@ mod tests {
             render(&RenderOptions { osc: None, ..options.clone() }, &images).expect("render representative");
         assert!(representative.contains("--container-runtime-endpoint=unix:///var/run/cri-resmgr/cri-resmgr.sock"));
         assert!(!representative.contains("WARNING"), "{representative}");
+    }
+
+    #[test]
+    fn only_pools_that_run_cri_resmgr_show_node_files_and_they_are_the_files_the_osc_gets() {
+        let images = ImageVector::embedded().expect("images");
+        let mut shoot: Value = crate::yaml::from_str(
+            &std::fs::read_to_string(repo_file("examples/shoot.yaml")).expect("read the example shoot"),
+        )
+        .expect("example shoot");
+        let mut gpu = shoot["spec"]["provider"]["workers"][0].clone();
+        gpu["name"] = Value::from("gpu-worker");
+        shoot["spec"]["provider"]["workers"].as_array_mut().expect("workers").push(gpu);
+        shoot["spec"]["extensions"][0]["providerConfig"]["workerPools"] = serde_json::json!(["cpu-worker"]);
+        let file = tempfile::NamedTempFile::new().expect("temp file");
+        std::fs::write(file.path(), serde_json::to_string(&shoot).expect("encode")).expect("write shoot");
+
+        let text = render(&RenderOptions { shoot: file.path().to_path_buf(), base_configs: None, osc: None }, &images)
+            .expect("render");
+        assert!(text.starts_with("# Worker pools running cri-resmgr: cpu-worker\n"), "{text}");
+        assert!(text.contains("# Worker pool gpu-worker: no cri-resmgr (not selected or not containerd)"), "{text}");
+        let cpu = &text[text.find("# Worker pool cpu-worker").expect("cpu-worker shown")..];
+        let cpu = &cpu[..cpu.find("# Worker pool gpu-worker").unwrap_or(cpu.len())];
+        for path in crate::domain::node::FILE_PATHS.iter().filter(|path| !path.ends_with("force.cfg")) {
+            assert!(cpu.contains(&format!("# {path}")), "{path} shown for cpu-worker:\n{cpu}");
+        }
+        assert!(cpu.contains("#   |   Active: topology-aware"), "the fallback config's text is shown:\n{cpu}");
+        let gpu = &text[text.find("# Worker pool gpu-worker").expect("gpu-worker shown")..];
+        assert!(!gpu.contains("/etc/cri-resmgr") && !gpu.contains("ExecStart"), "nothing for gpu-worker:\n{gpu}");
     }
 
     #[test]

@@ -72,8 +72,10 @@ impl ControllerOptions {
 pub enum ControllerError {
     #[error(transparent)]
     Images(#[from] crate::domain::images::ImageError),
-    #[error("leader election: {0}")]
-    LeaderElection(String),
+    #[error("leader election: cannot set up the Lease")]
+    LeaderElection(#[source] kube_lease_manager::LeaseManagerError),
+    #[error("leader election: the lease manager stopped before this replica became the leader")]
+    LeaseManagerStopped,
     #[error("lost the leadership; stopping so that the new leader works alone")]
     LostLeadership,
     #[error("OSC webhook: {0}")]
@@ -141,7 +143,7 @@ pub async fn run(
                 .with_field_manager(crate::constants::MANAGED_BY)
                 .build()
                 .await
-                .map_err(|e| ControllerError::LeaderElection(e.to_string()))?;
+                .map_err(ControllerError::LeaderElection)?;
         let (mut leading, task) = manager.watch().await;
         tracing::info!(identity, namespace = lease_namespace, "waiting for leadership");
         loop {
@@ -149,7 +151,7 @@ pub async fn run(
                 break;
             }
             tokio::select! {
-                changed = leading.changed() => changed.map_err(|e| ControllerError::LeaderElection(e.to_string()))?,
+                changed = leading.changed() => changed.map_err(|_| ControllerError::LeaseManagerStopped)?,
                 () = shutdown.cancelled() => return Ok(()),
             }
         }

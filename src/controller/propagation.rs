@@ -10,9 +10,10 @@ use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::json;
 
 use super::ReconcileError;
-use crate::apis::extensions::{OperatingSystemConfig, OscPurpose};
+use crate::apis::extensions::OperatingSystemConfig;
 use crate::constants::{ANNOTATION_OPERATION, ANNOTATION_TIMESTAMP, OPERATION_RECONCILE};
 use crate::domain::images::ImageVector;
+use crate::domain::node::should_mutate;
 use crate::domain::osc::{ShootContext, desired_osc};
 
 /// Requests a re-write of every reconcile OSC in `namespace` whose stored spec differs from what the extension
@@ -30,7 +31,7 @@ pub async fn propagate(
         .map_err(|source| ReconcileError::ListOscs { namespace: namespace.to_string(), source })?;
     let mut requested = 0;
     for osc in oscs.items {
-        if osc.spec.purpose != OscPurpose::Reconcile || osc.metadata.deletion_timestamp.is_some() {
+        if !should_mutate(&osc) {
             continue;
         }
         let wanted = desired_osc(&osc, context, images)?;

@@ -1,6 +1,7 @@
 //! Seed-side mutation of OperatingSystemConfigs: the worker pools that run cri-resmgr get its binary, config files
 //! and unit, and kubelet talks to cri-resmgr's socket; every other reconcile OSC of the shoot is returned without
-//! anything of ours. The rules are in [`crate::domain::node`]; the plan comes from [`crate::domain::desired`], as for the reconciler.
+//! anything of ours. This adapter reads the inputs and answers; what the OSC becomes is
+//! [`crate::domain::osc::desired_osc`], the function the reconciler and `render` use too.
 
 use kube::Resource;
 use kube::api::Api;
@@ -8,10 +9,11 @@ use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionResponse, Operation};
 use serde_json::Value;
 
-use crate::apis::extensions::{Cluster, Extension, OperatingSystemConfig, OscPurpose};
+use crate::apis::extensions::{Cluster, Extension, OperatingSystemConfig};
 use crate::constants::EXTENSION_TYPE;
 use crate::domain::desired;
 use crate::domain::images::ImageVector;
+use crate::domain::node::should_mutate;
 use crate::domain::osc::{ShootContext, desired_osc};
 use crate::runtime::inputs::{self, PlanError};
 use crate::runtime::{AdmissionHandler, DynamicAdmissionRequest};
@@ -45,6 +47,23 @@ pub async fn shoot_context(
     Ok(Some(ShootContext { shoot: cluster.spec.shoot, desired: Some(desired) }))
 }
 
+/// Why an OperatingSystemConfig is denied; the text is what gardenlet sees (and retries on).
+#[derive(Debug, thiserror::Error)]
+pub enum OscMutationError {
+    #[error("the request carries no OperatingSystemConfig")]
+    NoObject,
+    #[error("the OperatingSystemConfig cannot be read: {0}")]
+    Decode(#[source] serde_json::Error),
+    #[error("cannot compute the cri-resmgr additions for {namespace}: {source}")]
+    Plan {
+        namespace: String,
+        #[source]
+        source: PlanError,
+    },
+    #[error("internal error: {0}")]
+    Encode(#[source] serde_json::Error),
+}
+
 /// The mutating webhook for OperatingSystemConfigs.
 pub struct OscMutator {
     pub client: kube::Client,
@@ -59,27 +78,27 @@ fn decode(object: &DynamicObject) -> Result<(Value, OperatingSystemConfig), serd
 }
 
 impl OscMutator {
-    async fn mutate(&self, request: &DynamicAdmissionRequest) -> Result<Option<json_patch::Patch>, String> {
-        let object =
-            request.object.as_ref().ok_or_else(|| "the request carries no OperatingSystemConfig".to_string())?;
-        let (original, osc) = decode(object).map_err(|e| format!("the OperatingSystemConfig cannot be read: {e}"))?;
-        if osc.spec.purpose != OscPurpose::Reconcile || osc.metadata.deletion_timestamp.is_some() {
+    async fn mutate(&self, request: &DynamicAdmissionRequest) -> Result<Option<json_patch::Patch>, OscMutationError> {
+        let object = request.object.as_ref().ok_or(OscMutationError::NoObject)?;
+        let (original, osc) = decode(object).map_err(OscMutationError::Decode)?;
+        // Provision OSCs and OSCs being deleted need no plan: answer before reading anything.
+        if !should_mutate(&osc) {
             return Ok(None);
         }
         let namespace = request.namespace.clone().unwrap_or_default();
+        let plan_error = |source| OscMutationError::Plan { namespace: namespace.clone(), source };
         let context = shoot_context(&self.client, &namespace, &self.configmap_namespace, &self.images)
             .await
-            .map_err(|e| format!("cannot compute the cri-resmgr additions for {namespace}: {e}"))?;
+            .map_err(plan_error)?;
         let Some(context) = context else {
             tracing::warn!(namespace, "no Cluster for this namespace; leaving the OperatingSystemConfig alone");
             return Ok(None);
         };
-        let outcome = desired_osc(&osc, &context, &self.images)
-            .map_err(|e| format!("cannot compute the cri-resmgr additions for {namespace}: {e}"))?;
+        let outcome = desired_osc(&osc, &context, &self.images).map_err(|e| plan_error(PlanError::Desired(e)))?;
         for warning in &outcome.warnings {
             tracing::warn!(namespace, osc = %request.name, warning, "OperatingSystemConfig only partly mutated");
         }
-        let mutated = serde_json::to_value(&outcome.osc).map_err(|e| format!("internal error: {e}"))?;
+        let mutated = serde_json::to_value(&outcome.osc).map_err(OscMutationError::Encode)?;
         let patch = json_patch::diff(&original, &mutated);
         Ok((!patch.0.is_empty()).then_some(patch))
     }
@@ -100,9 +119,9 @@ impl AdmissionHandler for OscMutator {
                 Ok(patched) => patched,
                 Err(e) => response.deny(format!("internal error: cannot serialise the patch: {e}")),
             },
-            Err(reason) => {
-                tracing::warn!(namespace = ?request.namespace, osc = %request.name, reason, "denied an OSC");
-                response.deny(reason)
+            Err(error) => {
+                tracing::warn!(namespace = ?request.namespace, osc = %request.name, reason = %error, "denied an OSC");
+                response.deny(error.to_string())
             }
         }
     }

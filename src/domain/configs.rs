@@ -82,18 +82,8 @@ pub fn base_configs(config_map: Option<&ConfigMap>) -> Result<BTreeMap<String, S
 /// `--force-config` together with `--fallback-config`, so the node side passes only `--force-config` then.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MergedConfigs {
-    /// `fallback`: file on the node, used until the agent pushes a config.
-    pub fallback: Option<ConfigBody>,
-    /// `default`: the agent's ConfigMap for all nodes.
-    pub default: Option<ConfigBody>,
-    /// `force`: file on the node plus `--force-config`; the agent is ignored.
-    pub force: Option<ConfigBody>,
-    /// `EXTRA_OPTIONS`: extra command-line options for cri-resmgr (one environment file line).
-    pub extra_options: Option<String>,
-    /// `group.<GROUP>`: group name → configuration.
-    pub groups: BTreeMap<String, ConfigBody>,
-    /// `node.<NODE>`: node name → configuration.
-    pub nodes: BTreeMap<String, ConfigBody>,
+    /// The configs, the Shoot's over the base configs key by key.
+    pub configs: Configs,
     /// The Shoot's `workerPools` (base configs carry no pool selection): absent selects every containerd pool.
     pub worker_pools: PoolSelection,
 }
@@ -149,8 +139,7 @@ pub fn merge_valid(
     if !errors.is_empty() {
         return Err(errors);
     }
-    let Configs { fallback, default, force, extra_options, groups, nodes } = configs;
-    Ok(MergedConfigs { fallback, default, force, extra_options, groups, nodes, worker_pools })
+    Ok(MergedConfigs { configs, worker_pools })
 }
 
 impl MergedConfigs {
@@ -159,25 +148,17 @@ impl MergedConfigs {
     /// `.default` ConfigMap the agent pushes an empty configuration, which cri-resmgr caches in preference to the
     /// fallback file from then on.
     pub fn agent_default_config(&self) -> &ConfigBody {
-        self.default.as_ref().or(self.fallback.as_ref()).unwrap_or(&BUILTIN)
+        self.configs.default.as_ref().or(self.configs.fallback.as_ref()).unwrap_or(&BUILTIN)
     }
 
     /// What the node's fallback file holds: `fallback`, else [`BUILTIN_CONFIG`].
     pub fn node_fallback_config(&self) -> &ConfigBody {
-        self.fallback.as_ref().unwrap_or(&BUILTIN)
+        self.configs.fallback.as_ref().unwrap_or(&BUILTIN)
     }
 
     /// The merged configs in their wire form (config key → text), e.g. for `render` to show.
     pub fn to_configs(&self) -> BTreeMap<String, String> {
-        let configs = Configs {
-            fallback: self.fallback.clone(),
-            default: self.default.clone(),
-            force: self.force.clone(),
-            extra_options: self.extra_options.clone(),
-            groups: self.groups.clone(),
-            nodes: self.nodes.clone(),
-        };
-        configs.to_wire()
+        self.configs.to_wire()
     }
 
     /// True when cri-resmgr runs on the nodes of `worker` (see [`PoolSelection::selects`]).
@@ -239,22 +220,32 @@ mod tests {
         ]);
         let user = shoot(&[("default", BALLOONS), ("node.b", BALLOONS), ("group.fast", BALLOONS)]);
         let merged = merge(&base, Some(&user)).unwrap();
-        assert_eq!(text(&merged.fallback), Some(TOPOLOGY), "kept from base");
-        assert_eq!(text(&merged.default), Some(BALLOONS), "shoot wins");
-        assert_eq!(merged.force, None);
-        assert_eq!(merged.extra_options.as_deref(), Some("--metrics-interval=10s"));
-        assert_eq!(texts(&merged.nodes), map(&[("a", STATIC), ("b", BALLOONS)]), "node keys of both, shoot adds");
-        assert_eq!(texts(&merged.groups), map(&[("fast", BALLOONS)]), "same group key: shoot wins");
+        assert_eq!(text(&merged.configs.fallback), Some(TOPOLOGY), "kept from base");
+        assert_eq!(text(&merged.configs.default), Some(BALLOONS), "shoot wins");
+        assert_eq!(merged.configs.force, None);
+        assert_eq!(merged.configs.extra_options.as_deref(), Some("--metrics-interval=10s"));
+        assert_eq!(
+            texts(&merged.configs.nodes),
+            map(&[("a", STATIC), ("b", BALLOONS)]),
+            "node keys of both, shoot adds"
+        );
+        assert_eq!(texts(&merged.configs.groups), map(&[("fast", BALLOONS)]), "same group key: shoot wins");
         assert_eq!(merged.worker_pools.names(), None);
     }
 
     #[test]
     fn merge_without_shoot_or_base() {
         let merged = merge(&map(&[("force", STATIC)]), None).unwrap();
-        assert_eq!(merged, MergedConfigs { force: Some(body(STATIC)), ..Default::default() });
+        assert_eq!(
+            merged,
+            MergedConfigs {
+                configs: Configs { force: Some(body(STATIC)), ..Default::default() },
+                ..Default::default()
+            }
+        );
         let user = ProviderConfig { worker_pools: Some(vec!["cpu".to_owned()]), ..shoot(&[("fallback", STATIC)]) };
         let merged = merge(&BTreeMap::new(), Some(&user)).unwrap();
-        assert_eq!(text(&merged.fallback), Some(STATIC));
+        assert_eq!(text(&merged.configs.fallback), Some(STATIC));
         assert_eq!(merged.worker_pools.names(), Some(&["cpu".to_owned()][..]));
         assert_eq!(merge(&BTreeMap::new(), None).unwrap(), MergedConfigs::default());
     }

@@ -368,10 +368,10 @@ pub fn agent_config_map(name: &str, config: &ConfigBody) -> Result<ConfigMap, Sh
 /// `fallback` and `EXTRA_OPTIONS` are not here: they become files on the nodes (OperatingSystemConfig).
 pub fn agent_config_maps(merged: &MergedConfigs) -> Result<Vec<ConfigMap>, ShootResourcesError> {
     let mut config_maps = vec![agent_config_map(&default_config_map_name(), merged.agent_default_config())?];
-    for (group, config) in &merged.groups {
+    for (group, config) in &merged.configs.groups {
         config_maps.push(agent_config_map(&group_config_map_name(group), config)?);
     }
-    for (node, config) in &merged.nodes {
+    for (node, config) in &merged.configs.nodes {
         config_maps.push(agent_config_map(&node_config_map_name(node), config)?);
     }
     Ok(config_maps)

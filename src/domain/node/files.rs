@@ -46,7 +46,7 @@ pub fn node_files(plan: &PoolPlan) -> Vec<File> {
         inline_file(NODE_ENV_FILE, &env_file(merged)),
         inline_file(NODE_FALLBACK_CONFIG_PATH, merged.node_fallback_config().text()),
     ];
-    if let Some(force) = &merged.force {
+    if let Some(force) = &merged.configs.force {
         files.push(inline_file(NODE_FORCE_CONFIG_PATH, force.text()));
     }
     files.push(inline_file(NODE_POLICY_MARKER_PATH, &policy_marker(plan)));
@@ -78,12 +78,12 @@ pub fn inline_text(file: &File) -> Option<String> {
 /// Every value goes through [`env_file_value`]: validation already restricts `EXTRA_OPTIONS` to harmless
 /// characters, but the file must not depend on that — no value can end its line or start a new variable.
 pub fn env_file(merged: &MergedConfigs) -> String {
-    let config_options = if merged.force.is_some() {
+    let config_options = if merged.configs.force.is_some() {
         format!("{CRI_RESMGR_FLAG_FORCE_CONFIG} {NODE_FORCE_CONFIG_PATH}")
     } else {
         format!("{CRI_RESMGR_FLAG_FALLBACK_CONFIG} {NODE_FALLBACK_CONFIG_PATH}")
     };
-    let extra_options = merged.extra_options.as_deref().unwrap_or_default();
+    let extra_options = merged.configs.extra_options.as_deref().unwrap_or_default();
     format!(
         "{NODE_ENV_CONFIG_OPTIONS}={}\n{NODE_ENV_POLICY_OPTIONS}={}\n{NODE_ENV_EXTRA_OPTIONS}={}\n",
         env_file_value(&config_options),
@@ -120,15 +120,16 @@ pub fn env_file_value(value: &str) -> String {
 /// reset the policy.
 pub fn policy_marker(plan: &PoolPlan) -> String {
     let merged = plan.merged;
-    let pool_config = match &merged.force {
+    let pool_config = match &merged.configs.force {
         Some(force) => force,
-        None => {
-            plan.group().and_then(|group| merged.groups.get(group)).unwrap_or_else(|| merged.agent_default_config())
-        }
+        None => plan
+            .group()
+            .and_then(|group| merged.configs.groups.get(group))
+            .unwrap_or_else(|| merged.agent_default_config()),
     };
     let mut marker = format!("policy: {}\n", active_policy(pool_config));
-    if merged.force.is_none() {
-        for (node, config) in &merged.nodes {
+    if merged.configs.force.is_none() {
+        for (node, config) in &merged.configs.nodes {
             marker.push_str(&format!("node {node}: {}\n", active_policy(config)));
         }
     }

@@ -120,7 +120,7 @@ pub fn mutate(osc: &OperatingSystemConfig, plan: Option<&PoolPlan>) -> MutationO
     let kubelet_switched = switch_kubelet_unit(spec, plan.is_some(), &mut warnings);
     switch_kubelet_config(spec, plan.is_some(), &mut warnings);
     if let Some(plan) = plan {
-        if plan.merged.extra_options.as_deref().is_some_and(|options| options.contains(char::is_control)) {
+        if plan.merged.configs.extra_options.as_deref().is_some_and(|options| options.contains(char::is_control)) {
             warnings.push(format!(
                 "{NODE_ENV_EXTRA_OPTIONS} contains control characters (newlines?); they were replaced by spaces in \
                  {NODE_ENV_FILE}"

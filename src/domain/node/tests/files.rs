@@ -50,7 +50,10 @@ fn env_file_with_fallback_or_force() {
 fn extra_options_cannot_break_out_of_the_env_file() {
     // Bypasses validation on purpose: the env file must be safe on its own.
     let hostile = "--a=\"b\\c $HOME ${PATH} `id` $(reboot)\nINJECTED=1\r\n\"\nCONFIG_OPTIONS=--x";
-    let configs = MergedConfigs { extra_options: Some(hostile.to_owned()), ..Default::default() };
+    let configs = MergedConfigs {
+        configs: crate::domain::validation::Configs { extra_options: Some(hostile.to_owned()), ..Default::default() },
+        ..Default::default()
+    };
     let env = env_file(&configs);
     let lines: Vec<&str> = env.lines().collect();
     assert_eq!(lines.len(), 3, "{env}");

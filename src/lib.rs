@@ -1,15 +1,16 @@
 //! gardener-extension-cri-resmgr: a Gardener extension that installs, configures, health-checks and removes
 //! intel's CRI-Resource-Manager on the worker nodes of Gardener shoot clusters.
 //!
-//! Layers, each importing only from the ones above it (see `docs/architecture.md`; `layers` tests it):
+//! Layers, lowest first; each uses only its own and lower layers (see `docs/architecture.md`; `layers` checks it
+//! over the source):
 //! - foundation: [`apis`] (Gardener's types and the providerConfig), [`constants`] (every well-known name and node
 //!   path, spelled once), [`yaml`], [`logging`];
 //! - [`domain`]: what cri-resmgr needs, pure functions over typed values, no I/O;
-//! - [`runtime`]: the I/O plumbing the adapters share (webhook server, registration, certificates, input reads);
-//! - [`contract`]: Gardener's extension contract, generic over the extension (driver, Actuator trait, error codes,
-//!   health rules);
-//! - adapters, which never import each other: [`webhook`] (admission handlers), [`controller`] (the Extension
-//!   reconciler), [`managed_resource`] (ManagedResources in the seed), [`render`] (offline preview);
+//! - runtime, the I/O plumbing the adapters share: [`runtime`] (webhook server, registration, certificates, input
+//!   reads), [`contract`] (Gardener's extension contract around an `Actuator`), [`managed_resource`]
+//!   (ManagedResources in the seed);
+//! - adapters, which never use each other: [`webhook`] (admission handlers), [`controller`] (the cri-resmgr
+//!   actuator and its loops), [`render`] (offline preview);
 //! - [`commands`]: the processes that wire adapters together (`admission`, `controller`).
 
 pub mod apis;

@@ -157,6 +157,14 @@ pub mod error_codes {
     pub const INFRA_DEPENDENCIES: &str = "ERR_INFRA_DEPENDENCIES";
 }
 
+/// The Gardener error codes of an error, for `lastError.codes` (`ERR_CONFIGURATION_PROBLEM` tells gardenlet and the
+/// user that retrying without a change will not help). Beside [`ErrorCode`] so that every layer's errors can say
+/// their codes.
+pub trait ErrorCodes {
+    /// The codes; empty when the error is not classified (gardenlet then treats it as a plain, retryable error).
+    fn codes(&self) -> Vec<ErrorCode>;
+}
+
 /// A Gardener error code this extension reports: a typed value on the error (never derived from error text), written
 /// into `lastError.codes[]` or `conditions[].codes[]` as [`ErrorCode::as_str`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -5,14 +5,7 @@
 //! "the apiserver rejected this object as invalid" only in its condition message ([`is_configuration_problem`]),
 //! and Gardener's own health-check library classifies it the same way.
 
-pub use crate::apis::common::ErrorCode;
-
-/// The Gardener error codes of an error, for `lastError.codes` (`ERR_CONFIGURATION_PROBLEM` tells gardenlet and the
-/// user that retrying without a change will not help).
-pub trait ErrorCodes {
-    /// The codes; empty when the error is not classified (gardenlet then treats it as a plain, retryable error).
-    fn codes(&self) -> Vec<ErrorCode>;
-}
+pub use crate::apis::common::{ErrorCode, ErrorCodes};
 
 impl ErrorCodes for kube::Error {
     /// None: a failed call to the seed's apiserver is the extension's (or the seed's) problem, not the shoot owner's

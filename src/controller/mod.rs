@@ -108,12 +108,6 @@ impl ErrorCodes for ReconcileError {
     }
 }
 
-impl ErrorCodes for DesiredError {
-    fn codes(&self) -> Vec<ErrorCode> {
-        DesiredError::codes(self)
-    }
-}
-
 impl ErrorCodes for PlanError {
     fn codes(&self) -> Vec<ErrorCode> {
         match self {

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::apis::common::ErrorCode;
+use crate::apis::common::{ErrorCode, ErrorCodes};
 use crate::apis::config::ProviderConfig;
 use crate::apis::core::Shoot;
 use crate::constants::EXTENSION_TYPE;
@@ -33,10 +33,10 @@ impl From<Vec<FieldError>> for DesiredError {
     }
 }
 
-impl DesiredError {
-    /// Gardener error codes: a configuration problem is the user's or operator's to fix, not a retryable fault.
-    /// Every variant is named, so a new one gets a deliberate code.
-    pub fn codes(&self) -> Vec<ErrorCode> {
+impl ErrorCodes for DesiredError {
+    /// A configuration problem is the user's or operator's to fix, not a retryable fault. Every variant is named, so
+    /// a new one gets a deliberate code.
+    fn codes(&self) -> Vec<ErrorCode> {
         match self {
             DesiredError::Config(_) | DesiredError::MissingKubernetesVersion => vec![ErrorCode::ConfigurationProblem],
             DesiredError::Image(_) | DesiredError::Objects(_) => Vec::new(),

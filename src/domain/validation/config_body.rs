@@ -18,20 +18,21 @@ pub const MAX_CONFIG_BODY_BYTES: usize = 128 * 1024;
 pub const CONFIG_SECTIONS: &[&str] =
     &["policy", "logger", "dump", "instrumentation", "resource-manager", "cpu", "rdt", "blockio"];
 
-/// The values `policy.Active` accepts (cri-resmgr ≥ v0.8; `memtier` is an alias of `topology-aware`).
-pub const POLICIES: &[&str] = &[
-    "none",
-    "topology-aware",
-    "memtier",
-    "static",
-    "static-plus",
-    "static-pools",
-    "podpools",
-    "balloons",
-    "dynamic-pools",
-];
+/// The values `policy.Active` accepts (cri-resmgr ≥ v0.8; `memtier` is an alias of `topology-aware`), in the order
+/// of [`Policy::ALL`], from which they are made.
+pub const POLICIES: &[&str] = &POLICY_NAMES;
 
-/// A policy cri-resmgr can run (`policy.Active`), one per name in [`POLICIES`]. Kept as written: `memtier` is an
+const POLICY_NAMES: [&str; Policy::ALL.len()] = {
+    let mut names = [""; Policy::ALL.len()];
+    let mut i = 0;
+    while i < names.len() {
+        names[i] = Policy::ALL[i].as_str();
+        i += 1;
+    }
+    names
+};
+
+/// A policy cri-resmgr can run (`policy.Active`). Kept as written: `memtier` is an
 /// alias of `topology-aware` for cri-resmgr, but switching between the two names is still a change of the config.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Policy {
@@ -47,7 +48,7 @@ pub enum Policy {
 }
 
 impl Policy {
-    /// Every policy, in the order of [`POLICIES`].
+    /// Every policy, in the order error messages list them.
     pub const ALL: [Policy; 9] = [
         Policy::None,
         Policy::TopologyAware,
@@ -61,7 +62,7 @@ impl Policy {
     ];
 
     /// The name cri-resmgr knows the policy by.
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             Policy::None => "none",
             Policy::TopologyAware => "topology-aware",

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::controller::{ControllerConfig, heartbeat, run_controller};
 use crate::domain::images::ImageVector;
+use crate::runtime::error_chain;
 use crate::runtime::registration::{
     CONTROLLER_CONFIG_NAME, PATH_MUTATE_OSC, apply_mutating, osc_mutating_configuration,
 };
@@ -78,8 +79,10 @@ pub enum ControllerError {
     LeaseManagerStopped,
     #[error("lost the leadership; stopping so that the new leader works alone")]
     LostLeadership,
-    #[error("OSC webhook: {0}")]
+    #[error("OSC webhook")]
     Webhook(#[from] ServingError),
+    #[error("the OSC webhook server task ended abnormally")]
+    WebhookTask(#[source] tokio::task::JoinError),
 }
 
 /// Serves the OperatingSystemConfig mutating webhook and keeps its configuration registered until `shutdown`.
@@ -121,14 +124,48 @@ pub async fn run(
     let config = options.config();
     // Webhooks are served by every replica, so the apiserver reaches one whichever leads.
     let osc_webhook = options.osc_webhook.then(|| {
-        tokio::spawn(serve_osc_webhook(
+        let serve = serve_osc_webhook(
             options.webhook.clone(),
             client.clone(),
             config.configmap_namespace.clone(),
             images.clone(),
             shutdown.clone().cancelled_owned(),
-        ))
+        );
+        // A replica whose webhook server is gone leaves gardenlet's OSC writes failing (failurePolicy Fail) while
+        // it looks alive: whenever the server ends (an error, a panic), the whole process stops, to be restarted.
+        let stop_everything = shutdown.clone().drop_guard();
+        tokio::spawn(async move {
+            let _stop_everything = stop_everything;
+            serve.await
+        })
     });
+    let result = lead(&options, client, config, images, &shutdown).await;
+    let Some(webhook) = osc_webhook else { return result };
+    shutdown.cancel();
+    let webhook_result = match tokio::time::timeout(Duration::from_secs(20), webhook).await {
+        Ok(Ok(served)) => served,
+        Ok(Err(join)) => Err(ControllerError::WebhookTask(join)),
+        Err(_) => Ok(()),
+    };
+    match (result, webhook_result) {
+        (Ok(()), webhook) => webhook,
+        (Err(e), Err(webhook)) => {
+            tracing::error!(error = %error_chain(&webhook), "the OSC webhook server failed");
+            Err(e)
+        }
+        (Err(e), Ok(())) => Err(e),
+    }
+}
+
+/// Waits for leadership (when elected), then runs the reconciler, the health check and the heartbeat until
+/// `shutdown` is cancelled or the leadership is lost.
+async fn lead(
+    options: &ControllerOptions,
+    client: kube::Client,
+    config: ControllerConfig,
+    images: ImageVector,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> Result<(), ControllerError> {
     let lease_namespace = options.lease_namespace();
     let heartbeat_interval = Duration::from_secs(options.heartbeat_interval_seconds.max(1));
 
@@ -186,14 +223,6 @@ pub async fn run(
         }
     };
     heartbeat.abort();
-    if let Some(webhook) = osc_webhook {
-        shutdown.cancel();
-        match tokio::time::timeout(Duration::from_secs(20), webhook).await {
-            Ok(Ok(Err(e))) => tracing::error!(error = %e, "the OSC webhook server failed"),
-            Ok(Err(e)) => tracing::error!(error = %e, "the OSC webhook server task failed"),
-            _ => {}
-        }
-    }
     result
 }
 

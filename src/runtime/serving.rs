@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use crate::runtime::error_chain;
 use crate::runtime::registration::ClientConfigMode;
-use crate::runtime::server::{ServerError, WebhookServer};
+use crate::runtime::server::{BoundWebhookServer, ServerError, WebhookServer};
 use crate::runtime::tls::cert_secret;
 use crate::runtime::tls::certs;
 use crate::runtime::tls::{self, CertReceiver, Certificates};
@@ -96,6 +96,8 @@ pub enum ServingError {
     Client(#[source] kube::Error),
     #[error("registering webhook configuration {name}: {source}")]
     Register { name: String, source: kube::Error },
+    #[error("the owner of the serving certificates ({from}) stopped: nothing would renew or reload them")]
+    CertificateOwnerStopped { from: String },
 }
 
 impl Default for WebhookOptions {
@@ -286,11 +288,27 @@ where
     let bound = server.bind(certificates.subscribe()).await?;
     tracing::info!(address = %bound.local_addr(), server = what, "webhook server listening");
     let registration = keep_registered(webhook, certificates.subscribe(), certificates.source(), register).await?;
-    let result = bound.serve(shutdown).await;
+    let result = serve_while_owned(bound, certificates.subscribe(), certificates.source(), shutdown).await;
     if let Some(task) = registration {
         task.abort();
     }
-    Ok(result?)
+    result
+}
+
+/// Serves until `shutdown` resolves, unless the certificate owner behind `owner` stops first (it never stops on its
+/// own; a panic would end it): then nothing would renew or reload the serving certificate, so the server stops with
+/// an error and the process exits, to be restarted, instead of serving a certificate until it expires.
+async fn serve_while_owned(
+    bound: BoundWebhookServer,
+    mut owner: CertReceiver,
+    from: &str,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ServingError> {
+    let owner_stopped = async move { while owner.changed().await.is_ok() {} };
+    tokio::select! {
+        result = bound.serve(shutdown) => Ok(result?),
+        () = owner_stopped => Err(ServingError::CertificateOwnerStopped { from: from.to_owned() }),
+    }
 }
 
 /// A client from `$KUBECONFIG`/`~/.kube/config` or the in-cluster service account.
@@ -315,6 +333,26 @@ mod tests {
 
     async fn next(calls: &mut mpsc::UnboundedReceiver<String>) -> String {
         tokio::time::timeout(Duration::from_secs(10), calls.recv()).await.expect("a registration").expect("open")
+    }
+
+    #[tokio::test]
+    async fn the_server_stops_with_an_error_when_the_certificate_owner_stops() {
+        let pems = certs::generate_pems(&["localhost"], &[]).expect("generate");
+        let (owner, receiver) = watch::channel(state("CA", &pems));
+        let config = crate::runtime::server::WebhookServerConfig::new(([127, 0, 0, 1], 0).into());
+        let bound = WebhookServer::new(config).bind(receiver.clone()).await.expect("bind");
+        let serving =
+            tokio::spawn(
+                async move { serve_while_owned(bound, receiver, "test source", std::future::pending()).await },
+            );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!serving.is_finished(), "serves while the owner runs");
+        drop(owner);
+        let result = tokio::time::timeout(Duration::from_secs(10), serving).await.expect("stops").expect("joins");
+        assert!(
+            matches!(&result, Err(ServingError::CertificateOwnerStopped { from }) if from == "test source"),
+            "{result:?}"
+        );
     }
 
     #[tokio::test]

@@ -490,3 +490,24 @@ async fn with_ignore_operation_annotation_a_spec_change_alone_reconciles() {
     assert_eq!(extension.status.and_then(|s| s.observed_generation), extension.metadata.generation);
     controller.stop().await;
 }
+
+/// A replica whose OSC webhook server cannot serve leaves gardenlet's OSC writes failing (failurePolicy Fail) while it
+/// looks alive: the controller stops with the webhook's error instead, so that the pod is restarted.
+#[tokio::test]
+async fn the_controller_stops_when_its_osc_webhook_server_cannot_serve() {
+    use gardener_extension_cri_resmgr::commands::controller::ControllerError;
+    let env = TestEnv::new("webhook-down").await;
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a port");
+    let port = taken.local_addr().expect("address").port();
+    let certs = tempfile::tempdir().expect("tempdir");
+    let controller = RunningController::start_with(&env, |options| {
+        options.osc_webhook = true;
+        options.webhook.webhook_bind_address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        options.webhook.webhook_cert_dir = certs.path().to_path_buf();
+        options.webhook.generate_certs_for = vec!["localhost".to_string()];
+        options.webhook.no_webhook_registration = true;
+    });
+    let result = controller.ended().await;
+    assert!(matches!(result, Err(ControllerError::Webhook(_))), "{result:?}");
+    drop(taken);
+}

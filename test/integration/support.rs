@@ -199,6 +199,11 @@ impl RunningController {
         RunningController { shutdown, task }
     }
 
+    /// Waits (without stopping it) until the controller ends by itself, and returns how it ended.
+    pub async fn ended(self) -> Result<(), gardener_extension_cri_resmgr::commands::controller::ControllerError> {
+        tokio::time::timeout(TIMEOUT, self.task).await.expect("the controller ends by itself").expect("join")
+    }
+
     /// Stops the controller and checks that it ran without error.
     pub async fn stop(self) {
         self.shutdown.cancel();

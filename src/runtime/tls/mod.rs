@@ -18,7 +18,7 @@
 //!   expiry.
 //!
 //! [`certs`] makes and checks the material itself (CA, serving certificate, expiry), [`cert_secret`] keeps it in
-//! the shared Secret and writes it into the directory the server reads.
+//! the shared Secret (and copies it into the certificate directory, for inspection only).
 //!
 //! A source that finds unusable material (a half-written pair, a missing file) keeps publishing what it had: a
 //! server never stops serving because of a broken update.

@@ -2,12 +2,13 @@
 //! shared by every replica, followed through a watch on that one Secret.
 //!
 //! - At start, [`start`] ensures the Secret (retrying with backoff for up to [`STARTUP_RETRY_TIMEOUT`], so that an
-//!   apiserver or RBAC that is not there yet does not fail the start), writes the material into the certificate
-//!   directory and publishes it before the server binds.
+//!   apiserver or RBAC that is not there yet does not fail the start) and publishes the material before the server
+//!   binds; it also copies it into the certificate directory for whoever looks there (the server reads the
+//!   published value, so a failed copy is only logged).
 //! - Then the owner task wakes when the Secret changes or disappears (another replica renewed it, someone deleted
 //!   it), and when its material is due for renewal ([`certs::RENEW_BEFORE`] before the serving certificate or the CA
 //!   expires); each time it ensures the Secret again, which renews or recreates what needs it, and publishes (and
-//!   writes) the result when it changed. Failures are retried with exponential backoff.
+//!   copies) the result when it changed. Failures are retried with exponential backoff.
 //!
 //! The watch lists and watches with the field selector `metadata.name=<secret>`, which RBAC authorises by resource
 //! name: the process needs `list` and `watch` on that Secret only.
@@ -70,9 +71,9 @@ pub async fn start(client: kube::Client, config: CertSecretConfig) -> Result<Cer
     .when(|e| !matches!(e, CertSecretError::Generate { .. } | CertSecretError::NotManaged { .. }))
     .notify(|e, retry_in| warn!(%secret, error = %error_chain(e), ?retry_in, "cannot get the webhook certificates yet"))
     .await?;
-    cert_secret::write_files(&config.dir, &material)?;
     let (mut publisher, receiver) = Publisher::new(format!("Secret {secret}"));
     publisher.publish(serving_certs(&config, &material)?);
+    copy_to_dir(&config, &material);
     info!(%secret, dir = %config.dir.display(), "webhook certificates in place");
     let renew_in = renewal_wait(&material, OffsetDateTime::now_utc());
     let task = tokio::spawn(follow(client, config, publisher, renew_in));
@@ -165,15 +166,25 @@ async fn sync(
 ) -> Result<CertMaterial, CertSecretError> {
     let material =
         cert_secret::ensure(client, &config.namespace, &config.secret_name, &config.hostnames, &config.ips).await?;
-    if cert_secret::write_files(&config.dir, &material)? {
-        info!(
-            secret = %format!("{}/{}", config.namespace, config.secret_name),
-            dir = %config.dir.display(),
-            "updated the webhook certificate files from the Secret"
-        );
-    }
     publisher.publish(serving_certs(config, &material)?);
+    copy_to_dir(config, &material);
     Ok(material)
+}
+
+/// Copies the material into the certificate directory for whoever looks there (an operator, a sidecar). The server
+/// reads the published value, not the files, so a directory that cannot be written (read-only, full) must not
+/// hold back a renewed certificate: it is logged, and the next change tries again.
+fn copy_to_dir(config: &CertSecretConfig, material: &CertMaterial) {
+    let secret = format!("{}/{}", config.namespace, config.secret_name);
+    match cert_secret::write_files(&config.dir, material) {
+        Ok(true) => {
+            info!(%secret, dir = %config.dir.display(), "updated the webhook certificate files from the Secret")
+        }
+        Ok(false) => {}
+        Err(e) => {
+            warn!(%secret, dir = %config.dir.display(), error = %error_chain(&e), "cannot write the webhook certificate files")
+        }
+    }
 }
 
 #[cfg(test)]

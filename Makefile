@@ -16,7 +16,6 @@ dev: prerequisites
 
 ## Runs every unit and integration test (the integration tests start their own control plane).
 test: prerequisites
-	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace --all-targets --no-fail-fast
 
 build:

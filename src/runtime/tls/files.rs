@@ -6,8 +6,9 @@
 //! announce it, so the directory is watched rather than the files. Every event leads to a re-read of the whole
 //! material; content is compared, not mtimes, and unchanged material is not published again.
 //!
-//! Fallback: when the directory cannot be watched (it does not exist yet, or the watch broke), it is re-read every
-//! [`FALLBACK_RESCAN_INTERVAL`] and the watch is set up again, until it works.
+//! Fallback: when the directory cannot be watched (it does not exist yet, the watch broke, or the directory was
+//! deleted or moved away), it is re-read every [`FALLBACK_RESCAN_INTERVAL`] and the watch is set up again, until it
+//! works.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -15,7 +16,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use notify::{RecommendedWatcher, RecursiveMode, Watcher};
+use notify::event::ModifyKind;
+use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::Notify;
 use tracing::{info, warn};
 
@@ -33,11 +35,16 @@ pub const FALLBACK_RESCAN_INTERVAL: Duration = Duration::from_secs(30);
 /// directory. Problems (missing or unusable files) are published as the reason the material is pending, or, once
 /// material is served, logged while it stays in service.
 pub fn watch_dir(dir: impl Into<PathBuf>) -> Certificates {
+    watch_dir_rescanning(dir, FALLBACK_RESCAN_INTERVAL)
+}
+
+/// [`watch_dir`] with the fallback's re-read interval given (tests shorten it).
+fn watch_dir_rescanning(dir: impl Into<PathBuf>, rescan: Duration) -> Certificates {
     let dir = dir.into();
     let source = format!("directory {}", dir.display());
     let (mut publisher, receiver) = Publisher::new(source.clone());
     reload(&dir, &mut publisher);
-    let task = tokio::spawn(follow(dir, publisher));
+    let task = tokio::spawn(follow(dir, publisher, rescan));
     Certificates::new(receiver, source, task)
 }
 
@@ -61,6 +68,8 @@ pub fn read_dir(dir: &Path) -> Result<ServingCerts, CertLoadError> {
 }
 
 fn reload(dir: &Path, publisher: &mut Publisher) {
+    #[cfg(test)]
+    tests::RELOADS.with(|reloads| reloads.set(reloads.get() + 1));
     match read_dir(dir) {
         Ok(certs) => {
             publisher.publish(certs);
@@ -69,7 +78,9 @@ fn reload(dir: &Path, publisher: &mut Publisher) {
     }
 }
 
-/// A watch on the directory: `wake` is notified for every event; `broken` is set when notify reports an error.
+/// A watch on the directory: `wake` is notified for every event; `broken` is set when notify reports an error or
+/// the directory itself goes away (deleted or moved: the watch would follow nothing any more, and a directory
+/// created again under the name needs a watch of its own).
 struct DirWatch {
     _watcher: RecommendedWatcher,
     broken: Arc<AtomicBool>,
@@ -77,10 +88,18 @@ struct DirWatch {
 
 fn watch(dir: &Path, wake: &Arc<Notify>) -> Result<DirWatch, notify::Error> {
     let broken = Arc::new(AtomicBool::new(false));
-    let (event_wake, event_broken) = (wake.clone(), broken.clone());
+    let (event_wake, event_broken, watched) = (wake.clone(), broken.clone(), dir.to_path_buf());
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_err() {
+        let gone = |event: &notify::Event| {
+            matches!(event.kind, EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(_)))
+                && event.paths.contains(&watched)
+        };
+        if event.as_ref().map_or(true, gone) {
             event_broken.store(true, Ordering::SeqCst);
+        }
+        // Reading the files is an access event too: waking for it would make every re-read cause the next one.
+        if event.as_ref().is_ok_and(|event| matches!(event.kind, EventKind::Access(_))) {
+            return;
         }
         // A stored permit coalesces a burst into one re-read.
         event_wake.notify_one();
@@ -89,7 +108,7 @@ fn watch(dir: &Path, wake: &Arc<Notify>) -> Result<DirWatch, notify::Error> {
     Ok(DirWatch { _watcher: watcher, broken })
 }
 
-async fn follow(dir: PathBuf, mut publisher: Publisher) {
+async fn follow(dir: PathBuf, mut publisher: Publisher, rescan: Duration) {
     let wake = Arc::new(Notify::new());
     let mut current: Option<DirWatch> = None;
     loop {
@@ -107,7 +126,7 @@ async fn follow(dir: PathBuf, mut publisher: Publisher) {
                 Err(e) => warn!(
                     dir = %dir.display(),
                     error = %error_chain(&e),
-                    rescan = ?FALLBACK_RESCAN_INTERVAL,
+                    rescan = ?rescan,
                     "cannot watch the webhook certificate directory; re-reading it periodically"
                 ),
             }
@@ -117,10 +136,65 @@ async fn follow(dir: PathBuf, mut publisher: Publisher) {
         } else {
             tokio::select! {
                 () = wake.notified() => {}
-                () = tokio::time::sleep(FALLBACK_RESCAN_INTERVAL) => {}
+                () = tokio::time::sleep(rescan) => {}
             }
         }
         tokio::time::sleep(SETTLE).await;
         reload(&dir, &mut publisher);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use super::*;
+    use crate::runtime::tls::{CertReceiver, certs};
+
+    thread_local! {
+        /// Re-reads of the directory on this thread (a test's runtime runs the owner task on the test's thread).
+        pub(super) static RELOADS: Cell<usize> = const { Cell::new(0) };
+    }
+
+    /// Reading the files makes access events; the owner must not take them for changes, or every re-read would
+    /// cause the next one.
+    #[tokio::test]
+    async fn a_quiet_directory_is_not_read_again_and_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        certs::generate(dir.path(), &["localhost"], &[]).expect("generate");
+        let certificates = watch_dir_rescanning(dir.path(), Duration::from_secs(3600));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let before = RELOADS.with(Cell::get);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(RELOADS.with(Cell::get), before, "no re-read without a change");
+        certs::generate(dir.path(), &["localhost"], &[]).expect("generate again");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(RELOADS.with(Cell::get) > before, "a change is read");
+        assert!(certificates.is_running());
+    }
+
+    /// A directory deleted and created again (a regenerated `--generate-certs-for` directory) is followed again: the
+    /// new material is published.
+    #[tokio::test]
+    async fn a_directory_deleted_and_created_again_is_followed_again() {
+        let parent = tempfile::tempdir().expect("tempdir");
+        let dir = parent.path().join("certs");
+        let first = certs::generate(&dir, &["localhost"], &[]).expect("generate");
+        let certificates = watch_dir_rescanning(&dir, Duration::from_millis(200));
+        let mut receiver = certificates.subscribe();
+        let served = |receiver: &CertReceiver| receiver.borrow().current().map(|c| c.cert_pem.clone());
+        assert_eq!(served(&receiver), Some(first.cert_pem.clone()));
+        // Let the owner set up its watch of the directory (the test's runtime runs it only while the test waits).
+        tokio::time::sleep(Duration::from_millis(300)).await;
+
+        std::fs::remove_dir_all(&dir).expect("remove the directory");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let second = certs::generate(&dir, &["localhost"], &[]).expect("generate again");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while served(&receiver) != Some(second.cert_pem.clone()) {
+            assert!(tokio::time::Instant::now() < deadline, "the new directory's certificate is served");
+            let _ = tokio::time::timeout(Duration::from_millis(200), receiver.changed()).await;
+        }
+        assert!(certificates.is_running());
     }
 }

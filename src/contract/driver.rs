@@ -144,7 +144,8 @@ pub async fn reconcile<A: Actuator>(
     }
 }
 
-fn key(extension: &Extension) -> String {
+/// `namespace/name` of an Extension, as logs name it.
+pub fn key(extension: &Extension) -> String {
     format!("{}/{}", extension.namespace().unwrap_or_default(), extension.name_any())
 }
 

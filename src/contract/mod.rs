@@ -24,7 +24,7 @@ use std::time::Duration;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 
-pub use self::driver::{Driver, DriverConfig, DriverError, reconcile};
+pub use self::driver::{Driver, DriverConfig, DriverError, key, reconcile};
 use self::errors::ErrorCodes;
 use crate::apis::common::LastOperationType;
 use crate::apis::extensions::{Cluster, Extension};

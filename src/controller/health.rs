@@ -25,7 +25,7 @@ pub async fn run(client: kube::Client, interval: Duration, store: Store<Extensio
         for extension in store.state() {
             if let Err(error) = check(&client, &extension).await {
                 tracing::warn!(
-                    extension = %format!("{}/{}", extension.namespace().unwrap_or_default(), extension.name_any()),
+                    extension = %crate::contract::key(&extension),
                     error = %error,
                     "health check failed"
                 );

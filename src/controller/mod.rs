@@ -19,7 +19,6 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -122,7 +121,7 @@ pub type ExtensionDriver = Driver<CriResmgrActuator>;
 
 fn error_policy(extension: Arc<Extension>, error: &DriverError<ReconcileError>, error_requeue: Duration) -> Action {
     tracing::warn!(
-        extension = %format!("{}/{}", extension.namespace().unwrap_or_default(), extension.name_any()),
+        extension = %crate::contract::key(&extension),
         error = %error,
         "reconcile failed; retrying"
     );

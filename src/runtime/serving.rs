@@ -10,12 +10,12 @@ use std::time::Duration;
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use tokio::time::Instant;
 
-use crate::runtime::error_chain;
 use crate::runtime::registration::ClientConfigMode;
 use crate::runtime::server::{BoundWebhookServer, ServerError, WebhookServer};
 use crate::runtime::tls::cert_secret;
 use crate::runtime::tls::certs;
 use crate::runtime::tls::{self, CertReceiver, Certificates};
+use crate::runtime::{error_chain, sleep_until};
 
 /// Longest pause between attempts to re-register after a failure.
 const MAX_REGISTER_RETRY_DELAY: Duration = Duration::from_secs(60);
@@ -260,14 +260,6 @@ fn register_backoff() -> ExponentialBackoff {
         .without_max_times()
         .with_jitter()
         .build()
-}
-
-/// Sleeps until `at`; forever without one.
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
 }
 
 /// Binds `server` once `certificates` holds material, registers its webhook configurations through `register` (kept

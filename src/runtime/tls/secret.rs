@@ -26,9 +26,9 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::{Certificates, Publisher, ServingCerts};
-use crate::runtime::error_chain;
 use crate::runtime::tls::cert_secret::{self, CertMaterial, CertSecretConfig, CertSecretError};
 use crate::runtime::tls::certs;
+use crate::runtime::{error_chain, sleep_until};
 
 /// How long [`start`] retries the first ensure (the apiserver or the RBAC may not be there yet).
 pub const STARTUP_RETRY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -147,14 +147,6 @@ async fn follow(client: kube::Client, config: CertSecretConfig, mut publisher: P
                 retry_at = Some(Instant::now() + delay);
             }
         }
-    }
-}
-
-/// Sleeps until `at`; forever without one.
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
 

@@ -197,11 +197,20 @@ pub const NODE_POLICY_MARKER_PATH: &str = "/etc/cri-resmgr/policy";
 /// Copy of [`NODE_POLICY_MARKER_PATH`] saved when the cached policy was last reset for it; inside
 /// [`NODE_STATE_DIR`], so the cleaner removes it together with the cache it describes.
 pub const NODE_POLICY_APPLIED_PATH: &str = "/var/lib/cri-resmgr/policy.applied";
-/// cri-resmgr's relay socket (its `--relay-socket` default), serving kubelet's runtime and image services.
+/// cri-resmgr's relay socket (its `--relay-socket` default, passed explicitly with
+/// [`CRI_RESMGR_FLAG_RELAY_SOCKET`]), serving kubelet's runtime and image services; the unit's start waits for it.
 pub const NODE_RELAY_SOCKET: &str = "/var/run/cri-resmgr/cri-resmgr.sock";
+/// How long, in seconds, the unit's start waits at most for [`NODE_RELAY_SOCKET`] to appear (see
+/// `crate::domain::node`). Below systemd's default start timeout (`DefaultTimeoutStartSec`, 90 s), so that the
+/// wait ends by its own bound, with its own message, and not by systemd killing the start.
+pub const NODE_RELAY_SOCKET_WAIT_SECONDS: u32 = 60;
 /// kubelet's container runtime endpoint when cri-resmgr runs: [`NODE_RELAY_SOCKET`] as a URL.
 pub const RELAY_SOCKET_ENDPOINT: &str = "unix:///var/run/cri-resmgr/cri-resmgr.sock";
-/// kubelet's container runtime endpoint as Gardener configures it for containerd (`PathSocketEndpoint`).
+/// containerd's CRI socket as Gardener's node setup creates it (`PathSocketEndpoint` without the scheme); cri-resmgr
+/// relays to it ([`CRI_RESMGR_FLAG_RUNTIME_SOCKET`]). Under `/run`, not cri-resmgr's default under `/var/run`, so
+/// that nothing depends on the `/var/run` → `/run` symlink.
+pub const CONTAINERD_SOCKET: &str = "/run/containerd/containerd.sock";
+/// kubelet's container runtime endpoint as Gardener configures it for containerd: [`CONTAINERD_SOCKET`] as a URL.
 pub const CONTAINERD_SOCKET_ENDPOINT: &str = "unix:///run/containerd/containerd.sock";
 /// containerd's systemd unit on Gardener nodes.
 pub const CONTAINERD_UNIT_NAME: &str = "containerd.service";
@@ -215,8 +224,12 @@ pub const KUBELET_FLAG_CONTAINER_RUNTIME_ENDPOINT: &str = "--container-runtime-e
 pub const KUBELET_CONFIG_CONTAINER_RUNTIME_ENDPOINT: &str = "containerRuntimeEndpoint";
 /// The extension's drop-in on [`KUBELET_UNIT_NAME`]: kubelet starts after (and wants) [`UNIT_NAME`].
 pub const KUBELET_DROP_IN_NAME: &str = "10-cri-resmgr.conf";
-/// The shell the unit's policy-switch step runs in.
+/// The (POSIX) shell the unit's policy-switch and socket-wait steps run in.
 pub const NODE_SHELL: &str = "/bin/sh";
+/// cri-resmgr flag: the socket of the CRI runtime service it relays to (its image service follows by default).
+pub const CRI_RESMGR_FLAG_RUNTIME_SOCKET: &str = "--runtime-socket";
+/// cri-resmgr flag: the socket it serves the CRI on, kubelet's runtime endpoint.
+pub const CRI_RESMGR_FLAG_RELAY_SOCKET: &str = "--relay-socket";
 /// cri-resmgr flag: the configuration to use until the agent pushes one.
 pub const CRI_RESMGR_FLAG_FALLBACK_CONFIG: &str = "--fallback-config";
 /// cri-resmgr flag: the configuration to use always, ignoring the agent.

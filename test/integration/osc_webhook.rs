@@ -132,6 +132,10 @@ async fn osc_of_a_selected_pool_in_a_labelled_namespace_is_stored_mutated() {
     let stored = oscs(&env).create(&PostParams::default(), &original_osc(&env)).await.expect("create OSC");
     let unit = stored.spec.units.iter().find(|u| u.name == "cri-resource-manager.service").expect("our unit");
     assert_eq!(unit.enable, Some(true));
+    // The stored unit relays to containerd's socket under /run and holds kubelet back until its own socket exists.
+    let content = unit.content.as_deref().expect("unit content");
+    assert!(content.contains("--runtime-socket=/run/containerd/containerd.sock"), "{content}");
+    assert!(content.contains("\nExecStartPost=-/bin/sh -c 'waited=0; until test -S /var/run/cri-resmgr/"), "{content}");
     let binary = stored.spec.files.iter().find(|f| f.path == "/opt/intel/bin/cri-resmgr").expect("binary");
     assert_eq!(binary.permissions, Some(0o755));
     let image_ref = binary.content.image_ref.as_ref().expect("imageRef");

@@ -20,9 +20,10 @@
 //!   enabled), `EXTRA_OPTIONS`;
 //! - file [`NODE_POLICY_MARKER_PATH`] (0644, see [`policy_marker`]) — the policy-switch trigger (see `unit`);
 //! - unit [`UNIT_NAME`] (see [`unit_content`]): upstream's unit plus containerd/kubelet ordering, `RestartSec=5`,
-//!   the policy-switch `ExecStartPre=`, `$EXTRA_OPTIONS` in `ExecStart=`, the log rate-limit keys moved to
-//!   `[Service]` where systemd reads them; enabled, started, with every file above in `filePaths` so that
-//!   node-agent restarts cri-resmgr whenever one of them changes;
+//!   the policy-switch `ExecStartPre=`, `--runtime-socket`/`--relay-socket` and `$EXTRA_OPTIONS` in `ExecStart=`,
+//!   the `ExecStartPost=` that waits for the relay socket (so kubelet starts when it is there), the log rate-limit
+//!   keys moved to `[Service]` where systemd reads them; enabled, started, with every file above in `filePaths`
+//!   so that node-agent restarts cri-resmgr whenever one of them changes;
 //! - kubelet: `--container-runtime-endpoint=`[`RELAY_SOCKET_ENDPOINT`](crate::constants::RELAY_SOCKET_ENDPOINT)
 //!   in `kubelet.service`'s `ExecStart=`, `containerRuntimeEndpoint` likewise in
 //!   [`KUBELET_CONFIG_PATH`](crate::constants::KUBELET_CONFIG_PATH) when that file sets it (see `kubelet`), and the
@@ -58,7 +59,9 @@ use std::collections::BTreeMap;
 pub use files::{env_file, env_file_value, inline_text, node_files, policy_marker};
 pub use kubelet::kubelet_exec_start;
 pub use systemd::command_line_arguments;
-pub use unit::{cri_resmgr_unit, kubelet_drop_in, policy_switch_exec_start_pre, unit_content};
+pub use unit::{
+    cri_resmgr_unit, kubelet_drop_in, policy_switch_exec_start_pre, socket_wait_exec_start_post, unit_content,
+};
 
 use crate::apis::extensions::{OperatingSystemConfig, OperatingSystemConfigSpec, OscPurpose};
 use crate::constants::{

@@ -21,7 +21,8 @@ Before=kubelet.service
 Type=simple
 EnvironmentFile=/etc/default/cri-resource-manager
 ExecStartPre=-/bin/sh -c '[ "$$(cat /etc/cri-resmgr/policy)" = "$$(cat /var/lib/cri-resmgr/policy.applied 2>/dev/null)" ] || { echo "policy marker /etc/cri-resmgr/policy changed: /opt/intel/bin/cri-resmgr --reset-policy" >&2; /opt/intel/bin/cri-resmgr --reset-policy && mkdir -p /var/lib/cri-resmgr && cp /etc/cri-resmgr/policy /var/lib/cri-resmgr/policy.applied; }'
-ExecStart=/opt/intel/bin/cri-resmgr $CONFIG_OPTIONS $POLICY_OPTIONS $EXTRA_OPTIONS
+ExecStart=/opt/intel/bin/cri-resmgr --runtime-socket=/run/containerd/containerd.sock --relay-socket=/var/run/cri-resmgr/cri-resmgr.sock $CONFIG_OPTIONS $POLICY_OPTIONS $EXTRA_OPTIONS
+ExecStartPost=-/bin/sh -c 'waited=0; until test -S /var/run/cri-resmgr/cri-resmgr.sock; do [ "$$waited" -lt 60 ] || { echo "/var/run/cri-resmgr/cri-resmgr.sock did not appear within 60 s; units ordered after cri-resource-manager.service start anyway" >&2; exit 1; }; sleep 1; waited=$$((waited + 1)); done'
 Restart=always
 RestartSec=5
 LogRateLimitIntervalSec=5

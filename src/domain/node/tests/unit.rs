@@ -1,26 +1,104 @@
-//! cri-resmgr's unit: the policy-switch step, run for real with a stub binary, and every generated or changed unit
-//! checked by `systemd-analyze verify`.
+//! cri-resmgr's unit: the policy-switch step, run for real with a stub binary; the wait for the relay socket, run
+//! for real against a real unix socket; and every generated or changed unit checked by `systemd-analyze verify`.
 
+use std::os::unix::net::UnixListener;
 use std::path::Path;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use super::*;
 use crate::constants::{
-    CONTAINERD_UNIT_NAME, NODE_BINARY_PATH, NODE_POLICY_APPLIED_PATH, NODE_POLICY_MARKER_PATH, NODE_SHELL,
-    NODE_STATE_DIR, UNIT_NAME,
+    CONTAINERD_SOCKET, CONTAINERD_UNIT_NAME, NODE_BINARY_PATH, NODE_POLICY_APPLIED_PATH, NODE_POLICY_MARKER_PATH,
+    NODE_RELAY_SOCKET, NODE_RELAY_SOCKET_WAIT_SECONDS, NODE_SHELL, NODE_STATE_DIR, UNIT_NAME,
 };
-use crate::domain::node::policy_switch_exec_start_pre;
-use crate::domain::node::unit::policy_switch_script;
+use crate::domain::node::unit::{policy_switch_script, socket_wait_script};
+use crate::domain::node::{
+    command_line_arguments, policy_switch_exec_start_pre, socket_wait_exec_start_post, unit_content,
+};
 
 #[test]
-fn policy_switch_step_is_one_systemd_word_with_the_plain_script_inside() {
-    let script =
-        policy_switch_script(NODE_POLICY_MARKER_PATH, NODE_POLICY_APPLIED_PATH, NODE_STATE_DIR, NODE_BINARY_PATH);
-    assert!(!script.contains(['\'', '\\', '%']) && !script.contains(char::is_control), "{script}");
-    let exec_start_pre = policy_switch_exec_start_pre();
-    let inner = exec_start_pre.strip_prefix("-/bin/sh -c '").and_then(|s| s.strip_suffix('\'')).expect("quoted");
-    assert_eq!(inner.replace("$$", "$"), script);
-    assert!(!inner.replace("$$", "").contains('$'), "every $ is escaped for systemd");
+fn shell_steps_are_one_systemd_word_with_the_plain_script_inside() {
+    let steps = [
+        (
+            policy_switch_script(NODE_POLICY_MARKER_PATH, NODE_POLICY_APPLIED_PATH, NODE_STATE_DIR, NODE_BINARY_PATH),
+            policy_switch_exec_start_pre(),
+        ),
+        (socket_wait_script(NODE_RELAY_SOCKET, NODE_RELAY_SOCKET_WAIT_SECONDS), socket_wait_exec_start_post()),
+    ];
+    for (script, step) in steps {
+        assert!(!script.contains(['\'', '\\', '%']) && !script.contains(char::is_control), "{script}");
+        let inner = step.strip_prefix("-/bin/sh -c '").and_then(|s| s.strip_suffix('\'')).expect("quoted");
+        assert_eq!(inner.replace("$$", "$"), script);
+        assert!(!inner.replace("$$", "").contains('$'), "every $ is escaped for systemd: {step}");
+    }
+}
+
+/// The unit orders what starts after it behind the relay socket, and names both sockets itself.
+#[test]
+fn unit_waits_for_the_relay_socket_and_names_the_sockets() {
+    let unit = unit_content();
+    let line = |key: &str| {
+        let lines: Vec<&str> = unit.lines().filter_map(|line| line.strip_prefix(key)).collect();
+        assert_eq!(lines.len(), 1, "one {key} in\n{unit}");
+        lines[0].to_owned()
+    };
+    assert_eq!(line("ExecStartPost="), socket_wait_exec_start_post());
+    assert!(socket_wait_exec_start_post().contains(&format!("test -S {NODE_RELAY_SOCKET};")));
+    let exec_start = line("ExecStart=");
+    let arguments = command_line_arguments(&exec_start);
+    assert_eq!(
+        arguments[..3],
+        [
+            NODE_BINARY_PATH,
+            &format!("--runtime-socket={CONTAINERD_SOCKET}"),
+            &format!("--relay-socket={NODE_RELAY_SOCKET}"),
+        ]
+    );
+    assert_eq!(CONTAINERD_SOCKET, "/run/containerd/containerd.sock", "not through the /var/run symlink");
+    // The bound ends the wait before systemd's default start timeout (90 s) would kill the start.
+    const { assert!(NODE_RELAY_SOCKET_WAIT_SECONDS > 0 && NODE_RELAY_SOCKET_WAIT_SECONDS < 90) };
+}
+
+/// Runs the socket wait with `sh` against a temporary directory, with short bounds.
+#[test]
+fn socket_wait_script_returns_once_the_socket_exists_and_fails_after_the_bound() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket = dir.path().join("cri-resmgr.sock");
+    let socket_text = socket.to_str().expect("utf-8 path").to_owned();
+    let run = |bound: u32| {
+        let started = Instant::now();
+        let output = Command::new("sh").args(["-c", &socket_wait_script(&socket_text, bound)]).output().expect("sh");
+        (output.status.success(), String::from_utf8_lossy(&output.stderr).into_owned(), started.elapsed())
+    };
+
+    // Nothing there: fails after the bound (once a second, so about `bound` seconds), saying what it waited for.
+    let (ok, stderr, elapsed) = run(1);
+    assert!(!ok, "no socket: the wait fails");
+    assert!(elapsed >= Duration::from_secs(1) && elapsed < Duration::from_secs(5), "waited {elapsed:?}");
+    assert!(stderr.contains(&format!("{socket_text} did not appear within 1 s")), "{stderr}");
+
+    // A file that is not a socket does not count.
+    std::fs::write(&socket, "").expect("file");
+    assert!(!run(1).0, "a regular file is not the socket");
+    std::fs::remove_file(&socket).expect("rm");
+
+    // The socket appears while the script waits: it returns 0 soon after, well before the bound.
+    let creator = {
+        let socket = socket.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            UnixListener::bind(&socket).expect("bind unix socket")
+        })
+    };
+    let (ok, stderr, elapsed) = run(20);
+    let _listener = creator.join().expect("socket thread");
+    assert!(ok, "the socket appeared: {stderr}");
+    assert!(elapsed < Duration::from_secs(10), "returned after {elapsed:?}");
+
+    // Already there: returns at once, even with no time left.
+    let (ok, _, elapsed) = run(0);
+    assert!(ok);
+    assert!(elapsed < Duration::from_secs(1), "returned after {elapsed:?}");
 }
 
 /// Runs the policy-switch script with a stub cri-resmgr that logs its arguments.
@@ -68,6 +146,19 @@ fn policy_switch_script_resets_only_when_the_marker_changed() {
 // -----------------------------------------------------------------------------------------------------------
 // systemd-analyze verify
 // -----------------------------------------------------------------------------------------------------------
+
+/// The `/bin/sh -c <argument>` command systemd parsed for `setting` (from `verify`'s debug dump), written back the
+/// way we write it (`-/bin/sh -c '<script>'`): equal to our value only if systemd read the script as one argument.
+fn dumped_shell_step(dump: &str, setting: &str) -> String {
+    let command = dump
+        .lines()
+        .skip_while(|line| !line.contains(&format!("-> {setting}:")))
+        .find_map(|line| line.trim().strip_prefix("Command Line: /bin/sh -c "))
+        .unwrap_or_else(|| panic!("{setting} in the dump:\n{dump}"));
+    let argument = command.strip_prefix('"').and_then(|p| p.strip_suffix('"')).expect("one quoted argument");
+    let unescaped = argument.replace("\\\"", "\"").replace("\\$", "$");
+    format!("-/bin/sh -c '{unescaped}'")
+}
 
 const SYSTEMD_ANALYZE: &str = "systemd-analyze";
 
@@ -155,15 +246,20 @@ fn generated_units_pass_systemd_analyze_verify() {
         assert!(dump.contains("Wants: cri-resource-manager.service"), "drop-in not applied:\n{dump}");
         assert!(dump.contains("After: cri-resource-manager.service"), "drop-in not applied:\n{dump}");
         let dump = verify(root, &[UNIT_NAME], true).expect("verify ours (debug)");
-        let pre = dump
+        assert_eq!(dumped_shell_step(&dump, "ExecStartPre"), policy_switch_exec_start_pre());
+        // ... the socket wait likewise, and the explicit sockets reach cri-resmgr's command line.
+        assert_eq!(dumped_shell_step(&dump, "ExecStartPost"), socket_wait_exec_start_post());
+        let start = dump
             .lines()
-            .skip_while(|line| !line.contains("-> ExecStartPre:"))
-            .find_map(|line| line.trim().strip_prefix("Command Line: /bin/sh -c "))
-            .expect("ExecStartPre in the dump");
-        let argument = pre.strip_prefix('"').and_then(|p| p.strip_suffix('"')).expect("one quoted argument");
-        let unescaped = argument.replace("\\\"", "\"").replace("\\$", "$");
-        let script = policy_switch_exec_start_pre();
-        assert_eq!(format!("-/bin/sh -c '{unescaped}'"), script);
+            .skip_while(|line| !line.contains("-> ExecStart:"))
+            .find_map(|line| line.trim().strip_prefix("Command Line: "))
+            .expect("ExecStart in the dump");
+        assert!(
+            start.starts_with(&format!(
+                "{NODE_BINARY_PATH} --runtime-socket={CONTAINERD_SOCKET} --relay-socket={NODE_RELAY_SOCKET} "
+            )),
+            "{start}"
+        );
 
         // The check itself catches mistakes: a broken copy of our unit is rejected.
         let broken = ours.replace("Restart=always", "Restart=alwayz");

@@ -20,7 +20,8 @@ fn lenient_options() -> serde_saphyr::Options {
 
 /// Decodes one YAML document.
 pub fn from_str<T: DeserializeOwned>(text: &str) -> Result<T, YamlError> {
-    serde_saphyr::from_str_with_options(text, lenient_options()).map_err(|e| YamlError::Decode(e.to_string()))
+    serde_saphyr::from_str_with_options(text, lenient_options())
+        .map_err(|e| YamlError::Decode(plain_words(e.without_snippet()).unwrap_or_else(|| e.to_string())))
 }
 
 /// Decodes every document of a multi-document YAML stream, skipping empty documents.
@@ -70,8 +71,40 @@ fn strict_message(error: &serde_saphyr::Error) -> String {
             location.column()
         );
     }
+    if let Some(plain) = plain_words(error) {
+        return plain;
+    }
     // Collapse whatever layout the library uses into one line.
     error.to_string().split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The errors whose library text speaks of the library's internals (budgets, API names), in a user's words.
+fn plain_words(error: &serde_saphyr::Error) -> Option<String> {
+    use serde_saphyr::budget::BudgetBreach;
+    let at = |location: &serde_saphyr::Location| format!(" at line {}, column {}", location.line(), location.column());
+    Some(match error {
+        serde_saphyr::Error::MultipleDocuments { location, .. } => {
+            format!("must be a single YAML document, found a second one (after \"---\"){}", at(location))
+        }
+        serde_saphyr::Error::Budget { breach, location } => {
+            let what = match breach {
+                BudgetBreach::Depth { .. } => "the document is nested too deeply (more than 64 levels)".to_owned(),
+                BudgetBreach::Documents { .. } => "must be a single YAML document".to_owned(),
+                BudgetBreach::Aliases { .. } | BudgetBreach::Anchors { .. } => {
+                    "the document uses too many anchors or aliases (&name, *name)".to_owned()
+                }
+                _ => "the document is too large".to_owned(),
+            };
+            format!("{what}{}", at(location))
+        }
+        serde_saphyr::Error::AliasReplayLimitExceeded { .. }
+        | serde_saphyr::Error::AliasExpansionLimitExceeded { .. }
+        | serde_saphyr::Error::AliasReplayStackDepthExceeded { .. }
+        | serde_saphyr::Error::AliasReplayCounterOverflow { .. } => {
+            format!("aliases (*name) expand to more than {STRICT_MAX_REPLAYED_EVENTS} YAML nodes")
+        }
+        _ => return None,
+    })
 }
 
 #[cfg(test)]
@@ -86,6 +119,26 @@ mod tests {
         assert_eq!(value, serde_json::json!({"a": 1, "b": ["x", "z"]}));
         let documents: Vec<serde_json::Value> = from_multi_str(&format!("{text}---\n{text}")).expect("decode stream");
         assert_eq!(documents.len(), 2);
+    }
+
+    #[test]
+    fn library_internals_become_plain_words() {
+        let deep = format!("{}x{}", "[".repeat(70), "]".repeat(70));
+        let two = "a: 1\n---\nb: 2\n";
+        let cases: [(&str, &str); 2] = [
+            (deep.as_str(), "invalid YAML: the document is nested too deeply (more than 64 levels) at line 1, column "),
+            (two, "invalid YAML: must be a single YAML document, found a second one (after \"---\") at line "),
+        ];
+        for (text, want) in cases {
+            for error in [
+                from_str_strict::<serde_json::Value>(text).expect_err("strict"),
+                from_str::<serde_json::Value>(text).expect_err("lenient"),
+            ] {
+                let message = error.to_string();
+                assert!(message.starts_with(want), "{message}");
+                assert!(!message.contains("budget") && !message.contains("from_str_multiple"), "{message}");
+            }
+        }
     }
 
     #[test]

@@ -207,3 +207,18 @@ async fn a_disabled_extension_entry_is_not_judged() {
     shoot["spec"]["extensions"][0]["providerConfig"] = json!({"configs": {"bogus": "x"}});
     create(&env, &shoot).await.expect("a disabled entry is not validated");
 }
+
+#[tokio::test]
+async fn an_unknown_key_inside_a_section_is_denied_with_its_path_and_a_suggestion() {
+    ensure_admission_server();
+    let env = TestEnv::new("admission_schema").await;
+    let mut shoot = example_shoot(&env.namespace, "typo");
+    shoot["spec"]["extensions"][0]["providerConfig"] = json!({ "configs": { "default": "policy:\n  Activ: none\n" } });
+    let message = denial(create(&env, &shoot).await);
+    assert!(
+        message.contains(
+            r#"spec.extensions[0].providerConfig.configs["default"].policy.Activ: Unsupported value: "Activ": did you mean "Active"?"#
+        ),
+        "{message}"
+    );
+}

@@ -12,6 +12,9 @@ use serde_json::Value;
 
 use super::field::{FieldError, FieldPath, describe, quote, quote_list};
 
+mod schema;
+pub use schema::{Module as SchemaModule, OptionType, Schema, schema};
+
 /// Largest configuration body (any `configs` key but `EXTRA_OPTIONS`), in bytes.
 pub const MAX_CONFIG_BODY_BYTES: usize = 128 * 1024;
 /// The top-level sections (modules) of a cri-resmgr configuration; each becomes one key of an agent ConfigMap.
@@ -185,7 +188,9 @@ pub fn validate_config_body(text: &str, path: &FieldPath) -> Result<ConfigBody, 
             errors.push(FieldError::new(path, message));
             continue;
         }
-        if !section.is_object() {
+        if let Value::Object(options) = section {
+            schema::validate_section(name, options, &path.child(name), &mut errors);
+        } else {
             errors.push(FieldError::invalid_type(
                 &path.child(name),
                 format!("a section must be a mapping (use {{}} for cri-resmgr's defaults), got {}", describe(section)),
@@ -197,6 +202,8 @@ pub fn validate_config_body(text: &str, path: &FieldPath) -> Result<ConfigBody, 
         Some(active) => match validate_active_policy(active, &path.child("policy").child("Active")) {
             Ok(policy) => Some(policy),
             Err(error) => {
+                // The policy rule says more than the schema's type check at the same path: report it alone.
+                errors.retain(|other| other.path != error.path);
                 errors.push(error);
                 None
             }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 /// The layer of each top-level module, lowest first; a module may use modules of its own or a lower layer.
 fn layer_of(top: &str) -> Option<(u8, &'static str)> {
     Some(match top {
-        "apis" | "constants" | "yaml" | "logging" => (0, "foundation"),
+        "apis" | "constants" | "yaml" | "decode" | "logging" => (0, "foundation"),
         "domain" => (1, "domain"),
         "runtime" | "contract" | "managed_resource" => (2, "runtime"),
         "webhook" | "controller" | "render" => (3, "adapter"),

@@ -4,7 +4,7 @@
 //! Layers, lowest first; each uses only its own and lower layers (see `docs/architecture.md`; `layers` checks it
 //! over the source):
 //! - foundation: [`apis`] (Gardener's types and the providerConfig), [`constants`] (every well-known name and node
-//!   path, spelled once), [`yaml`], [`logging`];
+//!   path, spelled once), [`yaml`], [`decode`] (typed decoding with field paths), [`logging`];
 //! - [`domain`]: what cri-resmgr needs, pure functions over typed values, no I/O;
 //! - runtime, the I/O plumbing the adapters share: [`runtime`] (webhook server, registration, certificates, input
 //!   reads), [`contract`] (Gardener's extension contract around an `Actuator`), [`managed_resource`]
@@ -18,6 +18,7 @@ pub mod commands;
 pub mod constants;
 pub mod contract;
 pub mod controller;
+pub mod decode;
 pub mod domain;
 pub mod logging;
 pub mod managed_resource;

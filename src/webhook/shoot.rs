@@ -43,9 +43,10 @@ fn shoot_of(request: &DynamicAdmissionRequest) -> Result<Judged, String> {
     Ok(Judged::Shoot(Box::new(new), old.map(Box::new)))
 }
 
-fn decode(object: &DynamicObject) -> Result<Shoot, serde_json::Error> {
-    let value = serde_json::to_value(object)?;
-    serde_json::from_value(value)
+/// The Shoot in the request; a problem is reported at its field path in plain words.
+fn decode(object: &DynamicObject) -> Result<Shoot, String> {
+    let value = serde_json::to_value(object).map_err(|e| e.to_string())?;
+    crate::decode::from_value(value).map_err(|e| e.to_string())
 }
 
 impl AdmissionHandler for ShootValidator {

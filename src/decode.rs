@@ -1,0 +1,148 @@
+//! Decoding JSON values into typed objects with errors a user can act on: the field path of the problem and plain
+//! words (`spec.provider.workers[0].cri.name: must be a string, got a boolean`), never serde's internal phrasing
+//! alone (`invalid type: boolean `true`, expected a string`).
+
+use std::fmt;
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+/// A value that does not decode: where, and why in plain words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodeError {
+    /// The field path (`spec.extensions[0].type`); empty for the document itself.
+    pub path: String,
+    /// What is wrong there.
+    pub message: String,
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() || self.path == "." {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+/// Decodes `value` as a `T`, reporting the first problem at its field path.
+pub fn from_value<T: DeserializeOwned>(value: Value) -> Result<T, DecodeError> {
+    serde_path_to_error::deserialize(value).map_err(|error| DecodeError {
+        path: error.path().to_string(),
+        message: plain_words(&error.into_inner().to_string()),
+    })
+}
+
+/// serde's messages reworded for people: `invalid type: X, expected Y` → `must be Y, got X`, and likewise for
+/// missing and unknown fields and variants. Anything else is kept as it is.
+fn plain_words(message: &str) -> String {
+    // serde_json appends ` at line L column C` for text input; values have no lines.
+    let message = message.split(" at line ").next().unwrap_or(message);
+    if let Some(rest) = message.strip_prefix("invalid type: ").or_else(|| message.strip_prefix("invalid value: ")) {
+        if let Some((got, expected)) = rest.split_once(", expected ") {
+            // `struct Inner` is our type's name, not the user's word for it.
+            let expected = if expected.starts_with("struct ") { "an object" } else { expected };
+            return format!("must be {expected}, got {}", unquote(got));
+        }
+    }
+    if let Some(field) = message.strip_prefix("missing field ") {
+        return format!("Required value: {} must be given", unquote(field));
+    }
+    for (prefix, what) in [("unknown field ", "field"), ("unknown variant ", "value")] {
+        if let Some(rest) = message.strip_prefix(prefix) {
+            let (name, allowed) = rest.split_once(", expected ").unwrap_or((rest, ""));
+            let allowed = allowed.strip_prefix("one of ").unwrap_or(allowed);
+            return match allowed {
+                "" => format!("Unsupported {what}: {}", unquote(name)),
+                allowed => format!("Unsupported {what}: {}; allowed: {}", unquote(name), unquote(allowed)),
+            };
+        }
+    }
+    message.to_string()
+}
+
+/// serde writes names in backticks (`` `name` ``); people read double quotes.
+fn unquote(text: &str) -> String {
+    text.replace('`', "\"")
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize;
+    use serde_json::json;
+
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Outer {
+        spec: Inner,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    #[allow(dead_code)]
+    struct Inner {
+        workers: Vec<Worker>,
+        #[serde(default)]
+        mode: Option<Mode>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct Worker {
+        name: String,
+        #[serde(default)]
+        enabled: bool,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    enum Mode {
+        Fast,
+        Slow,
+    }
+
+    fn error(value: Value) -> String {
+        from_value::<Outer>(value).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn errors_name_the_field_path_in_plain_words() {
+        assert_eq!(
+            error(json!({"spec": {"workers": [{"name": "a"}, {"name": "b", "enabled": "true"}]}})),
+            r#"spec.workers[1].enabled: must be a boolean, got string "true""#
+        );
+        assert_eq!(
+            error(json!({"spec": {"workers": [{"name": 7}]}})),
+            r#"spec.workers[0].name: must be a string, got integer "7""#
+        );
+        assert_eq!(
+            error(json!({"spec": {"workers": [{}]}})),
+            r#"spec.workers[0]: Required value: "name" must be given"#
+        );
+        assert_eq!(
+            error(json!({"spec": {"workers": [], "extra": 1}})),
+            r#"spec.extra: Unsupported field: "extra"; allowed: "workers" or "mode""#
+        );
+        assert_eq!(
+            error(json!({"spec": {"workers": [], "mode": "medium"}})),
+            r#"spec.mode: Unsupported value: "medium"; allowed: "fast" or "slow""#
+        );
+        assert_eq!(error(json!({"spec": "fast"})), r#"spec: must be an object, got string "fast""#);
+        for message in [error(json!({"spec": {"workers": [{"name": 7}]}})), error(json!({"spec": 1}))] {
+            assert!(!message.contains("invalid type") && !message.contains('`'), "{message}");
+        }
+    }
+
+    #[test]
+    fn a_value_that_decodes_is_returned() {
+        let outer: Outer = from_value(json!({"spec": {"workers": [{"name": "a", "enabled": true}]}})).unwrap();
+        assert_eq!(outer.spec.workers[0].name, "a");
+        assert!(matches!(outer.spec.mode, None));
+    }
+}

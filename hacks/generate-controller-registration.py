@@ -35,6 +35,8 @@ DEFAULT_OUTPUT = os.path.join(REPO, "examples", "garden", "controller-registrati
 
 # Names fixed by the ecosystem (src/constants.rs EXTENSION_TYPE) and Gardener's `extension-<name>` convention.
 EXTENSION_TYPE = "cri-resmgr-extension"
+# The one extension class the controller serves (src/constants.rs EXTENSION_CLASS_SHOOT).
+EXTENSION_CLASS = "shoot"
 NAME = "extension-cri-resmgr"
 
 RAW_CHART = re.compile(r"^(\s*rawChart:\s*)(\S+)\s*$", re.MULTILINE)
@@ -144,6 +146,10 @@ def generate(archive: bytes, metadata: dict, values: dict | None, chart_dir: str
         "    primary: true",
         "    # Not enabled for every shoot (no autoEnable; the former globallyEnabled: false): a Shoot opts in with",
         f"    # spec.extensions[].type: {EXTENSION_TYPE}.",
+        "    # Only Extensions of shoot clusters (Gardener's default, spelled out): the controller serves the shoot class",
+        "    # and leaves Extensions with spec.class seed or garden alone.",
+        "    clusterCompatibility:",
+        f"    - {EXTENSION_CLASS}",
         "    # Workerless shoots have no nodes for cri-resmgr.",
         "    workerlessSupported: false",
         "    # Gardener's defaults, spelled out: the reconcile deploys into the shoot, so its kube-apiserver must run;",

@@ -5,6 +5,11 @@
 /// `spec.extensions[].type`.
 pub const EXTENSION_TYPE: &str = "cri-resmgr-extension";
 
+/// The extension class (`Extension.spec.class`, ControllerRegistration `resources[].clusterCompatibility`) this
+/// extension serves: Extensions of shoot clusters. An Extension without a class is of this class (Gardener's
+/// `GetExtensionClassOrDefault`); `seed` and `garden` Extensions belong to other controllers.
+pub const EXTENSION_CLASS_SHOOT: &str = "shoot";
+
 /// Name of the extension as Gardener's conventions use it in object names (`gardener-extension-<name>`).
 pub const EXTENSION_NAME: &str = "cri-resmgr";
 

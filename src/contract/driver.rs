@@ -25,6 +25,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 
 use super::errors::ErrorCodes;
+use super::events::Responsibility;
 use super::{Actuator, Failure, Outcome, Request, status};
 use crate::apis::common::{LastOperationState, LastOperationType};
 use crate::apis::extensions::{Cluster, Extension};
@@ -39,8 +40,8 @@ const FINALIZERS: &json_patch::jsonptr::Pointer = json_patch::jsonptr::Pointer::
 /// Which Extensions the driver serves and how.
 #[derive(Clone, Debug)]
 pub struct DriverConfig {
-    /// `spec.type` of the Extensions this extension serves; others are left alone.
-    pub extension_type: &'static str,
+    /// The type and class of the Extensions this extension serves; others are left alone.
+    pub responsibility: Responsibility,
     /// The finalizer that keeps the Extension until its Delete (or Migrate) finished.
     pub finalizer: &'static str,
     /// Periodic re-reconciliation of a successfully reconciled Extension.
@@ -108,7 +109,9 @@ pub async fn reconcile<A: Actuator>(
     extension: Arc<Extension>,
     driver: Arc<Driver<A>>,
 ) -> Result<Action, DriverError<A::Error>> {
-    if extension.spec.type_ != driver.config.extension_type {
+    // The controller's cache holds only covered Extensions; this guards every other way in (e.g. a requeue
+    // of an object that was replaced by one of another class).
+    if !driver.config.responsibility.covers(&extension) {
         return Ok(Action::await_change());
     }
     // gardenlet is still restoring state on a migration's destination: nothing to do yet.

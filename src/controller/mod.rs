@@ -26,9 +26,9 @@ use kube::runtime::{WatchStreamExt, watcher};
 
 use self::actuator::CriResmgrActuator;
 use crate::apis::extensions::Extension;
-use crate::constants::{BASE_CONFIGS_CONFIG_MAP, EXTENSION_TYPE, FINALIZER};
+use crate::constants::{BASE_CONFIGS_CONFIG_MAP, EXTENSION_CLASS_SHOOT, EXTENSION_TYPE, FINALIZER};
 use crate::contract::errors::{ErrorCode, ErrorCodes};
-use crate::contract::events::EventFilter;
+use crate::contract::events::{EventFilter, Responsibility};
 use crate::contract::{Driver, DriverConfig, DriverError};
 use crate::domain::desired::DesiredError;
 use crate::domain::images::ImageVector;
@@ -116,6 +116,13 @@ impl ErrorCodes for PlanError {
     }
 }
 
+/// The Extensions this controller serves: of our type and of shoot clusters. The actuator deploys into a shoot and
+/// onto its nodes and needs the shoot's Cluster, so `seed` and `garden` Extensions (which Gardener creates for
+/// extensions registered with that `clusterCompatibility`) are never touched, as Gardener's `HasClass` predicate
+/// leaves them alone.
+pub const RESPONSIBILITY: Responsibility =
+    Responsibility { extension_type: EXTENSION_TYPE, extension_class: EXTENSION_CLASS_SHOOT };
+
 /// The driver as this controller runs it.
 pub type ExtensionDriver = Driver<CriResmgrActuator>;
 
@@ -140,9 +147,19 @@ pub async fn run_controller(
         None => Api::all(client.clone()),
     };
     let (store, writer) = reflector::store();
-    let mut filter = EventFilter::new(EXTENSION_TYPE, config.ignore_operation_annotation);
-    let trigger =
-        watcher(extensions, watcher::Config::default()).default_backoff().reflect(writer).filter_map(move |event| {
+    let mut filter = EventFilter::new(RESPONSIBILITY, config.ignore_operation_annotation);
+    // The cache (`store`) holds only the Extensions we serve: the reconciler and its requeues, the base-config
+    // trigger and the health loop all read it, so none of them can touch another class's Extension.
+    let trigger = watcher(extensions, watcher::Config::default())
+        .default_backoff()
+        .filter_map(|event| {
+            std::future::ready(match event {
+                Ok(event) => RESPONSIBILITY.restrict(event).map(Ok),
+                Err(error) => Some(Err(error)),
+            })
+        })
+        .reflect(writer)
+        .filter_map(move |event| {
             std::future::ready(match event {
                 Ok(event) => filter.admit(event).map(Ok),
                 Err(error) => Some(Err(error)),
@@ -157,7 +174,7 @@ pub async fn run_controller(
     let driver = Arc::new(Driver {
         client: client.clone(),
         config: DriverConfig {
-            extension_type: EXTENSION_TYPE,
+            responsibility: RESPONSIBILITY,
             finalizer: FINALIZER,
             resync_interval: config.resync_interval,
         },
@@ -165,8 +182,8 @@ pub async fn run_controller(
     });
     let error_requeue = config.error_requeue;
     Controller::for_stream(trigger, store)
-        // Base configs reach every shoot: any change re-reconciles every Extension of our type.
-        .watches(config_maps, base_configs, move |_| all_of_our_type(&all_store))
+        // Base configs reach every shoot: any change re-reconciles every Extension we serve.
+        .watches(config_maps, base_configs, move |_| all_served(&all_store))
         .graceful_shutdown_on(shutdown)
         .run(
             crate::contract::reconcile,
@@ -183,8 +200,8 @@ pub async fn run_controller(
     health.abort();
 }
 
-fn all_of_our_type(store: &Store<Extension>) -> Vec<ObjectRef<Extension>> {
-    store.state().iter().filter(|e| e.spec.type_ == EXTENSION_TYPE).map(|e| ObjectRef::from_obj(e.as_ref())).collect()
+fn all_served(store: &Store<Extension>) -> Vec<ObjectRef<Extension>> {
+    store.state().iter().filter(|e| RESPONSIBILITY.covers(e)).map(|e| ObjectRef::from_obj(e.as_ref())).collect()
 }
 
 #[cfg(test)]

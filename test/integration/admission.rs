@@ -222,3 +222,45 @@ async fn an_unknown_key_inside_a_section_is_denied_with_its_path_and_a_suggestio
         "{message}"
     );
 }
+
+#[tokio::test]
+async fn a_shoot_stored_before_the_webhooks_stays_writable_until_its_provider_config_changes() {
+    use kube::api::{Patch, PatchParams};
+    ensure_admission_server();
+    let env = TestEnv::new("admission_ratcheting").await;
+    let api: Api<Shoot> = Api::namespaced(env.client.clone(), &env.namespace);
+    let name = "before-webhooks";
+    // The original extension had no admission: a Shoot in the original form with the policy `null` (invalid since
+    // cri-resmgr 0.8) was stored unjudged. Without the label the webhooks select on, it is stored so here, too.
+    let mut shoot = example_shoot(&env.namespace, name);
+    shoot["metadata"]["labels"].as_object_mut().expect("labels").remove(SHOOT_EXTENSION_LABEL);
+    shoot["spec"]["extensions"][0]["providerConfig"] = json!({"configs": {"default": "policy:\n  Active: null\n"}});
+    let stored = create(&env, &shoot).await.expect("stored without admission");
+    assert!(stored.spec.extensions[0].provider_config.as_ref().is_some_and(|c| c.get("apiVersion").is_none()));
+
+    // Gardener's own writes, now through the webhooks: the label and the operation annotation, then a Kubernetes
+    // version bump. The defaulting webhook adds apiVersion/kind; the user's configuration did not change.
+    let annotate = json!({"metadata": {
+        "labels": {SHOOT_EXTENSION_LABEL: "true"},
+        "annotations": {"gardener.cloud/operation": "reconcile"},
+    }});
+    let annotated = api
+        .patch(name, &PatchParams::default(), &Patch::Merge(&annotate))
+        .await
+        .expect("annotating a Shoot whose providerConfig did not change is allowed");
+    let config = annotated.spec.extensions[0].provider_config.as_ref().expect("providerConfig");
+    assert_eq!(config["apiVersion"], "cri-resmgr.extensions.gardener.cloud/v1alpha1", "defaulted on UPDATE");
+    assert_eq!(config["kind"], "CriResmgrConfig");
+    let bump = json!({"spec": {"kubernetes": {"version": "1.32.1"}}});
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&bump))
+        .await
+        .expect("a Kubernetes version bump of such a Shoot is allowed");
+
+    // A real change of the providerConfig is judged in full, and the old mistake with it.
+    let change = json!({"spec": {"extensions": [{
+        "type": "cri-resmgr-extension",
+        "providerConfig": {"configs": {"default": "policy:\n  Active: null\n", "force": "policy:\n  Active: none\n"}},
+    }]}});
+    let message = denial(api.patch(name, &PatchParams::default(), &Patch::Merge(&change)).await);
+    assert!(message.contains("spec.extensions[0].providerConfig.configs[\"default\"].policy.Active"), "{message}");
+}

@@ -16,8 +16,8 @@ use gardener_extension_cri_resmgr::apis::common::{LastOperationState, LastOperat
 use gardener_extension_cri_resmgr::apis::extensions::{Cluster, Extension};
 use gardener_extension_cri_resmgr::apis::resources::ManagedResource;
 use gardener_extension_cri_resmgr::constants::{
-    BASE_CONFIGS_CONFIG_MAP, EXTENSION_TYPE, HEARTBEAT_LEASE_NAME, LABEL_MANAGED_BY, LEADER_ELECTION_LEASE_NAME,
-    MANAGED_BY, MANAGED_RESOURCE_SECRET_KEY, SHOOT_MANAGED_RESOURCE_NAME,
+    BASE_CONFIGS_CONFIG_MAP, EXTENSION_CLASS_SHOOT, EXTENSION_TYPE, HEARTBEAT_LEASE_NAME, LABEL_MANAGED_BY,
+    LEADER_ELECTION_LEASE_NAME, MANAGED_BY, MANAGED_RESOURCE_SECRET_KEY, SHOOT_MANAGED_RESOURCE_NAME,
 };
 use gardener_extension_cri_resmgr::runtime::registration::{self, ClientConfigMode};
 use gardener_extension_cri_resmgr::yaml;
@@ -1029,6 +1029,7 @@ fn controller_registration_example_is_current_and_carries_the_seed_chart() {
     let resource = &resources[0];
     assert_eq!((resource["kind"].as_str(), resource["type"].as_str()), (Some("Extension"), Some(EXTENSION_TYPE)));
     assert!(resource.get("autoEnable").is_none() && resource.get("globallyEnabled").is_none(), "shoots opt in");
+    assert_eq!(resource["clusterCompatibility"], json!([EXTENSION_CLASS_SHOOT]), "the classes the controller serves");
     assert_eq!(
         resource["lifecycle"],
         json!({"reconcile": "AfterKubeAPIServer", "delete": "BeforeKubeAPIServer", "migrate": "BeforeKubeAPIServer"})

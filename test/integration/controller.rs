@@ -511,3 +511,45 @@ async fn the_controller_stops_when_its_osc_webhook_server_cannot_serve() {
     assert!(matches!(result, Err(ControllerError::Webhook(_))), "{result:?}");
     drop(taken);
 }
+
+#[tokio::test]
+async fn extensions_of_other_classes_are_never_touched() {
+    let env = TestEnv::new("controller_class").await;
+    // A `garden` Extension of our type, as gardener-operator creates for extensions registered for the garden,
+    // waiting for its reconcile, next to the shoot's own Extension. Both exist before the controller starts.
+    let api = create_shoot(&env, |_| {}).await;
+    let garden_name = format!("{EXTENSION_TYPE}-garden");
+    let mut garden: Extension = example("20-extension.yaml");
+    garden.metadata.name = Some(garden_name.clone());
+    garden.metadata.namespace = Some(env.namespace.clone());
+    garden.spec.class = Some("garden".to_string());
+    api.create(&PostParams::default(), &garden).await.expect("create the garden Extension");
+
+    let controller = RunningController::start(&env);
+    wait_until_ready(&api).await;
+    // The health loop (every second here) runs over the shoot's Extension ...
+    mark_managed_resource(&env, SHOOT_MANAGED_RESOURCE_NAME, "True", "All resources are healthy.", "False").await;
+    eventually("SystemComponentsHealthy on the shoot's Extension", || async {
+        let extension = api.get(EXTENSION_TYPE).await.ok()?;
+        extension.status?.conditions.iter().any(|c| c.type_ == CONDITION_SYSTEM_COMPONENTS_HEALTHY).then_some(())
+    })
+    .await;
+    // ... a base-config change re-reconciles every Extension served, and the garden one is asked again.
+    set_base_configs(&env, &[("default", "policy:\n  Active: none\n")]).await;
+    request(&Api::namespaced(env.client.clone(), &env.namespace), "reconcile").await;
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let ask = json!({"metadata": {"annotations": {"gardener.cloud/operation": "reconcile", "gardener.cloud/timestamp": now}}});
+    api.patch(&garden_name, &PatchParams::default(), &Patch::Merge(&ask)).await.expect("annotate the garden one");
+    wait_until_ready(&api).await;
+    // Several health periods and reconciles later, the garden Extension is as it was written.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let garden = api.get(&garden_name).await.expect("the garden Extension");
+    assert!(garden.metadata.finalizers.as_ref().is_none_or(Vec::is_empty), "no finalizer: {:?}", garden.metadata);
+    assert!(garden.status.is_none(), "no status: {:?}", garden.status);
+    assert_eq!(
+        garden.metadata.annotations.as_ref().and_then(|a| a.get("gardener.cloud/operation")).map(String::as_str),
+        Some("reconcile"),
+        "the operation annotation is left for its own controller"
+    );
+    controller.stop().await;
+}

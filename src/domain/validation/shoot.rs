@@ -92,13 +92,22 @@ fn selection_facts<'a>(raw: Option<&'a Value>, workers: &'a [Worker]) -> Vec<(&'
         .unwrap_or_default()
 }
 
+/// A providerConfig as the defaulting webhook leaves it ([`default_provider_config`]: apiVersion and kind added
+/// when both are missing, `{apiVersion, kind}` for an absent or null one), so that two providerConfigs that differ
+/// only in what defaulting adds compare equal. Anything defaulting does not touch is kept as it is.
+fn as_defaulted(raw: Option<&Value>) -> Option<Value> {
+    default_provider_config(raw).or_else(|| raw.cloned())
+}
+
 /// Validates the Shoot's entries of our extension type on CREATE (`old` is `None`) and UPDATE.
 ///
 /// - Disabled entries (`disabled: true`) are not validated: nothing of them is deployed.
 /// - Ratcheting: on UPDATE, an entry whose providerConfig equals that of the old Shoot's enabled entry, with the
 ///   same facts about the selected worker pools, is not judged again ("validate only when the spec changed", as
-///   Gardener's admission guide asks), so a Shoot accepted by an older, more lenient version of these rules can
-///   still be updated in other respects.
+///   Gardener's admission guide asks), so a Shoot accepted by an older, more lenient version of these rules (or
+///   stored before there was any admission) can still be updated in other respects. The providerConfigs are
+///   compared as decoded values after defaulting ([`as_defaulted`]): the defaulting webhook runs first and adds
+///   apiVersion/kind to the new Shoot of every UPDATE, which is no change of the user's configuration.
 /// - Otherwise the providerConfig is decoded and validated with paths `spec.extensions[i].providerConfig…`, and
 ///   `workerPools` is checked against `spec.provider.workers` ([`validate_worker_pool_selection`]).
 pub fn validate_shoot(new: &Shoot, old: Option<&Shoot>) -> Vec<FieldError> {
@@ -112,7 +121,7 @@ pub fn validate_shoot(new: &Shoot, old: Option<&Shoot>) -> Vec<FieldError> {
         let unchanged = old.is_some_and(|old| {
             let old_workers = old.spec.provider.workers.as_slice();
             old.spec.enabled_extension(EXTENSION_TYPE).is_some_and(|(_, old_extension)| {
-                old_extension.provider_config.as_ref() == raw
+                as_defaulted(old_extension.provider_config.as_ref()) == as_defaulted(raw)
                     && selection_facts(raw, workers) == selection_facts(raw, old_workers)
             })
         });

@@ -161,6 +161,49 @@ fn unchanged_entry_is_not_judged_again_on_update() {
 }
 
 #[test]
+fn what_defaulting_adds_is_no_change_for_ratcheting() {
+    // Stored before there was any admission: the original form (no apiVersion/kind) with a config that is invalid
+    // now. On every UPDATE the defaulting webhook adds apiVersion/kind before the validator sees the Shoot.
+    let original = json!({ "configs": { "default": "policy:\n  Active: null\n" } });
+    let old = shoot(entry(original.clone()), containerd_pools());
+    let document = serde_json::to_value(&old).unwrap();
+    let mut defaulted_document = document.clone();
+    json_patch::patch(&mut defaulted_document, &default_shoot(&old).unwrap()).unwrap();
+    let defaulted: Shoot = serde_json::from_value(defaulted_document).unwrap();
+    assert_ne!(defaulted, old, "defaulting added apiVersion/kind");
+
+    // An annotation, a Kubernetes version bump: only what defaulting adds differs, so nothing is judged again.
+    assert_eq!(shoot_errors(&defaulted, Some(&old)), [""; 0]);
+    // Once defaulted and stored, the next update (the owner re-applying the original form, which defaulting
+    // completes again) compares the defaulted forms.
+    assert_eq!(shoot_errors(&defaulted, Some(&defaulted)), [""; 0]);
+    // Only what defaulting adds is ignored: the old form against the defaulted one is no change in either direction.
+    assert_eq!(shoot_errors(&old, Some(&defaulted)), [""; 0]);
+
+    // A real change of the providerConfig is judged in full, with or without what defaulting adds.
+    let mut changed = original.clone();
+    changed["configs"]["fallback"] = json!(README_FALLBACK);
+    let changed_old_form = shoot(entry(changed.clone()), containerd_pools());
+    changed["apiVersion"] = json!(API_VERSION);
+    changed["kind"] = json!(KIND);
+    let changed_defaulted = shoot(entry(changed), containerd_pools());
+    for new in [&changed_old_form, &changed_defaulted] {
+        assert_eq!(
+            shoot_errors(new, Some(&old)),
+            [
+                r#"spec.extensions[1].providerConfig.configs["default"].policy.Active: Invalid value: null: the "null" policy was removed in cri-resmgr v0.8 and makes cri-resmgr fail to start; use "none" for no policy, or one of "topology-aware", "memtier", "static", "static-plus", "static-pools", "podpools", "balloons", "dynamic-pools""#,
+            ]
+        );
+    }
+    // So is a wrong apiVersion where the old Shoot had none: defaulting adds only what is missing.
+    let mut wrong = original;
+    wrong["apiVersion"] = json!("v1");
+    wrong["kind"] = json!(KIND);
+    let errors = shoot_errors(&shoot(entry(wrong), containerd_pools()), Some(&old));
+    assert!(errors.len() == 1 && errors[0].starts_with("spec.extensions[1].providerConfig.apiVersion: "), "{errors:?}");
+}
+
+#[test]
 fn selected_worker_pools_follow_the_selection_and_containerd() {
     let workers: Vec<Worker> = serde_json::from_value(json!([
         { "name": "a", "cri": { "name": "containerd" } },

@@ -41,12 +41,11 @@ pub fn from_value<T: DeserializeOwned>(value: Value) -> Result<T, DecodeError> {
 fn plain_words(message: &str) -> String {
     // serde_json appends ` at line L column C` for text input; values have no lines.
     let message = message.split(" at line ").next().unwrap_or(message);
-    if let Some(rest) = message.strip_prefix("invalid type: ").or_else(|| message.strip_prefix("invalid value: ")) {
-        if let Some((got, expected)) = rest.split_once(", expected ") {
-            // `struct Inner` is our type's name, not the user's word for it.
-            let expected = if expected.starts_with("struct ") { "an object" } else { expected };
-            return format!("must be {expected}, got {}", unquote(got));
-        }
+    let mismatch = message.strip_prefix("invalid type: ").or_else(|| message.strip_prefix("invalid value: "));
+    if let Some((got, expected)) = mismatch.and_then(|rest| rest.split_once(", expected ")) {
+        // `struct Inner` is our type's name, not the user's word for it.
+        let expected = if expected.starts_with("struct ") { "an object" } else { expected };
+        return format!("must be {expected}, got {}", unquote(got));
     }
     if let Some(field) = message.strip_prefix("missing field ") {
         return format!("Required value: {} must be given", unquote(field));
@@ -143,6 +142,6 @@ mod tests {
     fn a_value_that_decodes_is_returned() {
         let outer: Outer = from_value(json!({"spec": {"workers": [{"name": "a", "enabled": true}]}})).unwrap();
         assert_eq!(outer.spec.workers[0].name, "a");
-        assert!(matches!(outer.spec.mode, None));
+        assert!(outer.spec.mode.is_none());
     }
 }

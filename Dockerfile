@@ -4,6 +4,7 @@
 #
 #   docker build -t <registry>/gardener-extension-cri-resmgr:<tag> .
 #   docker build --target installation -t <registry>/gardener-extension-cri-resmgr-installation:<tag> .
+#     (linux/amd64 only: cri-resource-manager releases no other binaries; see images.yaml)
 # Point the extension at your images with an image vector overwrite ($IMAGEVECTOR_OVERWRITE, see images.yaml).
 
 FROM rust:1-bookworm AS builder
@@ -13,11 +14,18 @@ COPY src ./src
 COPY test ./test
 RUN cargo build --release --locked --bin gardener-extension-cri-resmgr
 
-FROM debian:bookworm-slim AS cri-resmgr
+FROM --platform=$BUILDPLATFORM debian:bookworm-slim AS cri-resmgr
 # The release tarball holds the binary at opt/intel/bin/cri-resmgr, the path the nodes use.
+# cri-resource-manager releases x86_64 tarballs only (its binary-dist target names them after the build host's
+# `uname -m`), so the installation image exists for amd64 only, as images.yaml declares. Building it for another
+# platform fails here instead of packing an amd64 binary into an image that claims to be arm64.
 ARG CRI_RESMGR_VERSION=0.9.2
-ARG CRI_RESMGR_ARCH=x86_64
-ADD https://github.com/intel/cri-resource-manager/releases/download/v${CRI_RESMGR_VERSION}/cri-resource-manager-${CRI_RESMGR_VERSION}.${CRI_RESMGR_ARCH}.tar.gz /tmp/cri-resmgr.tar.gz
+ARG TARGETARCH=amd64
+RUN case "${TARGETARCH}" in \
+      amd64) ;; \
+      *) echo "cri-resource-manager ${CRI_RESMGR_VERSION} ships no ${TARGETARCH} binary (x86_64 only)" >&2; exit 1 ;; \
+    esac
+ADD https://github.com/intel/cri-resource-manager/releases/download/v${CRI_RESMGR_VERSION}/cri-resource-manager-${CRI_RESMGR_VERSION}.x86_64.tar.gz /tmp/cri-resmgr.tar.gz
 RUN mkdir /out && tar -C /out -xzf /tmp/cri-resmgr.tar.gz ./opt/intel/bin/cri-resmgr && test -x /out/opt/intel/bin/cri-resmgr
 
 FROM scratch AS installation

@@ -158,6 +158,13 @@ fn render_nodes(
             .insert(LABEL_WORKER_POOL.to_string(), worker.name.clone());
         // The same function the webhook and the reconciler use; what it adds is what the page shows.
         let outcome = desired_osc(&osc, &context, images)?;
+        if let Some(without_build) = desired.pools_without_build.iter().find(|pool| pool.name == worker.name) {
+            let _ = writeln!(
+                out,
+                "\n# Worker pool {without_build}: no cri-resmgr, its OperatingSystemConfig is left alone"
+            );
+            continue;
+        }
         if outcome.osc.spec.unit(crate::constants::UNIT_NAME).is_none() {
             let _ = writeln!(out, "\n# Worker pool {}: no cri-resmgr (not selected or not containerd)", worker.name);
             continue;
@@ -204,6 +211,10 @@ pub fn render(options: &RenderOptions, images: &ImageVector) -> Result<String, R
     let mut out = String::new();
     let pools = if desired.selected_pools.is_empty() { "none".to_string() } else { desired.selected_pools.join(", ") };
     let _ = writeln!(out, "# Worker pools running cri-resmgr: {pools}");
+    if !desired.pools_without_build.is_empty() {
+        let without: Vec<String> = desired.pools_without_build.iter().map(ToString::to_string).collect();
+        let _ = writeln!(out, "# Worker pools without cri-resmgr: {}", without.join(", "));
+    }
     let _ = writeln!(out, "# ManagedResource {SHOOT_MANAGED_RESOURCE_NAME}: objects applied into the shoot");
     for object in desired.runtime_objects()? {
         out.push_str("---\n");
@@ -287,6 +298,43 @@ mod tests {
         assert!(cpu.contains("#   |   Active: topology-aware"), "the fallback config's text is shown:\n{cpu}");
         let gpu = &text[text.find("# Worker pool gpu-worker").expect("gpu-worker shown")..];
         assert!(!gpu.contains("/etc/cri-resmgr") && !gpu.contains("ExecStart"), "nothing for gpu-worker:\n{gpu}");
+    }
+
+    /// cri-resmgr is built for amd64 only: an arm64 pool (selected by default) is shown without cri-resmgr and with
+    /// the reason, and its OSC is not changed, so its kubelet stays on containerd's socket.
+    #[test]
+    fn an_arm64_pool_gets_no_amd64_binary() {
+        let images = ImageVector::embedded().expect("images");
+        let mut shoot: Value = crate::yaml::from_str(
+            &std::fs::read_to_string(repo_file("examples/shoot.yaml")).expect("read the example shoot"),
+        )
+        .expect("example shoot");
+        let mut arm = shoot["spec"]["provider"]["workers"][0].clone();
+        arm["name"] = Value::from("arm-worker");
+        arm["machine"]["architecture"] = Value::from("arm64");
+        shoot["spec"]["provider"]["workers"].as_array_mut().expect("workers").push(arm);
+        let file = tempfile::NamedTempFile::new().expect("temp file");
+        std::fs::write(file.path(), serde_json::to_string(&shoot).expect("encode")).expect("write shoot");
+
+        let text = render(&RenderOptions { shoot: file.path().to_path_buf(), base_configs: None, osc: None }, &images)
+            .expect("render");
+        assert!(text.starts_with("# Worker pools running cri-resmgr: cpu-worker\n"), "{text}");
+        assert!(
+            text.contains("# Worker pools without cri-resmgr: arm-worker (no cri-resmgr build for arm64)\n"),
+            "{text}"
+        );
+        let arm = &text[text.find("# Worker pool arm-worker").expect("arm-worker shown")..];
+        assert!(
+            arm.starts_with("# Worker pool arm-worker (no cri-resmgr build for arm64): no cri-resmgr, its OperatingSystemConfig is left alone"),
+            "{arm}"
+        );
+        assert!(
+            !arm.contains("/opt/intel/bin/cri-resmgr") && !arm.contains("ExecStart"),
+            "nothing for arm-worker:\n{arm}"
+        );
+        let objects = &text[..text.find("\n# Worker pool ").expect("node part")];
+        let agent = objects.split("---\n").find(|o| o.contains("kind: DaemonSet") && o.contains("cri-resmgr-agent"));
+        assert!(!agent.expect("agent DaemonSet").contains("arm-worker"), "the agent does not run on arm-worker");
     }
 
     #[test]

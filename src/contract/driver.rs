@@ -330,7 +330,7 @@ impl<A: Actuator> Pass<'_, A> {
         result: Result<Outcome, Failure<A::Error>>,
     ) -> Result<Option<Action>, DriverError<A::Error>> {
         match result {
-            Ok(Outcome::Done) => Ok(None),
+            Ok(Outcome::Done | Outcome::DoneWith { .. }) => Ok(None),
             Ok(Outcome::Waiting { description, requeue_after }) => {
                 self.waiting(&description).await?;
                 Ok(Some(Action::requeue(requeue_after)))
@@ -351,10 +351,15 @@ impl<A: Actuator> Pass<'_, A> {
             LastOperationType::Restore => self.driver.actuator.restore(request).await,
             _ => self.driver.actuator.reconcile(request).await,
         };
+        let note = match &result {
+            Ok(Outcome::DoneWith { note }) => Some(note.clone()),
+            _ => None,
+        };
         if let Some(action) = self.settle(result).await? {
             return Ok(action);
         }
-        self.succeeded(&format!("Successfully reconciled {}", A::DISPLAY_NAME)).await?;
+        self.succeeded(&success_description(&format!("Successfully reconciled {}", A::DISPLAY_NAME), note.as_deref()))
+            .await?;
         // Restore (like migrate) removes its annotation only after success, so gardenlet can tell it is done.
         if status::operation_annotation(self.extension) == Some(OPERATION_RESTORE) {
             self.remove_operation_annotation().await?;
@@ -399,9 +404,25 @@ impl<A: Actuator> Pass<'_, A> {
     }
 }
 
+/// The success description, with the actuator's note (if any) as a further sentence.
+fn success_description(done: &str, note: Option<&str>) -> String {
+    match note.map(str::trim).filter(|note| !note.is_empty()) {
+        Some(note) => format!("{done}. {note}"),
+        None => done.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_note_becomes_a_sentence_of_the_success_description() {
+        let done = "Successfully reconciled x";
+        assert_eq!(success_description(done, None), done);
+        assert_eq!(success_description(done, Some(" ")), done);
+        assert_eq!(success_description(done, Some("Pools wait.")), "Successfully reconciled x. Pools wait.");
+    }
 
     fn cluster(deleting: bool, annotation: Option<&str>) -> Cluster {
         let mut cluster: Cluster = serde_json::from_value(json!({

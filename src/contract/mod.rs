@@ -84,6 +84,9 @@ impl ErrorCodes for AnnotateError {
 pub enum Outcome {
     /// The operation is complete: the driver reports success and does the contract's closing writes.
     Done,
+    /// The operation is complete, and the user should know `note` (e.g. what waits for someone else): reported like
+    /// [`Outcome::Done`], with `note` appended to the success description.
+    DoneWith { note: String },
     /// The operation waits for something outside the extension (e.g. gardener-resource-manager). The driver reports
     /// `description` as Processing — written only when it changes, so waiting causes no status churn — and looks
     /// again after `requeue_after`.

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::ReconcileError;
 use super::health::check_health_of;
-use super::propagation::propagate;
+use super::rollout::{pending_note, pending_pools};
 use crate::apis::common::ConditionStatus;
 use crate::constants::{
     ANNOTATION_NODES_CLEANED, CLEANER_MANAGED_RESOURCE_NAME, MANAGED_RESOURCE_ORIGIN, SHOOT_MANAGED_RESOURCE_NAME,
@@ -26,7 +26,7 @@ const WAIT_REQUEUE: Duration = Duration::from_secs(2);
 
 const ERROR_RECONCILING: &str = "Error reconciling the cri-resmgr extension";
 const ERROR_DEPLOYING: &str = "Error deploying the cri-resmgr shoot resources";
-const ERROR_PROPAGATING: &str = "Error updating the worker pools' OperatingSystemConfigs";
+const ERROR_CHECKING_NODES: &str = "Error reading the worker pools' OperatingSystemConfigs";
 const ERROR_CLEANER: &str = "Error deploying the cri-resmgr node cleaner";
 const ERROR_DELETING: &str = "Error deleting the cri-resmgr extension";
 const ERROR_FORCE_DELETING: &str = "Error force-deleting the cri-resmgr extension";
@@ -50,7 +50,8 @@ impl Actuator for CriResmgrActuator {
     type Error = ReconcileError;
     const DISPLAY_NAME: &'static str = "the cri-resmgr extension";
 
-    /// Deploys the shoot resources, then asks for the worker pools' OSCs to be re-written where they differ.
+    /// Deploys the shoot resources, then tells what does not reach the nodes now: pools without a cri-resmgr build,
+    /// and pools whose OSC waits for the next shoot reconcile (only gardenlet writes OSCs that reach the nodes).
     async fn reconcile(&self, request: &Request<'_>) -> Result<Outcome> {
         let desired = self.desired(request).await.map_err(failed(ERROR_RECONCILING))?;
         let objects = desired.runtime_objects().map_err(failed(ERROR_RECONCILING))?;
@@ -64,15 +65,26 @@ impl Actuator for CriResmgrActuator {
         )
         .await
         .map_err(failed(ERROR_DEPLOYING))?;
-        self.propagate_to_nodes(request, Some(desired)).await.map_err(failed(ERROR_PROPAGATING))?;
-        Ok(Outcome::Done)
+        let mut notes = Vec::new();
+        if !desired.pools_without_build.is_empty() {
+            let pools: Vec<String> = desired.pools_without_build.iter().map(ToString::to_string).collect();
+            tracing::warn!(namespace = request.namespace, pools = %pools.join(", "), "worker pools without cri-resmgr");
+            notes.push(format!("Worker pools without cri-resmgr: {}.", pools.join(", ")));
+        }
+        let pending = self.pending_pools(request, desired).await.map_err(failed(ERROR_CHECKING_NODES))?;
+        if let Some(note) = pending_note(&pending) {
+            tracing::info!(namespace = request.namespace, pools = %pending.join(", "), "node changes wait for the next shoot reconcile");
+            notes.push(note);
+        }
+        Ok(if notes.is_empty() { Outcome::Done } else { Outcome::DoneWith { note: notes.join(" ") } })
     }
 
     /// Takes cri-resmgr off the nodes (their OSCs, then the cleaner DaemonSet unless there are no nodes to clean),
     /// then removes both ManagedResources.
     async fn delete(&self, request: &Request<'_>) -> Result<Outcome> {
-        // Nodes lose cri-resmgr through their OSCs; gardenlet rewrites them too, this only makes it sooner.
-        self.propagate_to_nodes(request, None).await.map_err(failed(ERROR_PROPAGATING))?;
+        // Nodes lose cri-resmgr through their OSCs, which only gardenlet's shoot reconcile writes: once the
+        // Extension is being deleted, our webhook leaves cri-resmgr out of every OSC gardenlet writes. The cleaner
+        // below waits until the nodes have lost the unit.
         match cleaner_not_needed(request) {
             Some(reason) => tracing::debug!(namespace = request.namespace, reason, "no node cleaner"),
             None => {
@@ -138,17 +150,16 @@ impl CriResmgrActuator {
         Ok(desired::compute(&cluster.spec.shoot, provider_config, &base, &self.images)?)
     }
 
-    /// Asks for the shoot's reconcile OSCs to be re-written where they differ from what the extension wants now
-    /// (`desired: None`: nothing of ours).
-    async fn propagate_to_nodes(
+    /// The worker pools whose stored reconcile OSC differs from what the extension wants now: their nodes get the
+    /// change with the next shoot reconcile.
+    async fn pending_pools(
         &self,
         request: &Request<'_>,
-        desired: Option<Desired>,
-    ) -> std::result::Result<(), ReconcileError> {
-        let Some(cluster) = request.cluster else { return Ok(()) };
-        let context = ShootContext { shoot: cluster.spec.shoot.clone(), desired };
-        propagate(&self.client, request.namespace, &context, &self.images).await?;
-        Ok(())
+        desired: Desired,
+    ) -> std::result::Result<Vec<String>, ReconcileError> {
+        let Some(cluster) = request.cluster else { return Ok(Vec::new()) };
+        let context = ShootContext { shoot: cluster.spec.shoot.clone(), desired: Some(desired) };
+        pending_pools(&self.client, request.namespace, &context, &self.images).await
     }
 
     /// Deploys the cleaner and waits until it is done on every node, then records that in an annotation (so that

@@ -5,14 +5,15 @@
 //!   driver does everything Gardener's contract prescribes around it.
 //! - [`health`]: the periodic health check, a thin loop over [`crate::contract::health`].
 //! - [`heartbeat`]: the `gardener-extension-heartbeat` Lease.
-//! - [`propagation`]: asks for OperatingSystemConfigs to be re-written when the nodes' share changes.
+//! - [`rollout`]: which worker pools' node changes wait for the next shoot reconcile (the controller never writes
+//!   OperatingSystemConfigs: only gardenlet's shoot reconcile brings them to the nodes).
 //!
 //! The ManagedResource the controller ships into the shoot is handled by [`crate::managed_resource`].
 
 pub mod actuator;
 pub mod health;
 pub mod heartbeat;
-pub mod propagation;
+pub mod rollout;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -81,13 +82,6 @@ pub enum ReconcileError {
         #[source]
         source: kube::Error,
     },
-    #[error("requesting a reconcile of OSC {namespace}/{name}: {source}")]
-    RequestOscReconcile {
-        namespace: String,
-        name: String,
-        #[source]
-        source: kube::Error,
-    },
     #[error(transparent)]
     Annotate(#[from] crate::contract::AnnotateError),
 }
@@ -99,9 +93,7 @@ impl ErrorCodes for ReconcileError {
             ReconcileError::Inputs(e) => e.codes(),
             ReconcileError::Desired(e) => ErrorCodes::codes(e),
             ReconcileError::ManagedResource(e) => e.codes(),
-            ReconcileError::ListOscs { source, .. } | ReconcileError::RequestOscReconcile { source, .. } => {
-                source.codes()
-            }
+            ReconcileError::ListOscs { source, .. } => source.codes(),
             ReconcileError::Annotate(e) => e.codes(),
         }
     }

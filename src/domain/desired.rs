@@ -7,10 +7,10 @@ use serde_json::Value;
 
 use crate::apis::common::{ErrorCode, ErrorCodes};
 use crate::apis::config::ProviderConfig;
-use crate::apis::core::Shoot;
+use crate::apis::core::{Shoot, Worker};
 use crate::constants::EXTENSION_TYPE;
 use crate::domain::configs::{self, MergedConfigs};
-use crate::domain::images::{ExtensionImages, ImageError, ImageVector};
+use crate::domain::images::{ExtensionImages, INSTALLATION, ImageError, ImageVector, worker_architecture};
 use crate::domain::validation::{FieldError, FieldPath, decode_provider_config, join_errors};
 
 /// Why the desired state cannot be computed.
@@ -44,13 +44,31 @@ impl ErrorCodes for DesiredError {
     }
 }
 
+/// A worker pool the configuration selects (explicitly or by default) whose architecture has no cri-resmgr build:
+/// its nodes keep running without cri-resmgr, and the user is told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolWithoutBuild {
+    pub name: String,
+    pub architecture: String,
+}
+
+impl std::fmt::Display for PoolWithoutBuild {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (no cri-resmgr build for {})", self.name, self.architecture)
+    }
+}
+
 /// The extension's plan for one shoot.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Desired {
     /// Base configs merged with the Shoot's, validated.
     pub merged: MergedConfigs,
-    /// Worker pools whose nodes run cri-resmgr, in the Shoot's order.
+    /// Worker pools whose nodes run cri-resmgr, in the Shoot's order: the selected containerd pools whose
+    /// architecture has an installation image.
     pub selected_pools: Vec<String>,
+    /// Selected containerd pools left out because their architecture has no installation image, in the Shoot's
+    /// order. Mutating their OSCs would put a binary their nodes cannot run between kubelet and containerd.
+    pub pools_without_build: Vec<PoolWithoutBuild>,
     /// Images for the shoot's Kubernetes version.
     pub images: ExtensionImages,
     /// The shoot's (control plane) Kubernetes version the images were chosen for.
@@ -80,7 +98,18 @@ pub fn compute(
         Some(raw) => Some(decode_provider_config(raw, &path)?),
     };
     let merged = configs::merge_at(base, config.as_ref(), &path)?;
-    let selected_pools = merged.selected_worker_pool_names(&shoot.spec.provider.workers);
+    let (runnable, without_build): (Vec<&Worker>, Vec<&Worker>) = merged
+        .selected_worker_pools(&shoot.spec.provider.workers)
+        .into_iter()
+        .partition(|worker| images.has_architecture(INSTALLATION, worker_architecture(worker)));
+    let selected_pools = runnable.iter().map(|worker| worker.name.clone()).collect();
+    let pools_without_build = without_build
+        .iter()
+        .map(|worker| PoolWithoutBuild {
+            name: worker.name.clone(),
+            architecture: worker_architecture(worker).to_owned(),
+        })
+        .collect();
     let kubernetes_version = shoot
         .spec
         .kubernetes
@@ -89,7 +118,7 @@ pub fn compute(
         .filter(|v| !v.is_empty())
         .ok_or(DesiredError::MissingKubernetesVersion)?;
     let images = images.extension_images(&kubernetes_version)?;
-    Ok(Desired { merged, selected_pools, images, kubernetes_version })
+    Ok(Desired { merged, selected_pools, pools_without_build, images, kubernetes_version })
 }
 
 impl Desired {
@@ -99,7 +128,8 @@ impl Desired {
     }
 
     /// What the nodes of worker pool `pool` get, or `None` when the pool does not run cri-resmgr (not selected, not
-    /// containerd, or not in the Shoot). The installation image follows the pool's own kubelet version.
+    /// containerd, no build for its architecture, or not in the Shoot). The installation image follows the pool's
+    /// own kubelet version and architecture.
     pub fn pool_plan<'a>(
         &'a self,
         shoot: &Shoot,
@@ -107,18 +137,11 @@ impl Desired {
         images: &ImageVector,
     ) -> Result<Option<crate::domain::node::PoolPlan<'a>>, DesiredError> {
         let Some(worker) = shoot.spec.worker(pool) else { return Ok(None) };
-        if !self.merged.is_worker_pool_selected(worker) {
+        if !self.selected_pools.iter().any(|selected| selected == pool) {
             return Ok(None);
         }
         let version = worker.effective_kubernetes_version(&shoot.spec).unwrap_or(&self.kubernetes_version);
-        // An arm64 pool needs the arm64 binary; the image vector may have entries per architecture.
-        let architecture = worker
-            .machine
-            .other
-            .get("architecture")
-            .and_then(Value::as_str)
-            .unwrap_or(crate::domain::images::DEFAULT_ARCHITECTURE);
-        let installation = images.find_for_architecture(crate::domain::images::INSTALLATION, version, architecture)?;
+        let installation = images.find_for_architecture(INSTALLATION, version, worker_architecture(worker))?;
         Ok(Some(crate::domain::node::PoolPlan {
             merged: &self.merged,
             installation_image: installation.reference,
@@ -232,6 +255,47 @@ mod tests {
                 "policy: podpools\nnode b1: static\nnode n1: memtier\n",
             ]
         );
+    }
+
+    /// cri-resmgr is built for amd64 only: an arm64 pool is not selected by default, gets no node plan (its OSC
+    /// stays as gardenlet wrote it) and no agent, and is named in `pools_without_build`; an explicit selection
+    /// (which admission denies) ends the same way. A pool without `architecture` is amd64, as in Gardener.
+    #[test]
+    fn a_pool_whose_architecture_has_no_build_gets_no_cri_resmgr() {
+        let images = ImageVector::embedded().unwrap();
+        let mut shoot = shoot();
+        shoot.spec.provider.workers[1].machine.other.insert("architecture".to_owned(), json!("arm64"));
+        shoot.spec.provider.workers[0].machine.other.insert("architecture".to_owned(), json!("amd64"));
+        for config in [provider_config(), json!({"workerPools": ["cpu", "gpu"]})] {
+            let desired = compute(&shoot, Some(&config), &base(), &images).unwrap();
+            assert_eq!(desired.selected_pools, ["cpu"], "{config}");
+            assert_eq!(
+                desired.pools_without_build,
+                [PoolWithoutBuild { name: "gpu".to_owned(), architecture: "arm64".to_owned() }]
+            );
+            assert_eq!(desired.pools_without_build[0].to_string(), "gpu (no cri-resmgr build for arm64)");
+            assert!(desired.pool_plan(&shoot, "gpu", &images).unwrap().is_none(), "no plan for the arm64 pool");
+            let plan = desired.pool_plan(&shoot, "cpu", &images).unwrap().expect("the amd64 pool runs cri-resmgr");
+            assert_eq!(plan.installation_image, "docker.io/intel/gardener-extension-cri-resmgr-installation:v0.9.2");
+            let objects = desired.runtime_objects().unwrap();
+            let agent = objects.iter().find(|o| o["kind"] == "DaemonSet").expect("agent DaemonSet");
+            let affinity = agent.to_string();
+            assert!(affinity.contains("\"cpu\"") && !affinity.contains("\"gpu\""), "agent only on cpu: {affinity}");
+        }
+
+        // With an arm64 build in the vector (e.g. an operator's override), the arm64 pool gets that image.
+        let with_arm = images.clone().merged_with(
+            ImageVector::read(
+                "images:\n- {name: cri-resmgr-installation, repository: r/arm, tag: v1, architectures: [arm64]}\n",
+                "override",
+            )
+            .unwrap(),
+        );
+        let desired = compute(&shoot, Some(&provider_config()), &base(), &with_arm).unwrap();
+        assert_eq!(desired.selected_pools, ["cpu", "gpu"]);
+        assert!(desired.pools_without_build.is_empty());
+        let plan = desired.pool_plan(&shoot, "gpu", &with_arm).unwrap().expect("gpu runs cri-resmgr");
+        assert_eq!(plan.installation_image, "r/arm:v1");
     }
 
     #[test]

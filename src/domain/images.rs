@@ -46,6 +46,12 @@ pub const DEFAULT_ARCHITECTURE: &str = "amd64";
 /// Architectures an entry without `architectures` stands for (a multi-arch image).
 pub const MULTI_ARCHITECTURES: &[&str] = &["amd64", "arm64"];
 
+/// The machine architecture of a worker pool's nodes (`machine.architecture`; Gardener defaults it to amd64), the
+/// architecture its node-side images must be built for.
+pub fn worker_architecture(worker: &crate::apis::core::Worker) -> &str {
+    worker.machine.other.get("architecture").and_then(Value::as_str).unwrap_or(DEFAULT_ARCHITECTURE)
+}
+
 /// Where an image vector came from, for error messages.
 const EMBEDDED_SOURCE: &str = "embedded images.yaml";
 
@@ -223,6 +229,29 @@ impl ImageVector {
                 entries: candidates.iter().map(|s| describe_constraints(s)).collect(),
             }),
         }
+    }
+
+    /// The architectures the entries named `name` are built for (an entry without `architectures` counts as
+    /// [`MULTI_ARCHITECTURES`]), sorted, each once; empty when there is no such entry.
+    pub fn architectures_of(&self, name: &str) -> Vec<String> {
+        let mut architectures: Vec<String> = self
+            .sources
+            .iter()
+            .filter(|source| source.name == name)
+            .flat_map(|source| match &source.architectures {
+                Some(archs) => archs.clone(),
+                None => MULTI_ARCHITECTURES.iter().map(|a| (*a).to_owned()).collect(),
+            })
+            .collect();
+        architectures.sort();
+        architectures.dedup();
+        architectures
+    }
+
+    /// True when some entry named `name` is built for `architecture`, whatever its version constraints: nodes of
+    /// another architecture cannot run the image at all, while a version mismatch is a gap in the vector.
+    pub fn has_architecture(&self, name: &str, architecture: &str) -> bool {
+        self.architectures_of(name).iter().any(|a| a == architecture)
     }
 
     /// All images a shoot of the given Kubernetes version needs.
@@ -621,6 +650,24 @@ images:
         assert_eq!(v.find("a", "1.30.0").unwrap().reference, "r/multi:1");
         assert_eq!(v.find_for_architecture("a", "1.30.0", "arm64").unwrap().reference, "r/arm:1");
         assert!(matches!(v.find("b", "1.30.0"), Err(ImageError::NoMatch { .. })));
+    }
+
+    /// cri-resource-manager's releases ship x86_64 binaries only (its `binary-dist` target names the tarball after
+    /// the build host's `uname -m`, and its release job and images build on x86_64 runners only), so the embedded
+    /// vector must not claim anything else: an arm64 node would get an amd64 binary and kubelet a dead socket.
+    #[test]
+    fn the_embedded_installation_image_is_amd64_only() {
+        let v = ImageVector::embedded().unwrap();
+        assert_eq!(v.architectures_of(INSTALLATION), ["amd64"]);
+        assert!(v.has_architecture(INSTALLATION, "amd64"));
+        assert!(!v.has_architecture(INSTALLATION, "arm64"));
+        let err = v.find_for_architecture(INSTALLATION, "1.32.0", "arm64").unwrap_err();
+        assert!(matches!(err, ImageError::NoMatch { .. }), "{err}");
+        // The shell and pause images are multi-arch: the cleaner runs on every containerd pool.
+        for name in [ALPINE, PAUSE] {
+            assert_eq!(v.architectures_of(name), MULTI_ARCHITECTURES, "{name}");
+        }
+        assert!(v.architectures_of("nope").is_empty());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The OperatingSystemConfig as the extension wants it, for one shoot: the plan of the OSC's worker pool
 //! ([`crate::domain::desired`]) applied by the node rules ([`crate::domain::node`]). The one function the OSC
-//! webhook, the reconciler's propagation and `render` use, so the three never disagree.
+//! webhook, the reconciler (to tell which pools' node files are pending) and `render` use, so the three never
+//! disagree.
 
 use crate::apis::core::Shoot;
 use crate::apis::extensions::OperatingSystemConfig;
@@ -19,7 +20,7 @@ pub struct ShootContext {
 
 /// The OSC as the extension wants it: reconcile OSCs of selected pools with cri-resmgr, all others without
 /// anything of ours. Provision OSCs and OSCs being deleted are returned unchanged. The one function the webhook
-/// and the reconciler's propagation use.
+/// and the reconciler use.
 pub fn desired_osc(
     osc: &OperatingSystemConfig,
     context: &ShootContext,
@@ -34,6 +35,32 @@ pub fn desired_osc(
         _ => None,
     };
     Ok(mutate(osc, plan.as_ref()))
+}
+
+/// The worker pools whose stored reconcile OSC differs from what the extension wants now, in the order given (each
+/// once; an OSC without a pool label is named by its own name).
+///
+/// gardenlet writes a pool's reconcile OSC in the shoot reconcile — our webhook mutates it then — and hands exactly
+/// that OSC to gardener-node-agent; nothing else reaches the nodes. So a difference means node-side changes
+/// (cri-resmgr's files and unit, kubelet's endpoint) that wait for the next shoot reconcile.
+pub fn pools_pending_rollout(
+    oscs: &[OperatingSystemConfig],
+    context: &ShootContext,
+    images: &ImageVector,
+) -> Result<Vec<String>, DesiredError> {
+    let mut pending: Vec<String> = Vec::new();
+    for osc in oscs.iter().filter(|osc| should_mutate(osc)) {
+        if desired_osc(osc, context, images)?.osc.spec == osc.spec {
+            continue;
+        }
+        let pool = osc.metadata.labels.as_ref().and_then(|l| l.get(LABEL_WORKER_POOL)).or(osc.metadata.name.as_ref());
+        if let Some(pool) = pool
+            && !pending.contains(pool)
+        {
+            pending.push(pool.clone());
+        }
+    }
+    Ok(pending)
 }
 
 #[cfg(test)]
@@ -87,5 +114,33 @@ mod tests {
         deleted.metadata.deletion_timestamp =
             Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Default::default()));
         assert_eq!(desired_osc(&deleted, &context, &no_images).expect("no plan for a deleted OSC").osc, deleted);
+    }
+
+    /// A pool is pending when its stored OSC is not what the webhook would make of it now; provision OSCs, OSCs
+    /// being deleted and up-to-date OSCs are not.
+    #[test]
+    fn pools_whose_stored_osc_differs_are_pending_the_next_shoot_reconcile() {
+        let shoot: Shoot = crate::yaml::from_str(EXAMPLE_SHOOT).expect("example shoot");
+        let images = ImageVector::embedded().expect("images");
+        let (_, extension) = shoot.spec.enabled_extension(EXTENSION_TYPE).expect("extension enabled");
+        let desired = compute(&shoot, extension.provider_config.as_ref(), &BTreeMap::new(), &images).expect("desired");
+        let enabled = ShootContext { shoot: shoot.clone(), desired: Some(desired) };
+        let disabled = ShootContext { shoot: shoot.clone(), desired: None };
+        let original: OperatingSystemConfig = crate::yaml::from_str(EXAMPLE_OSC).expect("example");
+        let mutated = desired_osc(&original, &enabled, &images).expect("mutated").osc;
+        let mut provision = original.clone();
+        provision.spec.purpose = OscPurpose::Provision;
+
+        let pending = |oscs: &[OperatingSystemConfig], context| pools_pending_rollout(oscs, context, &images).unwrap();
+        assert_eq!(pending(&[mutated.clone(), provision.clone()], &enabled), Vec::<String>::new(), "in step");
+        assert_eq!(pending(&[original.clone(), mutated.clone()], &enabled), ["cpu-worker"], "each pool once");
+        assert_eq!(pending(std::slice::from_ref(&original), &disabled), Vec::<String>::new());
+        assert_eq!(pending(&[mutated.clone(), provision], &disabled), ["cpu-worker"], "removal waits too");
+        let mut unlabelled = original;
+        unlabelled.metadata.labels = None;
+        let name = unlabelled.metadata.name.clone().expect("name");
+        // Without a pool label there is no plan (nothing of ours is wanted), so only a mutated one is pending.
+        unlabelled.spec = mutated.spec;
+        assert_eq!(pending(&[unlabelled], &enabled), [name]);
     }
 }

@@ -63,11 +63,12 @@ images:
 - name: cri-resmgr-agent
   repository: registry.example.com/mirror/cri-resmgr-agent
   targetVersion: ">= 1.20"
-# Same name, other targetVersion: added, and preferred for 1.33.0 because it is an exact version.
+# Same name and architectures, other targetVersion: added, and preferred for 1.33.0 because it is an exact version.
 - name: cri-resmgr-installation
   repository: registry.example.com/installation
   tag: "sha256:abc"
   targetVersion: "1.33.0"
+  architectures: [amd64]
 # New image.
 - name: extra
   repository: registry.example.com/extra

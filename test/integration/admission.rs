@@ -264,3 +264,30 @@ async fn a_shoot_stored_before_the_webhooks_stays_writable_until_its_provider_co
     let message = denial(api.patch(name, &PatchParams::default(), &Patch::Merge(&change)).await);
     assert!(message.contains("spec.extensions[0].providerConfig.configs[\"default\"].policy.Active"), "{message}");
 }
+
+/// cri-resmgr ships for amd64 only: naming an arm64 pool in `workerPools` is denied with the selection's path, the
+/// pool's architecture field and what is allowed; the same Shoot without the explicit selection is admitted (the
+/// arm64 pool is simply not selected).
+#[tokio::test]
+async fn explicitly_selecting_a_pool_without_a_cri_resmgr_build_is_denied() {
+    ensure_admission_server();
+    let env = TestEnv::new("admission_arch").await;
+    let mut shoot = example_shoot(&env.namespace, "arm-selected");
+    let mut arm = shoot["spec"]["provider"]["workers"][0].clone();
+    arm["name"] = json!("arm-worker");
+    arm["machine"]["architecture"] = json!("arm64");
+    shoot["spec"]["provider"]["workers"].as_array_mut().expect("workers").push(arm);
+    shoot["spec"]["extensions"][0]["providerConfig"]["workerPools"] = json!(["cpu-worker", "arm-worker"]);
+    let message = denial(create(&env, &shoot).await);
+    for expected in [
+        "spec.extensions[0].providerConfig.workerPools[1]: Unsupported value: \"arm-worker\"",
+        "runs on \"arm64\" (spec.provider.workers[1].machine.architecture)",
+        "cri-resmgr is only available for \"amd64\"",
+    ] {
+        assert!(message.contains(expected), "{expected:?} not in {message:?}");
+    }
+
+    shoot["metadata"]["name"] = json!("arm-by-default");
+    shoot["spec"]["extensions"][0]["providerConfig"].as_object_mut().expect("providerConfig").remove("workerPools");
+    create(&env, &shoot).await.expect("without an explicit selection the arm64 pool is just not selected");
+}

@@ -176,6 +176,34 @@ async fn create_in_scratch_namespace(env: &TestEnv, objects: &[Value]) {
     assert_eq!(stored.len(), objects.len());
 }
 
+/// cri-resmgr ships for amd64 only: an arm64 pool of the shoot gets no agent, and the Extension's status (and the
+/// log) name it with the reason, while the reconcile succeeds for the amd64 pool.
+#[tokio::test]
+async fn pools_without_a_cri_resmgr_build_are_named_in_the_status() {
+    let env = TestEnv::new("controller_arch").await;
+    let controller = RunningController::start(&env);
+    let api = create_shoot(&env, |cluster| {
+        let mut arm = cluster.spec.shoot.spec.provider.workers[0].clone();
+        arm.name = "arm-worker".to_string();
+        arm.machine.other.insert("architecture".to_string(), json!("arm64"));
+        cluster.spec.shoot.spec.provider.workers.push(arm);
+    })
+    .await;
+    let extension = wait_until_ready(&api).await;
+    let last = extension.status.and_then(|s| s.last_operation).expect("lastOperation");
+    assert_eq!(last.state, LastOperationState::Succeeded);
+    assert_eq!(
+        last.description,
+        "Successfully reconciled the cri-resmgr extension. Worker pools without cri-resmgr: arm-worker (no cri-resmgr \
+         build for arm64)."
+    );
+    let mr = managed_resource(&env, SHOOT_MANAGED_RESOURCE_NAME).await.expect("runtime MR");
+    let (_, objects) = objects_of(&env, &mr).await;
+    let agent = find(&objects, "DaemonSet", "cri-resmgr-agent").to_string();
+    assert!(agent.contains("\"cpu-worker\"") && !agent.contains("arm-worker"), "agent only on cpu-worker: {agent}");
+    controller.stop().await;
+}
+
 #[tokio::test]
 async fn changed_config_gets_a_new_secret_and_unchanged_config_rewrites_nothing() {
     let env = TestEnv::new("controller_change").await;

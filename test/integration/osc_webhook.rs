@@ -1,10 +1,12 @@
 //! The OperatingSystemConfig webhook through the real apiserver: registered by the controller's webhook server,
-//! called by the apiserver for OSCs in labelled shoot namespaces, and kept in step by the reconciler's propagation.
+//! called by the apiserver for OSCs in labelled shoot namespaces whenever gardenlet writes them; the reconciler only
+//! reports which pools' OSCs wait for that write.
 
 use std::net::SocketAddr;
 use std::sync::OnceLock;
 
 use base64::Engine as _;
+use gardener_extension_cri_resmgr::apis::common::LastOperationState;
 use gardener_extension_cri_resmgr::apis::extensions::{Cluster, Extension, OperatingSystemConfig};
 use gardener_extension_cri_resmgr::commands::controller;
 use gardener_extension_cri_resmgr::constants::{EXTENSION_TYPE, NAMESPACE_EXTENSION_LABEL};
@@ -192,40 +194,83 @@ async fn osc_is_stored_untouched_when_unlabelled_provision_or_not_selected() {
     assert_untouched(&stored, &original);
 }
 
+/// gardenlet's part of a shoot reconcile for one pool: it renders the pool's reconcile OSC from scratch and writes
+/// it with the operation annotation (the webhook mutates it on that write).
+async fn gardenlet_writes_osc(env: &TestEnv) -> OperatingSystemConfig {
+    let mut regenerated = oscs(env).get(OSC_NAME).await.expect("OSC");
+    regenerated.spec = original_osc(env).spec;
+    regenerated
+        .metadata
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert("gardener.cloud/operation".to_string(), "reconcile".to_string());
+    oscs(env).replace(OSC_NAME, &PostParams::default(), &regenerated).await.expect("gardenlet writes the OSC")
+}
+
+/// The Extension's success description once it changes to one containing `part` (or equal to the plain one).
+async fn success_description(extensions: &Api<Extension>, wanted: impl Fn(&str) -> bool) -> String {
+    eventually("the Extension's success description", || async {
+        let extension = extensions.get(EXTENSION_TYPE).await.ok()?;
+        let last = extension.status?.last_operation?;
+        (last.state == LastOperationState::Succeeded && wanted(&last.description)).then_some(last.description)
+    })
+    .await
+}
+
+const RECONCILED: &str = "Successfully reconciled the cri-resmgr extension";
+const PENDING: &str = "Node changes wait for the next shoot reconcile (worker pools: cpu-worker)";
+
+/// Only gardenlet's shoot reconcile brings an OSC to the nodes, so the controller does not touch OSCs: after a
+/// configuration change it says which pools wait for the next shoot reconcile, and gardenlet's next write of the OSC
+/// carries the change (the webhook mutates it then); a disabled extension leaves the next write without cri-resmgr.
 #[tokio::test]
-async fn config_change_reaches_the_osc_through_the_reconciler() {
+async fn node_changes_wait_for_gardenlets_osc_write_and_the_status_says_so() {
     ensure_osc_webhook();
-    let env = TestEnv::new("osc_propagation").await;
+    let env = TestEnv::new("osc_rollout").await;
     let extensions = shoot(&env, true, None).await;
     let stored = oscs(&env).create(&PostParams::default(), &original_osc(&env)).await.expect("create OSC");
     assert!(file_text(&stored, "/etc/cri-resmgr/force.cfg").is_none());
 
     let controller = RunningController::start(&env);
+    let in_step = success_description(&extensions, |d| d == RECONCILED).await;
+    assert_eq!(in_step, RECONCILED, "the OSC carries what the extension wants: nothing pending");
+
     let body = json!({"spec": {"providerConfig": {"configs": {
         "default": "policy:\n  Active: topology-aware\n",
         "force": "policy:\n  Active: balloons\n",
         "EXTRA_OPTIONS": "--metrics-interval=10s"}}},
         "metadata": {"annotations": {"gardener.cloud/operation": "reconcile"}}});
     extensions.patch(EXTENSION_TYPE, &PatchParams::default(), &Patch::Merge(&body)).await.expect("change config");
-    let updated = eventually("the OSC to carry the force config", || async {
-        let osc = oscs(&env).get(OSC_NAME).await.ok()?;
-        file_text(&osc, "/etc/cri-resmgr/force.cfg").is_some().then_some(osc)
-    })
-    .await;
+    let pending = success_description(&extensions, |d| d.contains(PENDING)).await;
+    assert!(pending.starts_with(&format!("{RECONCILED}. {PENDING}")), "{pending}");
+    assert!(pending.contains("the agent configs (default, group.*, node.*) apply now"), "{pending}");
+    let untouched = oscs(&env).get(OSC_NAME).await.expect("OSC");
+    assert_eq!(untouched.spec, stored.spec, "the controller does not write OSCs");
+    assert_eq!(untouched.metadata.resource_version, stored.metadata.resource_version, "nor annotate them");
+
+    // The next shoot reconcile: gardenlet writes the OSC, the webhook adds today's files.
+    let updated = gardenlet_writes_osc(&env).await;
     let env_file = file_text(&updated, "/etc/default/cri-resource-manager").expect("env file");
     assert!(env_file.contains("--force-config /etc/cri-resmgr/force.cfg"), "{env_file}");
     assert!(!env_file.contains("--fallback-config"), "never both: {env_file}");
     assert!(env_file.contains("--metrics-interval=10s"), "{env_file}");
     let marker = file_text(&updated, "/etc/cri-resmgr/policy").expect("policy marker");
     assert!(marker.contains("balloons"), "the forced policy is what the nodes run: {marker}");
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let again = json!({"metadata": {"annotations": {
+        "gardener.cloud/operation": "reconcile", "gardener.cloud/timestamp": now}}});
+    extensions.patch(EXTENSION_TYPE, &PatchParams::default(), &Patch::Merge(&again)).await.expect("reconcile");
+    assert_eq!(success_description(&extensions, |d| d == RECONCILED).await, RECONCILED, "nothing pending any more");
 
-    // Disable: gardenlet removes the label and deletes the Extension; the controller's delete flow strips the OSC.
+    // Disable: gardenlet deletes the Extension; the controller leaves the OSC alone, and gardenlet's next write of
+    // it (the webhook sees the Extension in deletion) carries nothing of ours.
     extensions.delete(EXTENSION_TYPE, &DeleteParams::default()).await.expect("delete Extension");
-    let stripped = eventually("the OSC without cri-resmgr", || async {
-        let osc = oscs(&env).get(OSC_NAME).await.ok()?;
-        (!has_cri_resmgr(&osc)).then_some(osc)
+    eventually("the Extension in deletion", || async {
+        extensions.get(EXTENSION_TYPE).await.ok()?.metadata.deletion_timestamp.map(|_| ())
     })
     .await;
+    assert!(has_cri_resmgr(&oscs(&env).get(OSC_NAME).await.expect("OSC")), "the controller does not strip OSCs");
+    let stripped = gardenlet_writes_osc(&env).await;
     let kubelet = kubelet_unit(&stripped);
     assert!(kubelet.contains(CONTAINERD_ENDPOINT), "kubelet back on containerd: {kubelet}");
     assert_untouched(&stripped, &original_osc(&env));
@@ -233,10 +278,35 @@ async fn config_change_reaches_the_osc_through_the_reconciler() {
 
     // A regenerated OSC after the label is gone carries nothing of ours either.
     label_namespace(&env, false).await;
-    let mut regenerated = oscs(&env).get(OSC_NAME).await.expect("OSC");
-    regenerated.spec = original_osc(&env).spec;
-    let stored = oscs(&env).replace(OSC_NAME, &PostParams::default(), &regenerated).await.expect("regenerate");
+    let stored = gardenlet_writes_osc(&env).await;
     assert_untouched(&stored, &original_osc(&env));
+}
+
+/// cri-resmgr ships for amd64 only: the OSC of an arm64 pool (selected by default) is stored as gardenlet wrote it,
+/// so its kubelet stays on containerd, while the amd64 pool of the same shoot gets cri-resmgr.
+#[tokio::test]
+async fn osc_of_a_pool_without_a_cri_resmgr_build_is_left_alone() {
+    ensure_osc_webhook();
+    let env = TestEnv::new("osc_arm64").await;
+    shoot_with(&env, true, None, |cluster| {
+        let mut arm = cluster.spec.shoot.spec.provider.workers[0].clone();
+        arm.name = "arm-worker".to_string();
+        arm.machine.other.insert("architecture".to_string(), json!("arm64"));
+        cluster.spec.shoot.spec.provider.workers.push(arm);
+    })
+    .await;
+    let mut arm_osc = original_osc(&env);
+    arm_osc.metadata.name = Some("gardener-node-agent-arm-worker-0123456789abcdef-original".to_string());
+    arm_osc
+        .metadata
+        .labels
+        .get_or_insert_with(Default::default)
+        .insert(gardener_extension_cri_resmgr::constants::LABEL_WORKER_POOL.to_string(), "arm-worker".to_string());
+    let stored = oscs(&env).create(&PostParams::default(), &arm_osc).await.expect("create arm64 OSC");
+    assert_untouched(&stored, &arm_osc);
+    assert!(kubelet_unit(&stored).contains(CONTAINERD_ENDPOINT));
+    let amd = oscs(&env).create(&PostParams::default(), &original_osc(&env)).await.expect("create amd64 OSC");
+    assert!(has_cri_resmgr(&amd), "the amd64 pool of the same shoot runs cri-resmgr");
 }
 
 #[tokio::test]

@@ -10,14 +10,23 @@ use super::provider_config::{decode_provider_config, default_provider_config, va
 use crate::apis::config::ProviderConfig;
 use crate::apis::core::{Shoot, ShootExtension, Worker};
 use crate::constants::{CRI_CONTAINERD, EXTENSION_TYPE};
+use crate::domain::images::{INSTALLATION, ImageVector, worker_architecture};
 
 /// True for an entry of `spec.extensions` that is ours and not disabled.
 fn is_enabled_entry(extension: &ShootExtension) -> bool {
     extension.type_ == EXTENSION_TYPE && extension.disabled != Some(true)
 }
 
-/// Checks `workerPools` against the Shoot's pools: every named pool exists in `spec.provider.workers` and runs
-/// containerd. `path` is the path of `workerPools`.
+/// The architectures the extension ships cri-resmgr for: those of the installation image in the embedded
+/// `images.yaml` (admission runs in the garden, where no seed's image vector override is known).
+fn shipped_architectures() -> Vec<String> {
+    // The embedded vector is checked by the images module's tests; should it not parse, the check is skipped rather
+    // than every explicit selection denied.
+    ImageVector::embedded().map(|images| images.architectures_of(INSTALLATION)).unwrap_or_default()
+}
+
+/// Checks `workerPools` against the Shoot's pools: every named pool exists in `spec.provider.workers`, runs
+/// containerd, and has an architecture cri-resmgr is shipped for. `path` is the path of `workerPools`.
 ///
 /// Without `workerPools`, nothing is checked, even when no pool runs containerd: the extension may be enabled for
 /// every Shoot by the operator (ControllerRegistration `globallyEnabled`/`autoEnable`), and rejecting would block
@@ -34,6 +43,7 @@ pub fn validate_worker_pool_selection(
     };
     let mut errors = Vec::new();
     let mut seen = BTreeSet::new();
+    let architectures = shipped_architectures();
     for (i, name) in names.iter().enumerate() {
         // Empty and repeated names are reported by `validate_provider_config`.
         if name.is_empty() || !seen.insert(name.as_str()) {
@@ -50,7 +60,25 @@ pub fn validate_worker_pool_selection(
             errors.push(FieldError::not_found(&selected_at, name, detail));
             continue;
         };
-        let cri_path = FieldPath::new("spec").child("provider").child("workers").index(j).child("cri").child("name");
+        let worker_path = FieldPath::new("spec").child("provider").child("workers").index(j);
+        let cri_path = worker_path.child("cri").child("name");
+        let architecture = worker_architecture(worker);
+        if !architectures.is_empty() && !architectures.iter().any(|a| a == architecture) {
+            let shipped: Vec<&str> = architectures.iter().map(String::as_str).collect();
+            errors.push(FieldError::new(
+                &selected_at,
+                format!(
+                    "Unsupported value: {}: worker pool {} runs on {} ({}), and cri-resmgr is only available for {}; \
+                     select only pools on {}",
+                    quote(name),
+                    quote(name),
+                    quote(architecture),
+                    worker_path.child("machine").child("architecture"),
+                    quote_list(&shipped),
+                    quote_list(&shipped),
+                ),
+            ));
+        }
         match worker.cri_name() {
             Some(CRI_CONTAINERD) => {}
             Some(other) => errors.push(FieldError::new(

@@ -221,6 +221,28 @@ fn selected_worker_pools_follow_the_selection_and_containerd() {
     assert!(selection.selects(&workers[3]) && !selection.selects(&workers[0]));
 }
 
+/// cri-resmgr ships for amd64 only: naming an arm64 pool is denied at the selection, with the pool's architecture
+/// field and what is allowed; without `workerPools` an arm64 pool is simply not selected (no error), and a pool
+/// without `architecture` is amd64.
+#[test]
+fn an_explicitly_selected_pool_without_a_cri_resmgr_build_is_denied() {
+    let workers = json!([
+        { "name": "cpu", "cri": { "name": "containerd" }, "machine": { "type": "m5.large" } },
+        { "name": "arm", "cri": { "name": "containerd" }, "machine": { "type": "m6g.large", "architecture": "arm64" } },
+    ]);
+    assert_eq!(
+        shoot_errors(&shoot(entry(json!({ "workerPools": ["cpu", "arm"] })), workers.clone()), None),
+        [
+            r#"spec.extensions[1].providerConfig.workerPools[1]: Unsupported value: "arm": worker pool "arm" runs on "arm64" (spec.provider.workers[1].machine.architecture), and cri-resmgr is only available for "amd64"; select only pools on "amd64""#
+        ]
+    );
+    assert_eq!(
+        shoot_errors(&shoot(entry(json!({ "workerPools": ["cpu"] })), workers.clone()), None),
+        Vec::<String>::new()
+    );
+    assert_eq!(shoot_errors(&shoot(entry(json!({})), workers), None), Vec::<String>::new());
+}
+
 #[test]
 fn default_shoot_patches_precisely_and_is_idempotent() {
     let cases = [

@@ -374,17 +374,6 @@ pub(crate) fn raw_object_schema(_: &mut SchemaGenerator) -> Schema {
     })
 }
 
-/// Schema of a complete embedded Kubernetes object (`Cluster.spec.shoot` and friends): like
-/// [`raw_object_schema`], plus `x-kubernetes-embedded-resource` so the apiserver treats `apiVersion`, `kind` and
-/// `metadata` of the embedded object as such.
-pub(crate) fn embedded_object_schema(_: &mut SchemaGenerator) -> Schema {
-    json_schema!({
-        "type": "object",
-        "x-kubernetes-preserve-unknown-fields": true,
-        "x-kubernetes-embedded-resource": true,
-    })
-}
-
 /// Helpers shared by the API modules' unit tests.
 #[cfg(test)]
 pub(crate) mod test_support {

@@ -2,21 +2,22 @@
 //!
 //! Shoots reach us in two ways: embedded in `Cluster.spec.shoot` (seed side) and in admission reviews (garden
 //! side, where the webhook may write them back). Because of the latter, every struct keeps the fields it does not
-//! model in a flattened `other` map, so decode → encode returns the same object. The schema of the Shoot CRD (the
-//! test bed's stand-in for gardener-apiserver) is deliberately `x-kubernetes-preserve-unknown-fields`: the real
-//! validation of Shoots is gardener-apiserver's business, not ours.
+//! model in a flattened `other` map, so decode → encode returns the same object. The schema of these types is the
+//! Shoot CRD of the test bed (its stand-in for gardener-apiserver, which has no CRD): it declares what the typed API
+//! models and nothing more, so the test bed prunes everything else (the CRD generator drops the `other` maps) and
+//! never accepts a field or a type the extension would not read back; only `providerConfig` stays raw.
 
 use std::collections::BTreeMap;
 
 use kube::CustomResource;
-use schemars::{JsonSchema, Schema, SchemaGenerator};
+use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
 use super::common::{LastOperation, LastOperationState, null_as_default, raw_object_schema};
 
 /// The desired state of a Shoot (`spec`).
-#[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "core.gardener.cloud",
     version = "v1beta1",
@@ -51,19 +52,8 @@ pub struct ShootSpec {
     pub other: BTreeMap<String, Value>,
 }
 
-impl JsonSchema for ShootSpec {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "ShootSpec".into()
-    }
-
-    /// Any object: the test bed must accept every Shoot gardener-apiserver would, without pruning.
-    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
-        raw_object_schema(generator)
-    }
-}
-
 /// The observed state of a Shoot (`status`).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ShootStatus {
     /// The last operation gardenlet ran on the Shoot; `Failed` means gardenlet gave up (extensions skip it).
@@ -74,19 +64,8 @@ pub struct ShootStatus {
     pub other: BTreeMap<String, Value>,
 }
 
-impl JsonSchema for ShootStatus {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "ShootStatus".into()
-    }
-
-    /// Any object, like [`ShootSpec`].
-    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
-        raw_object_schema(generator)
-    }
-}
-
 /// One entry of `spec.extensions`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ShootExtension {
     /// The extension type, e.g. `cri-resmgr-extension`.
@@ -94,6 +73,7 @@ pub struct ShootExtension {
     pub type_: String,
     /// The extension's configuration (raw), copied verbatim into `Extension.spec.providerConfig`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "raw_object_schema")]
     pub provider_config: Option<Value>,
     /// `true` disables an extension that is otherwise enabled (e.g. by `autoEnable`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -104,7 +84,7 @@ pub struct ShootExtension {
 }
 
 /// `spec.kubernetes`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ShootKubernetes {
     /// Control-plane version; worker pools fall back to it.
@@ -123,7 +103,7 @@ impl ShootKubernetes {
 }
 
 /// `spec.provider`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ShootProvider {
     /// Provider type (aws, gcp, local, ...).
@@ -145,7 +125,7 @@ impl ShootProvider {
 }
 
 /// One worker pool (`spec.provider.workers[]`).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Worker {
     /// Pool name; also the value of the node label `worker.gardener.cloud/pool`.
@@ -185,7 +165,7 @@ impl Worker {
 }
 
 /// `workers[].cri`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Cri {
     /// CRI name; Gardener only supports `containerd`.
@@ -197,7 +177,7 @@ pub struct Cri {
 }
 
 /// `workers[].kubernetes`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WorkerKubernetes {
     /// kubelet version of the pool, overriding the control-plane version.
@@ -209,7 +189,7 @@ pub struct WorkerKubernetes {
 }
 
 /// `workers[].machine`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Machine {
     /// Machine type (e.g. `m5.large`).
@@ -224,7 +204,7 @@ pub struct Machine {
 }
 
 /// `workers[].machine.image`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MachineImage {
     /// Image name (e.g. `gardenlinux`).
@@ -239,7 +219,7 @@ pub struct MachineImage {
 }
 
 /// `spec.hibernation`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Hibernation {
     /// Whether the Shoot is (to be) hibernated.

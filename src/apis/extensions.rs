@@ -12,7 +12,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::common::{DefaultStatus, embedded_object_schema, null_as_default, open_enum, raw_object_schema};
+use super::common::{DefaultStatus, null_as_default, open_enum, raw_object_schema};
 use super::core::{Shoot, deserialize_embedded_shoot, serialize_embedded_shoot};
 
 /// The status of an Extension: Gardener's `DefaultStatus`, nothing more.
@@ -52,7 +52,8 @@ pub struct ExtensionSpec {
 }
 
 /// The shoot's context as gardenlet syncs it into the seed: `metadata.name` is the shoot's seed namespace.
-/// Cluster-scoped; Gardener's CRD has a status subresource but nobody writes a status (see `crate::crds`).
+/// Cluster-scoped; Gardener's CRD has a status subresource but nobody writes a status. Like Gardener's CRD, the
+/// schema keeps the embedded objects raw (not as `x-kubernetes-embedded-resource`).
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "extensions.gardener.cloud",
@@ -70,15 +71,15 @@ pub struct ClusterSpec {
     /// The complete Shoot (possibly without metadata), typed so callers can read
     /// `cluster.spec.shoot.spec.provider.workers`.
     #[serde(deserialize_with = "deserialize_embedded_shoot", serialize_with = "serialize_embedded_shoot")]
-    #[schemars(schema_with = "embedded_object_schema")]
+    #[schemars(schema_with = "raw_object_schema")]
     pub shoot: Shoot,
     /// The complete CloudProfile (raw); `null` when absent.
     #[serde(default, skip_serializing_if = "Value::is_null")]
-    #[schemars(schema_with = "embedded_object_schema")]
+    #[schemars(schema_with = "raw_object_schema")]
     pub cloud_profile: Value,
     /// The complete Seed (raw); absent for self-hosted shoots.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "embedded_object_schema")]
+    #[schemars(schema_with = "raw_object_schema")]
     pub seed: Option<Value>,
 }
 
@@ -509,7 +510,7 @@ mod tests {
         assert_eq!(encoded["spec"]["units"][0]["command"], "reload");
     }
 
-    /// The CRD strings are nullable (see `crate::crds`), so the apiserver may hand back `null` where a string is
+    /// The test bed's CRD strings are nullable (its apiserver refuses `""` otherwise), so the apiserver may hand back `null` where a string is
     /// required; that decodes like an absent field rather than failing the whole object.
     #[test]
     fn null_strings_decode_as_empty() {

@@ -1,5 +1,6 @@
-//! Gardener's kinds, as the Rust types describe them, are accepted by a real apiserver with the CRDs we generate:
-//! created, read back equal, status written through the status subresource, and watches deliver the change.
+//! Gardener's kinds, as the Rust types describe them, are accepted by a real apiserver with Gardener's own CRDs:
+//! created, read back equal (so no field the types write is pruned), status written through the status
+//! subresource, and watches deliver the change; and that apiserver prunes and refuses what a real seed does.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -10,7 +11,7 @@ use gardener_extension_cri_resmgr::apis::extensions::{Cluster, Extension, Extens
 use gardener_extension_cri_resmgr::apis::resources::{LocalObjectReference, ManagedResource, ManagedResourceSpec};
 use gardener_extension_cri_resmgr::constants::EXTENSION_TYPE;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{Api, ApiResource, DynamicObject, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher;
 use serde::de::DeserializeOwned;
@@ -171,4 +172,35 @@ async fn managed_resource_round_trips_and_its_status_is_watched() {
         .expect("patch MR status");
     assert_eq!(patched.status.expect("status").observed_generation, Some(1));
     watch.await.expect("watch task");
+}
+
+/// The test bed is as strict as a seed: unknown fields inside an OSC's spec, files and units are pruned (Gardener's
+/// CRD does not keep them), and an object without a field Gardener requires is refused.
+#[tokio::test]
+async fn unknown_fields_are_pruned_and_required_fields_enforced_as_in_a_seed() {
+    let env = TestEnv::new("strict_crds").await;
+    let resource = ApiResource::erase::<OperatingSystemConfig>(&());
+    let api: Api<DynamicObject> = Api::namespaced_with(env.client.clone(), &env.namespace, &resource);
+    let osc: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": resource.api_version, "kind": resource.kind, "metadata": {"name": "strict"},
+        "spec": {"type": "gardenlinux", "purpose": "reconcile", "notAField": true,
+                 "units": [{"name": "a.service", "notAField": true}],
+                 "files": [{"path": "/etc/a", "notAField": true, "content": {"inline": {"data": "x", "encoding": ""}}}]}
+    }))
+    .expect("OSC object");
+    let created = api.create(&PostParams::default(), &osc).await.expect("create OSC");
+    let spec = &created.data["spec"];
+    assert!(spec.get("notAField").is_none(), "spec keeps an unknown field: {spec}");
+    assert!(spec["units"][0].get("notAField").is_none(), "a unit keeps an unknown field: {spec}");
+    assert!(spec["files"][0].get("notAField").is_none(), "a file keeps an unknown field: {spec}");
+    assert_eq!(spec["files"][0]["content"]["inline"]["encoding"], "", "the empty string is accepted");
+
+    let mut without_purpose = osc.clone();
+    without_purpose.metadata.name = Some("no-purpose".to_string());
+    without_purpose.data["spec"].as_object_mut().expect("spec").remove("purpose");
+    let refused = api.create(&PostParams::default(), &without_purpose).await;
+    assert!(
+        matches!(&refused, Err(kube::Error::Api(status)) if status.code == 422 && status.message.contains("purpose")),
+        "an OSC without spec.purpose is refused: {refused:?}"
+    );
 }

@@ -55,7 +55,8 @@ fn shared() -> &'static Shared {
             runtime.block_on(async {
                 let plane = ControlPlane::start(WorkDir::Temporary).await.expect("start the local control plane");
                 let client = plane.client().await.expect("client for the control plane");
-                control_plane::install_crds(&client, cri_resmgr_testbed::crds::all()).await.expect("install CRDs");
+                let crds = cri_resmgr_testbed::crds::all().expect("the CRDs");
+                control_plane::install_crds(&client, crds).await.expect("install CRDs");
                 plane
             })
         })

@@ -56,6 +56,8 @@ pub enum TestbedError {
     Kubeconfig(String),
     #[error("kubernetes API: {0}")]
     Kube(#[from] kube::Error),
+    #[error("CRDs: {0}")]
+    Crds(#[from] crate::crds::CrdError),
     #[error("CRD {name} was not established within {CRD_ESTABLISH_TIMEOUT:?}")]
     CrdNotEstablished { name: String },
     #[error("the control plane's keeper thread is gone")]

@@ -63,7 +63,7 @@ pub async fn run(options: DevOptions) -> Result<(), DevError> {
     std::fs::write(&pids_file, pids)
         .map_err(|source| DevError::Io { context: format!("writing {}", pids_file.display()), source })?;
     let client = plane.client().await?;
-    testbed::install_crds(&client, crate::crds::all()).await?;
+    testbed::install_crds(&client, crate::crds::all().map_err(testbed::TestbedError::from)?).await?;
     let shutdown = CancellationToken::new();
 
     // Garden side: the admission webhooks, registered in the local apiserver (which stands in for the garden).

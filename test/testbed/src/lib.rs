@@ -1,7 +1,7 @@
 //! The local test bed of gardener-extension-cri-resmgr — never linked into the extension's binary:
 //!
 //! - [`control_plane`]: a real etcd + kube-apiserver on loopback, for `make dev` and the integration tests.
-//! - [`crds`]: the CustomResourceDefinitions that control plane installs (generated from the extension's types).
+//! - [`crds`]: the CustomResourceDefinitions that control plane installs (Gardener's own, and a strict Shoot stand-in).
 //! - [`dev`]: `make dev`'s local environment (control plane, CRDs, admission server, controller, examples).
 
 pub mod control_plane;
@@ -16,7 +16,7 @@ pub fn repo_root() -> PathBuf {
 }
 
 /// `../shared/gardener/<sub>` beside the repository, when it exists (it does not in every checkout): Gardener's
-/// real CRDs and examples, which the generated CRDs are compared against.
+/// real CRDs and examples, which the installed CRDs are compared against.
 pub fn shared_gardener_dir(sub: &str) -> Option<PathBuf> {
     let dir = repo_root().join("../shared/gardener").join(sub);
     dir.is_dir().then_some(dir)

@@ -198,7 +198,11 @@ pub struct Machine {
     /// Machine image; its name is the OperatingSystemConfig's `spec.type`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<MachineImage>,
-    /// Every other field (architecture, ...), preserved verbatim.
+    /// CPU architecture of the pool's machines (`amd64`, `arm64`); Gardener defaults it to amd64. The node-side
+    /// images must exist for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub architecture: Option<String>,
+    /// Every other field, preserved verbatim.
     #[serde(flatten)]
     pub other: BTreeMap<String, Value>,
 }

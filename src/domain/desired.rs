@@ -264,8 +264,8 @@ mod tests {
     fn a_pool_whose_architecture_has_no_build_gets_no_cri_resmgr() {
         let images = ImageVector::embedded().unwrap();
         let mut shoot = shoot();
-        shoot.spec.provider.workers[1].machine.other.insert("architecture".to_owned(), json!("arm64"));
-        shoot.spec.provider.workers[0].machine.other.insert("architecture".to_owned(), json!("amd64"));
+        shoot.spec.provider.workers[1].machine.architecture = Some("arm64".to_owned());
+        shoot.spec.provider.workers[0].machine.architecture = Some("amd64".to_owned());
         for config in [provider_config(), json!({"workerPools": ["cpu", "gpu"]})] {
             let desired = compute(&shoot, Some(&config), &base(), &images).unwrap();
             assert_eq!(desired.selected_pools, ["cpu"], "{config}");

@@ -49,7 +49,7 @@ pub const MULTI_ARCHITECTURES: &[&str] = &["amd64", "arm64"];
 /// The machine architecture of a worker pool's nodes (`machine.architecture`; Gardener defaults it to amd64), the
 /// architecture its node-side images must be built for.
 pub fn worker_architecture(worker: &crate::apis::core::Worker) -> &str {
-    worker.machine.other.get("architecture").and_then(Value::as_str).unwrap_or(DEFAULT_ARCHITECTURE)
+    worker.machine.architecture.as_deref().unwrap_or(DEFAULT_ARCHITECTURE)
 }
 
 /// Where an image vector came from, for error messages.

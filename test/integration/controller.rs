@@ -185,7 +185,7 @@ async fn pools_without_a_cri_resmgr_build_are_named_in_the_status() {
     let api = create_shoot(&env, |cluster| {
         let mut arm = cluster.spec.shoot.spec.provider.workers[0].clone();
         arm.name = "arm-worker".to_string();
-        arm.machine.other.insert("architecture".to_string(), json!("arm64"));
+        arm.machine.architecture = Some("arm64".to_string());
         cluster.spec.shoot.spec.provider.workers.push(arm);
     })
     .await;

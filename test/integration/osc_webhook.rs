@@ -291,7 +291,7 @@ async fn osc_of_a_pool_without_a_cri_resmgr_build_is_left_alone() {
     shoot_with(&env, true, None, |cluster| {
         let mut arm = cluster.spec.shoot.spec.provider.workers[0].clone();
         arm.name = "arm-worker".to_string();
-        arm.machine.other.insert("architecture".to_string(), json!("arm64"));
+        arm.machine.architecture = Some("arm64".to_string());
         cluster.spec.shoot.spec.provider.workers.push(arm);
     })
     .await;

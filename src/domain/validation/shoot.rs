@@ -104,17 +104,23 @@ pub fn validate_worker_pool_selection(
     errors
 }
 
+/// What [`validate_worker_pool_selection`] knows of a selected pool: its CRI and its machine architecture.
+type PoolFacts<'a> = (Option<&'a str>, &'a str);
+
 /// The facts about worker pools that [`validate_worker_pool_selection`] judges for this providerConfig: each name
-/// listed in `workerPools` with the pool's CRI (`None` when there is no such pool). Read leniently from the raw
-/// providerConfig, because ratcheting must also work for configs that do not decode.
-fn selection_facts<'a>(raw: Option<&'a Value>, workers: &'a [Worker]) -> Vec<(&'a str, Option<Option<&'a str>>)> {
+/// listed in `workerPools` with the pool's CRI and architecture (`None` when there is no such pool). Read leniently
+/// from the raw providerConfig, because ratcheting must also work for configs that do not decode.
+fn selection_facts<'a>(raw: Option<&'a Value>, workers: &'a [Worker]) -> Vec<(&'a str, Option<PoolFacts<'a>>)> {
     raw.and_then(|raw| raw.get("workerPools"))
         .and_then(Value::as_array)
         .map(|names| {
             names
                 .iter()
                 .filter_map(Value::as_str)
-                .map(|name| (name, workers.iter().find(|worker| worker.name == name).map(Worker::cri_name)))
+                .map(|name| {
+                    let pool = workers.iter().find(|worker| worker.name == name);
+                    (name, pool.map(|worker| (worker.cri_name(), worker_architecture(worker))))
+                })
                 .collect()
         })
         .unwrap_or_default()

@@ -240,7 +240,13 @@ fn an_explicitly_selected_pool_without_a_cri_resmgr_build_is_denied() {
         shoot_errors(&shoot(entry(json!({ "workerPools": ["cpu"] })), workers.clone()), None),
         Vec::<String>::new()
     );
-    assert_eq!(shoot_errors(&shoot(entry(json!({})), workers), None), Vec::<String>::new());
+    assert_eq!(shoot_errors(&shoot(entry(json!({})), workers.clone()), None), Vec::<String>::new());
+
+    // Ratcheting: a selected pool that moves to arm64 is a change of the selection's facts, judged in full.
+    let selected = entry(json!({ "workerPools": ["cpu", "arm"] }));
+    let old = shoot(selected.clone(), json!([workers[0].clone(), { "name": "arm", "cri": { "name": "containerd" } }]));
+    assert_eq!(shoot_errors(&old, None), Vec::<String>::new(), "both pools amd64");
+    assert_eq!(shoot_errors(&shoot(selected, workers), Some(&old)).len(), 1, "the arm pool is judged again");
 }
 
 #[test]

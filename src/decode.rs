@@ -39,8 +39,6 @@ pub fn from_value<T: DeserializeOwned>(value: Value) -> Result<T, DecodeError> {
 /// serde's messages reworded for people: `invalid type: X, expected Y` → `must be Y, got X`, and likewise for
 /// missing and unknown fields and variants. Anything else is kept as it is.
 fn plain_words(message: &str) -> String {
-    // serde_json appends ` at line L column C` for text input; values have no lines.
-    let message = message.split(" at line ").next().unwrap_or(message);
     let mismatch = message.strip_prefix("invalid type: ").or_else(|| message.strip_prefix("invalid value: "));
     if let Some((got, expected)) = mismatch.and_then(|rest| rest.split_once(", expected ")) {
         // `struct Inner` is our type's name, not the user's word for it.

@@ -19,14 +19,13 @@ use crate::domain::desired::{self, Desired};
 use crate::domain::images::ImageVector;
 use crate::domain::osc::ShootContext;
 use crate::managed_resource;
-use crate::runtime::inputs;
+use crate::runtime::{error_chain, inputs};
 
 /// How often a waiting operation looks again.
 const WAIT_REQUEUE: Duration = Duration::from_secs(2);
 
 const ERROR_RECONCILING: &str = "Error reconciling the cri-resmgr extension";
 const ERROR_DEPLOYING: &str = "Error deploying the cri-resmgr shoot resources";
-const ERROR_CHECKING_NODES: &str = "Error reading the worker pools' OperatingSystemConfigs";
 const ERROR_CLEANER: &str = "Error deploying the cri-resmgr node cleaner";
 const ERROR_DELETING: &str = "Error deleting the cri-resmgr extension";
 const ERROR_FORCE_DELETING: &str = "Error force-deleting the cri-resmgr extension";
@@ -71,10 +70,17 @@ impl Actuator for CriResmgrActuator {
             tracing::warn!(namespace = request.namespace, pools = %pools.join(", "), "worker pools without cri-resmgr");
             notes.push(format!("Worker pools without cri-resmgr: {}.", pools.join(", ")));
         }
-        let pending = self.pending_pools(request, desired).await.map_err(failed(ERROR_CHECKING_NODES))?;
-        if let Some(note) = pending_note(&pending) {
-            tracing::info!(namespace = request.namespace, pools = %pending.join(", "), "node changes wait for the next shoot reconcile");
-            notes.push(note);
+        // Only a note: a failure to tell must not fail the reconcile (and with it gardenlet's shoot flow).
+        match self.pending_pools(request, desired).await {
+            Ok(pending) => {
+                if let Some(note) = pending_note(&pending) {
+                    tracing::info!(namespace = request.namespace, pools = %pending.join(", "), "node changes wait for gardenlet's next OSC write");
+                    notes.push(note);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(namespace = request.namespace, error = %error_chain(&e), "cannot tell whether node changes wait")
+            }
         }
         Ok(if notes.is_empty() { Outcome::Done } else { Outcome::DoneWith { note: notes.join(" ") } })
     }

@@ -20,13 +20,14 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
+use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::{WatchStreamExt, predicates, watcher};
 
 use self::actuator::CriResmgrActuator;
-use crate::apis::extensions::Extension;
+use crate::apis::extensions::{Extension, OperatingSystemConfig};
 use crate::constants::{BASE_CONFIGS_CONFIG_MAP, EXTENSION_CLASS_SHOOT, EXTENSION_TYPE, FINALIZER};
 use crate::contract::errors::{ErrorCode, ErrorCodes};
 use crate::contract::events::{EventFilter, Responsibility};
@@ -161,6 +162,18 @@ pub async fn run_controller(
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &config.configmap_namespace);
     let base_configs = watcher::Config::default().fields(&format!("metadata.name={BASE_CONFIGS_CONFIG_MAP}"));
     let all_store = store.clone();
+    // gardenlet writes the worker pools' OSCs in the shoot reconcile; what the Extension's status says about node
+    // changes waiting for that write must follow it. Only spec changes (a new generation) count: the OS extension's
+    // status writes say nothing new about what the nodes get.
+    let oscs: Api<OperatingSystemConfig> = match &config.watch_namespace {
+        Some(namespace) => Api::namespaced(client.clone(), namespace),
+        None => Api::all(client.clone()),
+    };
+    let osc_writes = watcher(oscs, watcher::Config::default())
+        .default_backoff()
+        .touched_objects()
+        .predicate_filter(predicates::generation, Default::default());
+    let osc_store = store.clone();
 
     let health = tokio::spawn(health::run(client.clone(), config.health_check_interval, store.clone()));
     let driver = Arc::new(Driver {
@@ -176,6 +189,7 @@ pub async fn run_controller(
     Controller::for_stream(trigger, store)
         // Base configs reach every shoot: any change re-reconciles every Extension we serve.
         .watches(config_maps, base_configs, move |_| all_served(&all_store))
+        .watches_stream(osc_writes, move |osc| served_in(&osc_store, osc.namespace().as_deref()))
         .graceful_shutdown_on(shutdown)
         .run(
             crate::contract::reconcile,
@@ -194,6 +208,17 @@ pub async fn run_controller(
 
 fn all_served(store: &Store<Extension>) -> Vec<ObjectRef<Extension>> {
     store.state().iter().filter(|e| RESPONSIBILITY.covers(e)).map(|e| ObjectRef::from_obj(e.as_ref())).collect()
+}
+
+/// The Extensions we serve in `namespace` (a shoot's namespace in the seed).
+fn served_in(store: &Store<Extension>, namespace: Option<&str>) -> Vec<ObjectRef<Extension>> {
+    let Some(namespace) = namespace else { return Vec::new() };
+    store
+        .state()
+        .iter()
+        .filter(|e| e.metadata.namespace.as_deref() == Some(namespace) && RESPONSIBILITY.covers(e))
+        .map(|e| ObjectRef::from_obj(e.as_ref()))
+        .collect()
 }
 
 #[cfg(test)]

@@ -6,7 +6,8 @@
 //! OSC onto the nodes. Asking for a re-write of the seed's OSC (the `gardener.cloud/operation: reconcile`
 //! annotation) only makes the OS extension reconcile it again; the nodes see the result at the next shoot reconcile,
 //! when gardenlet writes the OSC anyway. So the controller never touches OSCs. It only compares what they carry with
-//! what the extension wants now and says which pools' node changes wait for the next shoot reconcile.
+//! what the extension wants now and says which pools' node changes wait for the next shoot reconcile; it follows
+//! gardenlet's OSC writes (a watch in the controller), so the note goes as soon as the OSCs carry the change.
 
 use kube::api::{Api, ListParams};
 
@@ -35,10 +36,10 @@ pub fn pending_note(pools: &[String]) -> Option<String> {
         return None;
     }
     Some(format!(
-        "Node changes wait for the next shoot reconcile (worker pools: {}): gardenlet writes the \
-         OperatingSystemConfigs only then, so cri-resmgr's node files and unit (fallback, force, EXTRA_OPTIONS, \
-         policy switch, pool selection, removal) reach those nodes with it; the agent configs (default, group.*, \
-         node.*) apply now.",
+        "Node changes wait for the next shoot reconcile (worker pools: {}): they are not yet in the \
+         OperatingSystemConfigs gardenlet last wrote, and reach those nodes with gardenlet's next write of them \
+         (the shoot reconcile) — cri-resmgr's node files and unit (fallback, force, EXTRA_OPTIONS, policy switch, \
+         pool selection, removal); the agent configs (default, group.*, node.*) apply now.",
         pools.join(", ")
     ))
 }

@@ -209,8 +209,20 @@ pub fn validate_config_body(text: &str, path: &FieldPath) -> Result<ConfigBody, 
             }
         },
     };
-    if errors.is_empty() { Ok(ConfigBody { text: text.to_owned(), sections, active_policy }) } else { Err(errors) }
+    if errors.is_empty() {
+        return Ok(ConfigBody { text: text.to_owned(), sections, active_policy });
+    }
+    // A body of thousands of unknown keys must not make a denial of megabytes (it goes into events and statuses).
+    if errors.len() > MAX_ERRORS_PER_BODY {
+        let more = errors.len() - MAX_ERRORS_PER_BODY;
+        errors.truncate(MAX_ERRORS_PER_BODY);
+        errors.push(FieldError::new(path, format!("… and {more} more problems in this configuration")));
+    }
+    Err(errors)
 }
+
+/// Most problems reported for one configuration body; the rest are counted.
+pub const MAX_ERRORS_PER_BODY: usize = 20;
 
 fn validate_active_policy(active: &Value, path: &FieldPath) -> Result<Policy, FieldError> {
     let null_detail = format!(

@@ -37,8 +37,8 @@ pub use crate::apis::config::{
     MAX_GROUP_NAME_LENGTH, MAX_NODE_NAME_LENGTH, is_dns1123_subdomain, is_valid_group_name, is_valid_node_name,
 };
 pub use config_body::{
-    CONFIG_SECTIONS, ConfigBody, ConfigBodyError, MAX_CONFIG_BODY_BYTES, POLICIES, Policy, parse_config_body,
-    validate_config_body,
+    CONFIG_SECTIONS, ConfigBody, ConfigBodyError, MAX_CONFIG_BODY_BYTES, MAX_ERRORS_PER_BODY, POLICIES, Policy,
+    parse_config_body, validate_config_body,
 };
 pub use extra_options::{
     EXTRA_OPTIONS_PUNCTUATION, FORBIDDEN_FLAGS, MAX_EXTRA_OPTIONS_BYTES, extra_options_tokens, validate_extra_options,

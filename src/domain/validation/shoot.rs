@@ -2,6 +2,7 @@
 //! `spec.provider.workers`, validation of the Shoot's entries (with ratcheting on UPDATE) and the defaulting patch.
 
 use std::collections::BTreeSet;
+use std::sync::LazyLock;
 
 use serde_json::Value;
 
@@ -18,11 +19,14 @@ fn is_enabled_entry(extension: &ShootExtension) -> bool {
 }
 
 /// The architectures the extension ships cri-resmgr for: those of the installation image in the embedded
-/// `images.yaml` (admission runs in the garden, where no seed's image vector override is known).
-fn shipped_architectures() -> Vec<String> {
+/// `images.yaml` (admission runs in the garden, where no seed's image vector override is known), read once.
+fn shipped_architectures() -> &'static [String] {
     // The embedded vector is checked by the images module's tests; should it not parse, the check is skipped rather
     // than every explicit selection denied.
-    ImageVector::embedded().map(|images| images.architectures_of(INSTALLATION)).unwrap_or_default()
+    static SHIPPED: LazyLock<Vec<String>> = LazyLock::new(|| {
+        ImageVector::embedded().map(|images| images.architectures_of(INSTALLATION)).unwrap_or_default()
+    });
+    &SHIPPED
 }
 
 /// Checks `workerPools` against the Shoot's pools: every named pool exists in `spec.provider.workers`, runs

@@ -122,17 +122,16 @@ pub fn shoot() -> Result<CustomResourceDefinition, CrdError> {
     Ok(crd)
 }
 
-/// One node of the generated Shoot schema, made strict:
-/// - the typed structs keep unmodelled fields in flattened `other` maps, which the generator turns into
-///   `x-kubernetes-preserve-unknown-fields` beside the declared properties; the real API knows no such thing, so a
-///   node with properties prunes everything else;
+/// One node of the generated Shoot schema, made strict where the types know the API:
+/// - the typed structs keep the fields they do not model in flattened `other` maps, which the generator turns into
+///   `x-kubernetes-preserve-unknown-fields` beside the declared properties. Those are real Shoot fields
+///   (`cloudProfile`, `region`, `networking`, a worker's `minimum`, …) that gardener-apiserver knows and keeps, so
+///   the stand-in keeps them too (pruning them would lose a user's Shoot, and kubectl would refuse valid Shoots);
+///   every field the types model is declared with its type, and nodes without such a map prune;
 /// - `Option` becomes `nullable`, but gardener-apiserver refuses `null` for a typed field;
 /// - the generator's `default`s (from `#[serde(default)]`) would be persisted by the apiserver; gardener-apiserver
 ///   defaults differently.
 fn strict(node: &mut JSONSchemaProps) {
-    if node.properties.is_some() {
-        node.x_kubernetes_preserve_unknown_fields = None;
-    }
     node.nullable = None;
     node.default = None;
     node.x_kubernetes_validations = None;

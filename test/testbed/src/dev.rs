@@ -143,6 +143,10 @@ async fn apply_examples(plane: &ControlPlane, examples: &std::path::Path) -> Res
     let output = tokio::process::Command::new("kubectl")
         .arg("--kubeconfig")
         .arg(plane.kubeconfig_path())
+        // kubectl caches the API's schema by host and port: a loopback port reused from another control plane with
+        // other CRDs would validate against the wrong schema.
+        .arg("--cache-dir")
+        .arg(plane.dir().join("kubectl-cache"))
         .arg("apply")
         .arg("-f")
         .arg(examples)

@@ -53,6 +53,10 @@ async fn make_dev_control_plane_accepts_the_examples_with_kubectl() {
         let output = std::process::Command::new("kubectl")
             .arg("--kubeconfig")
             .arg(dir.path().join("kubeconfig"))
+            // kubectl caches the API's schema by host and port; a loopback port reused from another control plane
+            // with other CRDs would validate against the wrong schema.
+            .arg("--cache-dir")
+            .arg(dir.path().join("kubectl-cache"))
             .args(args)
             .output()
             .expect("run kubectl");

@@ -187,8 +187,12 @@ fn unknown_key(schema: &Schema, module_path: &str, module: &Module, key: &str, p
 fn closest<'a>(key: &str, known: &[&'a str]) -> Option<&'a str> {
     let lower = key.to_lowercase();
     let allowed = if lower.chars().count() >= 5 { 2 } else { 1 };
+    let length = lower.chars().count();
     known
         .iter()
+        // Lengths further apart than the allowed distance cannot be close: no distance to compute (keys are user
+        // input of any length).
+        .filter(|candidate| candidate.chars().count().abs_diff(length) <= allowed)
         .map(|candidate| (levenshtein(&lower, &candidate.to_lowercase()), *candidate))
         .filter(|(distance, _)| *distance <= allowed)
         .min_by_key(|(distance, _)| *distance)
@@ -210,14 +214,17 @@ fn levenshtein(a: &str, b: &str) -> usize {
     previous[b.len()]
 }
 
-/// What encoding/json would refuse for an option of `option_type` (see the data file); `null` is always fine.
+/// What cri-resmgr's decoder would refuse for an option of `option_type` (see the data file); `null` is always
+/// fine. cri-resmgr reads a module's options with sigs.k8s.io/yaml, which turns a number or boolean into a string
+/// where the option is a string: so a string option takes any scalar (a false denial is worse than a late error).
 fn check_type(option_type: OptionType, value: &Value, path: &FieldPath, errors: &mut Vec<FieldError>) {
     let wanted = match (option_type, value) {
         (_, Value::Null) | (OptionType::Any, _) => return,
         (OptionType::Bool, Value::Bool(_)) => return,
         (OptionType::Bool, _) => "true or false (without quotes)",
-        (OptionType::String | OptionType::Duration, Value::String(_)) => return,
-        (OptionType::String, _) => "a string (quote numbers and booleans)",
+        (OptionType::String, Value::String(_) | Value::Number(_) | Value::Bool(_)) => return,
+        (OptionType::Duration, Value::String(_)) => return,
+        (OptionType::String, _) => "a string",
         (OptionType::Duration, _) => "a duration string such as \"30s\" or \"5m\"",
         (OptionType::Int, Value::Number(n)) if n.is_i64() || n.is_u64() => return,
         (OptionType::Int, _) => "a whole number",
@@ -228,7 +235,7 @@ fn check_type(option_type: OptionType, value: &Value, path: &FieldPath, errors: 
         (OptionType::Mapping, _) => "a mapping",
         (OptionType::Strings, Value::Array(items)) => {
             for (i, item) in items.iter().enumerate() {
-                if !matches!(item, Value::String(_) | Value::Null) {
+                if !matches!(item, Value::String(_) | Value::Number(_) | Value::Bool(_) | Value::Null) {
                     errors.push(FieldError::invalid_type(
                         &path.index(i),
                         format!("must be a string, got {}", describe(item)),

@@ -337,6 +337,10 @@ fn options_cri_resmgr_accepts_pass_in_every_form_it_accepts() {
         "rdt:\n  options:\n    l3:\n      optional: true\n  partitions:\n    p0:\n      classes:\n        Gold: {}\n",
         "resource-manager:\n  control:\n    Controllers:\n      rdt: disabled\n    page-migration:\n      PageScanInterval: 30s\n      MaxPageMoveCount: 100\n",
         "dump:\n  Debug: yes\n",
+        // sigs.k8s.io/yaml, which cri-resmgr decodes options with, turns numbers and booleans into strings where the
+        // option is a string (or a list of strings)
+        "dump:\n  File: 1\n  Config: off\n",
+        "policy:\n  Active: topology-aware\n  topology-aware:\n    ReservedPoolNamespaces: [123, yes]\n",
     ];
     for text in accepted {
         assert_eq!(check(configs("default", text)), Vec::<String>::new(), "{text}");
@@ -449,4 +453,16 @@ fn unknown_keys_and_wrong_types_are_denied_at_their_path_with_a_suggestion() {
     for (name, text, want) in cases {
         assert_eq!(check(configs("default", text)), want, "case {name:?}");
     }
+}
+
+/// A body made of thousands of unknown keys gets a bounded denial: the first problems and a count of the rest.
+#[test]
+fn a_body_with_very_many_problems_gets_a_bounded_denial() {
+    let text: String = (0..5000).map(|i| format!("  unknown{i}: 1\n")).collect();
+    let errors = validate_config_body(&format!("policy:\n{text}"), &FieldPath::new("c")).unwrap_err();
+    assert_eq!(errors.len(), MAX_ERRORS_PER_BODY + 1);
+    assert_eq!(
+        errors.last().map(ToString::to_string).as_deref(),
+        Some("c: … and 4980 more problems in this configuration")
+    );
 }

@@ -440,8 +440,9 @@ fn gardener_pruning_is_kept() {
     }
 }
 
-/// The Shoot stand-in declares what the typed API models and prunes the rest; only `providerConfig` is raw, and
-/// nothing is nullable but the strings.
+/// The Shoot stand-in declares every field the typed API models (typed, required where gardener-apiserver requires
+/// it) and keeps the real Shoot fields the types do not model, exactly where the types keep them; nothing is
+/// nullable but the strings.
 #[test]
 fn shoot_stand_in_is_strict() {
     let schema = schema_json(&shoot().expect("Shoot CRD"));
@@ -461,13 +462,32 @@ fn shoot_stand_in_is_strict() {
         }
     }
     walk("", &schema, &mut preserved);
-    assert_eq!(preserved, [".spec.extensions[].providerConfig"]);
+    assert_eq!(
+        preserved,
+        [
+            ".spec",
+            ".spec.extensions[]",
+            ".spec.extensions[].providerConfig",
+            ".spec.hibernation",
+            ".spec.kubernetes",
+            ".spec.provider",
+            ".spec.provider.workers[]",
+            ".spec.provider.workers[].cri",
+            ".spec.provider.workers[].kubernetes",
+            ".spec.provider.workers[].machine",
+            ".spec.provider.workers[].machine.image",
+            ".status",
+        ],
+        "unknown fields are kept only where the types keep them"
+    );
     let workers = "/properties/spec/properties/provider/properties/workers/items";
     assert_eq!(schema.pointer(&format!("{workers}/required")), Some(&json!(["name"])));
     assert_eq!(schema.pointer("/properties/spec/properties/extensions/items/required"), Some(&json!(["type"])));
-    // A field Gardener has and we do not model (a worker's volume) is pruned; one we model is declared.
-    assert!(schema.pointer(&format!("{workers}/properties/volume")).is_none());
-    assert!(schema.pointer(&format!("{workers}/properties/machine/properties/architecture")).is_some());
+    assert_eq!(
+        schema.pointer(&format!("{workers}/properties/machine/properties/architecture/type")),
+        Some(&json!("string")),
+        "a modelled field is declared with its type"
+    );
 }
 
 #[test]

@@ -4,7 +4,8 @@
 #
 #   docker build -t <registry>/gardener-extension-cri-resmgr:<tag> .
 #   docker build --target installation -t <registry>/gardener-extension-cri-resmgr-installation:<tag> .
-#     (linux/amd64 only: cri-resource-manager releases no other binaries; see images.yaml)
+#     (linux/amd64 only: cri-resource-manager releases no other binaries; see images.yaml. Needs BuildKit, the
+#     default builder of current Docker, for $BUILDPLATFORM/$TARGETARCH.)
 # Point the extension at your images with an image vector overwrite ($IMAGEVECTOR_OVERWRITE, see images.yaml).
 
 FROM rust:1-bookworm AS builder

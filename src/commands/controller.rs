@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::controller::{ControllerConfig, heartbeat, run_controller};
+use crate::controller::{ControllerConfig, DEFAULT_MAX_CONCURRENT_RECONCILES, heartbeat, run_controller};
 use crate::domain::images::ImageVector;
 use crate::runtime::error_chain;
 use crate::runtime::registration::{
@@ -43,6 +43,15 @@ pub struct ControllerOptions {
     /// Seconds between periodic reconciliations of a successfully reconciled Extension.
     #[arg(long, default_value_t = 3600)]
     pub resync_interval_seconds: u64,
+    /// How many Extensions are reconciled at once (at least 1; never two reconciles of the same Extension).
+    /// `--extension-max-concurrent-reconciles` is Gardener's name for it.
+    #[arg(
+        long,
+        visible_alias = "extension-max-concurrent-reconciles",
+        default_value_t = DEFAULT_MAX_CONCURRENT_RECONCILES,
+        value_parser = clap::value_parser!(u16).range(1..),
+    )]
+    pub max_concurrent_reconciles: u16,
     /// Serve and register the OperatingSystemConfig mutating webhook (every replica serves it, leader or not).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub osc_webhook: bool,
@@ -59,6 +68,7 @@ impl ControllerOptions {
             ignore_operation_annotation: self.ignore_operation_annotation,
             resync_interval: Duration::from_secs(self.resync_interval_seconds),
             health_check_interval: Duration::from_secs(self.health_check_interval_seconds.max(1)),
+            max_concurrent_reconciles: self.max_concurrent_reconciles,
             ..ControllerConfig::default()
         }
     }
@@ -229,4 +239,52 @@ async fn lead(
 fn default_identity() -> String {
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| crate::constants::COMPONENT_NAME.to_string());
     format!("{host}-{}", std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Command {
+        #[command(flatten)]
+        options: ControllerOptions,
+    }
+
+    fn options(args: &[&str]) -> Result<ControllerOptions, clap::Error> {
+        Command::try_parse_from(std::iter::once("controller").chain(args.iter().copied())).map(|c| c.options)
+    }
+
+    /// kube-runtime's `Config` has no getters; its Debug output is the one view of the bound it got.
+    fn concurrency(options: &ControllerOptions) -> String {
+        format!("{:?}", options.config().runtime_config())
+    }
+
+    #[test]
+    fn reconciles_are_bounded_by_default() {
+        let options = options(&[]).expect("no flags");
+        assert_eq!(options.config().max_concurrent_reconciles, DEFAULT_MAX_CONCURRENT_RECONCILES);
+        assert_eq!(DEFAULT_MAX_CONCURRENT_RECONCILES, 5);
+        assert!(concurrency(&options).contains("concurrency: 5"), "{}", concurrency(&options));
+    }
+
+    #[test]
+    fn the_flag_sets_the_bound_under_either_name() {
+        for flag in ["--max-concurrent-reconciles=3", "--extension-max-concurrent-reconciles=3"] {
+            let options = options(&[flag]).expect(flag);
+            assert_eq!(options.config().max_concurrent_reconciles, 3, "{flag}");
+            assert!(concurrency(&options).contains("concurrency: 3"), "{flag}: {}", concurrency(&options));
+        }
+    }
+
+    #[test]
+    fn an_unbounded_or_invalid_bound_is_refused() {
+        for flag in
+            ["--max-concurrent-reconciles=0", "--max-concurrent-reconciles=-1", "--max-concurrent-reconciles=65536"]
+        {
+            assert!(options(&[flag]).is_err(), "{flag} must be refused");
+        }
+    }
 }

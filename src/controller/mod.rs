@@ -51,6 +51,22 @@ pub struct ControllerConfig {
     pub health_check_interval: Duration,
     /// Requeue delay after an error.
     pub error_requeue: Duration,
+    /// How many Extensions are reconciled at once (never two reconciles of the same Extension). Bounded so that a
+    /// burst (every shoot re-reconciled after a base-config change or a restart) holds only this many reconciles'
+    /// objects in memory and puts only this many on the apiservers at a time; the others wait in the queue.
+    pub max_concurrent_reconciles: u16,
+}
+
+/// The default of [`ControllerConfig::max_concurrent_reconciles`]: what Gardener's extension charts give their
+/// controllers (`concurrentSyncs: 5`).
+pub const DEFAULT_MAX_CONCURRENT_RECONCILES: u16 = 5;
+
+impl ControllerConfig {
+    /// kube-runtime's settings of the reconciler these settings describe.
+    pub fn runtime_config(&self) -> kube::runtime::controller::Config {
+        // kube-runtime reads 0 as "unbounded"; the flag refuses 0, so the bound always holds.
+        kube::runtime::controller::Config::default().concurrency(self.max_concurrent_reconciles.max(1))
+    }
 }
 
 impl Default for ControllerConfig {
@@ -62,6 +78,7 @@ impl Default for ControllerConfig {
             resync_interval: Duration::from_secs(60 * 60),
             health_check_interval: Duration::from_secs(30),
             error_requeue: Duration::from_secs(10),
+            max_concurrent_reconciles: DEFAULT_MAX_CONCURRENT_RECONCILES,
         }
     }
 }
@@ -187,6 +204,7 @@ pub async fn run_controller(
     });
     let error_requeue = config.error_requeue;
     Controller::for_stream(trigger, store)
+        .with_config(config.runtime_config())
         // Base configs reach every shoot: any change re-reconciles every Extension we serve.
         .watches(config_maps, base_configs, move |_| all_served(&all_store))
         .watches_stream(osc_writes, move |osc| served_in(&osc_store, osc.namespace().as_deref()))

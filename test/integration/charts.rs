@@ -548,6 +548,7 @@ fn seed_chart_renders_what_gardenlet_deploys() {
             "--health-check-interval-seconds=30",
             "--heartbeat-interval-seconds=30",
             "--resync-interval-seconds=3600",
+            "--max-concurrent-reconciles=5",
             "--osc-webhook=true",
             "--webhook-bind-address=0.0.0.0:10250",
             &format!("--webhook-cert-dir={cert_dir}"),
@@ -659,7 +660,8 @@ fn seed_chart_adapts_to_the_seed_and_its_values() {
     let old_seed =
         Capabilities { kube_version: "v1.20.2".to_string(), api_versions: vec!["policy/v1beta1".to_string()] };
     let values = json!({"vpa": {"enabled": true, "minAllowed": {"memory": "64Mi"}}, "replicaCount": 3,
-                        "controller": {"ignoreOperationAnnotation": true}, "priorityClassName": ""});
+                        "controller": {"ignoreOperationAnnotation": true, "maxConcurrentReconciles": 20},
+                        "priorityClassName": ""});
     let objects = render(&repo_root().join(SEED_CHART), "garden", &values, Some(&old_seed));
     let pdb = find(&objects, "PodDisruptionBudget", SEED_NAME);
     assert_eq!(pdb["apiVersion"], "policy/v1beta1", "Kubernetes 1.20 has no policy/v1");
@@ -672,6 +674,7 @@ fn seed_chart_adapts_to_the_seed_and_its_values() {
     let pod = &deployment["spec"]["template"]["spec"];
     assert!(pod.get("priorityClassName").is_none(), "an empty priorityClassName is left out");
     assert!(strings(&pod["containers"][0]["args"]).contains(&"--ignore-operation-annotation".to_string()));
+    assert!(strings(&pod["containers"][0]["args"]).contains(&"--max-concurrent-reconciles=20".to_string()));
     assert!(pod["containers"][0]["env"].as_array().expect("env").iter().all(|e| e["name"] != "IMAGEVECTOR_OVERWRITE"));
     assert!(!kinds_and_names(&objects).contains("ConfigMap/gardener-extension-cri-resmgr-imagevector-overwrite"));
     assert_eq!(find(&objects, "ConfigMap", BASE_CONFIGS_CONFIG_MAP)["data"], json!({}), "no base configs by default");

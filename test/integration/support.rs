@@ -191,6 +191,7 @@ impl RunningController {
             health_check_interval_seconds: 1,
             heartbeat_interval_seconds: 1,
             resync_interval_seconds: 3600,
+            max_concurrent_reconciles: gardener_extension_cri_resmgr::controller::DEFAULT_MAX_CONCURRENT_RECONCILES,
             osc_webhook: false,
             webhook: Default::default(),
         };

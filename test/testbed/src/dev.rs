@@ -100,6 +100,7 @@ pub async fn run(options: DevOptions) -> Result<(), DevError> {
         health_check_interval_seconds: 30,
         heartbeat_interval_seconds: 30,
         resync_interval_seconds: 3600,
+        max_concurrent_reconciles: gardener_extension_cri_resmgr::controller::DEFAULT_MAX_CONCURRENT_RECONCILES,
         osc_webhook: true,
         webhook: osc_webhook_options(&webhook)?,
     };

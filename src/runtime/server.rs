@@ -52,8 +52,14 @@ use tracing::{debug, error, info, warn};
 use super::review::{AdmissionHandler, DynHandler, internal_error, into_review, parse_review};
 use crate::runtime::tls::{self, CertReceiver, CertState};
 
-/// kube-apiserver's limit for an admission request body (3 MiB); larger bodies cannot be legitimate.
-pub const DEFAULT_MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+/// kube-apiserver's limit for the body of a write request (3 MiB): the largest object it can put into a review.
+pub const APISERVER_MAX_OBJECT_BYTES: usize = 3 * 1024 * 1024;
+/// Room for the review around the objects (uid, kind, resource, userInfo, options) and what the apiserver adds to
+/// an object after it was written (e.g. managedFields).
+pub const REVIEW_WRAPPER_BYTES: usize = 1024 * 1024;
+/// The largest admission request body served: an UPDATE carries the object and the old object, each up to
+/// [`APISERVER_MAX_OBJECT_BYTES`], plus the wrapper. A Shoot just under the apiserver's limit must not get a 413.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 2 * APISERVER_MAX_OBJECT_BYTES + REVIEW_WRAPPER_BYTES;
 /// Per-request timeout; matches the webhooks' `timeoutSeconds: 10`, after which the apiserver gives up anyway.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long [`WebhookServer::bind`] waits for the certificate owner to publish usable material.
@@ -79,7 +85,7 @@ pub const READYZ_PATH: &str = "/readyz";
 pub struct WebhookServerConfig {
     /// Address to listen on; port 0 picks a free port (see [`BoundWebhookServer::local_addr`]).
     pub bind_address: SocketAddr,
-    /// Larger request bodies are answered with 413.
+    /// Larger request bodies are answered with 413 (default: [`DEFAULT_MAX_BODY_BYTES`]).
     pub max_body_bytes: usize,
     /// Requests taking longer (including reading the body) are answered with 408.
     pub request_timeout: Duration,

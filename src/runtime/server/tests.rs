@@ -348,6 +348,20 @@ async fn a_stateful_struct_handler_plugs_in_by_path() {
 }
 
 #[tokio::test]
+async fn an_update_of_a_maximal_object_fits_the_default_body_limit() {
+    // Object and old object of the largest write the apiserver accepts, plus the review around them.
+    let padding = "x".repeat(APISERVER_MAX_OBJECT_BYTES - 1024);
+    let mut review: Value = serde_json::from_slice(&review("max", "shoot")).expect("review");
+    review["request"]["object"]["metadata"]["annotations"] = json!({"padding": padding});
+    review["request"]["oldObject"] = review["request"]["object"].clone();
+    let body = serde_json::to_vec(&review).expect("serialize");
+    assert!(body.len() > 2 * (APISERVER_MAX_OBJECT_BYTES - 1024), "{}", body.len());
+    let (status, body) = call_router(test_router(DEFAULT_MAX_BODY_BYTES), ECHO, body.into()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(response_of(&body)["uid"], "max");
+}
+
+#[tokio::test]
 async fn router_rejects_oversized_bodies_with_and_without_content_length() {
     let limit = 1024;
     let mut big = review("big", "shoot");

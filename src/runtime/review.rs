@@ -62,12 +62,21 @@ impl<H: AdmissionHandler> DynHandler for H {
     }
 }
 
+/// How deeply nested an AdmissionReview may be. kube-apiserver's JSON decoder refuses objects nested deeper than
+/// 10,000 levels, so no object it sends is deeper; the review wraps the object in three more (`{"request":
+/// {"object": …}}`), the rest is slack. Anything deeper cannot come from the apiserver and is refused before it is
+/// parsed, which bounds every recursive step after it (decoding, handlers, dropping the values).
+pub const MAX_NESTING_DEPTH: usize = 10_000 + 8;
+
 /// Why a request body is not an admission request; the text is sent back with HTTP 400.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum ReviewError {
     /// The body is not JSON at all.
     #[error("request body is not valid JSON: {0}")]
     NotJson(String),
+    /// Nested deeper than any object the apiserver accepts (see [`MAX_NESTING_DEPTH`]).
+    #[error("request body is nested {depth} levels deep, more than the {MAX_NESTING_DEPTH} the apiserver can send")]
+    TooDeep { depth: usize },
     /// JSON, but not an object.
     #[error("request body is not a JSON object")]
     NotAnObject,
@@ -87,8 +96,16 @@ pub enum ReviewError {
 /// Decodes an HTTP body into the admission request it carries.
 ///
 /// Only `admission.k8s.io/v1` `AdmissionReview`s with a `request` are accepted.
+///
+/// Objects of any depth the apiserver accepts are decoded: serde_json's default recursion limit (128) would refuse
+/// a Shoot whose unrelated fields (e.g. `spec.provider.infrastructureConfig`) nest deeply, so the limit is lifted and
+/// the parser's stack grows on the heap instead; the depth itself is bounded by [`MAX_NESTING_DEPTH`] first.
 pub fn parse_review(body: &[u8]) -> Result<DynamicAdmissionRequest, ReviewError> {
-    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| ReviewError::NotJson(e.to_string()))?;
+    let depth = nesting_depth(body);
+    if depth > MAX_NESTING_DEPTH {
+        return Err(ReviewError::TooDeep { depth });
+    }
+    let value = parse_unbounded(body).map_err(|e| ReviewError::NotJson(e.to_string()))?;
     let object = value.as_object().ok_or(ReviewError::NotAnObject)?;
     let field = |name: &str| object.get(name).and_then(serde_json::Value::as_str).unwrap_or_default().to_owned();
     let (api_version, kind) = (field("apiVersion"), field("kind"));
@@ -132,6 +149,44 @@ fn serialize_base64<S: Serializer>(bytes: &Option<Vec<u8>>, serializer: S) -> Re
         Some(bytes) => serializer.serialize_str(&BASE64.encode(bytes)),
         None => serializer.serialize_none(),
     }
+}
+
+/// Parses JSON without serde_json's recursion limit, growing the stack on the heap as deep as the input needs.
+fn parse_unbounded(body: &[u8]) -> Result<serde_json::Value, serde_json::Error> {
+    use serde::Deserialize;
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    deserializer.disable_recursion_limit();
+    let value = serde_json::Value::deserialize(serde_stacker::Deserializer::new(&mut deserializer))?;
+    deserializer.end()?;
+    Ok(value)
+}
+
+/// The deepest nesting of arrays and objects in `body`, found without recursion (so without a stack to overflow).
+/// Brackets inside strings do not count; the input need not be valid JSON (the parser judges that afterwards).
+pub fn nesting_depth(body: &[u8]) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for &byte in body {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 /// Wraps a handler's response into the AdmissionReview sent back to the apiserver: the request's
@@ -278,6 +333,28 @@ mod tests {
             serde_json::to_value(into_review(&request.uid, AdmissionResponse::from(&request))).expect("serialize");
         assert!(value["response"].get("patch").is_none());
         assert!(value["response"].get("patchType").is_none());
+    }
+
+    #[test]
+    fn nesting_depth_counts_brackets_outside_strings_only() {
+        assert_eq!(nesting_depth(b"1"), 0);
+        assert_eq!(nesting_depth(br#"{"a":[1,{"b":{}}]}"#), 4);
+        assert_eq!(nesting_depth(br#"{"a":"[[[{{{\"[[["}"#), 1);
+        assert_eq!(nesting_depth(b"]]]}}[["), 2, "stray closers do not go below zero");
+    }
+
+    #[test]
+    fn a_review_nested_beyond_serde_jsons_default_limit_parses_and_one_beyond_the_apiservers_does_not() {
+        let mut request = shoot_request("deep");
+        let deep = format!("{}1{}", "[".repeat(500), "]".repeat(500));
+        request["object"]["spec"]["infrastructureConfig"] = json!("deep-placeholder");
+        let body = String::from_utf8(review(request)).expect("utf-8").replacen("\"deep-placeholder\"", &deep, 1);
+        let parsed = parse_review(body.as_bytes()).expect("deep review parses");
+        assert_eq!(parsed.uid, "deep");
+
+        let too_deep = format!("{}{}", "[".repeat(MAX_NESTING_DEPTH + 1), "]".repeat(MAX_NESTING_DEPTH + 1));
+        let err = parse_review(too_deep.as_bytes()).expect_err("too deep");
+        assert_eq!(err, ReviewError::TooDeep { depth: MAX_NESTING_DEPTH + 1 });
     }
 
     #[test]

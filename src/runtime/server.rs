@@ -52,14 +52,28 @@ use tracing::{debug, error, info, warn};
 use super::review::{AdmissionHandler, DynHandler, internal_error, into_review, parse_review};
 use crate::runtime::tls::{self, CertReceiver, CertState};
 
-/// kube-apiserver's limit for an admission request body (3 MiB); larger bodies cannot be legitimate.
-pub const DEFAULT_MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+/// kube-apiserver's limit for the body of a write request (3 MiB): the largest object it can put into a review.
+pub const APISERVER_MAX_OBJECT_BYTES: usize = 3 * 1024 * 1024;
+/// Room for the review around the objects (uid, kind, resource, userInfo, options) and what the apiserver adds to
+/// an object after it was written (e.g. managedFields).
+pub const REVIEW_WRAPPER_BYTES: usize = 1024 * 1024;
+/// The largest admission request body served: an UPDATE carries the object and the old object, each up to
+/// [`APISERVER_MAX_OBJECT_BYTES`], plus the wrapper. A Shoot just under the apiserver's limit must not get a 413.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 2 * APISERVER_MAX_OBJECT_BYTES + REVIEW_WRAPPER_BYTES;
 /// Per-request timeout; matches the webhooks' `timeoutSeconds: 10`, after which the apiserver gives up anyway.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long [`WebhookServer::bind`] waits for the certificate owner to publish usable material.
 pub const DEFAULT_CERT_WAIT_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long in-flight requests may finish after shutdown was requested.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
+
+/// Stack of the threads that run admission work (decoding the review, the handler, encoding its answer).
+///
+/// Objects may nest up to [`MAX_NESTING_DEPTH`](super::review::MAX_NESTING_DEPTH) levels (the apiserver's own bound), and serde's decoding,
+/// re-encoding and dropping of such values recurse once per level; the default 2 MiB of a tokio worker is not
+/// enough for that in every build, so admission work runs on threads sized for the bound. It is address space,
+/// not memory: pages are only touched as deep as a request actually nests.
+pub const ADMISSION_THREAD_STACK_BYTES: usize = 256 * 1024 * 1024;
 
 /// Liveness endpoint: 200 while the process serves.
 pub const HEALTHZ_PATH: &str = "/healthz";
@@ -71,7 +85,7 @@ pub const READYZ_PATH: &str = "/readyz";
 pub struct WebhookServerConfig {
     /// Address to listen on; port 0 picks a free port (see [`BoundWebhookServer::local_addr`]).
     pub bind_address: SocketAddr,
-    /// Larger request bodies are answered with 413.
+    /// Larger request bodies are answered with 413 (default: [`DEFAULT_MAX_BODY_BYTES`]).
     pub max_body_bytes: usize,
     /// Requests taking longer (including reading the body) are answered with 408.
     pub request_timeout: Duration,
@@ -293,8 +307,46 @@ fn router(
         .layer(TraceLayer::new_for_http())
 }
 
-/// One admission call: decode, run the handler isolated in its own task, wrap its answer.
+/// One admission call, on the admission runtime (see [`ADMISSION_THREAD_STACK_BYTES`]): every step that walks the
+/// object runs there, and only the encoded answer comes back.
 async fn admit(handler: Arc<dyn DynHandler>, path: Arc<str>, body: Bytes) -> Response {
+    let runtime = match admission_runtime() {
+        Ok(runtime) => runtime,
+        Err(reason) => {
+            error!(%path, reason, "no admission runtime; cannot answer");
+            return (StatusCode::INTERNAL_SERVER_ERROR, "the admission runtime is not available").into_response();
+        }
+    };
+    match AbortOnDrop(runtime.spawn(admit_here(handler, path.clone(), body))).await {
+        Ok(response) => response,
+        Err(e) => {
+            error!(%path, reason = %join_error_reason(e), "admission task failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "admission failed").into_response()
+        }
+    }
+}
+
+/// The process-wide runtime for admission work, started on first use and kept for the life of the process.
+fn admission_runtime() -> Result<&'static tokio::runtime::Handle, &'static str> {
+    static RUNTIME: std::sync::OnceLock<Result<tokio::runtime::Runtime, String>> = std::sync::OnceLock::new();
+    let runtime = RUNTIME.get_or_init(|| {
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .thread_name("admission")
+            .thread_stack_size(ADMISSION_THREAD_STACK_BYTES)
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())
+    });
+    match runtime {
+        Ok(runtime) => Ok(runtime.handle()),
+        Err(reason) => Err(reason.as_str()),
+    }
+}
+
+/// One admission call: decode, run the handler isolated in its own task, wrap its answer.
+async fn admit_here(handler: Arc<dyn DynHandler>, path: Arc<str>, body: Bytes) -> Response {
     let request = match parse_review(&body) {
         Ok(request) => request,
         Err(e) => {

@@ -22,6 +22,7 @@ use tower::ServiceExt;
 use super::*;
 use crate::runtime::DynamicAdmissionRequest;
 use crate::runtime::error_chain;
+use crate::runtime::review::MAX_NESTING_DEPTH;
 use crate::runtime::tls::certs::{self, CA_CERT_FILE, GeneratedCerts, TLS_CERT_FILE, TLS_KEY_FILE};
 use crate::runtime::tls::files::watch_dir;
 use crate::runtime::tls::{Certificates, ServingCerts};
@@ -347,6 +348,20 @@ async fn a_stateful_struct_handler_plugs_in_by_path() {
 }
 
 #[tokio::test]
+async fn an_update_of_a_maximal_object_fits_the_default_body_limit() {
+    // Object and old object of the largest write the apiserver accepts, plus the review around them.
+    let padding = "x".repeat(APISERVER_MAX_OBJECT_BYTES - 1024);
+    let mut review: Value = serde_json::from_slice(&review("max", "shoot")).expect("review");
+    review["request"]["object"]["metadata"]["annotations"] = json!({"padding": padding});
+    review["request"]["oldObject"] = review["request"]["object"].clone();
+    let body = serde_json::to_vec(&review).expect("serialize");
+    assert!(body.len() > 2 * (APISERVER_MAX_OBJECT_BYTES - 1024), "{}", body.len());
+    let (status, body) = call_router(test_router(DEFAULT_MAX_BODY_BYTES), ECHO, body.into()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(response_of(&body)["uid"], "max");
+}
+
+#[tokio::test]
 async fn router_rejects_oversized_bodies_with_and_without_content_length() {
     let limit = 1024;
     let mut big = review("big", "shoot");
@@ -366,6 +381,55 @@ async fn router_rejects_oversized_bodies_with_and_without_content_length() {
     let (status, body) = call_router(test_router(limit), ECHO, Body::from(at_limit)).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(response_of(&body)["uid"], "at-limit");
+}
+
+/// A review of a Shoot whose `spec.provider.infrastructureConfig` nests `levels` objects deep.
+fn deep_review(uid: &str, levels: usize) -> Vec<u8> {
+    const PLACEHOLDER: &str = "\"deep-placeholder\"";
+    let deep = format!("{}{{\"leaf\":true}}{}", "{\"nested\":".repeat(levels - 1), "}".repeat(levels - 1));
+    let mut review: Value = serde_json::from_slice(&review(uid, "deep")).expect("review");
+    review["request"]["object"]["spec"]["provider"] =
+        json!({"type": "local", "infrastructureConfig": "deep-placeholder"});
+    // Spliced in as text: building it as a value would recurse on the test's own stack.
+    review.to_string().replacen(PLACEHOLDER, &deep, 1).into_bytes()
+}
+
+/// Decodes the object as the Shoot webhooks do (into the typed Shoot, keeping what it does not model) and allows.
+async fn decode_shoot(request: DynamicAdmissionRequest) -> AdmissionResponse {
+    let response = AdmissionResponse::from(&request);
+    let Some(object) = request.object.as_ref() else { return response.deny("no object") };
+    let shoot = serde_json::to_value(object)
+        .map_err(|e| e.to_string())
+        .and_then(|value| crate::decode::from_value::<crate::apis::core::Shoot>(value).map_err(|e| e.to_string()));
+    match shoot {
+        Ok(shoot) if shoot.spec.provider.other.contains_key("infrastructureConfig") => response,
+        Ok(_) => response.deny("infrastructureConfig was lost"),
+        Err(e) => response.deny(e),
+    }
+}
+
+#[tokio::test]
+async fn a_shoot_nested_as_deep_as_the_apiserver_allows_is_decoded_and_answered() {
+    const DEEP: &str = "/webhooks/decode-shoot";
+    let mut server = handlers();
+    server.register(DEEP, decode_shoot).expect("register");
+    let router = router(server.config(), &server.handlers, readiness(true, true));
+    // 122 levels broke serde_json's default recursion limit; the apiserver itself accepts up to 10,000.
+    for levels in [122, 1_000, 10_000 - 4] {
+        let uid = format!("deep-{levels}");
+        let body = deep_review(&uid, levels);
+        let (status, body) = call_router(router.clone(), DEEP, body.into()).await;
+        let text = String::from_utf8_lossy(&body);
+        assert_eq!(status, StatusCode::OK, "{levels} levels: {text}");
+        let response = response_of(&body);
+        assert_eq!(response["uid"], uid.as_str(), "{levels} levels");
+        assert_eq!(response["allowed"], true, "{levels} levels: {response}");
+    }
+    // Deeper than anything the apiserver can send: refused before parsing, without a stack overflow.
+    let too_deep = format!("{}{}", "[".repeat(MAX_NESTING_DEPTH + 1), "]".repeat(MAX_NESTING_DEPTH + 1));
+    let (status, body) = call_router(router, DEEP, too_deep.into_bytes().into()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(String::from_utf8_lossy(&body).contains("levels deep"), "{}", String::from_utf8_lossy(&body));
 }
 
 #[tokio::test]

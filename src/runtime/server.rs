@@ -85,7 +85,8 @@ pub const READYZ_PATH: &str = "/readyz";
 pub struct WebhookServerConfig {
     /// Address to listen on; port 0 picks a free port (see [`BoundWebhookServer::local_addr`]).
     pub bind_address: SocketAddr,
-    /// Larger request bodies are answered with 413 (default: [`DEFAULT_MAX_BODY_BYTES`]).
+    /// Larger admission reviews are denied with a message naming the limit, other larger bodies and any beyond
+    /// [`hard_body_ceiling`] answered with 413 (default: [`DEFAULT_MAX_BODY_BYTES`]).
     pub max_body_bytes: usize,
     /// Requests taking longer (including reading the body) are answered with 408.
     pub request_timeout: Duration,
@@ -295,16 +296,70 @@ fn router(
             if readiness.is_ready() { (StatusCode::OK, "ok") } else { (StatusCode::SERVICE_UNAVAILABLE, "not ready") }
         }),
     );
+    let limit = config.max_body_bytes;
     for (path, handler) in handlers {
         let (handler, path_label): (Arc<dyn DynHandler>, Arc<str>) = (handler.clone(), Arc::from(path.as_str()));
-        router = router.route(path, post(move |body: Bytes| admit(handler.clone(), path_label.clone(), body)));
+        router = router.route(
+            path,
+            post(move |body: Bytes| async move {
+                if body.len() > limit {
+                    too_large(&path_label, &body, limit)
+                } else {
+                    admit(handler.clone(), path_label.clone(), body).await
+                }
+            }),
+        );
     }
+    let ceiling = hard_body_ceiling(limit);
     router
-        // axum's own extractor limit (2 MiB by default) would otherwise win for bodies without Content-Length.
-        .layer(DefaultBodyLimit::max(config.max_body_bytes))
-        .layer(RequestBodyLimitLayer::new(config.max_body_bytes))
+        // Bodies up to the ceiling are read, so that one over the limit gets a denial that says so (see
+        // `too_large`); beyond it the answer is a bare 413. axum's own extractor limit (2 MiB by default) would
+        // otherwise win for bodies without Content-Length.
+        .layer(DefaultBodyLimit::max(ceiling))
+        .layer(RequestBodyLimitLayer::new(ceiling))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, config.request_timeout))
         .layer(TraceLayer::new_for_http())
+}
+
+/// How much of a body over the limit is still read to answer it with a denial rather than a bare 413.
+pub fn hard_body_ceiling(limit: usize) -> usize {
+    limit.saturating_mul(2)
+}
+
+/// The answer to an admission request over the body limit: a denial the apiserver shows to the user ("… exceeds
+/// the webhook's limit …"), when the review's uid can be found; a bare 413 otherwise. The uid is found by a scan,
+/// not by decoding the body: the apiserver writes `request.uid` as the review's first `uid` key.
+fn too_large(path: &str, body: &[u8], limit: usize) -> Response {
+    let Some(uid) = first_uid(body) else {
+        warn!(%path, bytes = body.len(), limit, "rejecting an oversized request that is not an admission review");
+        return StatusCode::PAYLOAD_TOO_LARGE.into_response();
+    };
+    let message = format!(
+        "the admission request of {} bytes exceeds the webhook's limit of {limit} bytes (an UPDATE of an object of \
+         up to {APISERVER_MAX_OBJECT_BYTES} bytes and its old version)",
+        body.len()
+    );
+    warn!(%path, %uid, bytes = body.len(), limit, "denying an oversized admission request");
+    let mut response = kube::core::admission::AdmissionResponse::invalid(message);
+    response.uid = uid.clone();
+    match serde_json::to_vec(&into_review(&uid, response)) {
+        Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
+        Err(_) => StatusCode::PAYLOAD_TOO_LARGE.into_response(),
+    }
+}
+
+/// The value of the first `"uid":"…"` in `body` (a uid is a plain string without escapes).
+fn first_uid(body: &[u8]) -> Option<String> {
+    const KEY: &[u8] = b"\"uid\"";
+    let at = body.windows(KEY.len()).position(|window| window == KEY)? + KEY.len();
+    let rest = &body[at..];
+    let rest = &rest[rest.iter().position(|b| !b.is_ascii_whitespace())?..];
+    let rest = rest.strip_prefix(b":")?;
+    let rest = &rest[rest.iter().position(|b| !b.is_ascii_whitespace())?..];
+    let rest = rest.strip_prefix(b"\"")?;
+    let end = rest.iter().position(|b| *b == b'"' || *b == b'\\')?;
+    let uid = std::str::from_utf8(&rest[..end]).ok()?;
+    (!uid.is_empty() && rest.get(end) == Some(&b'"')).then(|| uid.to_owned())
 }
 
 /// One admission call, on the admission runtime (see [`ADMISSION_THREAD_STACK_BYTES`]): every step that walks the

@@ -367,12 +367,26 @@ async fn router_rejects_oversized_bodies_with_and_without_content_length() {
     let mut big = review("big", "shoot");
     big.resize(limit + 1, b' ');
 
-    let (status, _) = call_router(test_router(limit), ECHO, Body::from(big.clone())).await;
-    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "with Content-Length");
+    // A review over the limit is denied with a message the apiserver shows, not refused with a bare 413.
+    for body in [Body::from(big.clone()), streamed(&big)] {
+        let (status, answer) = call_router(test_router(limit), ECHO, body).await;
+        assert_eq!(status, StatusCode::OK);
+        let response = response_of(&answer);
+        assert_eq!(response["uid"], "big");
+        assert_eq!(response["allowed"], false);
+        let message = response["status"]["message"].as_str().expect("message");
+        assert!(message.contains("of 1025 bytes exceeds the webhook's limit of 1024 bytes"), "{message}");
+    }
 
-    // Streamed in chunks, no size hint: the limit applies while reading.
-    let chunks: Vec<Result<Bytes, io::Error>> = big.chunks(100).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
-    let (status, _) = call_router(test_router(limit), ECHO, Body::from_stream(futures::stream::iter(chunks))).await;
+    // Not a review, or beyond the ceiling up to which bodies are read: 413, with or without Content-Length.
+    let not_a_review = vec![b' '; limit + 1];
+    let (status, _) = call_router(test_router(limit), ECHO, Body::from(not_a_review)).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "not a review");
+    let mut huge = review("huge", "shoot");
+    huge.resize(hard_body_ceiling(limit) + 1, b' ');
+    let (status, _) = call_router(test_router(limit), ECHO, Body::from(huge.clone())).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "with Content-Length");
+    let (status, _) = call_router(test_router(limit), ECHO, streamed(&huge)).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "streamed");
 
     // Exactly at the limit is fine (the padding is JSON whitespace).
@@ -381,6 +395,23 @@ async fn router_rejects_oversized_bodies_with_and_without_content_length() {
     let (status, body) = call_router(test_router(limit), ECHO, Body::from(at_limit)).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(response_of(&body)["uid"], "at-limit");
+}
+
+/// `bytes` streamed in chunks, without a size hint: limits must apply while reading.
+fn streamed(bytes: &[u8]) -> Body {
+    let chunks: Vec<Result<Bytes, io::Error>> = bytes.chunks(100).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
+    Body::from_stream(futures::stream::iter(chunks))
+}
+
+#[test]
+fn the_uid_of_an_oversized_review_is_found_without_decoding_it() {
+    assert_eq!(
+        first_uid(br#"{"kind":"AdmissionReview","request":{"uid" : "a-1","object":{"uid":"b"}}}"#).as_deref(),
+        Some("a-1")
+    );
+    assert_eq!(first_uid(br#"{"request":{"uid":""}}"#), None);
+    assert_eq!(first_uid(br#"{"request":{"uid":"unterminated"#), None);
+    assert_eq!(first_uid(b"   "), None);
 }
 
 /// A review of a Shoot whose `spec.provider.infrastructureConfig` nests `levels` objects deep.
@@ -546,7 +577,7 @@ async fn oversized_body_gets_413_and_the_server_keeps_serving() {
     let server = TestServer::start(|_| {}).await;
     let head = format!(
         "POST {ECHO} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-        DEFAULT_MAX_BODY_BYTES + 1
+        hard_body_ceiling(DEFAULT_MAX_BODY_BYTES) + 1
     );
     let answer = send_head_only(server.addr, &server.certs.ca_pem, &head).await;
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer:?}");

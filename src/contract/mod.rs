@@ -17,6 +17,8 @@ pub mod errors;
 pub mod events;
 pub mod health;
 pub mod status;
+#[cfg(test)]
+pub(crate) mod test_support;
 
 use std::future::Future;
 use std::time::Duration;

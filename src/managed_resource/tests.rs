@@ -1,24 +1,11 @@
 //! Tests of [`super`].
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use k8s_openapi::jiff::Timestamp;
 use serde_json::json;
 
 use super::*;
 use crate::apis::common::Condition;
-use crate::apis::resources::{CONDITION_RESOURCES_HEALTHY, CONDITION_RESOURCES_PROGRESSING, ManagedResourceStatus};
-
-fn condition(type_: &str, status: &str, reason: &str, message: &str) -> Condition {
-    Condition {
-        type_: type_.to_string(),
-        status: ConditionStatus::from(status),
-        reason: reason.to_string(),
-        message: message.to_string(),
-        last_transition_time: Time(Timestamp::UNIX_EPOCH),
-        last_update_time: Time(Timestamp::UNIX_EPOCH),
-        codes: Vec::new(),
-    }
-}
+use crate::apis::resources::ManagedResourceStatus;
+use crate::contract::test_support::{condition, healthy_conditions};
 
 /// A ManagedResource at generation 2 with the given conditions, observed at `observed`.
 fn mr_with(observed: Option<i64>, conditions: Vec<Condition>) -> ManagedResource {
@@ -26,14 +13,6 @@ fn mr_with(observed: Option<i64>, conditions: Vec<Condition>) -> ManagedResource
     mr.metadata.generation = Some(2);
     mr.status = Some(ManagedResourceStatus { conditions, observed_generation: observed, ..Default::default() });
     mr
-}
-
-fn healthy_conditions() -> Vec<Condition> {
-    vec![
-        condition(CONDITION_RESOURCES_APPLIED, "True", reasons::APPLY_SUCCEEDED, "All resources are applied."),
-        condition(CONDITION_RESOURCES_HEALTHY, "True", "ResourcesHealthy", "All resources are healthy."),
-        condition(CONDITION_RESOURCES_PROGRESSING, "False", "ResourcesRolledOut", "All resources are rolled out."),
-    ]
 }
 
 fn sample_objects() -> Vec<Value> {

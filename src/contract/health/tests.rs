@@ -3,29 +3,10 @@
 use k8s_openapi::jiff::Timestamp;
 
 use super::*;
-use crate::apis::common::LastOperation;
 use crate::apis::extensions::ExtensionSpec;
 use crate::apis::resources::{ManagedResourceStatus, reasons};
 use crate::constants::{ANNOTATION_OPERATION, EXTENSION_TYPE};
-
-fn at(second: i64) -> Time {
-    Time(Timestamp::from_second(second).expect("time"))
-}
-
-/// 2026-01-01T00:00:00Z
-const T0: i64 = 1_767_225_600;
-
-fn condition(type_: &str, status: &str, reason: &str, message: &str) -> Condition {
-    Condition {
-        type_: type_.to_string(),
-        status: ConditionStatus::from(status),
-        reason: reason.to_string(),
-        message: message.to_string(),
-        last_transition_time: Time(Timestamp::UNIX_EPOCH),
-        last_update_time: Time(Timestamp::UNIX_EPOCH),
-        codes: Vec::new(),
-    }
-}
+use crate::contract::test_support::{T0, at, condition, healthy_conditions, with_last};
 
 /// A ManagedResource at generation 2 with the given conditions, observed at `observed`.
 fn mr_with(observed: Option<i64>, conditions: Vec<Condition>) -> ManagedResource {
@@ -34,14 +15,6 @@ fn mr_with(observed: Option<i64>, conditions: Vec<Condition>) -> ManagedResource
     mr.metadata.generation = Some(2);
     mr.status = Some(ManagedResourceStatus { conditions, observed_generation: observed, ..Default::default() });
     mr
-}
-
-fn healthy_conditions() -> Vec<Condition> {
-    vec![
-        condition(CONDITION_RESOURCES_APPLIED, "True", reasons::APPLY_SUCCEEDED, "All resources are applied."),
-        condition(CONDITION_RESOURCES_HEALTHY, "True", "ResourcesHealthy", "All resources are healthy."),
-        condition(CONDITION_RESOURCES_PROGRESSING, "False", "ResourcesRolledOut", "All resources are rolled out."),
-    ]
 }
 
 #[test]
@@ -173,17 +146,6 @@ fn upsert_condition_moves_times_only_on_change() {
 fn extension() -> Extension {
     let mut ext = Extension::new(EXTENSION_TYPE, ExtensionSpec { type_: EXTENSION_TYPE.into(), ..Default::default() });
     ext.metadata.namespace = Some("shoot--p--s".into());
-    ext
-}
-
-fn with_last(mut ext: Extension, type_: &str, state: &str) -> Extension {
-    ext.status.get_or_insert_default().last_operation = Some(LastOperation {
-        type_: type_.into(),
-        state: state.into(),
-        progress: 100,
-        description: String::new(),
-        last_update_time: at(T0),
-    });
     ext
 }
 

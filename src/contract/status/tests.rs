@@ -3,16 +3,10 @@
 use serde_json::json;
 
 use super::*;
-use crate::apis::common::{DefaultStatus, LastError, LastOperation};
+use crate::apis::common::{DefaultStatus, LastError};
 use crate::apis::extensions::ExtensionSpec;
 use crate::constants::EXTENSION_TYPE;
-
-fn at(second: i64) -> Time {
-    Time(Timestamp::from_second(second).expect("time"))
-}
-
-/// 2026-01-01T00:00:00Z
-const T0: i64 = 1_767_225_600;
+use crate::contract::test_support::{T0, at, with_last};
 
 fn ext() -> Extension {
     let mut ext = Extension::new(EXTENSION_TYPE, ExtensionSpec { type_: EXTENSION_TYPE.into(), ..Default::default() });
@@ -32,17 +26,6 @@ fn with_op(ext: Extension, op: &str) -> Extension {
 
 fn deleting(mut ext: Extension) -> Extension {
     ext.metadata.deletion_timestamp = Some(at(T0));
-    ext
-}
-
-fn with_last(mut ext: Extension, type_: &str, state: &str) -> Extension {
-    ext.status.get_or_insert_default().last_operation = Some(LastOperation {
-        type_: type_.into(),
-        state: state.into(),
-        progress: 100,
-        description: String::new(),
-        last_update_time: at(T0),
-    });
     ext
 }
 

@@ -251,3 +251,6 @@ pub const ANNOTATION_FORCE_DELETION: &str = "confirmation.gardener.cloud/force-d
 /// Namespace label gardenlet puts on shoot namespaces, and its value there.
 pub const LABEL_ROLE: &str = "gardener.cloud/role";
 pub const ROLE_SHOOT: &str = "shoot";
+
+/// A worker pool's machine architecture when `machine.architecture` is not set (Gardener's default).
+pub const DEFAULT_MACHINE_ARCHITECTURE: &str = "amd64";

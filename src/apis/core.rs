@@ -162,6 +162,12 @@ impl Worker {
     pub fn cri_name(&self) -> Option<&str> {
         self.cri.as_ref().map(|cri| cri.name.as_str())
     }
+
+    /// The machine architecture of the pool's nodes (`machine.architecture`, which Gardener defaults to amd64): the
+    /// architecture its node-side images must be built for.
+    pub fn architecture(&self) -> &str {
+        self.machine.architecture.as_deref().unwrap_or(crate::constants::DEFAULT_MACHINE_ARCHITECTURE)
+    }
 }
 
 /// `workers[].cri`.

@@ -10,7 +10,7 @@ use crate::apis::config::ProviderConfig;
 use crate::apis::core::{Shoot, Worker};
 use crate::constants::EXTENSION_TYPE;
 use crate::domain::configs::{self, MergedConfigs};
-use crate::domain::images::{ExtensionImages, INSTALLATION, ImageError, ImageVector, worker_architecture};
+use crate::domain::images::{ExtensionImages, INSTALLATION, ImageError, ImageVector};
 use crate::domain::validation::{FieldError, FieldPath, decode_provider_config, join_errors};
 
 /// Why the desired state cannot be computed.
@@ -101,14 +101,11 @@ pub fn compute(
     let (runnable, without_build): (Vec<&Worker>, Vec<&Worker>) = merged
         .selected_worker_pools(&shoot.spec.provider.workers)
         .into_iter()
-        .partition(|worker| images.has_architecture(INSTALLATION, worker_architecture(worker)));
+        .partition(|worker| images.has_architecture(INSTALLATION, worker.architecture()));
     let selected_pools = runnable.iter().map(|worker| worker.name.clone()).collect();
     let pools_without_build = without_build
         .iter()
-        .map(|worker| PoolWithoutBuild {
-            name: worker.name.clone(),
-            architecture: worker_architecture(worker).to_owned(),
-        })
+        .map(|worker| PoolWithoutBuild { name: worker.name.clone(), architecture: worker.architecture().to_owned() })
         .collect();
     let kubernetes_version = shoot
         .spec
@@ -141,7 +138,7 @@ impl Desired {
             return Ok(None);
         }
         let version = worker.effective_kubernetes_version(&shoot.spec).unwrap_or(&self.kubernetes_version);
-        let installation = images.find_for_architecture(INSTALLATION, version, worker_architecture(worker))?;
+        let installation = images.find_for_architecture(INSTALLATION, version, worker.architecture())?;
         Ok(Some(crate::domain::node::PoolPlan {
             merged: &self.merged,
             installation_image: installation.reference,

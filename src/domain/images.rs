@@ -42,15 +42,9 @@ pub const PAUSE: &str = "pause-container";
 pub const SHA256_TAG_PREFIX: &str = "sha256:";
 
 /// Architecture assumed when none is asked for (Gardener: worker pools default to amd64).
-pub const DEFAULT_ARCHITECTURE: &str = "amd64";
+pub const DEFAULT_ARCHITECTURE: &str = crate::constants::DEFAULT_MACHINE_ARCHITECTURE;
 /// Architectures an entry without `architectures` stands for (a multi-arch image).
 pub const MULTI_ARCHITECTURES: &[&str] = &["amd64", "arm64"];
-
-/// The machine architecture of a worker pool's nodes (`machine.architecture`; Gardener defaults it to amd64), the
-/// architecture its node-side images must be built for.
-pub fn worker_architecture(worker: &crate::apis::core::Worker) -> &str {
-    worker.machine.architecture.as_deref().unwrap_or(DEFAULT_ARCHITECTURE)
-}
 
 /// Where an image vector came from, for error messages.
 const EMBEDDED_SOURCE: &str = "embedded images.yaml";

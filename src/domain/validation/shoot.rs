@@ -11,7 +11,7 @@ use super::provider_config::{decode_provider_config, default_provider_config, va
 use crate::apis::config::ProviderConfig;
 use crate::apis::core::{Shoot, ShootExtension, Worker};
 use crate::constants::{CRI_CONTAINERD, EXTENSION_TYPE};
-use crate::domain::images::{INSTALLATION, ImageVector, worker_architecture};
+use crate::domain::images::{INSTALLATION, ImageVector};
 
 /// True for an entry of `spec.extensions` that is ours and not disabled.
 fn is_enabled_entry(extension: &ShootExtension) -> bool {
@@ -66,7 +66,7 @@ pub fn validate_worker_pool_selection(
         };
         let worker_path = FieldPath::new("spec").child("provider").child("workers").index(j);
         let cri_path = worker_path.child("cri").child("name");
-        let architecture = worker_architecture(worker);
+        let architecture = worker.architecture();
         if !architectures.is_empty() && !architectures.iter().any(|a| a == architecture) {
             let shipped: Vec<&str> = architectures.iter().map(String::as_str).collect();
             errors.push(FieldError::new(
@@ -123,7 +123,7 @@ fn selection_facts<'a>(raw: Option<&'a Value>, workers: &'a [Worker]) -> Vec<(&'
                 .filter_map(Value::as_str)
                 .map(|name| {
                     let pool = workers.iter().find(|worker| worker.name == name);
-                    (name, pool.map(|worker| (worker.cri_name(), worker_architecture(worker))))
+                    (name, pool.map(|worker| (worker.cri_name(), worker.architecture())))
                 })
                 .collect()
         })

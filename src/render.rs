@@ -115,8 +115,9 @@ fn representative_osc(pool: &str, version: &str) -> Result<OperatingSystemConfig
         "[Unit]\nDescription=kubelet daemon\nDocumentation=https://kubernetes.io/docs/admin/kubelet\n\
          After={CONTAINERD_UNIT_NAME}\n[Install]\nWantedBy=multi-user.target\n[Service]\nRestart=always\n\
          RestartSec=5\nEnvironmentFile=/etc/environment\nEnvironmentFile=-/var/lib/kubelet/extra_args\n\
-         ExecStart=/opt/bin/kubelet \\\n    {}",
-        flags.join(" \\\n    ")
+         ExecStart=/opt/bin/kubelet{separator}{}",
+        flags.join(node::COMMAND_LINE_SEPARATOR),
+        separator = node::COMMAND_LINE_SEPARATOR,
     );
     let value = serde_json::json!({
         "apiVersion": "extensions.gardener.cloud/v1alpha1",

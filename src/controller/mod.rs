@@ -224,19 +224,23 @@ pub async fn run_controller(
     health.abort();
 }
 
+/// The Extensions we serve that `keep` selects.
+fn served_where(store: &Store<Extension>, keep: impl Fn(&Extension) -> bool) -> Vec<ObjectRef<Extension>> {
+    store
+        .state()
+        .iter()
+        .filter(|e| RESPONSIBILITY.covers(e) && keep(e))
+        .map(|e| ObjectRef::from_obj(e.as_ref()))
+        .collect()
+}
+
 fn all_served(store: &Store<Extension>) -> Vec<ObjectRef<Extension>> {
-    store.state().iter().filter(|e| RESPONSIBILITY.covers(e)).map(|e| ObjectRef::from_obj(e.as_ref())).collect()
+    served_where(store, |_| true)
 }
 
 /// The Extensions we serve in `namespace` (a shoot's namespace in the seed).
 fn served_in(store: &Store<Extension>, namespace: Option<&str>) -> Vec<ObjectRef<Extension>> {
-    let Some(namespace) = namespace else { return Vec::new() };
-    store
-        .state()
-        .iter()
-        .filter(|e| e.metadata.namespace.as_deref() == Some(namespace) && RESPONSIBILITY.covers(e))
-        .map(|e| ObjectRef::from_obj(e.as_ref()))
-        .collect()
+    served_where(store, |e| namespace.is_some() && e.metadata.namespace.as_deref() == namespace)
 }
 
 #[cfg(test)]

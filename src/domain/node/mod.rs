@@ -58,7 +58,7 @@ use std::collections::BTreeMap;
 
 pub use files::{env_file, env_file_value, inline_text, node_files, policy_marker};
 pub use kubelet::kubelet_exec_start;
-pub use systemd::command_line_arguments;
+pub use systemd::{COMMAND_LINE_SEPARATOR, command_line_arguments};
 pub use unit::{
     cri_resmgr_unit, kubelet_drop_in, policy_switch_exec_start_pre, socket_wait_exec_start_post, unit_content,
 };

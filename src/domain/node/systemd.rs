@@ -5,7 +5,7 @@
 use std::ops::Range;
 
 /// What Gardener's `SerializeCommandLine` puts between the arguments of a command line: ` \`, newline, 4 spaces.
-pub(super) const COMMAND_LINE_SEPARATOR: &str = " \\\n    ";
+pub const COMMAND_LINE_SEPARATOR: &str = " \\\n    ";
 
 /// Gardener's `DeserializeCommandLine`: the arguments of an `ExecStart=` value, split on `[\\\s]+`.
 pub fn command_line_arguments(value: &str) -> Vec<&str> {

@@ -36,6 +36,12 @@ pub fn from_value<T: DeserializeOwned>(value: Value) -> Result<T, DecodeError> {
     })
 }
 
+/// An object as an admission request carries it (e.g. kube's `DynamicObject`) as its JSON form, which [`from_value`]
+/// then decodes.
+pub fn to_value(object: &impl serde::Serialize) -> Result<Value, DecodeError> {
+    serde_json::to_value(object).map_err(|e| DecodeError { path: String::new(), message: plain_words(&e.to_string()) })
+}
+
 /// serde's messages reworded for people: `invalid type: X, expected Y` → `must be Y, got X`, and likewise for
 /// missing and unknown fields and variants. Anything else is kept as it is.
 fn plain_words(message: &str) -> String {

@@ -5,9 +5,7 @@
 
 use kube::Resource;
 use kube::api::Api;
-use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionResponse, Operation};
-use serde_json::Value;
 
 use crate::apis::extensions::{Cluster, Extension, OperatingSystemConfig};
 use crate::constants::EXTENSION_TYPE;
@@ -53,7 +51,7 @@ pub enum OscMutationError {
     #[error("the request carries no OperatingSystemConfig")]
     NoObject,
     #[error("the OperatingSystemConfig cannot be read: {0}")]
-    Decode(#[source] serde_json::Error),
+    Decode(#[source] crate::decode::DecodeError),
     #[error("cannot compute the cri-resmgr additions for {namespace}: {source}")]
     Plan {
         namespace: String,
@@ -71,16 +69,12 @@ pub struct OscMutator {
     pub configmap_namespace: String,
 }
 
-fn decode(object: &DynamicObject) -> Result<(Value, OperatingSystemConfig), serde_json::Error> {
-    let value = serde_json::to_value(object)?;
-    let osc = serde_json::from_value(value.clone())?;
-    Ok((value, osc))
-}
-
 impl OscMutator {
     async fn mutate(&self, request: &DynamicAdmissionRequest) -> Result<Option<json_patch::Patch>, OscMutationError> {
         let object = request.object.as_ref().ok_or(OscMutationError::NoObject)?;
-        let (original, osc) = decode(object).map_err(OscMutationError::Decode)?;
+        let original = crate::decode::to_value(object).map_err(OscMutationError::Decode)?;
+        let osc: OperatingSystemConfig =
+            crate::decode::from_value(original.clone()).map_err(OscMutationError::Decode)?;
         // Provision OSCs and OSCs being deleted need no plan: answer before reading anything.
         if !should_mutate(&osc) {
             return Ok(None);

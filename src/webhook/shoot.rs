@@ -44,9 +44,8 @@ fn shoot_of(request: &DynamicAdmissionRequest) -> Result<Judged, String> {
 }
 
 /// The Shoot in the request; a problem is reported at its field path in plain words.
-fn decode(object: &DynamicObject) -> Result<Shoot, String> {
-    let value = serde_json::to_value(object).map_err(|e| e.to_string())?;
-    crate::decode::from_value(value).map_err(|e| e.to_string())
+fn decode(object: &DynamicObject) -> Result<Shoot, crate::decode::DecodeError> {
+    crate::decode::from_value(crate::decode::to_value(object)?)
 }
 
 impl AdmissionHandler for ShootValidator {

@@ -123,23 +123,46 @@ pub enum WorkDir {
     Kept(PathBuf),
 }
 
-/// A running etcd + kube-apiserver.
+/// A running etcd + kube-apiserver. Each half can be stopped and started again on its old port (etcd keeps its data
+/// dir), so that tests can take the storage or the API away under a running client and see it recover.
 pub struct ControlPlane {
+    name: String,
     dir: PathBuf,
     remove_dir_on_stop: bool,
     kubeconfig_path: PathBuf,
     kubeconfig: Kubeconfig,
     server_url: String,
-    pids: Vec<u32>,
+    binaries: Option<Binaries>,
+    ports: Ports,
+    token: String,
+    ca_pem: String,
+    etcd_pid: Option<u32>,
+    apiserver_pid: Option<u32>,
     keeper: Option<Keeper>,
+}
+
+/// The loopback ports of one control plane, chosen at start and kept across restarts (clients keep their URLs).
+#[derive(Debug, Clone, Copy, Default)]
+struct Ports {
+    etcd_client: u16,
+    etcd_peer: u16,
+    apiserver: u16,
+}
+
+/// The order in which the keeper stops its children: higher first (see [`terminate_all`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum StopOrder {
+    Etcd = 0,
+    Apiserver = 1,
 }
 
 impl std::fmt::Debug for ControlPlane {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ControlPlane")
+            .field("name", &self.name)
             .field("dir", &self.dir)
             .field("server_url", &self.server_url)
-            .field("pids", &self.pids)
+            .field("pids", &self.pids())
             .finish()
     }
 }
@@ -147,10 +170,21 @@ impl std::fmt::Debug for ControlPlane {
 impl ControlPlane {
     /// Starts etcd and kube-apiserver on free loopback ports and waits until the apiserver is ready.
     pub async fn start(work_dir: WorkDir) -> Result<Self, TestbedError> {
+        Self::start_named(KUBECONFIG_CONTEXT, work_dir).await
+    }
+
+    /// [`ControlPlane::start`] for one of several control planes of a test (a garden, a seed, a shoot): `name` is
+    /// the kubeconfig's context, cluster and user name and part of a temporary work dir's name, so that logs and
+    /// kubeconfigs say which plane they belong to.
+    pub async fn start_named(name: &str, work_dir: WorkDir) -> Result<Self, TestbedError> {
         let binaries = Binaries::locate()?;
         let (dir, remove_dir_on_stop) = match work_dir {
             WorkDir::Temporary => (
-                std::env::temp_dir().join(format!("cri-resmgr-testbed-{}-{}", std::process::id(), unique_suffix())),
+                std::env::temp_dir().join(format!(
+                    "cri-resmgr-testbed-{}-{name}-{}",
+                    std::process::id(),
+                    unique_suffix()
+                )),
                 true,
             ),
             WorkDir::Kept(dir) => (dir, false),
@@ -162,32 +196,63 @@ impl ControlPlane {
 
         let keeper = Keeper::start();
         let mut plane = ControlPlane {
+            name: name.to_string(),
             kubeconfig_path: dir.join("kubeconfig"),
             dir,
             remove_dir_on_stop,
             kubeconfig: Kubeconfig::default(),
             server_url: String::new(),
-            pids: Vec::new(),
+            binaries: Some(binaries),
+            ports: Ports::default(),
+            token: String::new(),
+            ca_pem: String::new(),
+            etcd_pid: None,
+            apiserver_pid: None,
             keeper: Some(keeper),
         };
         // On any start-up error `plane` is dropped, which stops whatever was already started.
-        plane.boot(&binaries).await?;
+        plane.boot().await?;
         Ok(plane)
     }
 
-    async fn boot(&mut self, binaries: &Binaries) -> Result<(), TestbedError> {
+    async fn boot(&mut self) -> Result<(), TestbedError> {
         let tls = self.write_certificates()?;
-        let token = random_token()?;
-        let tokens_file = self.dir.join("tokens.csv");
-        std::fs::write(&tokens_file, format!("{token},{ADMIN_USER},{ADMIN_USER},\"system:masters\"\n"))
+        self.token = random_token()?;
+        self.ca_pem = tls.ca_pem.clone();
+        std::fs::write(self.tokens_file(), format!("{},{ADMIN_USER},{ADMIN_USER},\"system:masters\"\n", self.token))
             .map_err(io_err("writing tokens.csv"))?;
+        self.ports = Ports { etcd_client: free_port()?, etcd_peer: free_port()?, apiserver: free_port()? };
+        self.server_url = format!("https://127.0.0.1:{}", self.ports.apiserver);
+        self.kubeconfig = kubeconfig(&self.name, &self.server_url, &self.ca_pem, &self.token);
+        let yaml = gardener_extension_cri_resmgr::yaml::to_string(&self.kubeconfig)
+            .map_err(|e| TestbedError::Kubeconfig(e.to_string()))?;
+        std::fs::write(&self.kubeconfig_path, yaml).map_err(io_err("writing kubeconfig"))?;
+        self.start_etcd().await?;
+        self.start_apiserver().await
+    }
 
-        let etcd_client_port = free_port()?;
-        let etcd_peer_port = free_port()?;
-        let etcd_url = format!("http://127.0.0.1:{etcd_client_port}");
+    fn tokens_file(&self) -> PathBuf {
+        self.dir.join("tokens.csv")
+    }
+
+    fn etcd_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.ports.etcd_client)
+    }
+
+    fn binaries(&self) -> Result<&Binaries, TestbedError> {
+        self.binaries.as_ref().ok_or(TestbedError::KeeperGone)
+    }
+
+    /// Starts etcd on the plane's ports with its data dir (kept from an earlier run, if any) and waits until it
+    /// answers its health check. Does nothing when etcd runs.
+    pub async fn start_etcd(&mut self) -> Result<(), TestbedError> {
+        if self.etcd_pid.is_some() {
+            return Ok(());
+        }
+        let etcd_url = self.etcd_url();
+        let etcd_peer_url = format!("http://127.0.0.1:{}", self.ports.etcd_peer);
         let etcd_log = self.dir.join("etcd.log");
-        let etcd_peer_url = format!("http://127.0.0.1:{etcd_peer_port}");
-        let mut etcd = Command::new(&binaries.etcd);
+        let mut etcd = Command::new(&self.binaries()?.etcd);
         etcd.arg("--name=testbed")
             .arg(format!("--data-dir={}", self.dir.join("etcd").display()))
             .arg(format!("--listen-client-urls={etcd_url}"))
@@ -196,15 +261,23 @@ impl ControlPlane {
             .arg(format!("--initial-advertise-peer-urls={etcd_peer_url}"))
             .arg(format!("--initial-cluster=testbed={etcd_peer_url}"))
             .arg("--log-level=warn");
-        let etcd_pid = self.spawn("etcd", etcd, &etcd_log)?;
-        wait_for_etcd(&etcd_url, etcd_pid, &etcd_log).await?;
+        let etcd_pid = self.spawn("etcd", StopOrder::Etcd, etcd, &etcd_log)?;
+        self.etcd_pid = Some(etcd_pid);
+        wait_for_etcd(&etcd_url, etcd_pid, &etcd_log).await
+    }
 
-        let apiserver_port = free_port()?;
-        self.server_url = format!("https://127.0.0.1:{apiserver_port}");
+    /// Starts kube-apiserver on the plane's port and waits until it is ready (`/readyz`, which includes its
+    /// storage: etcd must run). Does nothing when the apiserver runs.
+    pub async fn start_apiserver(&mut self) -> Result<(), TestbedError> {
+        if self.apiserver_pid.is_some() {
+            return Ok(());
+        }
+        let tls = TlsFiles::in_dir(&self.dir, &self.ca_pem);
+        let apiserver_port = self.ports.apiserver;
         let apiserver_log = self.dir.join("kube-apiserver.log");
-        let mut apiserver = Command::new(&binaries.kube_apiserver);
+        let mut apiserver = Command::new(&self.binaries()?.kube_apiserver);
         apiserver
-            .arg(format!("--etcd-servers={etcd_url}"))
+            .arg(format!("--etcd-servers={}", self.etcd_url()))
             .arg("--bind-address=127.0.0.1")
             .arg("--advertise-address=127.0.0.1")
             .arg(format!("--secure-port={apiserver_port}"))
@@ -213,7 +286,7 @@ impl ControlPlane {
             .arg(format!("--tls-cert-file={}", tls.cert.display()))
             .arg(format!("--tls-private-key-file={}", tls.key.display()))
             .arg(format!("--client-ca-file={}", tls.ca.display()))
-            .arg(format!("--token-auth-file={}", tokens_file.display()))
+            .arg(format!("--token-auth-file={}", self.tokens_file().display()))
             .arg("--authorization-mode=RBAC")
             .arg(format!("--service-account-key-file={}", tls.sa_public.display()))
             .arg(format!("--service-account-signing-key-file={}", tls.sa_private.display()))
@@ -223,14 +296,10 @@ impl ControlPlane {
             .arg("--enable-priority-and-fairness=false")
             .arg("--profiling=false")
             .arg("--v=1");
-        let apiserver_pid = self.spawn("kube-apiserver", apiserver, &apiserver_log)?;
+        let apiserver_pid = self.spawn("kube-apiserver", StopOrder::Apiserver, apiserver, &apiserver_log)?;
+        self.apiserver_pid = Some(apiserver_pid);
 
-        self.kubeconfig = kubeconfig(&self.server_url, &tls.ca_pem, &token);
-        let yaml = gardener_extension_cri_resmgr::yaml::to_string(&self.kubeconfig)
-            .map_err(|e| TestbedError::Kubeconfig(e.to_string()))?;
-        std::fs::write(&self.kubeconfig_path, yaml).map_err(io_err("writing kubeconfig"))?;
-
-        let probe = ReadinessProbe::new(apiserver_port, &tls.ca_pem, &token)?;
+        let probe = ReadinessProbe::new(apiserver_port, &self.ca_pem, &self.token)?;
         wait_until(START_TIMEOUT, || async {
             if !process_alive(apiserver_pid) {
                 return Some(Err(exited("kube-apiserver", &apiserver_log)));
@@ -241,14 +310,59 @@ impl ControlPlane {
         .unwrap_or_else(|| Err(not_ready("kube-apiserver", &apiserver_log)))
     }
 
-    fn spawn(&mut self, what: &'static str, mut command: Command, log: &Path) -> Result<u32, TestbedError> {
-        let out = std::fs::File::create(log).map_err(io_err(format!("creating {}", log.display())))?;
+    /// Stops kube-apiserver (SIGTERM, then SIGKILL after a grace period) and waits until it has exited; clients get
+    /// refused connections on its port until [`ControlPlane::start_apiserver`].
+    pub async fn stop_apiserver(&mut self) -> Result<(), TestbedError> {
+        match self.apiserver_pid.take() {
+            Some(pid) => self.terminate(pid).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Stops etcd and waits until it has exited; its data dir stays for [`ControlPlane::start_etcd`]. A running
+    /// apiserver keeps serving what needs no storage and fails (or blocks) everything else meanwhile.
+    pub async fn stop_etcd(&mut self) -> Result<(), TestbedError> {
+        match self.etcd_pid.take() {
+            Some(pid) => self.terminate(pid).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Stops and starts kube-apiserver, as a seed's apiserver rolls.
+    pub async fn restart_apiserver(&mut self) -> Result<(), TestbedError> {
+        self.stop_apiserver().await?;
+        self.start_apiserver().await
+    }
+
+    /// Stops and starts etcd with its data, as an etcd member restarts.
+    pub async fn restart_etcd(&mut self) -> Result<(), TestbedError> {
+        self.stop_etcd().await?;
+        self.start_etcd().await
+    }
+
+    async fn terminate(&mut self, pid: u32) -> Result<(), TestbedError> {
+        let keeper = self.keeper.as_ref().ok_or(TestbedError::KeeperGone)?;
+        let done = keeper.terminate(pid)?;
+        tokio::task::spawn_blocking(move || done.recv()).await.ok().and_then(Result::ok).ok_or(TestbedError::KeeperGone)
+    }
+
+    fn spawn(
+        &mut self,
+        what: &'static str,
+        order: StopOrder,
+        mut command: Command,
+        log: &Path,
+    ) -> Result<u32, TestbedError> {
+        // Appended: a restarted process keeps the log of its earlier runs.
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(io_err(format!("creating {}", log.display())))?;
         let err = out.try_clone().map_err(io_err(format!("opening {}", log.display())))?;
         command.stdin(Stdio::null()).stdout(out).stderr(err);
         let keeper = self.keeper.as_ref().ok_or(TestbedError::KeeperGone)?;
-        let pid = keeper.spawn(command).map_err(io_err(format!("starting {what}")))?;
-        self.pids.push(pid);
-        Ok(pid)
+        keeper.spawn(command, order).map_err(io_err(format!("starting {what}")))
     }
 
     fn write_certificates(&self) -> Result<TlsFiles, TestbedError> {
@@ -267,14 +381,7 @@ impl ControlPlane {
         let server_cert = server_params.signed_by(&server_key, &issuer)?;
 
         let sa_key = rcgen::KeyPair::generate()?;
-        let files = TlsFiles {
-            ca: self.dir.join("ca.crt"),
-            cert: self.dir.join("apiserver.crt"),
-            key: self.dir.join("apiserver.key"),
-            sa_public: self.dir.join("sa.pub"),
-            sa_private: self.dir.join("sa.key"),
-            ca_pem: ca_cert.pem(),
-        };
+        let files = TlsFiles::in_dir(&self.dir, &ca_cert.pem());
         for (path, content) in [
             (&files.ca, ca_cert.pem()),
             (&files.cert, server_cert.pem()),
@@ -297,9 +404,14 @@ impl ControlPlane {
         &self.server_url
     }
 
-    /// Process ids of etcd and kube-apiserver.
-    pub fn pids(&self) -> &[u32] {
-        &self.pids
+    /// Process ids of etcd and kube-apiserver (those that run).
+    pub fn pids(&self) -> Vec<u32> {
+        self.etcd_pid.into_iter().chain(self.apiserver_pid).collect()
+    }
+
+    /// The name given at start (the kubeconfig's context).
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// The control plane's working directory (data, logs, certificates).
@@ -321,7 +433,8 @@ impl ControlPlane {
         if let Some(keeper) = self.keeper.take() {
             keeper.stop();
         }
-        self.pids.clear();
+        self.etcd_pid = None;
+        self.apiserver_pid = None;
         if self.remove_dir_on_stop {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
@@ -414,12 +527,25 @@ struct TlsFiles {
     ca_pem: String,
 }
 
-fn kubeconfig(server: &str, ca_pem: &str, token: &str) -> Kubeconfig {
+impl TlsFiles {
+    fn in_dir(dir: &Path, ca_pem: &str) -> Self {
+        TlsFiles {
+            ca: dir.join("ca.crt"),
+            cert: dir.join("apiserver.crt"),
+            key: dir.join("apiserver.key"),
+            sa_public: dir.join("sa.pub"),
+            sa_private: dir.join("sa.key"),
+            ca_pem: ca_pem.to_string(),
+        }
+    }
+}
+
+fn kubeconfig(name: &str, server: &str, ca_pem: &str, token: &str) -> Kubeconfig {
     use base64::Engine as _;
     let encode = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
     Kubeconfig {
         clusters: vec![NamedCluster {
-            name: KUBECONFIG_CONTEXT.to_string(),
+            name: name.to_string(),
             cluster: Some(Cluster {
                 server: Some(server.to_string()),
                 certificate_authority_data: Some(encode(ca_pem.as_bytes())),
@@ -428,20 +554,16 @@ fn kubeconfig(server: &str, ca_pem: &str, token: &str) -> Kubeconfig {
             ..NamedCluster::default()
         }],
         auth_infos: vec![NamedAuthInfo {
-            name: KUBECONFIG_CONTEXT.to_string(),
+            name: name.to_string(),
             auth_info: Some(AuthInfo { token: Some(token.to_string().into()), ..AuthInfo::default() }),
             ..NamedAuthInfo::default()
         }],
         contexts: vec![NamedContext {
-            name: KUBECONFIG_CONTEXT.to_string(),
-            context: Some(Context {
-                cluster: KUBECONFIG_CONTEXT.to_string(),
-                user: Some(KUBECONFIG_CONTEXT.to_string()),
-                ..Context::default()
-            }),
+            name: name.to_string(),
+            context: Some(Context { cluster: name.to_string(), user: Some(name.to_string()), ..Context::default() }),
             ..NamedContext::default()
         }],
-        current_context: Some(KUBECONFIG_CONTEXT.to_string()),
+        current_context: Some(name.to_string()),
         ..Kubeconfig::default()
     }
 }
@@ -533,7 +655,8 @@ pub fn process_alive(pid: u32) -> bool {
 }
 
 enum KeeperRequest {
-    Spawn(Command, mpsc::Sender<std::io::Result<u32>>),
+    Spawn(Command, StopOrder, mpsc::Sender<std::io::Result<u32>>),
+    Terminate(u32, mpsc::Sender<()>),
     Stop(mpsc::Sender<()>),
 }
 
@@ -548,38 +671,51 @@ impl Keeper {
         std::thread::Builder::new()
             .name("control-plane-keeper".to_string())
             .spawn(move || {
-                let mut children: Vec<Child> = Vec::new();
+                let mut children: Vec<(StopOrder, Child)> = Vec::new();
                 while let Ok(request) = inbox.recv() {
                     match request {
-                        KeeperRequest::Spawn(mut command, reply) => {
+                        KeeperRequest::Spawn(mut command, order, reply) => {
                             let result = spawn_tied_to_this_thread(&mut command).map(|child| {
                                 let pid = child.id();
-                                children.push(child);
+                                children.push((order, child));
                                 pid
                             });
                             let _ = reply.send(result);
                         }
+                        KeeperRequest::Terminate(pid, reply) => {
+                            let (chosen, kept) = children.drain(..).partition(|(_, child)| child.id() == pid);
+                            children = kept;
+                            terminate_all(&mut in_stop_order(chosen));
+                            let _ = reply.send(());
+                        }
                         KeeperRequest::Stop(reply) => {
-                            terminate_all(&mut children);
+                            terminate_all(&mut in_stop_order(std::mem::take(&mut children)));
                             let _ = reply.send(());
                             return;
                         }
                     }
                 }
                 // The owner vanished without asking (e.g. leaked): still do not leave processes behind.
-                terminate_all(&mut children);
+                terminate_all(&mut in_stop_order(children));
             })
             .map(|_| ())
             .unwrap_or_else(|e| tracing::error!(error = %e, "cannot start the control-plane keeper thread"));
         Keeper { requests }
     }
 
-    fn spawn(&self, command: Command) -> std::io::Result<u32> {
+    fn spawn(&self, command: Command, order: StopOrder) -> std::io::Result<u32> {
         let (reply, answer) = mpsc::channel();
         self.requests
-            .send(KeeperRequest::Spawn(command, reply))
+            .send(KeeperRequest::Spawn(command, order, reply))
             .map_err(|_| std::io::Error::other("control-plane keeper thread is gone"))?;
         answer.recv().map_err(|_| std::io::Error::other("control-plane keeper thread is gone"))?
+    }
+
+    /// Asks the keeper to stop one child; the answer comes when it has exited.
+    fn terminate(&self, pid: u32) -> Result<mpsc::Receiver<()>, TestbedError> {
+        let (reply, done) = mpsc::channel();
+        self.requests.send(KeeperRequest::Terminate(pid, reply)).map_err(|_| TestbedError::KeeperGone)?;
+        Ok(done)
     }
 
     fn stop(self) {
@@ -606,6 +742,14 @@ fn spawn_tied_to_this_thread(command: &mut Command) -> std::io::Result<Child> {
         });
     }
     command.spawn()
+}
+
+/// The children ordered for [`terminate_all`]: a restarted etcd is started after the apiserver, yet must still be
+/// stopped after it.
+fn in_stop_order(mut children: Vec<(StopOrder, Child)>) -> Vec<Child> {
+    // Stable: children of one kind keep their start order.
+    children.sort_by_key(|(order, _)| *order);
+    children.into_iter().map(|(_, child)| child).collect()
 }
 
 /// Stops the children in the reverse order of their start, each completely (SIGTERM, then SIGKILL after
@@ -683,6 +827,19 @@ mod tests {
         assert!(children.is_empty());
         let order = std::fs::read_to_string(dir.path().join("stopped")).expect("the stand-ins logged their stop");
         assert_eq!(order, "apiserver\netcd\n", "etcd must get SIGTERM only after the apiserver has exited");
+    }
+
+    #[test]
+    fn a_restarted_etcd_is_still_stopped_after_the_apiserver() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // etcd restarted: it now comes after the apiserver in start order.
+        let children = vec![
+            (StopOrder::Apiserver, stand_in(dir.path(), "apiserver", "0.3")),
+            (StopOrder::Etcd, stand_in(dir.path(), "etcd", "0")),
+        ];
+        terminate_all(&mut in_stop_order(children));
+        let order = std::fs::read_to_string(dir.path().join("stopped")).expect("the stand-ins logged their stop");
+        assert_eq!(order, "apiserver\netcd\n");
     }
 
     #[test]

@@ -1,0 +1,10 @@
+//! Thin, honest stand-ins for the Gardener components that cannot run on the local control planes (there are no
+//! kubelets, no containers and no gardenlet here), each named after what it plays. They act through the same APIs
+//! as the real components, so the extension cannot tell the difference where it matters: the objects it writes and
+//! the status it reads.
+//!
+//! - [`resource_manager`]: gardener-resource-manager's ManagedResource controller and Secret garbage collector.
+//! - [`kubelet`]: the DaemonSet status the shoot's kubelets and DaemonSet controller would report.
+
+pub mod kubelet;
+pub mod resource_manager;

@@ -9,6 +9,7 @@ use kube::api::{Api, ObjectMeta, Patch, PatchParams};
 use tokio_util::sync::CancellationToken;
 
 use crate::control_plane::{self as testbed, ControlPlane, WorkDir};
+use crate::standins::resource_manager::{ResourceManager, Shoot, Shoots};
 use gardener_extension_cri_resmgr::apis::common::LastOperationState;
 use gardener_extension_cri_resmgr::apis::extensions::Extension;
 use gardener_extension_cri_resmgr::commands::admission::{self, AdmissionOptions};
@@ -67,20 +68,7 @@ pub async fn run(options: DevOptions) -> Result<(), DevError> {
     let shutdown = CancellationToken::new();
 
     // Garden side: the admission webhooks, registered in the local apiserver (which stands in for the garden).
-    let port = testbed::free_port()?;
-    let webhook = WebhookOptions {
-        webhook_bind_address: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
-        webhook_cert_dir: plane.dir().join("webhook-certs"),
-        webhook_cert_secret: None,
-        webhook_cert_secret_namespace: None,
-        generate_certs_for: vec!["127.0.0.1".to_string(), "localhost".to_string()],
-        webhook_config_mode: WebhookConfigMode::Url,
-        webhook_config_url: Some(format!("127.0.0.1:{port}")),
-        webhook_config_namespace: DEV_EXTENSION_NAMESPACE.to_string(),
-        webhook_config_service_name: String::new(),
-        webhook_config_service_port: 443,
-        no_webhook_registration: false,
-    };
+    let webhook = loopback_webhook_options(plane.dir().join("webhook-certs"))?;
     let admission_server = tokio::spawn(admission::run(
         AdmissionOptions { webhook: webhook.clone() },
         client.clone(),
@@ -90,22 +78,14 @@ pub async fn run(options: DevOptions) -> Result<(), DevError> {
 
     // Seed side: the controller in its own namespace, watching every shoot namespace.
     ensure_namespace(&client, DEV_EXTENSION_NAMESPACE).await?;
-    let controller_options = ControllerOptions {
-        configmap_namespace: DEV_EXTENSION_NAMESPACE.to_string(),
-        leader_election_namespace: None,
-        leader_election: true,
-        identity: None,
-        watch_namespace: None,
-        ignore_operation_annotation: false,
-        health_check_interval_seconds: 30,
-        heartbeat_interval_seconds: 30,
-        resync_interval_seconds: 3600,
-        max_concurrent_reconciles: gardener_extension_cri_resmgr::controller::DEFAULT_MAX_CONCURRENT_RECONCILES,
-        osc_webhook: true,
-        webhook: osc_webhook_options(&webhook)?,
-    };
+    let controller_options = local_controller_options(osc_webhook_options(&webhook)?);
     let mut controller_task = tokio::spawn(controller::run(controller_options, client.clone(), shutdown.clone()));
     wait_for_registration(&client, CONTROLLER_CONFIG_NAME, "controller", &controller_task).await?;
+
+    // Shoot side: the same apiserver plays every shoot; gardener-resource-manager's stand-in applies the
+    // ManagedResources into it and reports them, so that enabling, disabling and deleting finish. There are no nodes.
+    let resource_manager = ResourceManager::new(client.clone(), Shoots::everywhere(Shoot::new(client.clone())));
+    let resource_manager = tokio::spawn(resource_manager.run(shutdown.clone()));
 
     if !options.no_examples {
         apply_examples(&plane, &options.examples).await?;
@@ -133,6 +113,7 @@ pub async fn run(options: DevOptions) -> Result<(), DevError> {
     println!("Stopping the extension and the local control plane.");
     shutdown.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(10), admission_server).await;
+    let _ = tokio::time::timeout(Duration::from_secs(10), resource_manager).await;
     if !controller_task.is_finished() {
         let _ = tokio::time::timeout(Duration::from_secs(10), controller_task).await;
     }
@@ -165,6 +146,44 @@ async fn apply_examples(plane: &ControlPlane, examples: &std::path::Path) -> Res
     Ok(())
 }
 
+/// Webhook options for a server on a free loopback port, registered by URL, with certificates generated into
+/// `cert_dir`.
+pub fn loopback_webhook_options(cert_dir: PathBuf) -> Result<WebhookOptions, DevError> {
+    let port = testbed::free_port()?;
+    Ok(WebhookOptions {
+        webhook_bind_address: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+        webhook_cert_dir: cert_dir,
+        webhook_cert_secret: None,
+        webhook_cert_secret_namespace: None,
+        generate_certs_for: vec!["127.0.0.1".to_string(), "localhost".to_string()],
+        webhook_config_mode: WebhookConfigMode::Url,
+        webhook_config_url: Some(format!("127.0.0.1:{port}")),
+        webhook_config_namespace: DEV_EXTENSION_NAMESPACE.to_string(),
+        webhook_config_service_name: String::new(),
+        webhook_config_service_port: 443,
+        no_webhook_registration: false,
+    })
+}
+
+/// The controller as `make dev` runs it: in [`DEV_EXTENSION_NAMESPACE`], leader-elected, every namespace watched,
+/// with its OSC webhook served as `webhook` says.
+pub fn local_controller_options(webhook: WebhookOptions) -> ControllerOptions {
+    ControllerOptions {
+        configmap_namespace: DEV_EXTENSION_NAMESPACE.to_string(),
+        leader_election_namespace: None,
+        leader_election: true,
+        identity: None,
+        watch_namespace: None,
+        ignore_operation_annotation: false,
+        health_check_interval_seconds: 30,
+        heartbeat_interval_seconds: 30,
+        resync_interval_seconds: 3600,
+        max_concurrent_reconciles: gardener_extension_cri_resmgr::controller::DEFAULT_MAX_CONCURRENT_RECONCILES,
+        osc_webhook: true,
+        webhook,
+    }
+}
+
 /// The controller's OSC webhook listens beside the admission server, with the same development certificates.
 fn osc_webhook_options(admission: &WebhookOptions) -> Result<WebhookOptions, DevError> {
     let port = testbed::free_port()?;
@@ -175,7 +194,8 @@ fn osc_webhook_options(admission: &WebhookOptions) -> Result<WebhookOptions, Dev
     })
 }
 
-async fn ensure_namespace(client: &kube::Client, name: &str) -> Result<(), DevError> {
+/// Creates (or keeps) the namespace `name`.
+pub async fn ensure_namespace(client: &kube::Client, name: &str) -> Result<(), DevError> {
     let namespace = Namespace {
         metadata: ObjectMeta { name: Some(name.to_string()), ..ObjectMeta::default() },
         ..Namespace::default()
@@ -188,7 +208,7 @@ async fn ensure_namespace(client: &kube::Client, name: &str) -> Result<(), DevEr
 
 /// Waits until a webhook server has registered its MutatingWebhookConfiguration `name` (the admission server
 /// registers one too), so that the examples are judged and mutated from the start.
-async fn wait_for_registration<T, E>(
+pub async fn wait_for_registration<T, E>(
     client: &kube::Client,
     name: &str,
     what: &'static str,

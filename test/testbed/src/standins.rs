@@ -4,7 +4,9 @@
 //! the status it reads.
 //!
 //! - [`resource_manager`]: gardener-resource-manager's ManagedResource controller and Secret garbage collector.
+//! - [`gardenlet`]: gardenlet's shoot reconcile and deletion as extensions see them, and the shoot's machines.
 //! - [`kubelet`]: the DaemonSet status the shoot's kubelets and DaemonSet controller would report.
 
+pub mod gardenlet;
 pub mod kubelet;
 pub mod resource_manager;

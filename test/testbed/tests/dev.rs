@@ -116,6 +116,24 @@ async fn make_dev_control_plane_accepts_the_examples_with_kubectl() {
         "jsonpath={.spec.units[*].name}",
     ]);
     assert!(units.contains("cri-resource-manager.service"), "the OSC webhook mutated the example OSC: {units}");
+    // gardener-resource-manager's stand-in applied the shoot resources into the local apiserver and reported them.
+    let agent = kubectl(&["get", "configmap", "-n", "kube-system", "cri-resmgr-config.default", "-o", "name"]);
+    assert_eq!(agent.trim(), "configmap/cri-resmgr-config.default", "the agent's ConfigMap reached the shoot");
+    // Deleting the extension finishes: the node cleaner is reported done and the ManagedResources are released.
+    kubectl(&["delete", "extension", "-n", "shoot--dev--local", "cri-resmgr-extension", "--timeout=90s"]);
+    let left = kubectl(&["get", "managedresources,secrets", "-n", "shoot--dev--local", "-o", "name"]);
+    assert_eq!(left.trim(), "", "no ManagedResource and no Secret of theirs left");
+    let gone = kubectl(&[
+        "get",
+        "configmap",
+        "-n",
+        "kube-system",
+        "--ignore-not-found",
+        "cri-resmgr-config.default",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(gone.trim(), "", "the shoot resources are gone");
     dev.start_kill().expect("stop dev");
     dev.wait().await.expect("reap dev");
 }

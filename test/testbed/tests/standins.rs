@@ -192,3 +192,98 @@ async fn resource_manager_applies_prunes_reports_and_deletes_as_gardener_resourc
     shutdown.cancel();
     tokio::time::timeout(Duration::from_secs(10), running).await.expect("stops").expect("no panic");
 }
+
+/// gardenlet's stand-in drives the real controller (in this process, with its OSC webhook registered in the seed)
+/// through enable, disable, enable again and shoot deletion; gardener-resource-manager's stand-in applies into the
+/// shoot. Each step must finish as gardenlet's flow requires (ready, or gone) and leave the shoot as it says.
+#[tokio::test]
+async fn gardenlet_enables_disables_and_deletes_the_extension_with_the_real_controller() {
+    use cri_resmgr_testbed::dev::{
+        DEV_EXTENSION_NAMESPACE, ensure_namespace, local_controller_options, loopback_webhook_options,
+        wait_for_registration,
+    };
+    use cri_resmgr_testbed::standins::gardenlet::{Gardenlet, osc_name, seed_namespace};
+    use gardener_extension_cri_resmgr::apis::core::Shoot as GardenShoot;
+    use gardener_extension_cri_resmgr::apis::extensions::{Extension, OperatingSystemConfig, OscPurpose};
+    use gardener_extension_cri_resmgr::constants::{EXTENSION_TYPE, UNIT_NAME};
+    use gardener_extension_cri_resmgr::runtime::registration::CONTROLLER_CONFIG_NAME;
+
+    let (seed, shoot) = tokio::join!(
+        ControlPlane::start_named("seed", WorkDir::Temporary),
+        ControlPlane::start_named("shoot", WorkDir::Temporary)
+    );
+    let (seed, shoot) = (seed.expect("seed"), shoot.expect("shoot"));
+    let (seed_client, shoot_client) = (seed.client().await.expect("client"), shoot.client().await.expect("client"));
+    control_plane::install_crds(&seed_client, cri_resmgr_testbed::crds::all().expect("CRDs")).await.expect("CRDs");
+    ensure_namespace(&seed_client, DEV_EXTENSION_NAMESPACE).await.expect("extension namespace");
+    let shutdown = CancellationToken::new();
+    let webhook = loopback_webhook_options(seed.dir().join("webhook-certs")).expect("webhook options");
+    let controller = tokio::spawn(gardener_extension_cri_resmgr::commands::controller::run(
+        local_controller_options(webhook),
+        seed_client.clone(),
+        shutdown.clone(),
+    ));
+    wait_for_registration(&seed_client, CONTROLLER_CONFIG_NAME, "controller", &controller).await.expect("registered");
+
+    let mut garden_shoot: GardenShoot = gardener_extension_cri_resmgr::yaml::from_str(
+        &std::fs::read_to_string(cri_resmgr_testbed::repo_root().join("examples/shoot.yaml")).expect("example"),
+    )
+    .expect("example Shoot");
+    let namespace = seed_namespace(&garden_shoot);
+    let shoots = Shoots::default();
+    shoots.insert(&namespace, Shoot::new(shoot_client.clone()));
+    let running = tokio::spawn(ResourceManager::new(seed_client.clone(), shoots).run(shutdown.clone()));
+    let gardenlet = Gardenlet::new(seed_client.clone()).expect("gardenlet");
+
+    let extensions: Api<Extension> = Api::namespaced(seed_client.clone(), &namespace);
+    let oscs: Api<OperatingSystemConfig> = Api::namespaced(seed_client.clone(), &namespace);
+    let config_maps: Api<ConfigMap> = Api::namespaced(shoot_client.clone(), "kube-system");
+    let daemonsets: Api<DaemonSet> = Api::namespaced(shoot_client.clone(), "kube-system");
+    let mrs: Api<ManagedResource> = Api::namespaced(seed_client.clone(), &namespace);
+    let pool = garden_shoot.spec.provider.workers[0].name.clone();
+    let has_unit = |osc: OperatingSystemConfig| osc.spec.units.iter().any(|unit| unit.name == UNIT_NAME);
+
+    // Enable: ready Extension, agent in the shoot on the pool's node, cri-resmgr in the pool's reconcile OSC.
+    gardenlet.reconcile(&garden_shoot, &shoot_client).await.expect("shoot reconcile with the extension");
+    assert!(extensions.get_opt(EXTENSION_TYPE).await.expect("get").is_some());
+    assert!(config_maps.get_opt("cri-resmgr-config.default").await.expect("get").is_some(), "agent config shipped");
+    let reconcile_osc = osc_name(&pool, &OscPurpose::Reconcile);
+    assert!(has_unit(oscs.get(&reconcile_osc).await.expect("reconcile OSC")), "the webhook added cri-resmgr");
+    eventually("the agent runs on the pool's node", || async {
+        let status = daemonsets.get("cri-resmgr-agent").await.ok()?.status?;
+        (status.number_ready == 1).then_some(())
+    })
+    .await;
+
+    // Disable: the Extension goes (after the cleaner), the OSC comes back without cri-resmgr, the shoot is clean.
+    let enabled = garden_shoot.spec.extensions.clone();
+    garden_shoot.spec.extensions.clear();
+    gardenlet.reconcile(&garden_shoot, &shoot_client).await.expect("shoot reconcile without the extension");
+    assert!(extensions.get_opt(EXTENSION_TYPE).await.expect("get").is_none(), "the Extension is gone");
+    assert!(!has_unit(oscs.get(&reconcile_osc).await.expect("reconcile OSC")), "no cri-resmgr in the OSC");
+    assert!(config_maps.get_opt("cri-resmgr-config.default").await.expect("get").is_none(), "agent config gone");
+    assert!(daemonsets.get_opt("cri-resmgr-cleaner").await.expect("get").is_none(), "the cleaner is gone too");
+    assert!(mrs.list(&Default::default()).await.expect("list").items.is_empty(), "no ManagedResource left");
+
+    // Enable again, then delete the shoot: everything of the extension goes.
+    garden_shoot.spec.extensions = enabled;
+    gardenlet.reconcile(&garden_shoot, &shoot_client).await.expect("shoot reconcile with the extension again");
+    assert!(config_maps.get_opt("cri-resmgr-config.default").await.expect("get").is_some(), "shipped again");
+    gardenlet.delete(&garden_shoot, &shoot_client).await.expect("shoot deletion");
+    assert!(extensions.get_opt(EXTENSION_TYPE).await.expect("get").is_none());
+    assert!(mrs.list(&Default::default()).await.expect("list").items.is_empty(), "no ManagedResource left");
+    let secrets: Api<Secret> = Api::namespaced(seed_client.clone(), &namespace);
+    let left: Vec<String> = secrets
+        .list(&Default::default())
+        .await
+        .expect("list")
+        .items
+        .into_iter()
+        .filter_map(|s| s.metadata.name)
+        .collect();
+    assert!(left.is_empty(), "no ManagedResource Secret left: {left:?}");
+
+    shutdown.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(15), controller).await;
+    let _ = tokio::time::timeout(Duration::from_secs(10), running).await;
+}

@@ -124,27 +124,37 @@ impl Shoot {
     }
 }
 
-/// Which shoot each seed namespace (`shoot--<project>--<name>`) belongs to; namespaces without one are left alone.
+/// Which shoot each seed namespace (`shoot--<project>--<name>`) belongs to; namespaces without one are left alone,
+/// unless there is a shoot for every namespace (`make dev`, whose one apiserver plays seed and shoot).
 #[derive(Clone, Default)]
-pub struct Shoots(Arc<RwLock<BTreeMap<String, Shoot>>>);
+pub struct Shoots {
+    by_namespace: Arc<RwLock<BTreeMap<String, Shoot>>>,
+    every_other: Option<Shoot>,
+}
 
 impl Shoots {
+    /// The ManagedResources of every namespace go to `shoot`, unless [`Shoots::insert`] says otherwise.
+    pub fn everywhere(shoot: Shoot) -> Self {
+        Shoots { by_namespace: Arc::default(), every_other: Some(shoot) }
+    }
+
     /// The ManagedResources of `namespace` go to `shoot` from now on.
     pub fn insert(&self, namespace: &str, shoot: Shoot) {
-        if let Ok(mut shoots) = self.0.write() {
+        if let Ok(mut shoots) = self.by_namespace.write() {
             shoots.insert(namespace.to_string(), shoot);
         }
     }
 
     /// The ManagedResources of `namespace` are no longer served.
     pub fn remove(&self, namespace: &str) {
-        if let Ok(mut shoots) = self.0.write() {
+        if let Ok(mut shoots) = self.by_namespace.write() {
             shoots.remove(namespace);
         }
     }
 
     fn get(&self, namespace: &str) -> Option<Shoot> {
-        self.0.read().ok().and_then(|shoots| shoots.get(namespace).cloned())
+        let found = self.by_namespace.read().ok().and_then(|shoots| shoots.get(namespace).cloned());
+        found.or_else(|| self.every_other.clone())
     }
 }
 

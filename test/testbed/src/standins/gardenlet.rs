@@ -1,0 +1,444 @@
+//! Stand-in for gardenlet's part of a shoot's life, as far as an extension of kind `Extension` sees it, plus the
+//! machines of the shoot's worker pools (one Node per pool in the shoot apiserver; machine-controller-manager's
+//! job, which gardenlet's Worker step drives).
+//!
+//! What it writes into the seed, in gardenlet's order (`pkg/gardenlet/operation/botanist`, `pkg/component/
+//! extensions`):
+//! - the shoot's namespace `shoot--<project>--<name>`, labelled `gardener.cloud/role: shoot` and
+//!   `extensions.gardener.cloud/<type>: "true"` per enabled extension type (what the OSC webhook's namespace
+//!   selector matches);
+//! - the Cluster, with the Shoot embedded (and a CloudProfile and Seed naming themselves);
+//! - per enabled extension: the Extension named after its type, `providerConfig` copied verbatim, annotated
+//!   `gardener.cloud/operation: reconcile` with a `gardener.cloud/timestamp`, then waited for until ready
+//!   (`CheckExtensionObject`); an extension no longer enabled is deleted (confirmation annotation first) while the
+//!   worker pools' OSCs are written, and waited for until gone;
+//! - per worker pool: the `reconcile` and `provision` OperatingSystemConfigs, rewritten on every shoot reconcile
+//!   (with a fresh timestamp), so that the extensions' OSC webhooks judge them again.
+//!
+//! Shoot deletion: the Cluster gets the Shoot's deletion timestamp, the machines go (Worker deletion), then the
+//! Extensions are deleted and waited for, then the OSCs and the Cluster.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use gardener_extension_cri_resmgr::apis::core::Shoot;
+use gardener_extension_cri_resmgr::apis::extensions::{
+    Cluster, ClusterSpec, Extension, ExtensionSpec, OperatingSystemConfig, OscPurpose,
+};
+use gardener_extension_cri_resmgr::constants::{
+    ANNOTATION_OPERATION, ANNOTATION_TIMESTAMP, EXTENSION_TYPE, LABEL_WORKER_POOL, OPERATION_RECONCILE,
+};
+use gardener_extension_cri_resmgr::contract::status::readiness;
+use k8s_openapi::api::core::v1::{Namespace, Node};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
+use serde_json::json;
+
+/// Label of a shoot's seed namespace: its role.
+pub const LABEL_ROLE: &str = "gardener.cloud/role";
+/// The value of [`LABEL_ROLE`] for shoot namespaces.
+pub const ROLE_SHOOT: &str = "shoot";
+/// gardenlet's namespace label per enabled extension type: `extensions.gardener.cloud/<type>`.
+pub const NAMESPACE_EXTENSION_LABEL_PREFIX: &str = "extensions.gardener.cloud/";
+/// gardenlet sets this before it deletes an extension object; extensions' webhooks may refuse deletions without it.
+pub const ANNOTATION_CONFIRM_DELETION: &str = "confirmation.gardener.cloud/deletion";
+/// Where the OSCs' common content comes from: the reconcile OSC of the kubelet component, with a kubelet unit and
+/// config, as gardenlet writes it.
+pub const OSC_TEMPLATE: &str = "test/fixtures/osc/reconcile.yaml";
+/// The field manager of the stand-in's writes.
+pub const FIELD_MANAGER: &str = "gardenlet";
+/// How long gardenlet waits for an Extension to be ready or gone (Gardener's default for Extensions: 3 minutes).
+pub const EXTENSION_TIMEOUT: Duration = Duration::from_secs(180);
+const POLL: Duration = Duration::from_millis(500);
+
+/// What can go wrong in the stand-in's flows.
+#[derive(Debug, thiserror::Error)]
+pub enum GardenletError {
+    #[error("cannot {action}: {source}")]
+    Kube {
+        action: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("{what} within {timeout:?}; last seen: {last}")]
+    Timeout { what: String, timeout: Duration, last: String },
+    #[error("OSC template {path}: {detail}")]
+    Template { path: String, detail: String },
+}
+
+fn kube_err(action: impl Into<String>) -> impl FnOnce(kube::Error) -> GardenletError {
+    let action = action.into();
+    move |source| GardenletError::Kube { action, source }
+}
+
+/// The seed namespace of a Shoot: `shoot--<project>--<name>`, the project being the garden namespace without its
+/// `garden-` prefix (the namespace `garden` is project `garden`).
+pub fn seed_namespace(shoot: &Shoot) -> String {
+    let namespace = shoot.metadata.namespace.as_deref().unwrap_or("garden");
+    let project = namespace.strip_prefix("garden-").unwrap_or(namespace);
+    format!("shoot--{project}--{}", shoot.name_any())
+}
+
+/// The providerConfig of our extension when the Shoot enables it (listed and not `disabled`).
+pub fn enabled_extension(shoot: &Shoot) -> Option<Option<serde_json::Value>> {
+    let (_, extension) = shoot.spec.extension(EXTENSION_TYPE)?;
+    (extension.disabled != Some(true)).then(|| extension.provider_config.clone())
+}
+
+/// The name gardenlet gives a pool's OSC: `gardener-node-agent-<pool>-<hash>-<original|init>`.
+pub fn osc_name(pool: &str, purpose: &OscPurpose) -> String {
+    let hash = &gardener_extension_cri_resmgr::managed_resource::sha256_hex(pool.as_bytes())[..16];
+    let suffix = if *purpose == OscPurpose::Provision { "init" } else { "original" };
+    format!("gardener-node-agent-{pool}-{hash}-{suffix}")
+}
+
+/// The name of the `index`-th machine of a pool.
+pub fn node_name(pool: &str, index: usize) -> String {
+    format!("{pool}-node-{index}")
+}
+
+/// The stand-in, between one garden's Shoots, one seed, and the shoots' apiservers.
+#[derive(Clone)]
+pub struct Gardenlet {
+    seed: kube::Client,
+    osc_template: OperatingSystemConfig,
+}
+
+impl Gardenlet {
+    /// A gardenlet for `seed`, with the OSC template from the repository.
+    pub fn new(seed: kube::Client) -> Result<Self, GardenletError> {
+        let path = crate::repo_root().join(OSC_TEMPLATE);
+        let template_error = |detail: String| GardenletError::Template { path: path.display().to_string(), detail };
+        let text = std::fs::read_to_string(&path).map_err(|e| template_error(e.to_string()))?;
+        let osc_template =
+            gardener_extension_cri_resmgr::yaml::from_str(&text).map_err(|e| template_error(e.to_string()))?;
+        Ok(Gardenlet { seed, osc_template })
+    }
+
+    /// One shoot reconcile: namespace, Cluster, Extension (ready, or deleted when disabled), OSCs, machines.
+    pub async fn reconcile(&self, shoot: &Shoot, machines: &kube::Client) -> Result<(), GardenletError> {
+        let namespace = seed_namespace(shoot);
+        let enabled = enabled_extension(shoot);
+        self.write_namespace(&namespace, enabled.is_some()).await?;
+        self.write_cluster(&namespace, shoot).await?;
+        let extensions: Api<Extension> = Api::namespaced(self.seed.clone(), &namespace);
+        match &enabled {
+            Some(provider_config) => {
+                self.write_extension(&namespace, provider_config.clone()).await?;
+                self.wait_until_ready(&extensions).await?;
+                self.write_oscs(&namespace, shoot).await?;
+            }
+            None => {
+                // A disabled extension is deleted while the OSCs are written: its OSC webhook leaves the pools'
+                // OSCs unmutated from the moment the Extension is being deleted, and its deletion waits for the
+                // nodes to have applied them.
+                let deleting = self.delete_extension(&extensions).await?;
+                self.write_oscs(&namespace, shoot).await?;
+                if deleting {
+                    self.wait_until_gone(&extensions).await?;
+                }
+            }
+        }
+        write_machines(machines, shoot).await
+    }
+
+    /// Shoot deletion as far as extensions see it.
+    pub async fn delete(&self, shoot: &Shoot, machines: &kube::Client) -> Result<(), GardenletError> {
+        let namespace = seed_namespace(shoot);
+        let mut deleting = shoot.clone();
+        deleting.metadata.deletion_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::now()));
+        self.write_cluster(&namespace, &deleting).await?;
+        delete_machines(machines).await?;
+        let extensions: Api<Extension> = Api::namespaced(self.seed.clone(), &namespace);
+        if self.delete_extension(&extensions).await? {
+            self.wait_until_gone(&extensions).await?;
+        }
+        let oscs: Api<OperatingSystemConfig> = Api::namespaced(self.seed.clone(), &namespace);
+        for osc in oscs.list(&ListParams::default()).await.map_err(kube_err("list OSCs"))?.items {
+            ignore_missing(oscs.delete(&osc.name_any(), &DeleteParams::default()).await, "delete an OSC")?;
+        }
+        let clusters: Api<Cluster> = Api::all(self.seed.clone());
+        ignore_missing(clusters.delete(&namespace, &DeleteParams::default()).await, "delete the Cluster")
+    }
+
+    async fn write_namespace(&self, namespace: &str, enabled: bool) -> Result<(), GardenletError> {
+        let api: Api<Namespace> = Api::all(self.seed.clone());
+        let label = format!("{NAMESPACE_EXTENSION_LABEL_PREFIX}{EXTENSION_TYPE}");
+        // A merge patch with `null` removes the label of a disabled extension.
+        let value = if enabled { json!("true") } else { serde_json::Value::Null };
+        match api.get_opt(namespace).await.map_err(kube_err("read the shoot namespace"))? {
+            None => {
+                let mut labels = BTreeMap::from([(LABEL_ROLE.to_string(), ROLE_SHOOT.to_string())]);
+                if enabled {
+                    labels.insert(label, "true".to_string());
+                }
+                let object = Namespace {
+                    metadata: ObjectMeta {
+                        name: Some(namespace.to_string()),
+                        labels: Some(labels),
+                        ..ObjectMeta::default()
+                    },
+                    ..Namespace::default()
+                };
+                api.create(&PostParams::default(), &object).await.map_err(kube_err("create the shoot namespace"))?;
+            }
+            Some(_) => {
+                let patch = json!({"metadata": {"labels": {LABEL_ROLE: ROLE_SHOOT, label: value}}});
+                api.patch(namespace, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                    .map_err(kube_err("label the shoot namespace"))?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn write_cluster(&self, namespace: &str, shoot: &Shoot) -> Result<(), GardenletError> {
+        let mut embedded = shoot.clone();
+        embedded.metadata.managed_fields = None;
+        embedded.metadata.resource_version = None;
+        let cluster = Cluster {
+            metadata: ObjectMeta { name: Some(namespace.to_string()), ..ObjectMeta::default() },
+            spec: ClusterSpec {
+                shoot: embedded,
+                cloud_profile: json!({"apiVersion": "core.gardener.cloud/v1beta1", "kind": "CloudProfile", "metadata": {"name": "local"}}),
+                seed: Some(
+                    json!({"apiVersion": "core.gardener.cloud/v1beta1", "kind": "Seed", "metadata": {"name": "local"}}),
+                ),
+            },
+        };
+        let api: Api<Cluster> = Api::all(self.seed.clone());
+        api.patch(namespace, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&cluster))
+            .await
+            .map_err(kube_err("write the Cluster"))?;
+        Ok(())
+    }
+
+    async fn write_extension(
+        &self,
+        namespace: &str,
+        provider_config: Option<serde_json::Value>,
+    ) -> Result<(), GardenletError> {
+        let extension = Extension {
+            metadata: ObjectMeta {
+                name: Some(EXTENSION_TYPE.to_string()),
+                namespace: Some(namespace.to_string()),
+                annotations: Some(operation_annotations(OPERATION_RECONCILE)),
+                ..ObjectMeta::default()
+            },
+            spec: ExtensionSpec { type_: EXTENSION_TYPE.to_string(), class: None, provider_config },
+            status: None,
+        };
+        let api: Api<Extension> = Api::namespaced(self.seed.clone(), namespace);
+        api.patch(EXTENSION_TYPE, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&extension))
+            .await
+            .map_err(kube_err("write the Extension"))?;
+        Ok(())
+    }
+
+    /// Confirms and requests the deletion; whether there was an Extension to delete.
+    async fn delete_extension(&self, api: &Api<Extension>) -> Result<bool, GardenletError> {
+        if api.get_opt(EXTENSION_TYPE).await.map_err(kube_err("read the Extension"))?.is_none() {
+            return Ok(false);
+        }
+        let patch = json!({"metadata": {"annotations": {
+            ANNOTATION_CONFIRM_DELETION: "true",
+            ANNOTATION_TIMESTAMP: now_rfc3339(),
+        }}});
+        ignore_missing(
+            api.patch(EXTENSION_TYPE, &PatchParams::default(), &Patch::Merge(&patch)).await,
+            "confirm the Extension's deletion",
+        )?;
+        ignore_missing(api.delete(EXTENSION_TYPE, &DeleteParams::default()).await, "delete the Extension")?;
+        Ok(true)
+    }
+
+    async fn wait_until_ready(&self, api: &Api<Extension>) -> Result<(), GardenletError> {
+        let deadline = tokio::time::Instant::now() + EXTENSION_TIMEOUT;
+        loop {
+            let last = match api.get_opt(EXTENSION_TYPE).await {
+                Ok(Some(extension)) => match readiness(&extension) {
+                    Ok(()) => return Ok(()),
+                    Err(why) => why,
+                },
+                Ok(None) => "the Extension is gone".to_string(),
+                // The seed's apiserver may be restarting; gardenlet keeps polling too.
+                Err(error) => error.to_string(),
+            };
+            if tokio::time::Instant::now() > deadline {
+                return Err(GardenletError::Timeout {
+                    what: "the Extension was not ready".to_string(),
+                    timeout: EXTENSION_TIMEOUT,
+                    last,
+                });
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    async fn wait_until_gone(&self, api: &Api<Extension>) -> Result<(), GardenletError> {
+        let deadline = tokio::time::Instant::now() + EXTENSION_TIMEOUT;
+        loop {
+            let last = match api.get_opt(EXTENSION_TYPE).await {
+                Ok(None) => return Ok(()),
+                Ok(Some(extension)) => {
+                    let status = extension.status.unwrap_or_default();
+                    let operation = status.last_operation.map(|op| op.description).unwrap_or_default();
+                    let error =
+                        status.last_error.map(|e| format!(" (last error: {})", e.description)).unwrap_or_default();
+                    format!("{operation}{error}")
+                }
+                Err(error) => error.to_string(),
+            };
+            if tokio::time::Instant::now() > deadline {
+                return Err(GardenletError::Timeout {
+                    what: "the Extension was not deleted".to_string(),
+                    timeout: EXTENSION_TIMEOUT,
+                    last,
+                });
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Writes the `reconcile` and `provision` OSC of every worker pool, and removes those of pools that are gone.
+    async fn write_oscs(&self, namespace: &str, shoot: &Shoot) -> Result<(), GardenletError> {
+        let api: Api<OperatingSystemConfig> = Api::namespaced(self.seed.clone(), namespace);
+        let mut wanted = Vec::new();
+        for worker in &shoot.spec.provider.workers {
+            for purpose in [OscPurpose::Reconcile, OscPurpose::Provision] {
+                let osc = self.osc_for(namespace, &worker.name, purpose);
+                let name = osc.name_any();
+                // Replaced as a whole with a fresh timestamp, as gardenlet's deploy does: the webhooks judge it anew.
+                match api.get_opt(&name).await.map_err(kube_err("read an OSC"))? {
+                    None => {
+                        api.create(&PostParams::default(), &osc).await.map_err(kube_err("create an OSC"))?;
+                    }
+                    Some(existing) => {
+                        let mut replaced = osc.clone();
+                        replaced.metadata.resource_version = existing.metadata.resource_version;
+                        api.replace(&name, &PostParams::default(), &replaced)
+                            .await
+                            .map_err(kube_err("update an OSC"))?;
+                    }
+                }
+                wanted.push(name);
+            }
+        }
+        for stale in api.list(&ListParams::default()).await.map_err(kube_err("list OSCs"))?.items {
+            if !wanted.contains(&stale.name_any()) {
+                ignore_missing(api.delete(&stale.name_any(), &DeleteParams::default()).await, "delete a stale OSC")?;
+            }
+        }
+        Ok(())
+    }
+
+    fn osc_for(&self, namespace: &str, pool: &str, purpose: OscPurpose) -> OperatingSystemConfig {
+        let mut osc = self.osc_template.clone();
+        osc.metadata = ObjectMeta {
+            name: Some(osc_name(pool, &purpose)),
+            namespace: Some(namespace.to_string()),
+            labels: Some(BTreeMap::from([(LABEL_WORKER_POOL.to_string(), pool.to_string())])),
+            annotations: Some(operation_annotations(OPERATION_RECONCILE)),
+            ..ObjectMeta::default()
+        };
+        osc.spec.purpose = purpose;
+        osc.status = None;
+        osc
+    }
+}
+
+fn operation_annotations(operation: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (ANNOTATION_OPERATION.to_string(), operation.to_string()),
+        (ANNOTATION_TIMESTAMP.to_string(), now_rfc3339()),
+    ])
+}
+
+fn now_rfc3339() -> String {
+    k8s_openapi::jiff::Timestamp::now().to_string()
+}
+
+fn ignore_missing<T>(result: Result<T, kube::Error>, action: &str) -> Result<(), GardenletError> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(error) => Err(kube_err(action)(error)),
+    }
+}
+
+/// The machines of a running shoot: one Node per worker pool, labelled with its pool and the pool's labels; none
+/// while hibernated.
+async fn write_machines(machines: &kube::Client, shoot: &Shoot) -> Result<(), GardenletError> {
+    if shoot.spec.is_hibernated() {
+        return delete_machines(machines).await;
+    }
+    let api: Api<Node> = Api::all(machines.clone());
+    let mut wanted = Vec::new();
+    for worker in &shoot.spec.provider.workers {
+        let mut labels = worker.labels.clone().unwrap_or_default();
+        labels.insert(LABEL_WORKER_POOL.to_string(), worker.name.clone());
+        let name = node_name(&worker.name, 0);
+        let node = Node {
+            metadata: ObjectMeta { name: Some(name.clone()), labels: Some(labels), ..ObjectMeta::default() },
+            ..Node::default()
+        };
+        api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&node))
+            .await
+            .map_err(kube_err("write a Node"))?;
+        wanted.push(name);
+    }
+    for node in api.list(&ListParams::default()).await.map_err(kube_err("list Nodes"))?.items {
+        if !wanted.contains(&node.name_any()) {
+            ignore_missing(api.delete(&node.name_any(), &DeleteParams::default()).await, "delete a Node")?;
+        }
+    }
+    Ok(())
+}
+
+async fn delete_machines(machines: &kube::Client) -> Result<(), GardenletError> {
+    let api: Api<Node> = Api::all(machines.clone());
+    for node in api.list(&ListParams::default()).await.map_err(kube_err("list Nodes"))?.items {
+        ignore_missing(api.delete(&node.name_any(), &DeleteParams::default()).await, "delete a Node")?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shoot(namespace: &str, name: &str) -> Shoot {
+        let mut shoot = Shoot::default();
+        shoot.metadata.namespace = Some(namespace.to_string());
+        shoot.metadata.name = Some(name.to_string());
+        shoot
+    }
+
+    #[test]
+    fn seed_namespaces_are_named_after_project_and_shoot() {
+        assert_eq!(seed_namespace(&shoot("garden-dev", "local")), "shoot--dev--local");
+        assert_eq!(seed_namespace(&shoot("garden", "root")), "shoot--garden--root");
+    }
+
+    #[test]
+    fn osc_names_differ_by_purpose_and_pool() {
+        let reconcile = osc_name("cpu", &OscPurpose::Reconcile);
+        assert!(reconcile.starts_with("gardener-node-agent-cpu-") && reconcile.ends_with("-original"), "{reconcile}");
+        assert!(osc_name("cpu", &OscPurpose::Provision).ends_with("-init"));
+        assert_ne!(osc_name("cpu", &OscPurpose::Reconcile), osc_name("gpu", &OscPurpose::Reconcile));
+    }
+
+    #[test]
+    fn an_extension_is_enabled_when_listed_and_not_disabled() {
+        let mut enabled: Shoot = gardener_extension_cri_resmgr::yaml::from_str(
+            &std::fs::read_to_string(crate::repo_root().join("examples/shoot.yaml")).expect("example Shoot"),
+        )
+        .expect("decode");
+        assert!(enabled_extension(&enabled).is_some_and(|config| config.is_some()), "providerConfig copied");
+        enabled.spec.extensions[0].disabled = Some(true);
+        assert!(enabled_extension(&enabled).is_none());
+        enabled.spec.extensions.clear();
+        assert!(enabled_extension(&enabled).is_none());
+    }
+}

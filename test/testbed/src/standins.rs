@@ -5,8 +5,10 @@
 //!
 //! - [`resource_manager`]: gardener-resource-manager's ManagedResource controller and Secret garbage collector.
 //! - [`gardenlet`]: gardenlet's shoot reconcile and deletion as extensions see them, and the shoot's machines.
+//! - [`node_agent`]: gardener-node-agent on machines that are directory trees, and the node cleaner's pod there.
 //! - [`kubelet`]: the DaemonSet status the shoot's kubelets and DaemonSet controller would report.
 
 pub mod gardenlet;
 pub mod kubelet;
+pub mod node_agent;
 pub mod resource_manager;

@@ -202,9 +202,13 @@ async fn gardenlet_enables_disables_and_deletes_the_extension_with_the_real_cont
         DEV_EXTENSION_NAMESPACE, ensure_namespace, local_controller_options, loopback_webhook_options,
         wait_for_registration,
     };
-    use cri_resmgr_testbed::standins::gardenlet::{Gardenlet, osc_name, seed_namespace};
+    use cri_resmgr_testbed::standins::gardenlet::{Gardenlet, node_name, osc_name, seed_namespace};
+    use cri_resmgr_testbed::standins::node_agent::{CleanerPods, NodeAgent, on_node};
     use gardener_extension_cri_resmgr::apis::core::Shoot as GardenShoot;
     use gardener_extension_cri_resmgr::apis::extensions::{Extension, OperatingSystemConfig, OscPurpose};
+    use gardener_extension_cri_resmgr::constants::{
+        CONTAINERD_SOCKET_ENDPOINT, NODE_BINARY_PATH, NODE_STATE_DIR, RELAY_SOCKET_ENDPOINT,
+    };
     use gardener_extension_cri_resmgr::constants::{EXTENSION_TYPE, UNIT_NAME};
     use gardener_extension_cri_resmgr::runtime::registration::CONTROLLER_CONFIG_NAME;
 
@@ -230,17 +234,25 @@ async fn gardenlet_enables_disables_and_deletes_the_extension_with_the_real_cont
     )
     .expect("example Shoot");
     let namespace = seed_namespace(&garden_shoot);
+    let pool = garden_shoot.spec.provider.workers[0].name.clone();
+    let node = node_name(&pool, 0);
+    let nodes_dir = tempfile::tempdir().expect("nodes dir");
+    let node_agent = NodeAgent::new(seed_client.clone(), nodes_dir.path().to_path_buf());
+    let root = node_agent.root(&node);
+    let kubelet = Kubelet::with_runner(shoot_client.clone(), Arc::new(CleanerPods { nodes: node_agent.clone() }));
     let shoots = Shoots::default();
-    shoots.insert(&namespace, Shoot::new(shoot_client.clone()));
+    shoots.insert(&namespace, Shoot::with_kubelet(shoot_client.clone(), kubelet));
     let running = tokio::spawn(ResourceManager::new(seed_client.clone(), shoots).run(shutdown.clone()));
     let gardenlet = Gardenlet::new(seed_client.clone()).expect("gardenlet");
+    let machines = vec![(pool.clone(), node.clone())];
+    let node_agent_task =
+        tokio::spawn(node_agent.clone().run(namespace.clone(), machines, Duration::from_millis(300), shutdown.clone()));
 
     let extensions: Api<Extension> = Api::namespaced(seed_client.clone(), &namespace);
     let oscs: Api<OperatingSystemConfig> = Api::namespaced(seed_client.clone(), &namespace);
     let config_maps: Api<ConfigMap> = Api::namespaced(shoot_client.clone(), "kube-system");
     let daemonsets: Api<DaemonSet> = Api::namespaced(shoot_client.clone(), "kube-system");
     let mrs: Api<ManagedResource> = Api::namespaced(seed_client.clone(), &namespace);
-    let pool = garden_shoot.spec.provider.workers[0].name.clone();
     let has_unit = |osc: OperatingSystemConfig| osc.spec.units.iter().any(|unit| unit.name == UNIT_NAME);
 
     // Enable: ready Extension, agent in the shoot on the pool's node, cri-resmgr in the pool's reconcile OSC.
@@ -254,6 +266,10 @@ async fn gardenlet_enables_disables_and_deletes_the_extension_with_the_real_cont
         (status.number_ready == 1).then_some(())
     })
     .await;
+    let report = node_agent.apply(&namespace, &pool, &node).await.expect("the node applies the OSC, units verify");
+    assert_eq!(report.runtime_endpoint.as_deref(), Some(RELAY_SOCKET_ENDPOINT), "kubelet talks to cri-resmgr");
+    assert!(on_node(&root, NODE_BINARY_PATH).exists(), "the binary (a stub naming its image) is on the node");
+    assert!(on_node(&root, NODE_STATE_DIR).exists(), "cri-resmgr ran");
 
     // Disable: the Extension goes (after the cleaner), the OSC comes back without cri-resmgr, the shoot is clean.
     let enabled = garden_shoot.spec.extensions.clone();
@@ -264,6 +280,10 @@ async fn gardenlet_enables_disables_and_deletes_the_extension_with_the_real_cont
     assert!(config_maps.get_opt("cri-resmgr-config.default").await.expect("get").is_none(), "agent config gone");
     assert!(daemonsets.get_opt("cri-resmgr-cleaner").await.expect("get").is_none(), "the cleaner is gone too");
     assert!(mrs.list(&Default::default()).await.expect("list").items.is_empty(), "no ManagedResource left");
+    let report = node_agent.apply(&namespace, &pool, &node).await.expect("the node applies the OSC");
+    assert_eq!(report.runtime_endpoint.as_deref(), Some(CONTAINERD_SOCKET_ENDPOINT), "kubelet restored");
+    assert!(!on_node(&root, NODE_BINARY_PATH).exists(), "no cri-resmgr binary left");
+    assert!(!on_node(&root, NODE_STATE_DIR).exists(), "the cleaner ran");
 
     // Enable again, then delete the shoot: everything of the extension goes.
     garden_shoot.spec.extensions = enabled;
@@ -284,6 +304,7 @@ async fn gardenlet_enables_disables_and_deletes_the_extension_with_the_real_cont
     assert!(left.is_empty(), "no ManagedResource Secret left: {left:?}");
 
     shutdown.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(5), node_agent_task).await;
     let _ = tokio::time::timeout(Duration::from_secs(15), controller).await;
     let _ = tokio::time::timeout(Duration::from_secs(10), running).await;
 }

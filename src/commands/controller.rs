@@ -11,6 +11,7 @@ use crate::runtime::registration::{
 };
 use crate::runtime::server::{WebhookServer, WebhookServerConfig};
 use crate::runtime::serving::{ServingError, WebhookOptions, serve_registered};
+use crate::runtime::stores::{SeedStores, StoreScope};
 use crate::webhook::osc::OscMutator;
 
 /// Options of the `controller` command.
@@ -95,19 +96,21 @@ pub enum ControllerError {
     WebhookTask(#[source] tokio::task::JoinError),
 }
 
-/// Serves the OperatingSystemConfig mutating webhook and keeps its configuration registered until `shutdown`.
+/// Serves the OperatingSystemConfig mutating webhook and keeps its configuration registered until `shutdown`. The
+/// webhook reads from `stores` (whose watches the caller runs); `/readyz` says not-ready until they are synced.
 pub async fn serve_osc_webhook(
     webhook: WebhookOptions,
     client: kube::Client,
-    configmap_namespace: String,
+    stores: SeedStores,
     images: ImageVector,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ControllerError> {
     // The one owner of this process's certificates; it stops when this handle goes out of scope.
     let certificates = webhook.start_certificates(&client).await?;
     let mut server = WebhookServer::new(WebhookServerConfig::new(webhook.webhook_bind_address));
-    let mutator = OscMutator { client: client.clone(), images, configmap_namespace };
-    server.register(PATH_MUTATE_OSC, mutator).map_err(ServingError::from)?;
+    let synced = stores.clone();
+    server.ready_when(move || synced.is_synced());
+    server.register(PATH_MUTATE_OSC, OscMutator { stores, images }).map_err(ServingError::from)?;
     let mode = webhook.client_config_mode()?;
     let register = move |ca_bundle: Vec<u8>| {
         let client = client.clone();
@@ -132,12 +135,19 @@ pub async fn run(
 ) -> Result<(), ControllerError> {
     let images = crate::runtime::inputs::load_image_vector()?;
     let config = options.config();
+    // One set of watches per process feeds the webhook (every replica) and the reconciler (the leader).
+    let scope = StoreScope {
+        configmap_namespace: config.configmap_namespace.clone(),
+        shoot_namespace: config.watch_namespace.clone(),
+    };
+    let (stores, watches) = SeedStores::watch(client.clone(), &scope);
+    let _watches = AbortOnDrop(tokio::spawn(watches));
     // Webhooks are served by every replica, so the apiserver reaches one whichever leads.
     let osc_webhook = options.osc_webhook.then(|| {
         let serve = serve_osc_webhook(
             options.webhook.clone(),
             client.clone(),
-            config.configmap_namespace.clone(),
+            stores.clone(),
             images.clone(),
             shutdown.clone().cancelled_owned(),
         );
@@ -149,7 +159,7 @@ pub async fn run(
             serve.await
         })
     });
-    let result = lead(&options, client, config, images, &shutdown).await;
+    let result = lead(&options, client, stores, config, images, &shutdown).await;
     let Some(webhook) = osc_webhook else { return result };
     shutdown.cancel();
     let webhook_result = match tokio::time::timeout(Duration::from_secs(20), webhook).await {
@@ -172,6 +182,7 @@ pub async fn run(
 async fn lead(
     options: &ControllerOptions,
     client: kube::Client,
+    stores: SeedStores,
     config: ControllerConfig,
     images: ImageVector,
     shutdown: &tokio_util::sync::CancellationToken,
@@ -209,7 +220,7 @@ async fn lead(
     };
 
     let heartbeat = tokio::spawn(heartbeat::run(client.clone(), lease_namespace, heartbeat_interval));
-    let controller = run_controller(client, config, images, shutdown.clone().cancelled_owned());
+    let controller = run_controller(client, stores, config, images, shutdown.clone().cancelled_owned());
     let result = match leadership {
         None => {
             controller.await;
@@ -234,6 +245,15 @@ async fn lead(
     };
     heartbeat.abort();
     result
+}
+
+/// A spawned task that stops when its handle is dropped (the stores' watches end with the command).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 fn default_identity() -> String {

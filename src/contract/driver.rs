@@ -33,6 +33,7 @@ use crate::constants::{
     ANNOTATION_FORCE_DELETION, ANNOTATION_OPERATION, LABEL_ROLE, OPERATION_RECONCILE, OPERATION_RESTORE,
     OPERATION_WAIT_FOR_STATE, ROLE_SHOOT,
 };
+use crate::runtime::stores::SeedStores;
 
 /// The JSON pointer of an object's finalizer list.
 const FINALIZERS: &json_patch::jsonptr::Pointer = json_patch::jsonptr::Pointer::from_static("/metadata/finalizers");
@@ -48,9 +49,10 @@ pub struct DriverConfig {
     pub resync_interval: Duration,
 }
 
-/// The driver: the seed client, its settings and the extension's actuator.
+/// The driver: the seed client, the stores it reads Clusters from, its settings and the extension's actuator.
 pub struct Driver<A> {
     pub client: kube::Client,
+    pub stores: SeedStores,
     pub config: DriverConfig,
     pub actuator: A,
 }
@@ -124,22 +126,22 @@ pub async fn reconcile<A: Actuator>(
         return Ok(Action::await_change());
     }
     let namespace = extension.namespace().unwrap_or_default();
-    let cluster = get_cluster(&driver.client, &namespace).await?;
-    if shoot_failed(&driver.client, &namespace, cluster.as_ref()).await? {
+    let cluster = get_cluster(&driver.stores, &namespace).await?;
+    if shoot_failed(&driver.client, &namespace, cluster.as_deref()).await? {
         tracing::info!(extension = %key(&extension), "the shoot's last operation failed; not acting until it is retried");
         return Ok(Action::await_change());
     }
     let request = Request {
         extension: &extension,
         namespace: &namespace,
-        cluster: cluster.as_ref(),
+        cluster: cluster.as_deref(),
         operation: operation.clone(),
         client: &driver.client,
     };
     let pass = Pass { driver: &driver, extension: &extension, namespace: &namespace, operation };
     match pass.operation {
         LastOperationType::Migrate => pass.migrate(&request).await,
-        LastOperationType::Delete if cluster.as_ref().is_some_and(is_force_deleted) => {
+        LastOperationType::Delete if cluster.as_deref().is_some_and(is_force_deleted) => {
             pass.force_delete(&request).await
         }
         LastOperationType::Delete => pass.delete(&request).await,
@@ -152,9 +154,11 @@ pub fn key(extension: &Extension) -> String {
     format!("{}/{}", extension.namespace().unwrap_or_default(), extension.name_any())
 }
 
-async fn get_cluster<E>(client: &kube::Client, namespace: &str) -> Result<Option<Cluster>, DriverError<E>> {
-    Api::<Cluster>::all(client.clone())
-        .get_opt(namespace)
+/// The Cluster from the watch-backed store (a live read when the store has not seen it): no apiserver round trip
+/// per pass, and no copy of it either.
+async fn get_cluster<E>(stores: &SeedStores, namespace: &str) -> Result<Option<Arc<Cluster>>, DriverError<E>> {
+    stores
+        .cluster(namespace)
         .await
         .map_err(|source| DriverError::ReadCluster { namespace: namespace.to_string(), source })
 }

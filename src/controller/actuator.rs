@@ -19,7 +19,8 @@ use crate::domain::desired::{self, Desired};
 use crate::domain::images::ImageVector;
 use crate::domain::osc::ShootContext;
 use crate::managed_resource;
-use crate::runtime::{error_chain, inputs};
+use crate::runtime::error_chain;
+use crate::runtime::stores::SeedStores;
 
 /// How often a waiting operation looks again.
 const WAIT_REQUEUE: Duration = Duration::from_secs(2);
@@ -38,10 +39,10 @@ fn failed<E: Into<ReconcileError>>(description: &'static str) -> impl FnOnce(E) 
     move |error| Failure::new(description, error)
 }
 
-/// The cri-resmgr actuator: the seed client, where the operator's base configs live, and the images.
+/// The cri-resmgr actuator: the seed client, the stores the operator's base configs are read from, and the images.
 pub struct CriResmgrActuator {
     pub client: kube::Client,
-    pub configmap_namespace: String,
+    pub stores: SeedStores,
     pub images: ImageVector,
 }
 
@@ -151,7 +152,7 @@ impl CriResmgrActuator {
         let cluster = request
             .cluster
             .ok_or_else(|| ReconcileError::MissingCluster { namespace: request.namespace.to_string() })?;
-        let base = inputs::fetch_base_configs(&self.client, &self.configmap_namespace).await?;
+        let base = self.stores.base_configs().await?;
         let provider_config = request.extension.spec.provider_config.as_ref();
         Ok(desired::compute(&cluster.spec.shoot, provider_config, &base, &self.images)?)
     }

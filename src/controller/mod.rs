@@ -35,6 +35,7 @@ use crate::contract::{Driver, DriverConfig, DriverError};
 use crate::domain::desired::DesiredError;
 use crate::domain::images::ImageVector;
 use crate::runtime::inputs::PlanError;
+use crate::runtime::stores::SeedStores;
 
 /// Settings of the controller.
 #[derive(Debug, Clone)]
@@ -148,6 +149,7 @@ fn error_policy(extension: Arc<Extension>, error: &DriverError<ReconcileError>, 
 /// Runs the controller (reconciler, health check) until `shutdown` resolves.
 pub async fn run_controller(
     client: kube::Client,
+    stores: SeedStores,
     config: ControllerConfig,
     images: ImageVector,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
@@ -195,12 +197,13 @@ pub async fn run_controller(
     let health = tokio::spawn(health::run(client.clone(), config.health_check_interval, store.clone()));
     let driver = Arc::new(Driver {
         client: client.clone(),
+        stores: stores.clone(),
         config: DriverConfig {
             responsibility: RESPONSIBILITY,
             finalizer: FINALIZER,
             resync_interval: config.resync_interval,
         },
-        actuator: CriResmgrActuator { client, configmap_namespace: config.configmap_namespace.clone(), images },
+        actuator: CriResmgrActuator { client, stores, images },
     });
     let error_requeue = config.error_requeue;
     Controller::for_stream(trigger, store)

@@ -13,6 +13,8 @@
 //!   `tokio::sync::watch` channel that the TLS resolver, the registrar and `/readyz` read; nothing polls. Its
 //!   `certs` and `cert_secret` make and check the material (generated, or kept in a shared Secret).
 //! - [`inputs`]: reads of the domain's inputs (base configs, image vector override).
+//! - [`stores`]: watch-backed stores of the seed objects the OSC webhook and the reconciler read (Clusters, our
+//!   Extensions, the base configs), so that neither asks the apiserver per call.
 //! - [`signals`]: SIGTERM / Ctrl-C.
 
 pub mod inputs;
@@ -21,6 +23,7 @@ pub mod review;
 pub mod server;
 pub mod serving;
 pub mod signals;
+pub mod stores;
 pub mod tls;
 
 pub use review::{AdmissionHandler, DynamicAdmissionRequest};

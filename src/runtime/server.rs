@@ -77,7 +77,8 @@ pub const ADMISSION_THREAD_STACK_BYTES: usize = 256 * 1024 * 1024;
 
 /// Liveness endpoint: 200 while the process serves.
 pub const HEALTHZ_PATH: &str = "/healthz";
-/// Readiness endpoint: 200 once the TLS material is loaded, 503 before that and after shutdown began.
+/// Readiness endpoint: 200 once the TLS material is loaded and every check given to
+/// [`WebhookServer::ready_when`] holds, 503 before that and after shutdown began.
 pub const READYZ_PATH: &str = "/readyz";
 
 /// Settings of a [`WebhookServer`]. [`WebhookServerConfig::new`] fills in the defaults.
@@ -148,12 +149,16 @@ pub enum ServerError {
 pub struct WebhookServer {
     config: WebhookServerConfig,
     handlers: BTreeMap<String, Arc<dyn DynHandler>>,
+    readiness_checks: Vec<ReadinessCheck>,
 }
+
+/// A condition `/readyz` requires besides loaded certificates (e.g. "the stores the handlers read are synced").
+pub type ReadinessCheck = Arc<dyn Fn() -> bool + Send + Sync>;
 
 impl WebhookServer {
     /// A server without handlers; add them with [`WebhookServer::register`].
     pub fn new(config: WebhookServerConfig) -> Self {
-        Self { config, handlers: BTreeMap::new() }
+        Self { config, handlers: BTreeMap::new(), readiness_checks: Vec::new() }
     }
 
     /// Serves `handler` on `path` (POST), e.g. `/webhooks/validate-shoot`.
@@ -178,6 +183,11 @@ impl WebhookServer {
         Ok(())
     }
 
+    /// `/readyz` reports ready only while `check` holds too (it is called on every probe, so it must be cheap).
+    pub fn ready_when(&mut self, check: impl Fn() -> bool + Send + Sync + 'static) {
+        self.readiness_checks.push(Arc::new(check));
+    }
+
     /// The registered handler paths, sorted.
     pub fn paths(&self) -> impl Iterator<Item = &str> {
         self.handlers.keys().map(String::as_str)
@@ -198,7 +208,14 @@ impl WebhookServer {
         let local_addr = listener.local_addr().map_err(|source| ServerError::Bind { address, source })?;
         let listener = listener.into_std().map_err(|source| ServerError::Bind { address, source })?;
         info!(address = %local_addr, paths = ?self.handlers.keys().collect::<Vec<_>>(), "webhook server listening");
-        Ok(BoundWebhookServer { config: self.config, handlers: self.handlers, listener, local_addr, tls })
+        Ok(BoundWebhookServer {
+            config: self.config,
+            handlers: self.handlers,
+            readiness_checks: self.readiness_checks,
+            listener,
+            local_addr,
+            tls,
+        })
     }
 
     /// [`bind`](Self::bind) and [`serve`](BoundWebhookServer::serve) in one step.
@@ -215,6 +232,7 @@ impl WebhookServer {
 pub struct BoundWebhookServer {
     config: WebhookServerConfig,
     handlers: BTreeMap<String, Arc<dyn DynHandler>>,
+    readiness_checks: Vec<ReadinessCheck>,
     listener: std::net::TcpListener,
     local_addr: SocketAddr,
     tls: ServingTls,
@@ -236,11 +254,15 @@ impl BoundWebhookServer {
     /// Serves until `shutdown` completes, then stops accepting connections, lets in-flight requests
     /// finish (up to [`WebhookServerConfig::shutdown_grace`]) and returns.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
-        let Self { config, handlers, listener, local_addr, tls } = self;
+        let Self { config, handlers, readiness_checks, listener, local_addr, tls } = self;
         let ServingTls { certificates, server_config } = tls;
         let tls = RustlsConfig::from_config(Arc::new(server_config));
         let ready = Arc::new(AtomicBool::new(true));
-        let router = router(&config, &handlers, Readiness { serving: ready.clone(), certificates });
+        let router = router(
+            &config,
+            &handlers,
+            Readiness { serving: ready.clone(), certificates, checks: readiness_checks.into() },
+        );
 
         let handle: Handle<SocketAddr> = Handle::new();
         let shutdown_task = AbortOnDrop(tokio::spawn({
@@ -272,16 +294,20 @@ impl BoundWebhookServer {
     }
 }
 
-/// What `/readyz` answers from: ready while serving (not shutting down) and certificate material is loaded.
+/// What `/readyz` answers from: ready while serving (not shutting down), certificate material is loaded and every
+/// check holds.
 #[derive(Clone)]
 struct Readiness {
     serving: Arc<AtomicBool>,
     certificates: CertReceiver,
+    checks: Arc<[ReadinessCheck]>,
 }
 
 impl Readiness {
     fn is_ready(&self) -> bool {
-        self.serving.load(Ordering::SeqCst) && self.certificates.borrow().current().is_some()
+        self.serving.load(Ordering::SeqCst)
+            && self.certificates.borrow().current().is_some()
+            && self.checks.iter().all(|check| check())
     }
 }
 

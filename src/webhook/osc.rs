@@ -4,45 +4,41 @@
 //! [`crate::domain::osc::desired_osc`], the function the reconciler and `render` use too.
 
 use kube::Resource;
-use kube::api::Api;
 use kube::core::admission::{AdmissionResponse, Operation};
 
-use crate::apis::extensions::{Cluster, Extension, OperatingSystemConfig};
+use crate::apis::extensions::OperatingSystemConfig;
 use crate::constants::EXTENSION_TYPE;
 use crate::domain::desired;
 use crate::domain::images::ImageVector;
 use crate::domain::node::should_mutate;
 use crate::domain::osc::{ShootContext, desired_osc};
-use crate::runtime::inputs::{self, PlanError};
+use crate::runtime::inputs::PlanError;
+use crate::runtime::stores::SeedStores;
 use crate::runtime::{AdmissionHandler, DynamicAdmissionRequest};
 
-/// Reads the Cluster, the Extension and the base configs of a shoot namespace and computes the plan.
-/// `Ok(None)` when there is no Cluster (not a shoot namespace we can judge).
+/// The Cluster, the Extension and the base configs of a shoot namespace (from the process's watch-backed stores)
+/// and the plan they make. `Ok(None)` when there is no Cluster (not a shoot namespace we can judge).
 pub async fn shoot_context(
-    client: &kube::Client,
+    stores: &SeedStores,
     namespace: &str,
-    configmap_namespace: &str,
     images: &ImageVector,
 ) -> Result<Option<ShootContext>, PlanError> {
     let kube_err = |action: String| move |source| PlanError::Kube { action, source };
-    let Some(cluster) = Api::<Cluster>::all(client.clone())
-        .get_opt(namespace)
-        .await
-        .map_err(kube_err(format!("reading Cluster {namespace}")))?
+    let Some(cluster) = stores.cluster(namespace).await.map_err(kube_err(format!("reading Cluster {namespace}")))?
     else {
         return Ok(None);
     };
-    let extension = Api::<Extension>::namespaced(client.clone(), namespace)
-        .get_opt(EXTENSION_TYPE)
+    let extension = stores
+        .extension(namespace)
         .await
         .map_err(kube_err(format!("reading Extension {namespace}/{EXTENSION_TYPE}")))?;
     // Once the Extension goes, cri-resmgr goes from the nodes: the OSC comes back without our additions.
     let Some(extension) = extension.filter(|e| e.metadata.deletion_timestamp.is_none()) else {
-        return Ok(Some(ShootContext { shoot: cluster.spec.shoot, desired: None }));
+        return Ok(Some(ShootContext { shoot: cluster.spec.shoot.clone(), desired: None }));
     };
-    let base = inputs::fetch_base_configs(client, configmap_namespace).await?;
+    let base = stores.base_configs().await?;
     let desired = desired::compute(&cluster.spec.shoot, extension.spec.provider_config.as_ref(), &base, images)?;
-    Ok(Some(ShootContext { shoot: cluster.spec.shoot, desired: Some(desired) }))
+    Ok(Some(ShootContext { shoot: cluster.spec.shoot.clone(), desired: Some(desired) }))
 }
 
 /// Why an OperatingSystemConfig is denied; the text is what gardenlet sees (and retries on).
@@ -64,9 +60,9 @@ pub enum OscMutationError {
 
 /// The mutating webhook for OperatingSystemConfigs.
 pub struct OscMutator {
-    pub client: kube::Client,
+    /// The seed objects the plan is made from; see [`crate::runtime::stores`] for what a miss means.
+    pub stores: SeedStores,
     pub images: ImageVector,
-    pub configmap_namespace: String,
 }
 
 impl OscMutator {
@@ -81,9 +77,7 @@ impl OscMutator {
         }
         let namespace = request.namespace.clone().unwrap_or_default();
         let plan_error = |source| OscMutationError::Plan { namespace: namespace.clone(), source };
-        let context = shoot_context(&self.client, &namespace, &self.configmap_namespace, &self.images)
-            .await
-            .map_err(plan_error)?;
+        let context = shoot_context(&self.stores, &namespace, &self.images).await.map_err(plan_error)?;
         let Some(context) = context else {
             tracing::warn!(namespace, "no Cluster for this namespace; leaving the OperatingSystemConfig alone");
             return Ok(None);

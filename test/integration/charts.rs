@@ -484,7 +484,7 @@ fn seed_values() -> Value {
 
 const SEED_RBAC: &[Rule] = &[
     ("extensions.gardener.cloud", &["extensions", "extensions/status"], &["get", "list", "watch", "patch"], &[]),
-    ("extensions.gardener.cloud", &["clusters"], &["get"], &[]),
+    ("extensions.gardener.cloud", &["clusters"], &["get", "list", "watch"], &[]),
     ("extensions.gardener.cloud", &["operatingsystemconfigs"], &["list", "watch"], &[]),
     ("resources.gardener.cloud", &["managedresources"], &["get", "create", "update", "patch", "delete"], &[]),
     ("", &["secrets"], &["get", "create", "patch", "delete"], &[]),

@@ -10,4 +10,5 @@ mod controller;
 mod gardener_types;
 mod managed_resource;
 mod osc_webhook;
+mod stores;
 mod support;

@@ -13,6 +13,7 @@ use gardener_extension_cri_resmgr::constants::{EXTENSION_TYPE, NAMESPACE_EXTENSI
 use gardener_extension_cri_resmgr::domain::images::ImageVector;
 use gardener_extension_cri_resmgr::runtime::registration::CONTROLLER_CONFIG_NAME;
 use gardener_extension_cri_resmgr::runtime::serving::{WebhookConfigMode, WebhookOptions};
+use gardener_extension_cri_resmgr::runtime::stores::{SeedStores, StoreScope};
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
@@ -44,13 +45,11 @@ fn ensure_osc_webhook() {
                     ..WebhookOptions::default()
                 };
                 let images = ImageVector::embedded().expect("images");
-                controller::serve_osc_webhook(
-                    webhook,
-                    client,
-                    WEBHOOK_CONFIGMAP_NAMESPACE.to_string(),
-                    images,
-                    std::future::pending(),
-                )
+                let scope =
+                    StoreScope { configmap_namespace: WEBHOOK_CONFIGMAP_NAMESPACE.to_string(), shoot_namespace: None };
+                let (stores, watches) = SeedStores::watch(client.clone(), &scope);
+                tokio::spawn(watches);
+                controller::serve_osc_webhook(webhook, client, stores, images, std::future::pending())
             },
         );
     });

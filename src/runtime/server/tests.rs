@@ -120,7 +120,7 @@ fn readiness(serving: bool, loaded: bool) -> Readiness {
         CertState::Pending { problem: None }
     };
     let (_, certificates) = tokio::sync::watch::channel(state);
-    Readiness { serving: Arc::new(AtomicBool::new(serving)), certificates }
+    Readiness { serving: Arc::new(AtomicBool::new(serving)), certificates, checks: Arc::new([]) }
 }
 
 /// A real TLS webhook server on 127.0.0.1:0 with the test handlers, its certificates owned by a directory watch.
@@ -501,6 +501,24 @@ async fn readyz_is_503_until_certificate_material_is_loaded() {
         let request = Request::builder().method("GET").uri(READYZ_PATH).body(Body::empty()).expect("request");
         let response = router.oneshot(request).await.expect("infallible");
         assert_eq!(response.status(), expected, "certificate material loaded: {loaded}");
+    }
+}
+
+#[tokio::test]
+async fn readyz_is_503_while_a_readiness_check_fails() {
+    let server = handlers();
+    let synced = Arc::new(AtomicBool::new(false));
+    let check: ReadinessCheck = {
+        let synced = synced.clone();
+        Arc::new(move || synced.load(std::sync::atomic::Ordering::SeqCst))
+    };
+    for (holds, expected) in [(false, StatusCode::SERVICE_UNAVAILABLE), (true, StatusCode::OK)] {
+        synced.store(holds, std::sync::atomic::Ordering::SeqCst);
+        let readiness = Readiness { checks: Arc::new([check.clone()]), ..readiness(true, true) };
+        let router = router(&server.config, &server.handlers, readiness);
+        let request = Request::builder().method("GET").uri(READYZ_PATH).body(Body::empty()).expect("request");
+        let response = router.oneshot(request).await.expect("infallible");
+        assert_eq!(response.status(), expected, "check holds: {holds}");
     }
 }
 

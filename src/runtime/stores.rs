@@ -1,0 +1,227 @@
+//! Watch-backed stores of the seed objects every OSC admission and every reconcile reads: the shoots' Clusters, the
+//! Extensions of our type and the operator's base-configs ConfigMap. One set of watches per process keeps them
+//! current; readers get the stored object without a round trip to the apiserver.
+//!
+//! What a store has not seen: until the first list of every watch is in ([`SeedStores::is_synced`]), every read
+//! goes to the apiserver, as before the stores existed (the webhook server's `/readyz` also says not-ready until
+//! then, so a Service routes no admission here). Once synced, a Cluster or Extension missing from its store is read
+//! from the apiserver too: a miss is either "there is none" (then the live read says so, and the answer is the same
+//! as before) or a watch event still on its way for an object created a moment ago (then the live read has it). The
+//! base-configs ConfigMap is different: most installations have none, so a miss of that one store is authoritative
+//! (no base configs); a freshly created or changed ConfigMap applies as soon as its watch event arrives, which is
+//! also when the reconciler re-reconciles every Extension for it.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::future::Future;
+use std::sync::Arc;
+
+use futures::{FutureExt as _, StreamExt as _};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::Resource;
+use kube::api::Api;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt as _, watcher};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::apis::extensions::{Cluster, Extension};
+use crate::constants::{BASE_CONFIGS_CONFIG_MAP, EXTENSION_TYPE};
+use crate::domain::configs;
+use crate::domain::desired::DesiredError;
+use crate::runtime::inputs::PlanError;
+
+/// The stores of one process; cheap to clone (every clone reads the same stores).
+#[derive(Clone)]
+pub struct SeedStores {
+    client: kube::Client,
+    configmap_namespace: String,
+    clusters: Store<Cluster>,
+    extensions: Store<Extension>,
+    base_configs: Store<ConfigMap>,
+}
+
+/// Where the stores watch.
+#[derive(Debug, Clone)]
+pub struct StoreScope {
+    /// Namespace of the base-configs ConfigMap (the extension's namespace).
+    pub configmap_namespace: String,
+    /// Only the shoot namespace given (development and tests): its Cluster and Extension; `None` watches all.
+    pub shoot_namespace: Option<String>,
+}
+
+impl SeedStores {
+    /// The stores and the future that keeps them current; the stores stay empty (and every read live) until that
+    /// future runs, and stop following the cluster when it is dropped.
+    pub fn watch(client: kube::Client, scope: &StoreScope) -> (SeedStores, impl Future<Output = ()> + Send + 'static) {
+        let (clusters_api, extensions_api) = match &scope.shoot_namespace {
+            Some(namespace) => (Api::all(client.clone()), Api::namespaced(client.clone(), namespace)),
+            None => (Api::all(client.clone()), Api::all(client.clone())),
+        };
+        // A Cluster is named after its shoot namespace.
+        let clusters_config = match &scope.shoot_namespace {
+            Some(namespace) => named(namespace),
+            None => watcher::Config::default(),
+        };
+        let (clusters, watch_clusters) = reflect(clusters_api, clusters_config, slim_cluster);
+        // gardenlet names the Extension of a shoot after its type; others are never read.
+        let (extensions, watch_extensions) =
+            reflect(extensions_api, named(EXTENSION_TYPE), |extension: &mut Extension| {
+                extension.metadata.managed_fields = None;
+            });
+        let (base_configs, watch_base_configs) = reflect(
+            Api::namespaced(client.clone(), &scope.configmap_namespace),
+            named(BASE_CONFIGS_CONFIG_MAP),
+            |config_map: &mut ConfigMap| config_map.metadata.managed_fields = None,
+        );
+        let stores = SeedStores {
+            client,
+            configmap_namespace: scope.configmap_namespace.clone(),
+            clusters,
+            extensions,
+            base_configs,
+        };
+        let watches = async move {
+            futures::join!(watch_clusters, watch_extensions, watch_base_configs);
+        };
+        (stores, watches)
+    }
+
+    /// Whether every store holds the result of its first list (and so every object that existed then).
+    pub fn is_synced(&self) -> bool {
+        is_ready(&self.clusters) && is_ready(&self.extensions) && is_ready(&self.base_configs)
+    }
+
+    /// Waits until [`is_synced`](Self::is_synced); never returns if the watches do not run.
+    pub async fn synced(&self) {
+        // A store's readiness only fails when its writer is gone, i.e. the watches stopped: then never.
+        for ready in [
+            self.clusters.wait_until_ready().boxed(),
+            self.extensions.wait_until_ready().boxed(),
+            self.base_configs.wait_until_ready().boxed(),
+        ] {
+            if ready.await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// The Cluster of the shoot namespace `namespace`, if there is one.
+    pub async fn cluster(&self, namespace: &str) -> Result<Option<Arc<Cluster>>, kube::Error> {
+        if let Some(cluster) = self.stored(&self.clusters, ObjectRef::new(namespace)) {
+            return Ok(Some(cluster));
+        }
+        let live = Api::<Cluster>::all(self.client.clone()).get_opt(namespace).await?;
+        Ok(live.map(|mut cluster| {
+            slim_cluster(&mut cluster);
+            Arc::new(cluster)
+        }))
+    }
+
+    /// The Extension of our type in the shoot namespace `namespace`, if there is one.
+    pub async fn extension(&self, namespace: &str) -> Result<Option<Arc<Extension>>, kube::Error> {
+        if let Some(extension) = self.stored(&self.extensions, ObjectRef::new(EXTENSION_TYPE).within(namespace)) {
+            return Ok(Some(extension));
+        }
+        let api = Api::<Extension>::namespaced(self.client.clone(), namespace);
+        Ok(api.get_opt(EXTENSION_TYPE).await?.map(Arc::new))
+    }
+
+    /// The operator's base configs (none without the ConfigMap).
+    pub async fn base_configs(&self) -> Result<BTreeMap<String, String>, PlanError> {
+        let key = ObjectRef::new(BASE_CONFIGS_CONFIG_MAP).within(&self.configmap_namespace);
+        let config_map = if is_ready(&self.base_configs) {
+            // Synced: the store is authoritative for this one object (see the module's documentation).
+            self.base_configs.get(&key)
+        } else {
+            let api = Api::<ConfigMap>::namespaced(self.client.clone(), &self.configmap_namespace);
+            let live = api.get_opt(BASE_CONFIGS_CONFIG_MAP).await.map_err(|source| PlanError::Kube {
+                action: format!("reading ConfigMap {}/{BASE_CONFIGS_CONFIG_MAP}", self.configmap_namespace),
+                source,
+            })?;
+            live.map(Arc::new)
+        };
+        Ok(configs::base_configs(config_map.as_deref()).map_err(DesiredError::Config)?)
+    }
+
+    /// The stored object, once the store is synced; `None` sends the caller to the apiserver.
+    fn stored<K>(&self, store: &Store<K>, key: ObjectRef<K>) -> Option<Arc<K>>
+    where
+        K: Resource<DynamicType = ()> + Clone + 'static,
+    {
+        if is_ready(store) { store.get(&key) } else { None }
+    }
+}
+
+fn is_ready<K>(store: &Store<K>) -> bool
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    // Readiness is set once, by the first complete list; polling it once never waits.
+    matches!(store.wait_until_ready().now_or_never(), Some(Ok(())))
+}
+
+fn named(name: &str) -> watcher::Config {
+    watcher::Config::default().fields(&format!("metadata.name={name}"))
+}
+
+/// A store and the future that fills it from a watch; `slim` drops what no reader needs before an object is kept.
+fn reflect<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    slim: impl FnMut(&mut K) + Send + 'static,
+) -> (Store<K>, impl Future<Output = ()> + Send + 'static)
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    let (store, writer) = reflector::store();
+    let kind = K::kind(&()).into_owned();
+    let watch = watcher(api, config).default_backoff().modify(slim).reflect(writer).for_each(move |event| {
+        if let Err(error) = event {
+            // The backoff retries; the store keeps what it had.
+            tracing::warn!(kind, error = %error, "watch failed; retrying");
+        }
+        std::future::ready(())
+    });
+    (store, watch)
+}
+
+/// A Cluster as the stores keep it: the Shoot, without the CloudProfile and the Seed (no reader needs them, and they
+/// are most of a Cluster's bytes) and without managed fields.
+fn slim_cluster(cluster: &mut Cluster) {
+    cluster.metadata.managed_fields = None;
+    cluster.spec.shoot.metadata.managed_fields = None;
+    cluster.spec.cloud_profile = Value::Null;
+    cluster.spec.seed = None;
+}
+
+#[cfg(test)]
+mod tests {
+    use kube::ResourceExt as _;
+
+    use super::*;
+
+    #[test]
+    fn a_stored_cluster_keeps_the_shoot_and_drops_what_no_reader_needs() {
+        let mut cluster: Cluster = serde_json::from_value(serde_json::json!({
+            "apiVersion": "extensions.gardener.cloud/v1alpha1",
+            "kind": "Cluster",
+            "metadata": {"name": "shoot--p--s", "managedFields": [{"manager": "gardenlet"}]},
+            "spec": {
+                "shoot": {"metadata": {"name": "s", "managedFields": [{"manager": "gardener"}]},
+                          "spec": {"kubernetes": {"version": "1.33.0"}}},
+                "cloudProfile": {"spec": {"machineImages": []}},
+                "seed": {"metadata": {"name": "seed"}}
+            }
+        }))
+        .expect("cluster");
+        let shoot_spec = cluster.spec.shoot.spec.clone();
+        slim_cluster(&mut cluster);
+        assert_eq!(cluster.spec.shoot.spec, shoot_spec);
+        assert_eq!(cluster.spec.cloud_profile, Value::Null);
+        assert_eq!(cluster.spec.seed, None);
+        assert_eq!(cluster.metadata.managed_fields, None);
+        assert_eq!(cluster.spec.shoot.metadata.managed_fields, None);
+        assert_eq!(cluster.name_any(), "shoot--p--s");
+    }
+}

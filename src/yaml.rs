@@ -20,8 +20,10 @@ fn lenient_options() -> serde_saphyr::Options {
 
 /// Decodes one YAML document.
 pub fn from_str<T: DeserializeOwned>(text: &str) -> Result<T, YamlError> {
-    serde_saphyr::from_str_with_options(text, lenient_options())
-        .map_err(|e| YamlError::Decode(plain_words(e.without_snippet()).unwrap_or_else(|| e.to_string())))
+    serde_saphyr::from_str_with_options(text, lenient_options()).map_err(|e| {
+        let limit = lenient_options().alias_limits.max_total_replayed_events;
+        YamlError::Decode(plain_words(e.without_snippet(), limit).unwrap_or_else(|| e.to_string()))
+    })
 }
 
 /// Decodes every document of a multi-document YAML stream, skipping empty documents.
@@ -71,16 +73,25 @@ fn strict_message(error: &serde_saphyr::Error) -> String {
             location.column()
         );
     }
-    if let Some(plain) = plain_words(error) {
+    if let Some(plain) = plain_words(error, STRICT_MAX_REPLAYED_EVENTS) {
         return plain;
     }
     // Collapse whatever layout the library uses into one line.
     error.to_string().split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// The errors whose library text speaks of the library's internals (budgets, API names), in a user's words.
-fn plain_words(error: &serde_saphyr::Error) -> Option<String> {
+/// The errors whose library text speaks of the library's internals (budgets, API names), in a user's words;
+/// `replay_limit` is the alias replay bound the document was decoded with.
+fn plain_words(error: &serde_saphyr::Error, replay_limit: usize) -> Option<String> {
     use serde_saphyr::budget::BudgetBreach;
+    // An error met while replaying an alias comes wrapped with the alias's locations (and maybe a snippet); what
+    // went wrong is the error inside.
+    let mut error = error;
+    while let serde_saphyr::Error::AliasError { error: inner, .. }
+    | serde_saphyr::Error::WithSnippet { error: inner, .. } = error
+    {
+        error = inner;
+    }
     let at = |location: &serde_saphyr::Location| format!(" at line {}, column {}", location.line(), location.column());
     Some(match error {
         serde_saphyr::Error::MultipleDocuments { location, .. } => {
@@ -101,7 +112,7 @@ fn plain_words(error: &serde_saphyr::Error) -> Option<String> {
         | serde_saphyr::Error::AliasExpansionLimitExceeded { .. }
         | serde_saphyr::Error::AliasReplayStackDepthExceeded { .. }
         | serde_saphyr::Error::AliasReplayCounterOverflow { .. } => {
-            format!("aliases (*name) expand to more than {STRICT_MAX_REPLAYED_EVENTS} YAML nodes")
+            format!("aliases (*name) expand to more than {replay_limit} YAML nodes")
         }
         _ => return None,
     })
@@ -139,6 +150,21 @@ mod tests {
                 assert!(!message.contains("budget") && !message.contains("from_str_multiple"), "{message}");
             }
         }
+    }
+
+    #[test]
+    fn an_alias_bomb_is_reported_in_plain_words() {
+        // A "billion laughs": each level of anchors replays the one before ten times. The library reports the breach
+        // wrapped with the alias's locations; the user reads the limit, not the library's counters.
+        let mut laughs = String::from("a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+        for level in 1..=9 {
+            laughs.push_str(&format!("a{level}: &a{level} [{}]\n", vec![format!("*a{}", level - 1); 10].join(", ")));
+        }
+        let message = from_str_strict::<serde_json::Value>(&laughs).expect_err("bounded").to_string();
+        assert_eq!(
+            message,
+            format!("invalid YAML: aliases (*name) expand to more than {STRICT_MAX_REPLAYED_EVENTS} YAML nodes")
+        );
     }
 
     #[test]

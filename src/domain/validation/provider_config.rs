@@ -348,6 +348,12 @@ fn validate_worker_pool_names(names: &[String], path: &FieldPath) -> Vec<FieldEr
 pub fn validate_configs(configs: &BTreeMap<String, String>, path: &FieldPath) -> Result<Configs, Vec<FieldError>> {
     let total = configs.iter().map(|(k, v)| k.len().saturating_add(v.len())).fold(0, usize::saturating_add);
     let mut errors = validate_configs_size(configs.len(), total, path);
+    if !errors.is_empty() {
+        // A map over the limits is refused as a whole. Its entries are not judged one by one: a Shoot can carry
+        // 100,000 of them within the apiserver's request limit, and parsing each would take longer than the
+        // apiserver waits for the webhook's answer (the denial would be lost in a timeout).
+        return Err(errors);
+    }
     let mut typed = Configs::default();
     for (key, text) in configs {
         let key_path = path.key(key);

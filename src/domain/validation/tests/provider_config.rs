@@ -181,6 +181,15 @@ fn total_size_and_entry_count_are_limited() {
         map.insert(format!("node.n{i}"), Value::String("policy:\n  Active: none\n".into()));
     }
     assert_eq!(check(json!({ "configs": map })), [format!("{P}.configs: Too many: 65: must have at most 64 items")]);
+
+    // A map over the limits is refused as a whole, without judging (parsing) its entries one by one: a hostile Shoot
+    // may carry 100,000 of them, more than can be parsed before the apiserver stops waiting.
+    let map: serde_json::Map<String, Value> =
+        (0..100_000).map(|i| (format!("bogus{i}"), Value::String("policy: [\n".into()))).collect();
+    let errors = check(json!({ "configs": map }));
+    assert_eq!(errors[0], format!("{P}.configs: Too many: 100000: must have at most 64 items"));
+    assert!(errors.iter().all(|e| e.starts_with(&format!("{P}.configs: "))), "no entry is judged: {errors:?}");
+    assert!(errors.len() <= 2, "{errors:?}");
 }
 
 #[test]

@@ -1,8 +1,8 @@
-# The two commands of the README: `make dev` and `make test`. Both install their own prerequisites.
+# The commands of the README: `make dev`, `make test` and `make e2e`. Each installs its own prerequisites.
 CARGO ?= cargo
 BINARY := gardener-extension-cri-resmgr
 
-.PHONY: dev test prerequisites build fmt fmt-check lint ci crds
+.PHONY: dev test e2e prerequisites build fmt fmt-check lint ci crds
 
 ## Installs etcd, kubectl and a kube-apiserver built from Debian's source package (cached outside the repo), and
 ## helm-python-sdk (real Helm for rendering the charts in tests).
@@ -14,9 +14,18 @@ prerequisites:
 dev: prerequisites
 	$(CARGO) run -p cri-resmgr-testbed --bin cri-resmgr-dev -- dev
 
-## Runs every unit and integration test (the integration tests start their own control plane).
+## Runs every unit and integration test (the integration tests start their own control plane). The end-to-end
+## scenarios are `make e2e`'s; only their crate's unit tests run here.
 test: prerequisites
-	$(CARGO) test --workspace --all-targets --no-fail-fast
+	$(CARGO) test --workspace --all-targets --no-fail-fast --exclude cri-resmgr-e2e
+	$(CARGO) test -p cri-resmgr-e2e --lib
+
+## Runs the end-to-end scenarios (docs/e2e.md): garden, seed and shoot control planes, the extension's binary from
+## the Helm-rendered charts, stand-ins for gardenlet, gardener-resource-manager and gardener-node-agent. One
+## scenario at a time: each runs three apiservers.
+e2e: prerequisites
+	$(CARGO) build --bin $(BINARY)
+	$(CARGO) test -p cri-resmgr-e2e --no-fail-fast -- --test-threads=1 --nocapture
 
 build:
 	$(CARGO) build --release --bin $(BINARY)

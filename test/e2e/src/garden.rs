@@ -1,0 +1,106 @@
+//! What a scenario needs from a garden: where its Shoots live and how they are named. Locally that is the garden
+//! control plane of the [`crate::topology::Topology`]; with `E2E_GARDEN_KUBECONFIG` it is a real Gardener's garden
+//! (e.g. a local Gardener on kind): the scenarios then skip the stand-ins, create their Shoots in a real project
+//! namespace and observe the seed through Gardener's own components. That mode cannot run on these machines; its
+//! settings are parsed and checked here so it stays compiled and tested.
+
+/// Environment variable with the kubeconfig of a real garden; unset: the local topology.
+pub const ENV_GARDEN_KUBECONFIG: &str = "E2E_GARDEN_KUBECONFIG";
+/// Environment variable with the project namespace in a real garden (default [`DEFAULT_PROJECT_NAMESPACE`]).
+pub const ENV_PROJECT_NAMESPACE: &str = "E2E_PROJECT_NAMESPACE";
+/// The project a local Gardener (gardener/gardener's `make kind-up gardener-up`) creates.
+pub const DEFAULT_PROJECT_NAMESPACE: &str = "garden-local";
+/// Environment variable with the seed kubeconfig of a real landscape, for observations in the seed.
+pub const ENV_SEED_KUBECONFIG: &str = "E2E_SEED_KUBECONFIG";
+/// Shoot names are limited (the seed namespace `shoot--<project>--<name>` must stay a valid name).
+pub const MAX_SHOOT_NAME: usize = 21;
+
+/// Where the scenarios run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// The local topology with its stand-ins.
+    Local,
+    /// A real Gardener: its garden (and seed) kubeconfigs and the project namespace.
+    Gardener { garden_kubeconfig: String, seed_kubeconfig: Option<String>, project_namespace: String },
+}
+
+/// Errors in the settings of a real Gardener.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TargetError {
+    #[error("${ENV_PROJECT_NAMESPACE}={0:?} is not a project namespace (garden-<project>)")]
+    NotAProject(String),
+    #[error("${ENV_GARDEN_KUBECONFIG} is set but empty")]
+    EmptyKubeconfig,
+}
+
+impl Target {
+    /// The target from the environment variables `lookup` gives.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Target, TargetError> {
+        let Some(garden_kubeconfig) = lookup(ENV_GARDEN_KUBECONFIG) else { return Ok(Target::Local) };
+        if garden_kubeconfig.trim().is_empty() {
+            return Err(TargetError::EmptyKubeconfig);
+        }
+        let project_namespace = lookup(ENV_PROJECT_NAMESPACE).unwrap_or_else(|| DEFAULT_PROJECT_NAMESPACE.to_string());
+        if !project_namespace.starts_with("garden-") || project_namespace.len() <= "garden-".len() {
+            return Err(TargetError::NotAProject(project_namespace));
+        }
+        Ok(Target::Gardener { garden_kubeconfig, seed_kubeconfig: lookup(ENV_SEED_KUBECONFIG), project_namespace })
+    }
+
+    /// The target from this process's environment.
+    pub fn from_env() -> Result<Target, TargetError> {
+        Target::from_lookup(|name| std::env::var(name).ok())
+    }
+}
+
+/// A Shoot name for `scenario` that is valid in a garden and unique per run: the scenario's initials and a suffix.
+pub fn shoot_name(scenario: &str, suffix: u32) -> String {
+    let initials: String = scenario.split(['-', '_']).filter_map(|word| word.chars().next()).collect();
+    let name = format!("e2e-{initials}-{suffix:x}");
+    name.chars().take(MAX_SHOOT_NAME).collect::<String>().trim_end_matches('-').to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
+    }
+
+    #[test]
+    fn without_a_garden_kubeconfig_the_scenarios_run_locally() {
+        assert_eq!(Target::from_lookup(env(&[])), Ok(Target::Local));
+    }
+
+    #[test]
+    fn a_real_garden_uses_the_local_gardeners_project_unless_told() {
+        let target = Target::from_lookup(env(&[(ENV_GARDEN_KUBECONFIG, "/k/garden")])).expect("target");
+        assert_eq!(
+            target,
+            Target::Gardener {
+                garden_kubeconfig: "/k/garden".to_string(),
+                seed_kubeconfig: None,
+                project_namespace: DEFAULT_PROJECT_NAMESPACE.to_string()
+            }
+        );
+        let other = Target::from_lookup(env(&[(ENV_GARDEN_KUBECONFIG, "/k"), (ENV_PROJECT_NAMESPACE, "garden-dev")]));
+        assert!(matches!(other, Ok(Target::Gardener { project_namespace, .. }) if project_namespace == "garden-dev"));
+    }
+
+    #[test]
+    fn bad_settings_are_refused() {
+        assert_eq!(Target::from_lookup(env(&[(ENV_GARDEN_KUBECONFIG, " ")])), Err(TargetError::EmptyKubeconfig));
+        let not_project =
+            Target::from_lookup(env(&[(ENV_GARDEN_KUBECONFIG, "/k"), (ENV_PROJECT_NAMESPACE, "default")]));
+        assert_eq!(not_project, Err(TargetError::NotAProject("default".to_string())));
+    }
+
+    #[test]
+    fn shoot_names_are_short_and_distinct() {
+        let name = shoot_name("enable-disable-reenable-delete", 0xabcdef);
+        assert_eq!(name, "e2e-edrd-abcdef");
+        assert!(shoot_name("x", u32::MAX).len() <= MAX_SHOOT_NAME);
+        assert_ne!(shoot_name("a-b", 1), shoot_name("a-b", 2));
+    }
+}

@@ -1,0 +1,17 @@
+//! End-to-end tests of gardener-extension-cri-resmgr, as Gardener drives it: garden → seed → shoot → node.
+//!
+//! - [`topology`]: three local control planes (garden, seed, shoot), the extension's real binary started from the
+//!   Helm-rendered charts (admission in the garden; the controller with two replicas and leader election in the
+//!   seed), and the stand-ins of the test bed for what cannot run here (gardenlet, gardener-resource-manager,
+//!   gardener-node-agent, kubelet).
+//! - [`charts`]: rendering the charts with real Helm and running their containers as local processes.
+//! - [`service`]: a Service stand-in: one loopback port that forwards to whichever replica is alive.
+//! - [`garden`]: what a scenario needs from a garden, for the local topology and for a real Gardener
+//!   (`E2E_GARDEN_KUBECONFIG`).
+//!
+//! The scenarios are in `tests/scenarios.rs`; `make e2e` runs them.
+
+pub mod charts;
+pub mod garden;
+pub mod service;
+pub mod topology;

@@ -1,0 +1,283 @@
+//! The scenarios of `make e2e`: each starts the local landscape (garden, seed, shoot; the real binaries from the
+//! charts; the stand-ins), drives a Shoot through the garden API as a user would, lets gardenlet's stand-in carry
+//! it to the seed, and observes garden, seed, shoot and node. Each prints what it proves, and ends by checking that
+//! nothing is left behind: no ManagedResource Secret, no finalizer, no object of the extension in the shoot.
+
+use std::time::Duration;
+
+use cri_resmgr_e2e::garden::shoot_name;
+use cri_resmgr_e2e::topology::Topology;
+use cri_resmgr_testbed::standins::gardenlet::{node_name, seed_namespace};
+use cri_resmgr_testbed::standins::node_agent::on_node;
+use cri_resmgr_testbed::standins::resource_manager::ANNOTATION_ORIGIN;
+use gardener_extension_cri_resmgr::apis::core::Shoot;
+use gardener_extension_cri_resmgr::apis::extensions::Extension;
+use gardener_extension_cri_resmgr::apis::resources::ManagedResource;
+use gardener_extension_cri_resmgr::constants::{
+    AGENT_NAME, CONTAINERD_SOCKET_ENDPOINT, EXTENSION_TYPE, MANAGED_RESOURCE_SECRET_PREFIX, NODE_BINARY_PATH,
+    NODE_STATE_DIR, RELAY_SOCKET_ENDPOINT, SHOOT_SYSTEM_NAMESPACE,
+};
+use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use kube::api::{Api, DeleteParams, ObjectMeta, PostParams};
+use tokio_util::sync::CancellationToken;
+
+const PROJECT_NAMESPACE: &str = "garden-dev";
+const AGENT_DEFAULT_CONFIG: &str = "cri-resmgr-config.default";
+
+/// Polls `check` until it yields, for at most a minute.
+async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// One Shoot's life in the landscape.
+struct Scenario {
+    topology: Topology,
+    shoots: Api<Shoot>,
+    name: String,
+    namespace: String,
+    pool: String,
+    node: String,
+    node_agent: CancellationToken,
+}
+
+impl Scenario {
+    /// Starts the landscape and creates the example Shoot (with the extension) in the garden: the admission webhook
+    /// judges and defaults it.
+    async fn create(scenario: &str) -> Scenario {
+        let topology = Topology::start().await.unwrap_or_else(|e| panic!("the landscape starts: {e}"));
+        let garden_namespace = Namespace {
+            metadata: ObjectMeta { name: Some(PROJECT_NAMESPACE.to_string()), ..ObjectMeta::default() },
+            ..Namespace::default()
+        };
+        Api::<Namespace>::all(topology.garden_client.clone())
+            .create(&PostParams::default(), &garden_namespace)
+            .await
+            .expect("project namespace");
+        let mut shoot: Shoot = gardener_extension_cri_resmgr::yaml::from_str(
+            &std::fs::read_to_string(cri_resmgr_testbed::repo_root().join("examples/shoot.yaml")).expect("example"),
+        )
+        .expect("example Shoot");
+        let name = shoot_name(scenario, std::process::id());
+        shoot.metadata.name = Some(name.clone());
+        shoot.metadata.namespace = Some(PROJECT_NAMESPACE.to_string());
+        let shoots: Api<Shoot> = Api::namespaced(topology.garden_client.clone(), PROJECT_NAMESPACE);
+        let created = shoots.create(&PostParams::default(), &shoot).await;
+        let created = created.unwrap_or_else(|e| panic!("the garden accepts the Shoot: {e}\n{}", topology.logs()));
+        let kind = created.spec.extensions[0].provider_config.as_ref().map(|c| c["kind"].clone());
+        assert_eq!(kind, Some(serde_json::json!("CriResmgrConfig")), "the admission webhook defaulted the Shoot");
+        println!("proven: the garden's admission webhook (chart-deployed) accepts and defaults the Shoot");
+
+        let namespace = seed_namespace(&created);
+        let pool = created.spec.provider.workers[0].name.clone();
+        let node = node_name(&pool, 0);
+        topology.serve_shoot(&namespace);
+        let node_agent = CancellationToken::new();
+        tokio::spawn(topology.node_agent.clone().run(
+            namespace.clone(),
+            vec![(pool.clone(), node.clone())],
+            Duration::from_millis(300),
+            node_agent.clone(),
+        ));
+        Scenario { topology, shoots, name, namespace, pool, node, node_agent }
+    }
+
+    /// The Shoot as the garden holds it now.
+    async fn shoot(&self) -> Shoot {
+        self.shoots.get(&self.name).await.expect("the Shoot")
+    }
+
+    /// Writes a change of the Shoot to the garden and lets gardenlet reconcile it.
+    async fn update(&self, change: impl FnOnce(&mut Shoot)) {
+        let mut shoot = self.shoot().await;
+        change(&mut shoot);
+        let updated = self.shoots.replace(&self.name, &PostParams::default(), &shoot).await.expect("update the Shoot");
+        self.reconcile(&updated).await;
+    }
+
+    async fn reconcile(&self, shoot: &Shoot) {
+        if let Err(e) = self.topology.gardenlet.reconcile(shoot, &self.topology.shoot_client).await {
+            panic!("gardenlet's shoot reconcile: {e}\n{}", self.topology.logs());
+        }
+    }
+
+    /// Deletes the Shoot the way gardenlet does, then from the garden.
+    async fn delete(&self) {
+        let shoot = self.shoot().await;
+        if let Err(e) = self.topology.gardenlet.delete(&shoot, &self.topology.shoot_client).await {
+            panic!("gardenlet's shoot deletion: {e}\n{}", self.topology.logs());
+        }
+        self.shoots.delete(&self.name, &DeleteParams::default()).await.expect("delete the Shoot");
+        println!("proven: the shoot deletion finished (Extension deleted and gone, no node cleaner needed)");
+    }
+
+    /// The node has applied its pool's current reconcile OSC; its kubelet's runtime endpoint.
+    async fn node_endpoint(&self) -> Option<String> {
+        let report = self.topology.node_agent.apply(&self.namespace, &self.pool, &self.node).await;
+        report.unwrap_or_else(|e| panic!("the node applies its OSC: {e}")).runtime_endpoint
+    }
+
+    fn on_node(&self, path: &str) -> bool {
+        on_node(&self.topology.node_agent.root(&self.node), path).exists()
+    }
+
+    async fn assert_enabled(&self) {
+        let extensions: Api<Extension> = Api::namespaced(self.topology.seed_client.clone(), &self.namespace);
+        // The OSC writes after the Extension was ready make the controller look again (the pending-node-changes
+        // note); it settles ready.
+        eventually("the Extension is ready as gardenlet checks it", || async {
+            let extension = extensions.get(EXTENSION_TYPE).await.ok()?;
+            gardener_extension_cri_resmgr::contract::status::is_ready(&extension).then_some(())
+        })
+        .await;
+        let config_maps: Api<ConfigMap> = Api::namespaced(self.topology.shoot_client.clone(), SHOOT_SYSTEM_NAMESPACE);
+        assert!(config_maps.get_opt(AGENT_DEFAULT_CONFIG).await.expect("get").is_some(), "agent config in the shoot");
+        let daemonsets: Api<DaemonSet> = Api::namespaced(self.topology.shoot_client.clone(), SHOOT_SYSTEM_NAMESPACE);
+        // The machine joins after the shoot reconcile wrote it; the kubelets report the agent's pod then.
+        eventually("the agent runs on the node", || async {
+            let agent = daemonsets.get(AGENT_NAME).await.ok()?.status?;
+            ((agent.desired_number_scheduled, agent.number_ready) == (1, 1)).then_some(())
+        })
+        .await;
+        assert_eq!(self.node_endpoint().await.as_deref(), Some(RELAY_SOCKET_ENDPOINT), "kubelet → cri-resmgr");
+        assert!(self.on_node(NODE_BINARY_PATH), "the cri-resmgr binary is on the node");
+        println!(
+            "proven: enabled — Extension ready, agent running in the shoot, kubelet talks to cri-resmgr on the node"
+        );
+    }
+
+    async fn assert_disabled(&self) {
+        let extensions: Api<Extension> = Api::namespaced(self.topology.seed_client.clone(), &self.namespace);
+        assert!(extensions.get_opt(EXTENSION_TYPE).await.expect("get").is_none(), "the Extension is gone");
+        assert_eq!(
+            self.node_endpoint().await.as_deref(),
+            Some(CONTAINERD_SOCKET_ENDPOINT),
+            "kubelet → containerd again"
+        );
+        assert!(!self.on_node(NODE_BINARY_PATH), "no cri-resmgr binary on the node");
+        assert!(!self.on_node(NODE_STATE_DIR), "the cleaner removed cri-resmgr's state from the node");
+        self.assert_nothing_left().await;
+        println!("proven: disabled — node restored to containerd, no cri-resmgr files, the cleaner ran");
+    }
+
+    /// No ManagedResource or its Secret in the seed namespace, no object of the extension in the shoot.
+    async fn assert_nothing_left(&self) {
+        let seed = self.topology.seed_client.clone();
+        let mrs: Api<ManagedResource> = Api::namespaced(seed.clone(), &self.namespace);
+        let left: Vec<String> = mrs
+            .list(&Default::default())
+            .await
+            .expect("list")
+            .items
+            .into_iter()
+            .filter_map(|m| m.metadata.name)
+            .collect();
+        assert!(left.is_empty(), "ManagedResources left: {left:?}");
+        let secrets: Api<Secret> = Api::namespaced(seed, &self.namespace);
+        let orphans: Vec<String> = secrets
+            .list(&Default::default())
+            .await
+            .expect("list")
+            .items
+            .into_iter()
+            .filter_map(|s| s.metadata.name)
+            .filter(|name| name.starts_with(MANAGED_RESOURCE_SECRET_PREFIX))
+            .collect();
+        assert!(orphans.is_empty(), "orphaned ManagedResource Secrets: {orphans:?}");
+        let shoot = self.topology.shoot_client.clone();
+        let origin = format!("{}/", self.namespace);
+        let ours = |annotations: Option<std::collections::BTreeMap<String, String>>| {
+            annotations.unwrap_or_default().get(ANNOTATION_ORIGIN).is_some_and(|o| o.starts_with(&origin))
+        };
+        let mut leftovers = Vec::new();
+        for cm in Api::<ConfigMap>::all(shoot.clone()).list(&Default::default()).await.expect("list").items {
+            if ours(cm.metadata.annotations) {
+                leftovers.push(format!("ConfigMap {:?}", cm.metadata.name))
+            }
+        }
+        for ds in Api::<DaemonSet>::all(shoot.clone()).list(&Default::default()).await.expect("list").items {
+            if ours(ds.metadata.annotations) {
+                leftovers.push(format!("DaemonSet {:?}", ds.metadata.name))
+            }
+        }
+        for sa in Api::<ServiceAccount>::all(shoot.clone()).list(&Default::default()).await.expect("list").items {
+            if ours(sa.metadata.annotations) {
+                leftovers.push(format!("ServiceAccount {:?}", sa.metadata.name))
+            }
+        }
+        for role in Api::<ClusterRole>::all(shoot.clone()).list(&Default::default()).await.expect("list").items {
+            if ours(role.metadata.annotations) {
+                leftovers.push(format!("ClusterRole {:?}", role.metadata.name))
+            }
+        }
+        for binding in Api::<ClusterRoleBinding>::all(shoot).list(&Default::default()).await.expect("list").items {
+            if ours(binding.metadata.annotations) {
+                leftovers.push(format!("ClusterRoleBinding {:?}", binding.metadata.name))
+            }
+        }
+        assert!(leftovers.is_empty(), "left in the shoot: {leftovers:?}");
+        println!(
+            "proven: nothing left behind — no ManagedResource, no orphaned Secret, no extension object in the shoot"
+        );
+    }
+
+    async fn finish(mut self) {
+        self.assert_nothing_left().await;
+        let extensions: Api<Extension> = Api::namespaced(self.topology.seed_client.clone(), &self.namespace);
+        assert!(
+            extensions.get_opt(EXTENSION_TYPE).await.expect("get").is_none(),
+            "no Extension (and so no finalizer) left"
+        );
+        self.node_agent.cancel();
+        for controller in &mut self.topology.controllers {
+            controller.stop().await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_enable_delete() {
+    let scenario = Scenario::create("create-enable-delete").await;
+    scenario.reconcile(&scenario.shoot().await).await;
+    scenario.assert_enabled().await;
+    scenario.delete().await;
+    scenario.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enable_disable_delete() {
+    let scenario = Scenario::create("enable-disable-delete").await;
+    scenario.reconcile(&scenario.shoot().await).await;
+    scenario.assert_enabled().await;
+    scenario.update(|shoot| shoot.spec.extensions.clear()).await;
+    scenario.assert_disabled().await;
+    scenario.delete().await;
+    scenario.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enable_disable_reenable_delete() {
+    let scenario = Scenario::create("enable-disable-reenable-delete").await;
+    let enabled = scenario.shoot().await.spec.extensions;
+    scenario.reconcile(&scenario.shoot().await).await;
+    scenario.assert_enabled().await;
+    scenario.update(|shoot| shoot.spec.extensions.clear()).await;
+    scenario.assert_disabled().await;
+    scenario.update(|shoot| shoot.spec.extensions = enabled).await;
+    scenario.assert_enabled().await;
+    println!("proven: re-enabled after a disable — everything is back");
+    scenario.delete().await;
+    scenario.finish().await;
+}

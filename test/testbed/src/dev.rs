@@ -80,6 +80,7 @@ pub async fn run(options: DevOptions) -> Result<(), DevError> {
         webhook_config_service_name: String::new(),
         webhook_config_service_port: 443,
         no_webhook_registration: false,
+        ..WebhookOptions::default()
     };
     let admission_server = tokio::spawn(admission::run(
         AdmissionOptions { webhook: webhook.clone() },

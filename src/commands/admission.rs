@@ -2,7 +2,7 @@
 //! and registers their configurations (with the CA bundle) in the cluster it talks to (the virtual garden).
 
 use crate::runtime::registration::{self, ClientConfigMode, PATH_DEFAULT_SHOOT, PATH_VALIDATE_SHOOT};
-use crate::runtime::server::{WebhookServer, WebhookServerConfig};
+use crate::runtime::server::WebhookServer;
 use crate::runtime::serving::{ServingError, WebhookOptions, serve_registered};
 use crate::webhook::shoot::{ShootDefaulter, ShootValidator};
 
@@ -40,7 +40,7 @@ pub async fn run(
     let webhook = options.webhook;
     // The one owner of this process's certificates; it stops when this handle goes out of scope.
     let certificates = webhook.start_certificates(&client).await?;
-    let mut server = WebhookServer::new(WebhookServerConfig::new(webhook.webhook_bind_address));
+    let mut server = WebhookServer::new(webhook.server_config());
     server.register(PATH_VALIDATE_SHOOT, ShootValidator)?;
     server.register(PATH_DEFAULT_SHOOT, ShootDefaulter)?;
     let mode = webhook.client_config_mode()?;

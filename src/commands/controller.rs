@@ -9,7 +9,7 @@ use crate::runtime::error_chain;
 use crate::runtime::registration::{
     CONTROLLER_CONFIG_NAME, PATH_MUTATE_OSC, apply_mutating, osc_mutating_configuration,
 };
-use crate::runtime::server::{WebhookServer, WebhookServerConfig};
+use crate::runtime::server::WebhookServer;
 use crate::runtime::serving::{ServingError, WebhookOptions, serve_registered};
 use crate::runtime::stores::{SeedStores, StoreScope};
 use crate::webhook::osc::OscMutator;
@@ -107,7 +107,7 @@ pub async fn serve_osc_webhook(
 ) -> Result<(), ControllerError> {
     // The one owner of this process's certificates; it stops when this handle goes out of scope.
     let certificates = webhook.start_certificates(&client).await?;
-    let mut server = WebhookServer::new(WebhookServerConfig::new(webhook.webhook_bind_address));
+    let mut server = WebhookServer::new(webhook.server_config());
     let synced = stores.clone();
     server.ready_when(move || synced.is_synced());
     server.register(PATH_MUTATE_OSC, OscMutator { stores, images }).map_err(ServingError::from)?;

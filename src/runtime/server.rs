@@ -40,7 +40,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum_server::Handle;
-use axum_server::tls_rustls::RustlsConfig;
+use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 use rustls::ServerConfig;
 use thiserror::Error;
 use tokio::task::{JoinError, JoinHandle};
@@ -60,8 +60,15 @@ pub const REVIEW_WRAPPER_BYTES: usize = 1024 * 1024;
 /// The largest admission request body served: an UPDATE carries the object and the old object, each up to
 /// [`APISERVER_MAX_OBJECT_BYTES`], plus the wrapper. A Shoot just under the apiserver's limit must not get a 413.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 2 * APISERVER_MAX_OBJECT_BYTES + REVIEW_WRAPPER_BYTES;
-/// Per-request timeout; matches the webhooks' `timeoutSeconds: 10`, after which the apiserver gives up anyway.
+/// Per-request timeout, reading the body included; matches the webhooks' `timeoutSeconds: 10`, after which the
+/// apiserver gives up anyway. A client that sends its body slowly (a byte per second) is answered 408 after it.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may take to send a request's head (request line and headers) over HTTP/1.1, counted from when
+/// the server starts waiting for it, so it also ends idle keep-alive connections. A client that trickles its headers
+/// (slowloris) holds a connection no longer than this.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may take to complete the TLS handshake; a connection that stalls in it is closed.
+pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long [`WebhookServer::bind`] waits for the certificate owner to publish usable material.
 pub const DEFAULT_CERT_WAIT_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long in-flight requests may finish after shutdown was requested.
@@ -89,8 +96,14 @@ pub struct WebhookServerConfig {
     /// Larger admission reviews are denied with a message naming the limit, other larger bodies and any beyond
     /// [`hard_body_ceiling`] answered with 413 (default: [`DEFAULT_MAX_BODY_BYTES`]).
     pub max_body_bytes: usize,
-    /// Requests taking longer (including reading the body) are answered with 408.
+    /// Requests taking longer (including reading the body) are answered with 408; a connection that sends no
+    /// request within it is closed.
     pub request_timeout: Duration,
+    /// HTTP/1.1 connections that do not deliver a request's head within it are closed (see
+    /// [`DEFAULT_HEADER_READ_TIMEOUT`]).
+    pub header_read_timeout: Duration,
+    /// Connections that do not complete the TLS handshake within it are closed.
+    pub tls_handshake_timeout: Duration,
     /// How long [`WebhookServer::bind`] waits for usable certificate material; zero: fail at once.
     pub cert_wait_timeout: Duration,
     /// Grace period for in-flight requests on shutdown; connections still open after it are closed.
@@ -104,6 +117,8 @@ impl WebhookServerConfig {
             bind_address,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            tls_handshake_timeout: DEFAULT_TLS_HANDSHAKE_TIMEOUT,
             cert_wait_timeout: DEFAULT_CERT_WAIT_TIMEOUT,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
         }
@@ -275,14 +290,18 @@ impl BoundWebhookServer {
             }
         }));
 
-        let result = match axum_server::from_tcp_rustls(listener, tls) {
-            Ok(server) => server
-                .handle(handle)
-                // Idle connections that never send a request must not pile up.
-                .first_request_timeout(config.request_timeout)
-                .serve(router.into_make_service())
-                .await
-                .map_err(|source| ServerError::Serve { address: local_addr, source }),
+        // Slow clients must not hold connections open: each phase of a connection has its own bound (the TLS
+        // handshake, the head of every HTTP/1.1 request, the first request, each request with its body).
+        let acceptor = RustlsAcceptor::new(tls).handshake_timeout(config.tls_handshake_timeout);
+        let result = match axum_server::from_tcp(listener) {
+            Ok(server) => {
+                let mut server = server.acceptor(acceptor).handle(handle).first_request_timeout(config.request_timeout);
+                server.http_builder().http1().header_read_timeout(config.header_read_timeout);
+                server
+                    .serve(router.into_make_service())
+                    .await
+                    .map_err(|source| ServerError::Serve { address: local_addr, source })
+            }
             Err(source) => Err(ServerError::Serve { address: local_addr, source }),
         };
         drop(shutdown_task);

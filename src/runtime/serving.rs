@@ -11,7 +11,10 @@ use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use tokio::time::Instant;
 
 use crate::runtime::registration::ClientConfigMode;
-use crate::runtime::server::{BoundWebhookServer, ServerError, WebhookServer};
+use crate::runtime::server::{
+    BoundWebhookServer, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, DEFAULT_TLS_HANDSHAKE_TIMEOUT,
+    ServerError, WebhookServer, WebhookServerConfig,
+};
 use crate::runtime::tls::cert_secret;
 use crate::runtime::tls::certs;
 use crate::runtime::tls::{self, CertReceiver, Certificates};
@@ -70,6 +73,17 @@ pub struct WebhookOptions {
     /// Do not register the webhook configurations (e.g. when a chart ships them).
     #[arg(long)]
     pub no_webhook_registration: bool,
+    /// Seconds a webhook request may take, reading its body included (answered 408 after it); a connection that
+    /// sends no request within it is closed. Keep it at the webhooks' `timeoutSeconds`: the apiserver gives up then.
+    #[arg(long, default_value_t = DEFAULT_REQUEST_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    pub webhook_request_timeout_seconds: u64,
+    /// Seconds an HTTP/1.1 client may take to send a request's head (and an idle keep-alive connection may stay
+    /// open); a client that trickles its headers is disconnected after it.
+    #[arg(long, default_value_t = DEFAULT_HEADER_READ_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    pub webhook_header_read_timeout_seconds: u64,
+    /// Seconds a client may take to complete the TLS handshake.
+    #[arg(long, default_value_t = DEFAULT_TLS_HANDSHAKE_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    pub webhook_tls_handshake_timeout_seconds: u64,
 }
 
 /// Why serving the webhooks failed.
@@ -115,11 +129,24 @@ impl Default for WebhookOptions {
             webhook_config_service_name: crate::constants::COMPONENT_NAME.to_string(),
             webhook_config_service_port: 443,
             no_webhook_registration: false,
+            webhook_request_timeout_seconds: DEFAULT_REQUEST_TIMEOUT.as_secs(),
+            webhook_header_read_timeout_seconds: DEFAULT_HEADER_READ_TIMEOUT.as_secs(),
+            webhook_tls_handshake_timeout_seconds: DEFAULT_TLS_HANDSHAKE_TIMEOUT.as_secs(),
         }
     }
 }
 
 impl WebhookOptions {
+    /// The webhook server's settings: the bind address and the timeouts these options give, the default limits.
+    pub fn server_config(&self) -> WebhookServerConfig {
+        WebhookServerConfig {
+            request_timeout: Duration::from_secs(self.webhook_request_timeout_seconds),
+            header_read_timeout: Duration::from_secs(self.webhook_header_read_timeout_seconds),
+            tls_handshake_timeout: Duration::from_secs(self.webhook_tls_handshake_timeout_seconds),
+            ..WebhookServerConfig::new(self.webhook_bind_address)
+        }
+    }
+
     /// The apiserver-facing address of the server.
     pub fn client_config_mode(&self) -> Result<ClientConfigMode, ServingError> {
         Ok(match self.webhook_config_mode {

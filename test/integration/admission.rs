@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use crate::support::{TestEnv, repo_root, scratch_dir, start_shared_webhook_server};
 
 /// One admission server per test binary, registered in the shared control plane; it lives until the process exits.
-fn ensure_admission_server() {
+pub(crate) fn ensure_admission_server() {
     static STARTED: OnceLock<()> = OnceLock::new();
     STARTED.get_or_init(|| {
         start_shared_webhook_server::<ValidatingWebhookConfiguration, _, _, _>(
@@ -40,7 +40,7 @@ fn ensure_admission_server() {
 }
 
 /// The README's example Shoot (the original extension's providerConfig form), in the given namespace.
-fn example_shoot(namespace: &str, name: &str) -> Value {
+pub(crate) fn example_shoot(namespace: &str, name: &str) -> Value {
     let text = std::fs::read_to_string(repo_root().join("examples/shoot.yaml")).expect("examples/shoot.yaml");
     let mut shoot: Value = gardener_extension_cri_resmgr::yaml::from_str(&text).expect("decode example Shoot");
     shoot["metadata"]["namespace"] = json!(namespace);
@@ -68,7 +68,7 @@ fn kubectl_apply(env: &TestEnv, object: &Value) -> std::process::Output {
     child.wait_with_output().expect("kubectl output")
 }
 
-async fn create(env: &TestEnv, shoot: &Value) -> Result<Shoot, kube::Error> {
+pub(crate) async fn create(env: &TestEnv, shoot: &Value) -> Result<Shoot, kube::Error> {
     let api: Api<Shoot> = Api::namespaced(env.client.clone(), &env.namespace);
     let shoot: Shoot = serde_json::from_value(shoot.clone()).expect("a Shoot");
     api.create(&PostParams::default(), &shoot).await

@@ -3,6 +3,8 @@
 
 mod admission;
 mod apply;
+mod bad_input;
+mod cert_rotation;
 mod cert_secret;
 mod charts;
 mod control_plane;

@@ -34,6 +34,10 @@ pub const INSTALLER: &str = "hacks/install-control-plane.sh";
 /// Name of the kubeconfig context (and cluster and user) written for the control plane.
 pub const KUBECONFIG_CONTEXT: &str = "cri-resmgr-local";
 
+/// etcd's limit for one request. Its default (1.5 MiB) is below what kube-apiserver 1.20 sends to etcd (up to 2 MiB,
+/// its client's limit; its own limit for a request body is 3 MiB), so objects between the two would be refused by
+/// etcd after admission; with this limit the apiserver's limits are what bound an object.
+pub const ETCD_MAX_REQUEST_BYTES: usize = 8 * 1024 * 1024;
 const ADMIN_USER: &str = "admin";
 const START_TIMEOUT: Duration = Duration::from_secs(90);
 const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -260,6 +264,7 @@ impl ControlPlane {
             .arg(format!("--listen-peer-urls={etcd_peer_url}"))
             .arg(format!("--initial-advertise-peer-urls={etcd_peer_url}"))
             .arg(format!("--initial-cluster=testbed={etcd_peer_url}"))
+            .arg(format!("--max-request-bytes={ETCD_MAX_REQUEST_BYTES}"))
             .arg("--log-level=warn");
         let etcd_pid = self.spawn("etcd", StopOrder::Etcd, etcd, &etcd_log)?;
         self.etcd_pid = Some(etcd_pid);

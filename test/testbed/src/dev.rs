@@ -162,6 +162,7 @@ pub fn loopback_webhook_options(cert_dir: PathBuf) -> Result<WebhookOptions, Dev
         webhook_config_service_name: String::new(),
         webhook_config_service_port: 443,
         no_webhook_registration: false,
+        ..WebhookOptions::default()
     })
 }
 

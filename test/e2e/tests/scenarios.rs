@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use cri_resmgr_e2e::garden::shoot_name;
+use cri_resmgr_e2e::garden::{ENV_GARDEN_KUBECONFIG, Target, shoot_name};
 use cri_resmgr_e2e::topology::Topology;
 use cri_resmgr_testbed::standins::gardenlet::{node_name, seed_namespace};
 use cri_resmgr_testbed::standins::node_agent::on_node;
@@ -57,6 +57,15 @@ impl Scenario {
     /// Starts the landscape and creates the example Shoot (with the extension) in the garden: the admission webhook
     /// judges and defaults it.
     async fn create(scenario: &str) -> Scenario {
+        match Target::from_env() {
+            Ok(Target::Local) => {}
+            Ok(Target::Gardener { .. }) => {
+                panic!(
+                    "{ENV_GARDEN_KUBECONFIG} is set, but the scenarios cannot drive a real Gardener yet (docs/e2e.md)"
+                )
+            }
+            Err(e) => panic!("{e}"),
+        }
         let topology = Topology::start().await.unwrap_or_else(|e| panic!("the landscape starts: {e}"));
         let garden_namespace = Namespace {
             metadata: ObjectMeta { name: Some(PROJECT_NAMESPACE.to_string()), ..ObjectMeta::default() },
@@ -143,7 +152,11 @@ impl Scenario {
         })
         .await;
         let config_maps: Api<ConfigMap> = Api::namespaced(self.topology.shoot_client.clone(), SHOOT_SYSTEM_NAMESPACE);
-        assert!(config_maps.get_opt(AGENT_DEFAULT_CONFIG).await.expect("get").is_some(), "agent config in the shoot");
+        // gardener-resource-manager applies the ManagedResource after the Extension reported success.
+        eventually("the agent's config is in the shoot", || async {
+            config_maps.get_opt(AGENT_DEFAULT_CONFIG).await.ok()?.map(|_| ())
+        })
+        .await;
         let daemonsets: Api<DaemonSet> = Api::namespaced(self.topology.shoot_client.clone(), SHOOT_SYSTEM_NAMESPACE);
         // The machine joins after the shoot reconcile wrote it; the kubelets report the agent's pod then.
         eventually("the agent runs on the node", || async {

@@ -2,7 +2,7 @@
 CARGO ?= cargo
 BINARY := gardener-extension-cri-resmgr
 
-.PHONY: dev test e2e prerequisites build fmt fmt-check lint ci crds
+.PHONY: dev test e2e prerequisites build fmt fmt-check lint ci crds bench
 
 ## Installs etcd, kubectl and a kube-apiserver built from Debian's source package (cached outside the repo), and
 ## helm-python-sdk (real Helm for rendering the charts in tests).
@@ -29,6 +29,12 @@ e2e: prerequisites
 
 build:
 	$(CARGO) build --release --bin $(BINARY)
+
+## The webhooks of the release build against a minimal TLS server answering the same bytes (1, 16 and 64
+## connections), and the controller with 500 shoots on the local control plane; see docs/performance.md. Not part
+## of `make test`: it measures, it does not assert.
+bench: prerequisites build
+	$(CARGO) run --release -p cri-resmgr-testbed --bin cri-resmgr-bench -- run --server target/release/$(BINARY) $(BENCH_ARGS)
 
 fmt:
 	$(CARGO) fmt --all

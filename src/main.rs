@@ -5,6 +5,11 @@ use gardener_extension_cri_resmgr::runtime::serving::default_client;
 use gardener_extension_cri_resmgr::runtime::signals::wait_for_shutdown_signal;
 use gardener_extension_cri_resmgr::{logging, render};
 
+/// With the `mimalloc` feature the process allocates through mimalloc instead of glibc's malloc.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Gardener extension for intel's CRI-Resource-Manager.
 #[derive(Debug, Parser)]
 #[command(name = "gardener-extension-cri-resmgr", version, about)]

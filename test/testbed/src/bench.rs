@@ -1,0 +1,632 @@
+//! `make bench`: the release build of the extension against the limit, on the test bed's control plane.
+//!
+//! 1. Webhooks: the OSC webhook (served by `controller`, reading a Cluster and an Extension of the test bed) and the
+//!    Shoot validating webhook (served by `admission`) are each driven at 1, 16 and 64 keep-alive TLS connections
+//!    with a realistic review; in the same run, alternating with ours, a minimal rustls server ([`load::serve_fixed`],
+//!    another process with the same certificate) answers the same request with the bytes ours answered. Printed:
+//!    p50/p99/max, req/s, ours/limit ratios, and the server's peak RSS (`VmHWM`).
+//! 2. Controller scale: a fresh `controller` process; 500 shoot namespaces with Cluster and Extension are created,
+//!    the time until every Extension is `Succeeded` is taken; then the base-configs ConfigMap changes and the time
+//!    until every shoot's ManagedResource carries the new configuration; the controller's peak RSS.
+//!
+//! - [`stats`]: percentiles, ratios, `/proc` memory fields (pure).
+//! - [`load`]: the load generator and the limit server.
+
+pub mod load;
+pub mod stats;
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt as _, TryStreamExt as _};
+use gardener_extension_cri_resmgr::apis::common::LastOperationState;
+use gardener_extension_cri_resmgr::apis::extensions::{Cluster, Extension};
+use gardener_extension_cri_resmgr::apis::resources::ManagedResource;
+use gardener_extension_cri_resmgr::constants::{BASE_CONFIGS_CONFIG_MAP, EXTENSION_TYPE, SHOOT_MANAGED_RESOURCE_NAME};
+use gardener_extension_cri_resmgr::runtime::registration::{PATH_MUTATE_OSC, PATH_VALIDATE_SHOOT};
+use gardener_extension_cri_resmgr::runtime::tls::certs::{CA_CERT_FILE, TLS_CERT_FILE, TLS_KEY_FILE};
+use hyper::body::Bytes;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use kube::api::{Api, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+
+use self::load::Target;
+use self::stats::{Ratios, Summary, mib, ms};
+use crate::control_plane::{self, ControlPlane, WorkDir};
+
+/// The extension's namespace in the bench (base configs, Leases).
+const BENCH_EXTENSION_NAMESPACE: &str = "bench-extension";
+/// The shoot namespace whose OSC the webhook bench mutates.
+const BENCH_OSC_NAMESPACE: &str = "shoot--bench--osc";
+/// Prefix of the scale run's shoot namespaces.
+const SCALE_NAMESPACE_PREFIX: &str = "shoot--bench--scale-";
+/// How many worker pools the Shoot of the Shoot webhook bench has.
+const SHOOT_POOLS: usize = 4;
+/// The OSC of the OSC webhook bench is padded with Gardener-like files up to this size.
+const OSC_TARGET_BYTES: usize = 10 * 1024;
+
+/// Settings of a bench run.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchOptions {
+    /// The release build of the extension.
+    #[arg(long, default_value = "target/release/gardener-extension-cri-resmgr")]
+    pub server: PathBuf,
+    /// Concurrent connections of each load level.
+    #[arg(long, value_delimiter = ',', default_values_t = [1usize, 16, 64])]
+    pub connections: Vec<usize>,
+    /// Measured seconds of each load level and server, per round.
+    #[arg(long, default_value_t = 5)]
+    pub seconds: u64,
+    /// Unmeasured seconds before each measurement.
+    #[arg(long, default_value_t = 1)]
+    pub warmup_seconds: u64,
+    /// Rounds of ours/limit alternation per level (their samples are merged).
+    #[arg(long, default_value_t = 2)]
+    pub rounds: u32,
+    /// Shoots of the controller scale run.
+    #[arg(long, default_value_t = 500)]
+    pub shoots: usize,
+    /// Skip the webhook part.
+    #[arg(long)]
+    pub no_webhooks: bool,
+    /// Skip the controller scale run.
+    #[arg(long)]
+    pub no_scale: bool,
+    /// A command the servers run under, e.g. `--server-wrapper=valgrind,--tool=callgrind` to profile them (their
+    /// figures then say nothing about speed or memory).
+    #[arg(long, value_delimiter = ',')]
+    pub server_wrapper: Vec<String>,
+}
+
+/// Why the bench could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error(transparent)]
+    Testbed(#[from] control_plane::TestbedError),
+    #[error(transparent)]
+    Kube(#[from] kube::Error),
+    #[error(transparent)]
+    Load(#[from] load::LoadError),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Setup(String),
+}
+
+fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> BenchError {
+    let context = context.into();
+    move |source| BenchError::Io { context, source }
+}
+
+/// Runs the bench and prints its report on stdout.
+pub async fn run(options: BenchOptions) -> Result<(), BenchError> {
+    let server = std::fs::canonicalize(&options.server)
+        .map_err(io_err(format!("the release build {} (make bench builds it)", options.server.display())))?;
+    let plane = ControlPlane::start(WorkDir::Temporary).await?;
+    let client = plane.client().await?;
+    control_plane::install_crds(&client, crate::crds::all().map_err(control_plane::TestbedError::from)?).await?;
+    ensure_namespace(&client, BENCH_EXTENSION_NAMESPACE).await?;
+    ensure_namespace(&client, BENCH_OSC_NAMESPACE).await?;
+    create_shoot(&client, BENCH_OSC_NAMESPACE).await?;
+    println!("# make bench ({})\n", describe_machine());
+    if !options.no_webhooks {
+        bench_webhooks(&options, &plane, &server).await?;
+    }
+    if !options.no_scale {
+        bench_scale(&options, &plane, &client, &server).await?;
+    }
+    Ok(())
+}
+
+fn describe_machine() -> String {
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find_map(|l| l.strip_prefix("model name").map(|m| m.trim_start_matches([' ', '\t', ':']).to_string()))
+        })
+        .unwrap_or_default();
+    format!("{cpus} CPUs, {model}")
+}
+
+/// A process of the extension's release build, stopped (SIGTERM, then killed) when dropped.
+struct ServerProcess {
+    child: tokio::process::Child,
+    pid: u32,
+}
+
+impl ServerProcess {
+    /// The extension's release build with `args`, under the options' wrapper if any.
+    fn extension(
+        options: &BenchOptions,
+        server: &Path,
+        args: &[String],
+        plane: &ControlPlane,
+        log: &Path,
+    ) -> Result<ServerProcess, BenchError> {
+        match options.server_wrapper.split_first() {
+            None => ServerProcess::spawn(server, args, plane.kubeconfig_path(), log),
+            Some((wrapper, wrapper_args)) => {
+                let mut all = wrapper_args.to_vec();
+                all.push(server.display().to_string());
+                all.extend_from_slice(args);
+                ServerProcess::spawn(Path::new(wrapper), &all, plane.kubeconfig_path(), log)
+            }
+        }
+    }
+
+    fn spawn(program: &Path, args: &[String], kubeconfig: &Path, log: &Path) -> Result<ServerProcess, BenchError> {
+        let log_file = std::fs::File::create(log).map_err(io_err(format!("creating {}", log.display())))?;
+        let err_file = log_file.try_clone().map_err(io_err("duplicating the log file"))?;
+        let child = tokio::process::Command::new(program)
+            .args(args)
+            .env("KUBECONFIG", kubeconfig)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(log_file)
+            .stderr(err_file)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(io_err(format!("starting {}", program.display())))?;
+        let pid = child.id().ok_or_else(|| BenchError::Setup("the server exited at once".into()))?;
+        Ok(ServerProcess { child, pid })
+    }
+
+    fn peak_rss(&self) -> u64 {
+        stats::peak_rss_bytes(self.pid).unwrap_or_default()
+    }
+
+    async fn stop(mut self) {
+        // SAFETY: kill(2) with a pid this process started and still owns (the child is not reaped yet).
+        unsafe {
+            libc::kill(self.pid as libc::pid_t, libc::SIGTERM);
+        }
+        if tokio::time::timeout(Duration::from_secs(20), self.child.wait()).await.is_err() {
+            let _ = self.child.kill().await;
+        }
+    }
+}
+
+/// The arguments of a webhook server of the release build on `port`, certificates generated into `cert_dir`.
+fn webhook_args(port: u16, cert_dir: &Path) -> Vec<String> {
+    vec![
+        format!("--webhook-bind-address=127.0.0.1:{port}"),
+        format!("--webhook-cert-dir={}", cert_dir.display()),
+        "--generate-certs-for=127.0.0.1".into(),
+        "--webhook-config-mode=url".into(),
+        format!("--webhook-config-url=127.0.0.1:{port}"),
+        format!("--webhook-config-namespace={BENCH_EXTENSION_NAMESPACE}"),
+    ]
+}
+
+fn controller_args(port: u16, cert_dir: &Path) -> Vec<String> {
+    let mut args = vec![
+        "--log-format=text".to_string(),
+        "controller".into(),
+        format!("--configmap-namespace={BENCH_EXTENSION_NAMESPACE}"),
+        "--leader-election=false".into(),
+    ];
+    args.extend(webhook_args(port, cert_dir));
+    args
+}
+
+fn admission_args(port: u16, cert_dir: &Path) -> Vec<String> {
+    let mut args = vec!["--log-format=text".to_string(), "admission".into()];
+    args.extend(webhook_args(port, cert_dir));
+    args
+}
+
+/// A target on 127.0.0.1:`port` trusting the CA in `cert_dir` (waits until the server wrote it).
+async fn target(port: u16, cert_dir: &Path, path: &str, body: Bytes) -> Result<Target, BenchError> {
+    let ca_file = cert_dir.join(CA_CERT_FILE);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let ca = loop {
+        match std::fs::read(&ca_file) {
+            Ok(ca) if !ca.is_empty() => break ca,
+            _ if Instant::now() > deadline => {
+                return Err(BenchError::Setup(format!("no {} after 60 s", ca_file.display())));
+            }
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    };
+    let tls =
+        gardener_extension_cri_resmgr::runtime::tls::certs::client_config_trusting(&ca).map_err(BenchError::Setup)?;
+    Ok(Target {
+        address: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+        server_name: rustls::pki_types::ServerName::IpAddress(Ipv4Addr::LOCALHOST.into()),
+        tls: Arc::new(tls),
+        path: path.to_string(),
+        body,
+    })
+}
+
+/// Waits until `/readyz` answers 200 (for the controller: its stores are synced).
+async fn wait_ready(target: &Target, what: &str) -> Result<(), BenchError> {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        if let Ok(status) = target.get("/readyz").await
+            && status.is_success()
+        {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(BenchError::Setup(format!("the {what} was not ready within 90 s")));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The limit server: this binary's `limit-server` command with the same certificate, answering `response`.
+async fn start_limit(cert_dir: &Path, response: &Bytes, work: &Path) -> Result<(ServerProcess, u16), BenchError> {
+    let port = control_plane::free_port()?;
+    let response_file = work.join("limit-response.json");
+    std::fs::write(&response_file, response).map_err(io_err("writing the limit's response"))?;
+    let args = vec![
+        "limit-server".to_string(),
+        format!("--listen=127.0.0.1:{port}"),
+        format!("--cert={}", cert_dir.join(TLS_CERT_FILE).display()),
+        format!("--key={}", cert_dir.join(TLS_KEY_FILE).display()),
+        format!("--response={}", response_file.display()),
+    ];
+    let me = std::env::current_exe().map_err(io_err("locating the bench binary"))?;
+    let process = ServerProcess::spawn(&me, &args, Path::new("/dev/null"), &work.join("limit.log"))?;
+    Ok((process, port))
+}
+
+/// One webhook against the limit at every level; prints the table and returns nothing but errors.
+async fn compare(
+    options: &BenchOptions,
+    title: &str,
+    ours: &Target,
+    ours_process: &ServerProcess,
+    cert_dir: &Path,
+    work: &Path,
+) -> Result<(), BenchError> {
+    let (status, response) = ours.once().await?;
+    if !status.is_success() {
+        return Err(BenchError::Setup(format!(
+            "{title}: the server answered {status}: {}",
+            String::from_utf8_lossy(&response)
+        )));
+    }
+    let answer: Value = serde_json::from_slice(&response).map_err(|e| BenchError::Setup(format!("{title}: {e}")))?;
+    let allowed = answer["response"]["allowed"].as_bool() == Some(true);
+    let patched = answer["response"]["patch"].is_string();
+    let (limit_process, limit_port) = start_limit(cert_dir, &response, work).await?;
+    let limit = Target { address: SocketAddr::from((Ipv4Addr::LOCALHOST, limit_port)), ..ours.clone() };
+    wait_ready(&limit, "limit server").await?;
+    println!(
+        "## {title}\n\nrequest {} bytes, response {} bytes (allowed: {allowed}, patch: {patched})\n",
+        ours.body.len(),
+        response.len()
+    );
+    println!(
+        "| connections | ours req/s | limit req/s | throughput ours/limit | ours p50 / p99 / max ms | limit p50 / p99 / max ms | p99 ours/limit | errors |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let (ours, limit) = (Arc::new(ours.clone()), Arc::new(limit));
+    let (warmup, window) = (Duration::from_secs(options.warmup_seconds), Duration::from_secs(options.seconds));
+    for &connections in &options.connections {
+        let (mut ours_runs, mut limit_runs) = (Vec::new(), Vec::new());
+        for _ in 0..options.rounds.max(1) {
+            ours_runs.push(load::run(&ours, connections, warmup, window).await?);
+            limit_runs.push(load::run(&limit, connections, warmup, window).await?);
+        }
+        let (o, l) = (merge(&ours_runs), merge(&limit_runs));
+        let ratios = Ratios::of(&o, &l);
+        println!(
+            "| {connections} | {:.0} | {:.0} | {:.2} | {} / {} / {} | {} / {} / {} | {:.2}× | {} |",
+            o.requests_per_second,
+            l.requests_per_second,
+            ratios.throughput,
+            ms(o.p50),
+            ms(o.p99),
+            ms(o.max),
+            ms(l.p50),
+            ms(l.p99),
+            ms(l.max),
+            ratios.p99,
+            o.errors + l.errors,
+        );
+    }
+    println!("\npeak RSS: ours {}, limit {}\n", mib(ours_process.peak_rss()), mib(limit_process.peak_rss()));
+    limit_process.stop().await;
+    Ok(())
+}
+
+/// The summaries of several rounds as one: throughput averaged, percentiles of the rounds' worst.
+fn merge(runs: &[Summary]) -> Summary {
+    let n = runs.len().max(1) as f64;
+    Summary {
+        requests: runs.iter().map(|r| r.requests).sum(),
+        errors: runs.iter().map(|r| r.errors).sum(),
+        requests_per_second: runs.iter().map(|r| r.requests_per_second).sum::<f64>() / n,
+        p50: runs.iter().map(|r| r.p50).max().unwrap_or_default(),
+        p99: runs.iter().map(|r| r.p99).max().unwrap_or_default(),
+        max: runs.iter().map(|r| r.max).max().unwrap_or_default(),
+    }
+}
+
+async fn bench_webhooks(options: &BenchOptions, plane: &ControlPlane, server: &Path) -> Result<(), BenchError> {
+    let work = plane.dir().join("bench");
+    std::fs::create_dir_all(&work).map_err(io_err("creating the bench dir"))?;
+
+    let port = control_plane::free_port()?;
+    let cert_dir = work.join("controller-certs");
+    let controller = ServerProcess::extension(
+        options,
+        server,
+        &controller_args(port, &cert_dir),
+        plane,
+        &work.join("controller.log"),
+    )?;
+    let osc = target(port, &cert_dir, PATH_MUTATE_OSC, osc_review()?).await?;
+    wait_ready(&osc, "controller's OSC webhook").await?;
+    compare(options, "OSC webhook (controller)", &osc, &controller, &cert_dir, &work).await?;
+    controller.stop().await;
+
+    let port = control_plane::free_port()?;
+    let cert_dir = work.join("admission-certs");
+    let admission = ServerProcess::extension(
+        options,
+        server,
+        &admission_args(port, &cert_dir),
+        plane,
+        &work.join("admission.log"),
+    )?;
+    let shoot = target(port, &cert_dir, PATH_VALIDATE_SHOOT, shoot_review()?).await?;
+    wait_ready(&shoot, "admission server").await?;
+    compare(options, "Shoot validating webhook (admission)", &shoot, &admission, &cert_dir, &work).await?;
+    admission.stop().await;
+    Ok(())
+}
+
+fn fixture(path: &str) -> Result<Value, BenchError> {
+    let file = crate::repo_root().join(path);
+    let text = std::fs::read_to_string(&file).map_err(io_err(format!("reading {}", file.display())))?;
+    gardener_extension_cri_resmgr::yaml::from_str(&text).map_err(|e| BenchError::Setup(format!("{path}: {e}")))
+}
+
+/// The AdmissionReview the apiserver sends for a CREATE of `object`.
+fn review(object: &Value, group: &str, kind: &str, resource: &str, namespace: &str) -> Bytes {
+    let version = object["apiVersion"].as_str().and_then(|v| v.rsplit('/').next()).unwrap_or_default();
+    let review = json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "0b8e2c4c-1b5e-4a8e-9c61-6f7d0f0c0001",
+            "kind": {"group": group, "version": version, "kind": kind},
+            "resource": {"group": group, "version": version, "resource": resource},
+            "requestKind": {"group": group, "version": version, "kind": kind},
+            "name": object["metadata"]["name"],
+            "namespace": namespace,
+            "operation": "CREATE",
+            "userInfo": {"username": "system:serviceaccount:garden:gardenlet",
+                         "groups": ["system:serviceaccounts", "system:authenticated"]},
+            "object": object,
+            "oldObject": null,
+            "dryRun": false,
+            "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"}
+        }
+    });
+    Bytes::from(serde_json::to_vec(&review).unwrap_or_default())
+}
+
+/// The reconcile OSC with Gardener's kubelet unit (`test/fixtures/osc/reconcile.yaml`), padded with the kind of
+/// files gardenlet adds (CA bundles, configs) to about [`OSC_TARGET_BYTES`].
+fn osc_review() -> Result<Bytes, BenchError> {
+    let mut osc = fixture("test/fixtures/osc/reconcile.yaml")?;
+    osc["metadata"]["namespace"] = json!(BENCH_OSC_NAMESPACE);
+    let ca_like = "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1JSUM".repeat(24);
+    let mut n = 0;
+    while serde_json::to_vec(&osc).map_or(usize::MAX, |v| v.len()) < OSC_TARGET_BYTES {
+        n += 1;
+        let files = osc["spec"]["files"]
+            .as_array_mut()
+            .ok_or_else(|| BenchError::Setup("the OSC fixture has no files".into()))?;
+        files.push(json!({
+            "path": format!("/var/lib/gardener-node-agent/bench/file-{n}.crt"),
+            "permissions": 0o600,
+            "content": {"inline": {"encoding": "b64", "data": ca_like}}
+        }));
+    }
+    Ok(review(
+        &osc,
+        "extensions.gardener.cloud",
+        "OperatingSystemConfig",
+        "operatingsystemconfigs",
+        BENCH_OSC_NAMESPACE,
+    ))
+}
+
+/// The Shoot fixture (`test/fixtures/gardener/shoot.yaml`, cri-resmgr enabled with configs) with
+/// [`SHOOT_POOLS`] worker pools.
+fn shoot_review() -> Result<Bytes, BenchError> {
+    let mut shoot = fixture("test/fixtures/gardener/shoot.yaml")?;
+    let workers = shoot["spec"]["provider"]["workers"]
+        .as_array_mut()
+        .ok_or_else(|| BenchError::Setup("the Shoot fixture has no workers".into()))?;
+    let template = workers.first().cloned().ok_or_else(|| BenchError::Setup("no worker".into()))?;
+    while workers.len() < SHOOT_POOLS {
+        let mut pool = template.clone();
+        pool["name"] = json!(format!("pool-{}", workers.len() + 1));
+        workers.push(pool);
+    }
+    let namespace = shoot["metadata"]["namespace"].as_str().unwrap_or("garden-dev").to_string();
+    Ok(review(&shoot, "core.gardener.cloud", "Shoot", "shoots", &namespace))
+}
+
+async fn ensure_namespace(client: &kube::Client, name: &str) -> Result<(), BenchError> {
+    let namespace =
+        Namespace { metadata: ObjectMeta { name: Some(name.into()), ..Default::default() }, ..Default::default() };
+    Api::<Namespace>::all(client.clone())
+        .patch(name, &PatchParams::apply("cri-resmgr-bench"), &Patch::Apply(&namespace))
+        .await?;
+    Ok(())
+}
+
+/// A shoot namespace's Cluster (the example's shoot) and Extension (no providerConfig: the base configs decide).
+async fn create_shoot(client: &kube::Client, namespace: &str) -> Result<(), BenchError> {
+    let example = |file: &str| fixture(&format!("examples/{file}"));
+    let mut cluster: Cluster =
+        serde_json::from_value(example("10-cluster.yaml")?).map_err(|e| BenchError::Setup(e.to_string()))?;
+    cluster.metadata = ObjectMeta { name: Some(namespace.into()), ..Default::default() };
+    let mut extension: Extension =
+        serde_json::from_value(example("20-extension.yaml")?).map_err(|e| BenchError::Setup(e.to_string()))?;
+    extension.metadata =
+        ObjectMeta { name: Some(EXTENSION_TYPE.into()), namespace: Some(namespace.into()), ..Default::default() };
+    extension.spec.provider_config = None;
+    Api::<Cluster>::all(client.clone()).create(&PostParams::default(), &cluster).await?;
+    Api::<Extension>::namespaced(client.clone(), namespace).create(&PostParams::default(), &extension).await?;
+    Ok(())
+}
+
+fn base_configs(reserved_cpu: &str) -> ConfigMap {
+    ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(BASE_CONFIGS_CONFIG_MAP.into()),
+            namespace: Some(BENCH_EXTENSION_NAMESPACE.into()),
+            ..Default::default()
+        },
+        data: Some(BTreeMap::from([(
+            "default".to_string(),
+            format!("policy:\n  Active: topology-aware\n  ReservedResources:\n    CPU: {reserved_cpu}\n"),
+        )])),
+        ..Default::default()
+    }
+}
+
+fn scale_namespace(i: usize) -> String {
+    format!("{SCALE_NAMESPACE_PREFIX}{i:04}")
+}
+
+/// Polls `done` every 200 ms until it holds; returns the time since `since`.
+async fn time_until<F, Fut>(since: Instant, what: &str, limit: Duration, mut done: F) -> Result<Duration, BenchError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(bool, String), BenchError>>,
+{
+    loop {
+        let (finished, progress) = done().await?;
+        if finished {
+            return Ok(since.elapsed());
+        }
+        if since.elapsed() > limit {
+            return Err(BenchError::Setup(format!("{what}: not done after {limit:?} ({progress})")));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn bench_scale(
+    options: &BenchOptions,
+    plane: &ControlPlane,
+    client: &kube::Client,
+    server: &Path,
+) -> Result<(), BenchError> {
+    let work = plane.dir().join("bench");
+    std::fs::create_dir_all(&work).map_err(io_err("creating the bench dir"))?;
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), BENCH_EXTENSION_NAMESPACE);
+    config_maps
+        .patch(
+            BASE_CONFIGS_CONFIG_MAP,
+            &PatchParams::apply("cri-resmgr-bench").force(),
+            &Patch::Apply(&base_configs("750m")),
+        )
+        .await?;
+
+    let port = control_plane::free_port()?;
+    let cert_dir = work.join("scale-certs");
+    let controller = ServerProcess::extension(
+        options,
+        server,
+        &controller_args(port, &cert_dir),
+        plane,
+        &work.join("scale-controller.log"),
+    )?;
+    wait_ready(&target(port, &cert_dir, PATH_MUTATE_OSC, Bytes::new()).await?, "controller").await?;
+    let idle_rss = stats::rss_bytes(controller.pid).unwrap_or_default();
+
+    let shoots = options.shoots;
+    let started = Instant::now();
+    futures::stream::iter(0..shoots)
+        .map(|i| async move {
+            let namespace = scale_namespace(i);
+            ensure_namespace(client, &namespace).await?;
+            create_shoot(client, &namespace).await
+        })
+        .buffer_unordered(16)
+        .try_collect::<Vec<()>>()
+        .await?;
+    let created = started.elapsed();
+    let extensions: Api<Extension> = Api::all(client.clone());
+    let succeeded = time_until(started, "all Extensions Succeeded", Duration::from_secs(600), || async {
+        let list = extensions.list(&ListParams::default()).await?;
+        let done = list
+            .items
+            .iter()
+            .filter(|e| e.metadata.namespace.as_deref().is_some_and(|n| n.starts_with(SCALE_NAMESPACE_PREFIX)))
+            .filter(|e| {
+                e.status
+                    .as_ref()
+                    .and_then(|s| s.last_operation.as_ref())
+                    .is_some_and(|op| op.state == LastOperationState::Succeeded)
+            })
+            .count();
+        Ok((done >= shoots, format!("{done}/{shoots} Succeeded")))
+    })
+    .await?;
+    let after_create_rss = stats::rss_bytes(controller.pid).unwrap_or_default();
+    let peak_after_create = controller.peak_rss();
+
+    // The base configs change: every shoot's ManagedResource must get a new secret (its contents changed).
+    let managed_resources: Api<ManagedResource> = Api::all(client.clone());
+    let secret_of = |list: &kube::core::ObjectList<ManagedResource>| -> BTreeMap<String, String> {
+        list.items
+            .iter()
+            .filter(|mr| mr.metadata.name.as_deref() == Some(SHOOT_MANAGED_RESOURCE_NAME))
+            .filter_map(|mr| {
+                let namespace = mr.metadata.namespace.clone()?;
+                namespace.starts_with(SCALE_NAMESPACE_PREFIX).then_some(())?;
+                Some((namespace, mr.spec.secret_refs.first()?.name.clone()))
+            })
+            .collect()
+    };
+    let before = secret_of(&managed_resources.list(&ListParams::default()).await?);
+    let changed_at = Instant::now();
+    config_maps
+        .patch(
+            BASE_CONFIGS_CONFIG_MAP,
+            &PatchParams::apply("cri-resmgr-bench").force(),
+            &Patch::Apply(&base_configs("1000m")),
+        )
+        .await?;
+    let rereconciled = time_until(changed_at, "all shoots re-reconciled", Duration::from_secs(600), || async {
+        let now = secret_of(&managed_resources.list(&ListParams::default()).await?);
+        let done =
+            now.iter().filter(|(namespace, secret)| before.get(*namespace).is_some_and(|old| old != *secret)).count();
+        Ok((done >= shoots, format!("{done}/{shoots} re-reconciled")))
+    })
+    .await?;
+    let peak = controller.peak_rss();
+    println!("## Controller scale run ({shoots} shoots, --max-concurrent-reconciles default)\n");
+    println!("| what | measured |\n|---|---:|");
+    println!("| controller RSS when synced and idle | {} |", mib(idle_rss));
+    println!("| {shoots} namespaces + Clusters + Extensions created in | {:.1} s |", created.as_secs_f64());
+    println!("| all {shoots} Extensions Succeeded after | {:.1} s |", succeeded.as_secs_f64());
+    println!("| controller RSS after that / peak so far | {} / {} |", mib(after_create_rss), mib(peak_after_create));
+    println!("| base-ConfigMap change → all {shoots} re-reconciled | {:.1} s |", rereconciled.as_secs_f64());
+    println!("| controller peak RSS (VmHWM) over the whole run | {} |", mib(peak));
+    println!();
+    controller.stop().await;
+    Ok(())
+}

@@ -1,0 +1,143 @@
+//! The pure arithmetic of `make bench`: latency percentiles, throughput, ratios against the limit, and the peak
+//! resident memory read from `/proc/<pid>/status`.
+
+use std::time::Duration;
+
+/// What one load level measured against one server.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    /// Completed requests in the measured window.
+    pub requests: usize,
+    /// Requests that failed (connection errors, non-2xx answers).
+    pub errors: usize,
+    pub requests_per_second: f64,
+    pub p50: Duration,
+    pub p99: Duration,
+    pub max: Duration,
+}
+
+impl Summary {
+    /// The summary of `latencies` (any order) completed within `window`.
+    pub fn of(mut latencies: Vec<Duration>, errors: usize, window: Duration) -> Summary {
+        latencies.sort_unstable();
+        let seconds = window.as_secs_f64();
+        Summary {
+            requests: latencies.len(),
+            errors,
+            requests_per_second: if seconds > 0.0 { latencies.len() as f64 / seconds } else { 0.0 },
+            p50: percentile(&latencies, 50.0),
+            p99: percentile(&latencies, 99.0),
+            max: latencies.last().copied().unwrap_or_default(),
+        }
+    }
+}
+
+/// The nearest-rank percentile `p` (0 < p ≤ 100) of `sorted` (ascending); zero for no samples.
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    // Nearest rank: the smallest value with at least p% of the samples at or below it.
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// Ours next to the limit: throughput as a fraction of the limit's, p99 as a multiple of the limit's.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Ratios {
+    pub throughput: f64,
+    pub p99: f64,
+}
+
+impl Ratios {
+    pub fn of(ours: &Summary, limit: &Summary) -> Ratios {
+        let throughput =
+            if limit.requests_per_second > 0.0 { ours.requests_per_second / limit.requests_per_second } else { 0.0 };
+        let limit_p99 = limit.p99.as_secs_f64();
+        let p99 = if limit_p99 > 0.0 { ours.p99.as_secs_f64() / limit_p99 } else { f64::INFINITY };
+        Ratios { throughput, p99 }
+    }
+}
+
+/// A field of `/proc/<pid>/status` given in kB (e.g. `VmHWM`, the peak resident set), in bytes.
+pub fn status_field_bytes(status: &str, field: &str) -> Option<u64> {
+    status.lines().find_map(|line| {
+        let value = line.strip_prefix(field)?.strip_prefix(':')?;
+        let kib = value.trim().strip_suffix("kB")?.trim().parse::<u64>().ok()?;
+        Some(kib * 1024)
+    })
+}
+
+/// Peak resident memory of process `pid` (`VmHWM`), in bytes; `None` once the process is gone.
+pub fn peak_rss_bytes(pid: u32) -> Option<u64> {
+    status_field_bytes(&std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?, "VmHWM")
+}
+
+/// Current resident memory of process `pid` (`VmRSS`), in bytes.
+pub fn rss_bytes(pid: u32) -> Option<u64> {
+    status_field_bytes(&std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?, "VmRSS")
+}
+
+/// Bytes as MiB with one decimal.
+pub fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+/// A latency in milliseconds with two decimals.
+pub fn ms(latency: Duration) -> String {
+    format!("{:.2}", latency.as_secs_f64() * 1000.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn micros(values: &[u64]) -> Vec<Duration> {
+        values.iter().map(|v| Duration::from_micros(*v)).collect()
+    }
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let sorted = micros(&(1..=100).collect::<Vec<_>>());
+        assert_eq!(percentile(&sorted, 50.0), Duration::from_micros(50));
+        assert_eq!(percentile(&sorted, 99.0), Duration::from_micros(99));
+        assert_eq!(percentile(&sorted, 100.0), Duration::from_micros(100));
+        let few = micros(&[10, 20, 30]);
+        assert_eq!(percentile(&few, 50.0), Duration::from_micros(20));
+        assert_eq!(percentile(&few, 99.0), Duration::from_micros(30));
+        assert_eq!(percentile(&few, 1.0), Duration::from_micros(10));
+        assert_eq!(percentile(&[], 50.0), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_summary_sorts_and_counts_per_second() {
+        let summary = Summary::of(micros(&[400, 100, 300, 200]), 1, Duration::from_secs(2));
+        assert_eq!(summary.requests, 4);
+        assert_eq!(summary.errors, 1);
+        assert!((summary.requests_per_second - 2.0).abs() < 1e-9);
+        assert_eq!(summary.p50, Duration::from_micros(200));
+        assert_eq!(summary.p99, Duration::from_micros(400));
+        assert_eq!(summary.max, Duration::from_micros(400));
+    }
+
+    #[test]
+    fn ratios_put_ours_against_the_limit() {
+        let ours = Summary::of(micros(&[300; 10]), 0, Duration::from_secs(1));
+        let limit = Summary::of(micros(&[100; 40]), 0, Duration::from_secs(1));
+        let ratios = Ratios::of(&ours, &limit);
+        assert!((ratios.throughput - 0.25).abs() < 1e-9, "{ratios:?}");
+        assert!((ratios.p99 - 3.0).abs() < 1e-9, "{ratios:?}");
+    }
+
+    #[test]
+    fn memory_fields_of_proc_status_are_read_in_bytes() {
+        let status =
+            "Name:\tgardener-ext\nVmPeak:\t  123456 kB\nVmHWM:\t   40960 kB\nVmRSS:\t   20480 kB\nThreads:\t5\n";
+        assert_eq!(status_field_bytes(status, "VmHWM"), Some(40 * 1024 * 1024));
+        assert_eq!(status_field_bytes(status, "VmRSS"), Some(20 * 1024 * 1024));
+        assert_eq!(status_field_bytes(status, "VmSwap"), None);
+        assert_eq!(status_field_bytes(status, "Threads"), None, "not a kB field");
+        assert_eq!(mib(40 * 1024 * 1024), "40.0 MiB");
+        assert!(peak_rss_bytes(std::process::id()).is_some_and(|bytes| bytes > 0), "this process has a peak");
+    }
+}

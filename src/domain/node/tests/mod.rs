@@ -10,6 +10,7 @@ use crate::constants::{AGENT_GROUP_LABEL, KUBELET_CONFIG_PATH, KUBELET_UNIT_NAME
 mod files;
 mod kubelet;
 mod mutation;
+mod properties;
 mod unit;
 
 const RECONCILE_OSC: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/test/fixtures/osc/reconcile.yaml"));

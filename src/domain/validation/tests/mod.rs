@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 mod config_body;
 mod extra_options;
 mod field;
+mod properties;
 mod provider_config;
 mod shoot;
 

@@ -3,9 +3,11 @@
 
 use std::time::Duration;
 
-use crate::controller::{ControllerConfig, DEFAULT_MAX_CONCURRENT_RECONCILES, heartbeat, run_controller};
+use crate::contract::recorder::EventRecorder;
+use crate::controller::{ControllerConfig, DEFAULT_MAX_CONCURRENT_RECONCILES, Reporting, heartbeat, run_controller};
 use crate::domain::images::ImageVector;
 use crate::runtime::error_chain;
+use crate::runtime::metrics::{self, Metrics, MetricsOptions, MetricsServerError, WebhookMetrics};
 use crate::runtime::registration::{
     CONTROLLER_CONFIG_NAME, PATH_MUTATE_OSC, apply_mutating, osc_mutating_configuration,
 };
@@ -57,6 +59,8 @@ pub struct ControllerOptions {
     pub osc_webhook: bool,
     #[command(flatten)]
     pub webhook: WebhookOptions,
+    #[command(flatten)]
+    pub metrics: MetricsOptions,
 }
 
 impl ControllerOptions {
@@ -93,19 +97,23 @@ pub enum ControllerError {
     Webhook(#[from] ServingError),
     #[error("the OSC webhook server task ended abnormally")]
     WebhookTask(#[source] tokio::task::JoinError),
+    #[error(transparent)]
+    Metrics(#[from] MetricsServerError),
 }
 
-/// Serves the OperatingSystemConfig mutating webhook and keeps its configuration registered until `shutdown`.
+/// Serves the OperatingSystemConfig mutating webhook and keeps its configuration registered until `shutdown`; its
+/// answers are recorded in `metrics`.
 pub async fn serve_osc_webhook(
     webhook: WebhookOptions,
     client: kube::Client,
     configmap_namespace: String,
     images: ImageVector,
+    metrics: WebhookMetrics,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ControllerError> {
     // The one owner of this process's certificates; it stops when this handle goes out of scope.
     let certificates = webhook.start_certificates(&client).await?;
-    let mut server = WebhookServer::new(WebhookServerConfig::new(webhook.webhook_bind_address));
+    let mut server = WebhookServer::new(WebhookServerConfig::new(webhook.webhook_bind_address)).with_metrics(metrics);
     let mutator = OscMutator { client: client.clone(), images, configmap_namespace };
     server.register(PATH_MUTATE_OSC, mutator).map_err(ServingError::from)?;
     let mode = webhook.client_config_mode()?;
@@ -132,6 +140,9 @@ pub async fn run(
 ) -> Result<(), ControllerError> {
     let images = crate::runtime::inputs::load_image_vector()?;
     let config = options.config();
+    let metrics = Metrics::for_controller();
+    // Every replica serves its metrics (leader or not: `leader` tells them apart).
+    let _metrics_server = metrics::start_server(&options.metrics, &metrics, shutdown.clone().cancelled_owned()).await?;
     // Webhooks are served by every replica, so the apiserver reaches one whichever leads.
     let osc_webhook = options.osc_webhook.then(|| {
         let serve = serve_osc_webhook(
@@ -139,6 +150,7 @@ pub async fn run(
             client.clone(),
             config.configmap_namespace.clone(),
             images.clone(),
+            metrics.webhook.clone(),
             shutdown.clone().cancelled_owned(),
         );
         // A replica whose webhook server is gone leaves gardenlet's OSC writes failing (failurePolicy Fail) while
@@ -149,7 +161,7 @@ pub async fn run(
             serve.await
         })
     });
-    let result = lead(&options, client, config, images, &shutdown).await;
+    let result = lead(&options, client, config, images, &metrics, &shutdown).await;
     let Some(webhook) = osc_webhook else { return result };
     shutdown.cancel();
     let webhook_result = match tokio::time::timeout(Duration::from_secs(20), webhook).await {
@@ -174,13 +186,14 @@ async fn lead(
     client: kube::Client,
     config: ControllerConfig,
     images: ImageVector,
+    metrics: &Metrics,
     shutdown: &tokio_util::sync::CancellationToken,
 ) -> Result<(), ControllerError> {
     let lease_namespace = options.lease_namespace();
+    let identity = options.identity.clone().unwrap_or_else(default_identity);
     let heartbeat_interval = Duration::from_secs(options.heartbeat_interval_seconds.max(1));
 
     let leadership = if options.leader_election {
-        let identity = options.identity.clone().unwrap_or_else(default_identity);
         let manager =
             kube_lease_manager::LeaseManagerBuilder::new(client.clone(), crate::constants::LEADER_ELECTION_LEASE_NAME)
                 .with_namespace(lease_namespace.clone())
@@ -208,8 +221,11 @@ async fn lead(
         None
     };
 
+    metrics.controller.set_leader(true);
     let heartbeat = tokio::spawn(heartbeat::run(client.clone(), lease_namespace, heartbeat_interval));
-    let controller = run_controller(client, config, images, shutdown.clone().cancelled_owned());
+    let reporting =
+        Reporting { metrics: metrics.controller.clone(), recorder: EventRecorder::new(client.clone(), Some(identity)) };
+    let controller = run_controller(client, config, images, reporting, shutdown.clone().cancelled_owned());
     let result = match leadership {
         None => {
             controller.await;
@@ -233,6 +249,7 @@ async fn lead(
         }
     };
     heartbeat.abort();
+    metrics.controller.set_leader(false);
     result
 }
 

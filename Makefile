@@ -4,11 +4,12 @@ BINARY := gardener-extension-cri-resmgr
 
 .PHONY: dev test e2e prerequisites build fmt fmt-check lint ci crds bench
 
-## Installs etcd, kubectl and a kube-apiserver built from Debian's source package (cached outside the repo), and
-## helm-python-sdk (real Helm for rendering the charts in tests).
+## Installs etcd, kubectl and a kube-apiserver built from Debian's source package (cached outside the repo),
+## helm-python-sdk (real Helm for rendering the charts in tests) and promtool (checks the charts' alerts).
 prerequisites:
 	bash hacks/install-control-plane.sh
 	bash hacks/install-helm.sh
+	bash hacks/install-promtool.sh
 
 ## Starts a local etcd + kube-apiserver, installs the CRDs, applies examples/ and runs until Ctrl-C.
 dev: prerequisites

@@ -1,6 +1,7 @@
 //! The `admission` command: runs in the garden runtime cluster, serves the Shoot validating and defaulting webhooks
 //! and registers their configurations (with the CA bundle) in the cluster it talks to (the virtual garden).
 
+use crate::runtime::metrics::{self, Metrics, MetricsOptions};
 use crate::runtime::registration::{self, ClientConfigMode, PATH_DEFAULT_SHOOT, PATH_VALIDATE_SHOOT};
 use crate::runtime::server::WebhookServer;
 use crate::runtime::serving::{ServingError, WebhookOptions, serve_registered};
@@ -11,6 +12,8 @@ use crate::webhook::shoot::{ShootDefaulter, ShootValidator};
 pub struct AdmissionOptions {
     #[command(flatten)]
     pub webhook: WebhookOptions,
+    #[command(flatten)]
+    pub metrics: MetricsOptions,
 }
 
 /// Registers the Shoot webhooks with the current CA bundle.
@@ -38,9 +41,17 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServingError> {
     let webhook = options.webhook;
+    let metrics = Metrics::for_admission();
+    // Stopped with the process: the certificate and the requests it reports on are the webhook server's.
+    let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+    let _metrics_server = metrics::start_server(&options.metrics, &metrics, async move {
+        let _ = metrics_stopped.await;
+    })
+    .await?;
+    let _stop_metrics = stop_metrics;
     // The one owner of this process's certificates; it stops when this handle goes out of scope.
     let certificates = webhook.start_certificates(&client).await?;
-    let mut server = WebhookServer::new(webhook.server_config());
+    let mut server = WebhookServer::new(webhook.server_config()).with_metrics(metrics.webhook.clone());
     server.register(PATH_VALIDATE_SHOOT, ShootValidator)?;
     server.register(PATH_DEFAULT_SHOOT, ShootDefaulter)?;
     let mode = webhook.client_config_mode()?;

@@ -3,9 +3,11 @@
 
 use std::time::Duration;
 
-use crate::controller::{ControllerConfig, DEFAULT_MAX_CONCURRENT_RECONCILES, heartbeat, run_controller};
+use crate::contract::recorder::EventRecorder;
+use crate::controller::{ControllerConfig, DEFAULT_MAX_CONCURRENT_RECONCILES, Reporting, heartbeat, run_controller};
 use crate::domain::images::ImageVector;
 use crate::runtime::error_chain;
+use crate::runtime::metrics::{self, Metrics, MetricsOptions, MetricsServerError, WebhookMetrics};
 use crate::runtime::registration::{
     CONTROLLER_CONFIG_NAME, PATH_MUTATE_OSC, apply_mutating, osc_mutating_configuration,
 };
@@ -58,6 +60,8 @@ pub struct ControllerOptions {
     pub osc_webhook: bool,
     #[command(flatten)]
     pub webhook: WebhookOptions,
+    #[command(flatten)]
+    pub metrics: MetricsOptions,
 }
 
 impl ControllerOptions {
@@ -94,20 +98,24 @@ pub enum ControllerError {
     Webhook(#[from] ServingError),
     #[error("the OSC webhook server task ended abnormally")]
     WebhookTask(#[source] tokio::task::JoinError),
+    #[error(transparent)]
+    Metrics(#[from] MetricsServerError),
 }
 
 /// Serves the OperatingSystemConfig mutating webhook and keeps its configuration registered until `shutdown`. The
-/// webhook reads from `stores` (whose watches the caller runs); `/readyz` says not-ready until they are synced.
+/// webhook reads from `stores` (whose watches the caller runs); `/readyz` says not-ready until they are synced. Its
+/// answers are recorded in `metrics`.
 pub async fn serve_osc_webhook(
     webhook: WebhookOptions,
     client: kube::Client,
     stores: SeedStores,
     images: ImageVector,
+    metrics: WebhookMetrics,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ControllerError> {
     // The one owner of this process's certificates; it stops when this handle goes out of scope.
     let certificates = webhook.start_certificates(&client).await?;
-    let mut server = WebhookServer::new(webhook.server_config());
+    let mut server = WebhookServer::new(webhook.server_config()).with_metrics(metrics);
     let synced = stores.clone();
     server.ready_when(move || synced.is_synced());
     server.register(PATH_MUTATE_OSC, OscMutator { stores, images }).map_err(ServingError::from)?;
@@ -135,6 +143,9 @@ pub async fn run(
 ) -> Result<(), ControllerError> {
     let images = crate::runtime::inputs::load_image_vector()?;
     let config = options.config();
+    let metrics = Metrics::for_controller();
+    // Every replica serves its metrics (leader or not: `leader` tells them apart).
+    let _metrics_server = metrics::start_server(&options.metrics, &metrics, shutdown.clone().cancelled_owned()).await?;
     // One set of watches per process feeds the webhook (every replica) and the reconciler (the leader).
     let scope = StoreScope {
         configmap_namespace: config.configmap_namespace.clone(),
@@ -149,6 +160,7 @@ pub async fn run(
             client.clone(),
             stores.clone(),
             images.clone(),
+            metrics.webhook.clone(),
             shutdown.clone().cancelled_owned(),
         );
         // A replica whose webhook server is gone leaves gardenlet's OSC writes failing (failurePolicy Fail) while
@@ -159,7 +171,7 @@ pub async fn run(
             serve.await
         })
     });
-    let result = lead(&options, client, stores, config, images, &shutdown).await;
+    let result = lead(&options, client, stores, config, images, &metrics, &shutdown).await;
     let Some(webhook) = osc_webhook else { return result };
     shutdown.cancel();
     let webhook_result = match tokio::time::timeout(Duration::from_secs(20), webhook).await {
@@ -185,13 +197,14 @@ async fn lead(
     stores: SeedStores,
     config: ControllerConfig,
     images: ImageVector,
+    metrics: &Metrics,
     shutdown: &tokio_util::sync::CancellationToken,
 ) -> Result<(), ControllerError> {
     let lease_namespace = options.lease_namespace();
+    let identity = options.identity.clone().unwrap_or_else(default_identity);
     let heartbeat_interval = Duration::from_secs(options.heartbeat_interval_seconds.max(1));
 
     let leadership = if options.leader_election {
-        let identity = options.identity.clone().unwrap_or_else(default_identity);
         let manager =
             kube_lease_manager::LeaseManagerBuilder::new(client.clone(), crate::constants::LEADER_ELECTION_LEASE_NAME)
                 .with_namespace(lease_namespace.clone())
@@ -219,8 +232,11 @@ async fn lead(
         None
     };
 
+    metrics.controller.set_leader(true);
     let heartbeat = tokio::spawn(heartbeat::run(client.clone(), lease_namespace, heartbeat_interval));
-    let controller = run_controller(client, stores, config, images, shutdown.clone().cancelled_owned());
+    let reporting =
+        Reporting { metrics: metrics.controller.clone(), recorder: EventRecorder::new(client.clone(), Some(identity)) };
+    let controller = run_controller(client, stores, config, images, reporting, shutdown.clone().cancelled_owned());
     let result = match leadership {
         None => {
             controller.await;
@@ -244,6 +260,7 @@ async fn lead(
         }
     };
     heartbeat.abort();
+    metrics.controller.set_leader(false);
     result
 }
 

@@ -10,8 +10,11 @@
 //!   goes;
 //! - Migrate: Processing, the actuator, Succeeded, then *all* finalizers go (the destination seed owns the object)
 //!   and the `migrate` annotation is removed;
-//! - a failure is reported as Error with `lastError` and the error's codes, then retried by the error policy;
+//! - a failure is reported as Error with `lastError` and the error's codes, and as a Warning Event on the Extension,
+//!   then retried by the error policy;
 //! - a waiting actuator's description is written only when it changes.
+//!
+//! Every pass is counted and timed in the controller's metrics, by operation and how it ended.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +29,7 @@ use serde_json::{Value, json};
 
 use super::errors::ErrorCodes;
 use super::events::Responsibility;
+use super::recorder::{self, EventRecorder, Severity};
 use super::{Actuator, Failure, Outcome, Request, status};
 use crate::apis::common::{LastOperationState, LastOperationType};
 use crate::apis::extensions::{Cluster, Extension};
@@ -33,6 +37,7 @@ use crate::constants::{
     ANNOTATION_FORCE_DELETION, ANNOTATION_OPERATION, LABEL_ROLE, OPERATION_RECONCILE, OPERATION_RESTORE,
     OPERATION_WAIT_FOR_STATE, ROLE_SHOOT,
 };
+use crate::runtime::metrics::{ControllerMetrics, Operation, PassResult};
 use crate::runtime::stores::SeedStores;
 
 /// The JSON pointer of an object's finalizer list.
@@ -49,12 +54,31 @@ pub struct DriverConfig {
     pub resync_interval: Duration,
 }
 
-/// The driver: the seed client, the stores it reads Clusters from, its settings and the extension's actuator.
+/// The driver: the seed client, the stores it reads Clusters from, its settings, the extension's actuator, and where
+/// it reports (metrics, Events).
 pub struct Driver<A> {
     pub client: kube::Client,
     pub stores: SeedStores,
     pub config: DriverConfig,
     pub actuator: A,
+    pub metrics: ControllerMetrics,
+    pub recorder: EventRecorder,
+}
+
+/// How a pass ended: what kube-runtime does next, and how the metrics count it.
+struct Ended {
+    action: Action,
+    result: PassResult,
+}
+
+impl Ended {
+    fn skipped() -> Self {
+        Ended { action: Action::await_change(), result: PassResult::Skipped }
+    }
+
+    fn succeeded(action: Action) -> Self {
+        Ended { action, result: PassResult::Succeeded }
+    }
 }
 
 /// A write of the driver to the Extension.
@@ -106,39 +130,50 @@ pub enum DriverError<E> {
     },
 }
 
-/// One pass over one Extension: the entry point for kube-rs' `Controller::run`.
+/// One pass over one Extension: the entry point for kube-rs' `Controller::run`. Counted and timed in the metrics.
 pub async fn reconcile<A: Actuator>(
     extension: Arc<Extension>,
     driver: Arc<Driver<A>>,
 ) -> Result<Action, DriverError<A::Error>> {
+    let timer = driver.metrics.start_pass(Operation::from(&status::operation_type(&extension)));
+    let ended = pass(&extension, &driver).await;
+    timer.finish(match &ended {
+        Ok(ended) => ended.result,
+        Err(_) => PassResult::Error,
+    });
+    ended.map(|ended| ended.action)
+}
+
+async fn pass<A: Actuator>(extension: &Extension, driver: &Driver<A>) -> Result<Ended, DriverError<A::Error>> {
     // The controller's cache holds only covered Extensions; this guards every other way in (e.g. a requeue
     // of an object that was replaced by one of another class).
-    if !driver.config.responsibility.covers(&extension) {
-        return Ok(Action::await_change());
+    if !driver.config.responsibility.covers(extension) {
+        return Ok(Ended::skipped());
     }
     // gardenlet is still restoring state on a migration's destination: nothing to do yet.
-    if status::operation_annotation(&extension) == Some(OPERATION_WAIT_FOR_STATE) {
-        return Ok(Action::await_change());
+    if status::operation_annotation(extension) == Some(OPERATION_WAIT_FOR_STATE) {
+        return Ok(Ended::skipped());
     }
-    let operation = status::operation_type(&extension);
-    if status::should_skip(&extension, &operation) {
-        tracing::debug!(extension = %key(&extension), "migrated away; skipping until restored");
-        return Ok(Action::await_change());
+    let operation = status::operation_type(extension);
+    if status::should_skip(extension, &operation) {
+        tracing::debug!(extension = %key(extension), "migrated away; skipping until restored");
+        return Ok(Ended::skipped());
     }
     let namespace = extension.namespace().unwrap_or_default();
     let cluster = get_cluster(&driver.stores, &namespace).await?;
     if shoot_failed(&driver.client, &namespace, cluster.as_deref()).await? {
-        tracing::info!(extension = %key(&extension), "the shoot's last operation failed; not acting until it is retried");
-        return Ok(Action::await_change());
+        tracing::info!(extension = %key(extension), "the shoot's last operation failed; not acting until it is retried");
+        return Ok(Ended::skipped());
     }
     let request = Request {
-        extension: &extension,
+        extension,
         namespace: &namespace,
         cluster: cluster.as_deref(),
         operation: operation.clone(),
         client: &driver.client,
+        recorder: &driver.recorder,
     };
-    let pass = Pass { driver: &driver, extension: &extension, namespace: &namespace, operation };
+    let pass = Pass { driver, extension, namespace: &namespace, operation };
     match pass.operation {
         LastOperationType::Migrate => pass.migrate(&request).await,
         LastOperationType::Delete if cluster.as_deref().is_some_and(is_force_deleted) => {
@@ -311,40 +346,36 @@ impl<A: Actuator> Pass<'_, A> {
         self.patch_status(status::succeeded(&self.operation, description, self.generation(), &self.now())).await
     }
 
-    /// Reports a failure the way Gardener's library does, then hands it to the error policy (requeue).
-    async fn fail(&self, failure: Failure<A::Error>) -> Result<Action, DriverError<A::Error>> {
+    /// Reports a failure the way Gardener's library does, and as a Warning Event with the error codes, then hands
+    /// it to the error policy (requeue).
+    async fn fail(&self, failure: Failure<A::Error>) -> DriverError<A::Error> {
         let Failure { description, error } = failure;
-        let body = status::error(
-            &self.operation,
-            description,
-            &error.to_string(),
-            &error.codes(),
-            self.generation(),
-            &self.now(),
-        );
+        let codes = error.codes();
+        let body =
+            status::error(&self.operation, description, &error.to_string(), &codes, self.generation(), &self.now());
         if let Err(e) = self.patch_status(body).await {
             tracing::warn!(extension = %key(self.extension), error = %e, "cannot report the error in the status");
         }
-        Err(DriverError::Operation { description, source: error })
+        let note = recorder::failure_note(&format!("{description}: {error}"), &codes);
+        let reason = recorder::failure_reason(&self.operation);
+        self.driver.recorder.publish(self.extension, Severity::Warning, reason, self.operation.as_str(), &note).await;
+        DriverError::Operation { description, source: error }
     }
 
-    /// Runs the actuator's step; `Some(action)` when the pass ends here (waiting, or failed and reported).
-    async fn settle(
-        &self,
-        result: Result<Outcome, Failure<A::Error>>,
-    ) -> Result<Option<Action>, DriverError<A::Error>> {
+    /// Runs the actuator's step; `Some` when the pass ends here waiting, an error when it failed (reported).
+    async fn settle(&self, result: Result<Outcome, Failure<A::Error>>) -> Result<Option<Ended>, DriverError<A::Error>> {
         match result {
             Ok(Outcome::Done | Outcome::DoneWith { .. }) => Ok(None),
             Ok(Outcome::Waiting { description, requeue_after }) => {
                 self.waiting(&description).await?;
-                Ok(Some(Action::requeue(requeue_after)))
+                Ok(Some(Ended { action: Action::requeue(requeue_after), result: PassResult::Waiting }))
             }
-            Err(failure) => self.fail(failure).await.map(Some),
+            Err(failure) => Err(self.fail(failure).await),
         }
     }
 
     /// Create, Reconcile and Restore.
-    async fn reconcile(&self, request: &Request<'_>) -> Result<Action, DriverError<A::Error>> {
+    async fn reconcile(&self, request: &Request<'_>) -> Result<Ended, DriverError<A::Error>> {
         // The reconcile annotation is removed before the work, so a new request during it is not lost.
         if status::operation_annotation(self.extension) == Some(OPERATION_RECONCILE) {
             self.remove_operation_annotation().await?;
@@ -359,8 +390,8 @@ impl<A: Actuator> Pass<'_, A> {
             Ok(Outcome::DoneWith { note }) => Some(note.clone()),
             _ => None,
         };
-        if let Some(action) = self.settle(result).await? {
-            return Ok(action);
+        if let Some(ended) = self.settle(result).await? {
+            return Ok(ended);
         }
         self.succeeded(&success_description(&format!("Successfully reconciled {}", A::DISPLAY_NAME), note.as_deref()))
             .await?;
@@ -369,42 +400,42 @@ impl<A: Actuator> Pass<'_, A> {
             self.remove_operation_annotation().await?;
         }
         tracing::info!(extension = %key(self.extension), operation = %self.operation, "reconciled");
-        Ok(Action::requeue(self.driver.config.resync_interval))
+        Ok(Ended::succeeded(Action::requeue(self.driver.config.resync_interval)))
     }
 
-    async fn delete(&self, request: &Request<'_>) -> Result<Action, DriverError<A::Error>> {
+    async fn delete(&self, request: &Request<'_>) -> Result<Ended, DriverError<A::Error>> {
         self.begin(&format!("Deleting {}", A::DISPLAY_NAME)).await?;
-        if let Some(action) = self.settle(self.driver.actuator.delete(request).await).await? {
-            return Ok(action);
+        if let Some(ended) = self.settle(self.driver.actuator.delete(request).await).await? {
+            return Ok(ended);
         }
         self.succeeded(&format!("Successfully deleted {}", A::DISPLAY_NAME)).await?;
         self.remove_finalizer().await?;
         tracing::info!(extension = %key(self.extension), operation = %self.operation, "done");
-        Ok(Action::await_change())
+        Ok(Ended::succeeded(Action::await_change()))
     }
 
-    async fn force_delete(&self, request: &Request<'_>) -> Result<Action, DriverError<A::Error>> {
+    async fn force_delete(&self, request: &Request<'_>) -> Result<Ended, DriverError<A::Error>> {
         self.begin(&format!("Force-deleting {}", A::DISPLAY_NAME)).await?;
-        if let Some(action) = self.settle(self.driver.actuator.force_delete(request).await).await? {
-            return Ok(action);
+        if let Some(ended) = self.settle(self.driver.actuator.force_delete(request).await).await? {
+            return Ok(ended);
         }
         self.succeeded(&format!("Successfully force-deleted {}", A::DISPLAY_NAME)).await?;
         self.remove_finalizer().await?;
         tracing::info!(extension = %key(self.extension), operation = %self.operation, "done");
-        Ok(Action::await_change())
+        Ok(Ended::succeeded(Action::await_change()))
     }
 
-    async fn migrate(&self, request: &Request<'_>) -> Result<Action, DriverError<A::Error>> {
+    async fn migrate(&self, request: &Request<'_>) -> Result<Ended, DriverError<A::Error>> {
         self.begin(&format!("Migrating {}", A::DISPLAY_NAME)).await?;
-        if let Some(action) = self.settle(self.driver.actuator.migrate(request).await).await? {
-            return Ok(action);
+        if let Some(ended) = self.settle(self.driver.actuator.migrate(request).await).await? {
+            return Ok(ended);
         }
         self.succeeded(&format!("Successfully migrated {}", A::DISPLAY_NAME)).await?;
         // Migrate frees the object entirely: the destination seed owns it from now on.
         self.set_finalizers(Vec::new()).await?;
         self.remove_operation_annotation().await?;
         tracing::info!(extension = %key(self.extension), operation = %self.operation, "done");
-        Ok(Action::await_change())
+        Ok(Ended::succeeded(Action::await_change()))
     }
 }
 

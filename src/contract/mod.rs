@@ -8,7 +8,8 @@
 //! - [`status`]: the contract's pure rules (operation type, skip rule, event predicate, status patches, readiness);
 //! - [`events`]: the event predicate applied to a kube-rs watch stream;
 //! - [`errors`]: Gardener error codes as a property of error values ([`errors::ErrorCodes`]);
-//! - [`health`]: ManagedResource conditions → the Extension's health condition.
+//! - [`health`]: ManagedResource conditions → the Extension's health condition;
+//! - [`recorder`]: Kubernetes Events on the Extension (failed operations, and what an actuator reports).
 //!
 //! Nothing here knows cri-resmgr; the extension's actuator lives in `crate::controller`.
 
@@ -16,6 +17,7 @@ pub mod driver;
 pub mod errors;
 pub mod events;
 pub mod health;
+pub mod recorder;
 pub mod status;
 #[cfg(test)]
 pub(crate) mod test_support;
@@ -28,6 +30,7 @@ use serde_json::json;
 
 pub use self::driver::{Driver, DriverConfig, DriverError, key, reconcile};
 use self::errors::ErrorCodes;
+use self::recorder::{EventRecorder, Severity};
 use crate::apis::common::LastOperationType;
 use crate::apis::extensions::{Cluster, Extension};
 
@@ -42,9 +45,15 @@ pub struct Request<'a> {
     /// The operation being run.
     pub operation: LastOperationType,
     client: &'a kube::Client,
+    recorder: &'a EventRecorder,
 }
 
 impl Request<'_> {
+    /// Publishes an Event on the Extension (`reason` and `action` CamelCase); never fails the operation.
+    pub async fn record(&self, severity: Severity, reason: &str, action: &str, note: &str) {
+        self.recorder.publish(self.extension, severity, reason, action, note).await;
+    }
+
     /// Records a fact the extension must remember across passes (e.g. "the nodes are cleaned") as one annotation on
     /// the Extension, written as a merge patch of that key alone so that it never touches the contract's own
     /// annotations and finalizers.

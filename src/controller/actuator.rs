@@ -14,12 +14,14 @@ use crate::apis::common::ConditionStatus;
 use crate::constants::{
     ANNOTATION_NODES_CLEANED, CLEANER_MANAGED_RESOURCE_NAME, MANAGED_RESOURCE_ORIGIN, SHOOT_MANAGED_RESOURCE_NAME,
 };
+use crate::contract::recorder::Severity;
 use crate::contract::{Actuator, Failure, Outcome, Request};
 use crate::domain::desired::{self, Desired};
 use crate::domain::images::ImageVector;
 use crate::domain::osc::ShootContext;
 use crate::managed_resource;
 use crate::runtime::error_chain;
+use crate::runtime::metrics::{ControllerMetrics, Write};
 use crate::runtime::stores::SeedStores;
 
 /// How often a waiting operation looks again.
@@ -32,6 +34,19 @@ const ERROR_DELETING: &str = "Error deleting the cri-resmgr extension";
 const ERROR_FORCE_DELETING: &str = "Error force-deleting the cri-resmgr extension";
 const ERROR_MIGRATING: &str = "Error migrating the cri-resmgr extension";
 
+/// Event reason: the node cleaner DaemonSet was deployed into the shoot (the Extension is being deleted).
+pub const REASON_NODE_CLEANER_STARTED: &str = "NodeCleanerStarted";
+/// Event reason: the node cleaner is done on every node; cri-resmgr's state is gone from the nodes.
+pub const REASON_NODE_CLEANER_FINISHED: &str = "NodeCleanerFinished";
+/// Event reason: worker pools that do not get cri-resmgr (no build for their architecture, or not containerd).
+pub const REASON_WORKER_POOL_SKIPPED: &str = "WorkerPoolSkipped";
+/// Event reason: node changes wait for gardenlet's next write of the worker pools' OperatingSystemConfigs.
+pub const REASON_NODE_ROLLOUT_PENDING: &str = "NodeRolloutPending";
+
+/// Event actions (what the extension did when it published the Event).
+const ACTION_RECONCILE: &str = "Reconcile";
+const ACTION_DELETE: &str = "Delete";
+
 type Result<T> = std::result::Result<T, Failure<ReconcileError>>;
 
 /// `error` happened while doing `description`.
@@ -39,11 +54,13 @@ fn failed<E: Into<ReconcileError>>(description: &'static str) -> impl FnOnce(E) 
     move |error| Failure::new(description, error)
 }
 
-/// The cri-resmgr actuator: the seed client, the stores the operator's base configs are read from, and the images.
+/// The cri-resmgr actuator: the seed client, the stores the operator's base configs are read from, the images, and
+/// the metrics its ManagedResource writes are counted in.
 pub struct CriResmgrActuator {
     pub client: kube::Client,
     pub stores: SeedStores,
     pub images: ImageVector,
+    pub metrics: ControllerMetrics,
 }
 
 impl Actuator for CriResmgrActuator {
@@ -55,7 +72,7 @@ impl Actuator for CriResmgrActuator {
     async fn reconcile(&self, request: &Request<'_>) -> Result<Outcome> {
         let desired = self.desired(request).await.map_err(failed(ERROR_RECONCILING))?;
         let objects = desired.runtime_objects().map_err(failed(ERROR_RECONCILING))?;
-        managed_resource::create_or_update_for_shoot(
+        let written = managed_resource::create_or_update_for_shoot(
             &self.client,
             request.namespace,
             SHOOT_MANAGED_RESOURCE_NAME,
@@ -65,17 +82,22 @@ impl Actuator for CriResmgrActuator {
         )
         .await
         .map_err(failed(ERROR_DEPLOYING))?;
+        self.metrics.managed_resource_written(write_of(written));
         let mut notes = Vec::new();
         if !desired.pools_without_build.is_empty() {
             let pools: Vec<String> = desired.pools_without_build.iter().map(ToString::to_string).collect();
             tracing::warn!(namespace = request.namespace, pools = %pools.join(", "), "worker pools without cri-resmgr");
             notes.push(format!("Worker pools without cri-resmgr: {}.", pools.join(", ")));
         }
+        if let Some(skipped) = request.cluster.and_then(|cluster| skipped_pools_note(&cluster.spec.shoot, &desired)) {
+            request.record(Severity::Warning, REASON_WORKER_POOL_SKIPPED, ACTION_RECONCILE, &skipped).await;
+        }
         // Only a note: a failure to tell must not fail the reconcile (and with it gardenlet's shoot flow).
         match self.pending_pools(request, desired).await {
             Ok(pending) => {
                 if let Some(note) = pending_note(&pending) {
                     tracing::info!(namespace = request.namespace, pools = %pending.join(", "), "node changes wait for gardenlet's next OSC write");
+                    request.record(Severity::Normal, REASON_NODE_ROLLOUT_PENDING, ACTION_RECONCILE, &note).await;
                     notes.push(note);
                 }
             }
@@ -176,7 +198,7 @@ impl CriResmgrActuator {
         // broken base configs, rules stricter than when it was admitted) must not block disabling the extension.
         let Some(cluster) = request.cluster else { return Ok(Outcome::Done) };
         let objects = desired::cleaner_objects(&cluster.spec.shoot, &self.images).map_err(failed(ERROR_CLEANER))?;
-        managed_resource::create_or_update_for_shoot(
+        let written = managed_resource::create_or_update_for_shoot(
             &self.client,
             request.namespace,
             CLEANER_MANAGED_RESOURCE_NAME,
@@ -186,6 +208,11 @@ impl CriResmgrActuator {
         )
         .await
         .map_err(failed(ERROR_CLEANER))?;
+        self.metrics.managed_resource_written(write_of(written));
+        if written == managed_resource::Outcome::Created {
+            let note = "Deployed the node cleaner: it resets cri-resmgr's policy and removes its state on every node";
+            request.record(Severity::Normal, REASON_NODE_CLEANER_STARTED, ACTION_DELETE, note).await;
+        }
         let health = check_health_of(&self.client, request.namespace, CLEANER_MANAGED_RESOURCE_NAME)
             .await
             .map_err(failed(ERROR_DELETING))?;
@@ -194,6 +221,8 @@ impl CriResmgrActuator {
             return Ok(waiting("Waiting until cri-resmgr is removed from every node".to_string()));
         }
         request.annotate(ANNOTATION_NODES_CLEANED, "true").await.map_err(failed(ERROR_DELETING))?;
+        let note = "The node cleaner finished on every node; cri-resmgr is gone from the nodes";
+        request.record(Severity::Normal, REASON_NODE_CLEANER_FINISHED, ACTION_DELETE, note).await;
         Ok(Outcome::Done)
     }
 
@@ -229,6 +258,38 @@ impl CriResmgrActuator {
         }
         Ok(waiting(format!("Waiting until ManagedResources are deleted: {}", remaining.join(", "))))
     }
+}
+
+/// How a ManagedResource write is counted.
+fn write_of(outcome: managed_resource::Outcome) -> Write {
+    match outcome {
+        managed_resource::Outcome::Created => Write::Created,
+        managed_resource::Outcome::Updated => Write::Updated,
+        managed_resource::Outcome::Unchanged => Write::Unchanged,
+    }
+}
+
+/// What the WorkerPoolSkipped Event says: the pools that do not get cri-resmgr although the shoot enables it, and
+/// why; `None` when every pool gets it.
+fn skipped_pools_note(shoot: &crate::apis::core::Shoot, desired: &Desired) -> Option<String> {
+    let containerd = desired::containerd_pools(shoot);
+    let without_containerd: Vec<&str> = shoot
+        .spec
+        .provider
+        .workers
+        .iter()
+        .map(|worker| worker.name.as_str())
+        .filter(|name| !containerd.iter().any(|c| c == name))
+        .collect();
+    let mut reasons = Vec::new();
+    if !desired.pools_without_build.is_empty() {
+        let pools: Vec<String> = desired.pools_without_build.iter().map(ToString::to_string).collect();
+        reasons.push(format!("no cri-resmgr build for their architecture: {}", pools.join(", ")));
+    }
+    if !without_containerd.is_empty() {
+        reasons.push(format!("not running containerd: {}", without_containerd.join(", ")));
+    }
+    (!reasons.is_empty()).then(|| format!("Worker pools without cri-resmgr ({}).", reasons.join("; ")))
 }
 
 fn waiting(description: String) -> Outcome {

@@ -15,9 +15,11 @@ use crate::constants::{EXTENSION_TYPE, SHOOT_MANAGED_RESOURCE_NAME};
 use crate::contract::health::{self, HealthCheckResult};
 use crate::contract::status;
 use crate::managed_resource::{self, ManagedResourceError};
+use crate::runtime::metrics::ControllerMetrics;
 
-/// Runs the health check every `interval` over the Extensions in `store`.
-pub async fn run(client: kube::Client, interval: Duration, store: Store<Extension>) {
+/// Runs the health check every `interval` over the Extensions in `store`, and exports their state and health to the
+/// metrics after each round.
+pub async fn run(client: kube::Client, interval: Duration, store: Store<Extension>, metrics: ControllerMetrics) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -31,6 +33,9 @@ pub async fn run(client: kube::Client, interval: Duration, store: Store<Extensio
                 );
             }
         }
+        // Read again: the round above may have written conditions, which the cache has by now or next round.
+        let served = store.state();
+        metrics.observe_extensions(served.iter().map(|extension| extension.as_ref()));
     }
 }
 

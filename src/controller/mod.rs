@@ -31,10 +31,12 @@ use crate::apis::extensions::{Extension, OperatingSystemConfig};
 use crate::constants::{BASE_CONFIGS_CONFIG_MAP, EXTENSION_CLASS_SHOOT, EXTENSION_TYPE, FINALIZER};
 use crate::contract::errors::{ErrorCode, ErrorCodes};
 use crate::contract::events::{EventFilter, Responsibility};
+use crate::contract::recorder::EventRecorder;
 use crate::contract::{Driver, DriverConfig, DriverError};
 use crate::domain::desired::DesiredError;
 use crate::domain::images::ImageVector;
 use crate::runtime::inputs::PlanError;
+use crate::runtime::metrics::ControllerMetrics;
 use crate::runtime::stores::SeedStores;
 
 /// Settings of the controller.
@@ -146,12 +148,20 @@ fn error_policy(extension: Arc<Extension>, error: &DriverError<ReconcileError>, 
     Action::requeue(error_requeue)
 }
 
+/// Where the controller reports besides the Extension's status: its metrics and the Events it publishes.
+#[derive(Clone)]
+pub struct Reporting {
+    pub metrics: ControllerMetrics,
+    pub recorder: EventRecorder,
+}
+
 /// Runs the controller (reconciler, health check) until `shutdown` resolves.
 pub async fn run_controller(
     client: kube::Client,
     stores: SeedStores,
     config: ControllerConfig,
     images: ImageVector,
+    reporting: Reporting,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let extensions: Api<Extension> = match &config.watch_namespace {
@@ -194,7 +204,12 @@ pub async fn run_controller(
         .predicate_filter(predicates::generation, Default::default());
     let osc_store = store.clone();
 
-    let health = tokio::spawn(health::run(client.clone(), config.health_check_interval, store.clone()));
+    let health = tokio::spawn(health::run(
+        client.clone(),
+        config.health_check_interval,
+        store.clone(),
+        reporting.metrics.clone(),
+    ));
     let driver = Arc::new(Driver {
         client: client.clone(),
         stores: stores.clone(),
@@ -203,7 +218,9 @@ pub async fn run_controller(
             finalizer: FINALIZER,
             resync_interval: config.resync_interval,
         },
-        actuator: CriResmgrActuator { client, stores, images },
+        actuator: CriResmgrActuator { client, stores: stores.clone(), images, metrics: reporting.metrics.clone() },
+        metrics: reporting.metrics,
+        recorder: reporting.recorder,
     });
     let error_requeue = config.error_requeue;
     Controller::for_stream(trigger, store)

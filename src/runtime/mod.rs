@@ -12,12 +12,15 @@
 //!   watched directory, or from a watched Secret it renews before expiry) and publishes it through a
 //!   `tokio::sync::watch` channel that the TLS resolver, the registrar and `/readyz` read; nothing polls. Its
 //!   `certs` and `cert_secret` make and check the material (generated, or kept in a shared Secret).
+//! - [`metrics`]: the process's Prometheus metrics (typed families, bounded labels) and the plain-HTTP server
+//!   that serves them on `/metrics`.
 //! - [`inputs`]: reads of the domain's inputs (base configs, image vector override).
 //! - [`stores`]: watch-backed stores of the seed objects the OSC webhook and the reconciler read (Clusters, our
 //!   Extensions, the base configs), so that neither asks the apiserver per call.
 //! - [`signals`]: SIGTERM / Ctrl-C.
 
 pub mod inputs;
+pub mod metrics;
 pub mod registration;
 pub mod review;
 pub mod server;

@@ -17,6 +17,8 @@ use kube::core::response::Status;
 use serde::{Serialize, Serializer};
 use thiserror::Error;
 
+use super::metrics::DenialReason;
+
 /// The only AdmissionReview version served. kube-apiserver sends the first entry of a webhook's
 /// `admissionReviewVersions` it supports, and every supported apiserver supports `v1`.
 pub const ADMISSION_REVIEW_API_VERSION: &str = "admission.k8s.io/v1";
@@ -203,12 +205,25 @@ pub fn into_review(uid: &str, mut response: AdmissionResponse) -> ResponseReview
     }
 }
 
+/// Denies `response` with `message`, naming the class of the reason in `result.reason` (a Kubernetes
+/// `StatusReason`, which the apiserver passes on to the client), so that denials can be counted by class.
+pub fn deny(response: AdmissionResponse, reason: DenialReason, message: impl ToString) -> AdmissionResponse {
+    let mut response = response.deny(message);
+    response.result.reason = reason.status_reason().to_owned();
+    response
+}
+
+/// The class of a denial, from the `result.reason` [`deny`] wrote.
+pub fn denial_reason(response: &AdmissionResponse) -> DenialReason {
+    DenialReason::of_status_reason(&response.result.reason)
+}
+
 /// The denial sent when a handler failed (panicked or was cancelled): nothing is admitted on a
 /// failure, matching the webhooks' `failurePolicy: Fail`.
 pub fn internal_error(uid: &str) -> AdmissionResponse {
     let mut response = AdmissionResponse::invalid("internal error");
     response.uid = uid.to_owned();
-    response.result = Status::failure("internal error", "InternalError").with_code(500);
+    response.result = Status::failure("internal error", DenialReason::Internal.status_reason()).with_code(500);
     response
 }
 

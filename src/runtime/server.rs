@@ -49,7 +49,8 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use tracing::{debug, error, info, warn};
 
-use super::review::{AdmissionHandler, DynHandler, internal_error, into_review, parse_review};
+use super::metrics::{AdmissionResult, DenialReason, WebhookMetrics};
+use super::review::{AdmissionHandler, DynHandler, denial_reason, internal_error, into_review, parse_review};
 use crate::runtime::tls::{self, CertReceiver, CertState};
 
 /// kube-apiserver's limit for the body of a write request (3 MiB): the largest object it can put into a review.
@@ -165,6 +166,7 @@ pub struct WebhookServer {
     config: WebhookServerConfig,
     handlers: BTreeMap<String, Arc<dyn DynHandler>>,
     readiness_checks: Vec<ReadinessCheck>,
+    metrics: Option<WebhookMetrics>,
 }
 
 /// A condition `/readyz` requires besides loaded certificates (e.g. "the stores the handlers read are synced").
@@ -173,7 +175,13 @@ pub type ReadinessCheck = Arc<dyn Fn() -> bool + Send + Sync>;
 impl WebhookServer {
     /// A server without handlers; add them with [`WebhookServer::register`].
     pub fn new(config: WebhookServerConfig) -> Self {
-        Self { config, handlers: BTreeMap::new(), readiness_checks: Vec::new() }
+        Self { config, handlers: BTreeMap::new(), readiness_checks: Vec::new(), metrics: None }
+    }
+
+    /// Records every answer and the served certificate's expiry in `metrics`.
+    pub fn with_metrics(mut self, metrics: WebhookMetrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Serves `handler` on `path` (POST), e.g. `/webhooks/validate-shoot`.
@@ -227,6 +235,7 @@ impl WebhookServer {
             config: self.config,
             handlers: self.handlers,
             readiness_checks: self.readiness_checks,
+            metrics: self.metrics,
             listener,
             local_addr,
             tls,
@@ -248,6 +257,7 @@ pub struct BoundWebhookServer {
     config: WebhookServerConfig,
     handlers: BTreeMap<String, Arc<dyn DynHandler>>,
     readiness_checks: Vec<ReadinessCheck>,
+    metrics: Option<WebhookMetrics>,
     listener: std::net::TcpListener,
     local_addr: SocketAddr,
     tls: ServingTls,
@@ -269,13 +279,16 @@ impl BoundWebhookServer {
     /// Serves until `shutdown` completes, then stops accepting connections, lets in-flight requests
     /// finish (up to [`WebhookServerConfig::shutdown_grace`]) and returns.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
-        let Self { config, handlers, readiness_checks, listener, local_addr, tls } = self;
+        let Self { config, handlers, readiness_checks, metrics, listener, local_addr, tls } = self;
         let ServingTls { certificates, server_config } = tls;
         let tls = RustlsConfig::from_config(Arc::new(server_config));
         let ready = Arc::new(AtomicBool::new(true));
-        let router = router(
+        let _expiry =
+            metrics.clone().map(|metrics| AbortOnDrop(tokio::spawn(follow_expiry(certificates.clone(), metrics))));
+        let router = observed_router(
             &config,
             &handlers,
+            metrics,
             Readiness { serving: ready.clone(), certificates, checks: readiness_checks.into() },
         );
 
@@ -330,9 +343,20 @@ impl Readiness {
     }
 }
 
+#[cfg(test)]
 fn router(
     config: &WebhookServerConfig,
     handlers: &BTreeMap<String, Arc<dyn DynHandler>>,
+    readiness: Readiness,
+) -> Router {
+    observed_router(config, handlers, None, readiness)
+}
+
+/// The router, recording every answer in `metrics` when given.
+fn observed_router(
+    config: &WebhookServerConfig,
+    handlers: &BTreeMap<String, Arc<dyn DynHandler>>,
+    metrics: Option<WebhookMetrics>,
     readiness: Readiness,
 ) -> Router {
     let mut router = Router::new().route(HEALTHZ_PATH, get(|| async { "ok" })).route(
@@ -344,13 +368,19 @@ fn router(
     let limit = config.max_body_bytes;
     for (path, handler) in handlers {
         let (handler, path_label): (Arc<dyn DynHandler>, Arc<str>) = (handler.clone(), Arc::from(path.as_str()));
+        let observer = metrics.clone().map(|metrics| Observer { metrics, webhook: Arc::from(webhook_name(path)) });
         router = router.route(
             path,
             post(move |body: Bytes| async move {
+                let started = Instant::now();
                 if body.len() > limit {
-                    too_large(&path_label, &body, limit)
+                    let response = too_large(&path_label, &body, limit);
+                    if let Some(observer) = &observer {
+                        observer.too_large(response.status(), started);
+                    }
+                    response
                 } else {
-                    admit(handler.clone(), path_label.clone(), body).await
+                    admit(handler.clone(), path_label.clone(), observer.clone(), body).await
                 }
             }),
         );
@@ -364,6 +394,63 @@ fn router(
         .layer(RequestBodyLimitLayer::new(ceiling))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, config.request_timeout))
         .layer(TraceLayer::new_for_http())
+}
+
+/// The name a webhook's metrics carry: the last segment of its path (`validate-shoot` for
+/// `/webhooks/cri-resmgr/validate-shoot`).
+pub fn webhook_name(path: &str) -> &str {
+    path.rsplit('/').find(|segment| !segment.is_empty()).unwrap_or(path)
+}
+
+/// Records the answers of one webhook.
+#[derive(Clone)]
+struct Observer {
+    metrics: WebhookMetrics,
+    webhook: Arc<str>,
+}
+
+impl Observer {
+    fn answered(&self, response: &kube::core::admission::AdmissionResponse, started: Instant) {
+        let (result, denial) = if response.allowed {
+            (AdmissionResult::Allowed, None)
+        } else {
+            (AdmissionResult::Denied, Some(denial_reason(response)))
+        };
+        self.metrics.answered(&self.webhook, result, denial, started.elapsed());
+    }
+
+    fn too_large(&self, status: StatusCode, started: Instant) {
+        if status.is_success() {
+            self.metrics.answered(
+                &self.webhook,
+                AdmissionResult::Denied,
+                Some(DenialReason::TooLarge),
+                started.elapsed(),
+            );
+        } else {
+            self.metrics.failed(&self.webhook);
+        }
+    }
+
+    fn failed(&self) {
+        self.metrics.failed(&self.webhook);
+    }
+}
+
+/// Keeps the certificate expiry metric on the material the certificate owner publishes, until the owner stops.
+async fn follow_expiry(mut certificates: CertReceiver, metrics: WebhookMetrics) {
+    loop {
+        let expiry = certificates
+            .borrow_and_update()
+            .current()
+            .and_then(|current| tls::certs::not_after(&current.cert_pem).ok());
+        if let Some(expiry) = expiry {
+            metrics.set_certificate_expiry(expiry.unix_timestamp() as f64);
+        }
+        if certificates.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 /// How much of a body over the limit is still read to answer it with a denial rather than a bare 413.
@@ -386,6 +473,7 @@ fn too_large(path: &str, body: &[u8], limit: usize) -> Response {
     );
     warn!(%path, %uid, bytes = body.len(), limit, "denying an oversized admission request");
     let mut response = kube::core::admission::AdmissionResponse::invalid(message);
+    response.result.reason = DenialReason::TooLarge.status_reason().to_owned();
     response.uid = uid.clone();
     match serde_json::to_vec(&into_review(&uid, response)) {
         Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
@@ -409,18 +497,24 @@ fn first_uid(body: &[u8]) -> Option<String> {
 
 /// One admission call, on the admission runtime (see [`ADMISSION_THREAD_STACK_BYTES`]): every step that walks the
 /// object runs there, and only the encoded answer comes back.
-async fn admit(handler: Arc<dyn DynHandler>, path: Arc<str>, body: Bytes) -> Response {
+async fn admit(handler: Arc<dyn DynHandler>, path: Arc<str>, observer: Option<Observer>, body: Bytes) -> Response {
     let runtime = match admission_runtime() {
         Ok(runtime) => runtime,
         Err(reason) => {
             error!(%path, reason, "no admission runtime; cannot answer");
+            if let Some(observer) = &observer {
+                observer.failed();
+            }
             return (StatusCode::INTERNAL_SERVER_ERROR, "the admission runtime is not available").into_response();
         }
     };
-    match AbortOnDrop(runtime.spawn(admit_here(handler, path.clone(), body))).await {
+    match AbortOnDrop(runtime.spawn(admit_here(handler, path.clone(), observer.clone(), body))).await {
         Ok(response) => response,
         Err(e) => {
             error!(%path, reason = %join_error_reason(e), "admission task failed");
+            if let Some(observer) = &observer {
+                observer.failed();
+            }
             (StatusCode::INTERNAL_SERVER_ERROR, "admission failed").into_response()
         }
     }
@@ -446,11 +540,14 @@ fn admission_runtime() -> Result<&'static tokio::runtime::Handle, &'static str> 
 }
 
 /// One admission call: decode, run the handler isolated in its own task, wrap its answer.
-async fn admit_here(handler: Arc<dyn DynHandler>, path: Arc<str>, body: Bytes) -> Response {
+async fn admit_here(handler: Arc<dyn DynHandler>, path: Arc<str>, observer: Option<Observer>, body: Bytes) -> Response {
     let request = match parse_review(&body) {
         Ok(request) => request,
         Err(e) => {
             warn!(%path, error = %e, "rejecting a request that is not an admission review");
+            if let Some(observer) = &observer {
+                observer.failed();
+            }
             return (StatusCode::BAD_REQUEST, e.to_string()).into_response();
         }
     };
@@ -469,6 +566,9 @@ async fn admit_here(handler: Arc<dyn DynHandler>, path: Arc<str>, body: Bytes) -
         }
     };
     let elapsed_ms = started.elapsed().as_millis();
+    if let Some(observer) = &observer {
+        observer.answered(&response, started);
+    }
     if response.allowed {
         debug!(%path, %uid, ?operation, %kind, %namespace, %name, elapsed_ms, patched = response.patch.is_some(), "admitted");
     } else {

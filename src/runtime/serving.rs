@@ -112,6 +112,8 @@ pub enum ServingError {
     Register { name: String, source: kube::Error },
     #[error("the owner of the serving certificates ({from}) stopped: nothing would renew or reload them")]
     CertificateOwnerStopped { from: String },
+    #[error(transparent)]
+    Metrics(#[from] crate::runtime::metrics::MetricsServerError),
 }
 
 impl Default for WebhookOptions {

@@ -13,6 +13,8 @@ use crate::domain::images::ImageVector;
 use crate::domain::node::should_mutate;
 use crate::domain::osc::{ShootContext, desired_osc};
 use crate::runtime::inputs::PlanError;
+use crate::runtime::metrics::DenialReason;
+use crate::runtime::review::deny;
 use crate::runtime::stores::SeedStores;
 use crate::runtime::{AdmissionHandler, DynamicAdmissionRequest};
 
@@ -56,6 +58,20 @@ pub enum OscMutationError {
     },
     #[error("internal error: {0}")]
     Encode(#[source] serde_json::Error),
+}
+
+impl OscMutationError {
+    /// The class of the denial this error causes: the OSC cannot be read, the shoot's configuration is invalid, or
+    /// the webhook could not do its work.
+    pub fn denial_reason(&self) -> DenialReason {
+        match self {
+            OscMutationError::NoObject | OscMutationError::Decode(_) => DenialReason::BadRequest,
+            OscMutationError::Plan { source: PlanError::Desired(_), .. } => DenialReason::Invalid,
+            OscMutationError::Plan { source: PlanError::Kube { .. }, .. } | OscMutationError::Encode(_) => {
+                DenialReason::Internal
+            }
+        }
+    }
 }
 
 /// The mutating webhook for OperatingSystemConfigs.
@@ -105,11 +121,13 @@ impl AdmissionHandler for OscMutator {
             Ok(None) => response,
             Ok(Some(patch)) => match response.clone().with_patch(patch) {
                 Ok(patched) => patched,
-                Err(e) => response.deny(format!("internal error: cannot serialise the patch: {e}")),
+                Err(e) => {
+                    deny(response, DenialReason::Internal, format!("internal error: cannot serialise the patch: {e}"))
+                }
             },
             Err(error) => {
                 tracing::warn!(namespace = ?request.namespace, osc = %request.name, reason = %error, "denied an OSC");
-                response.deny(error.to_string())
+                deny(response, error.denial_reason(), error.to_string())
             }
         }
     }

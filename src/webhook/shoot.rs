@@ -8,6 +8,8 @@ use kube::core::admission::{AdmissionResponse, Operation};
 
 use crate::apis::core::Shoot;
 use crate::domain::validation::{default_shoot, join_errors, validate_shoot};
+use crate::runtime::metrics::DenialReason;
+use crate::runtime::review::deny;
 use crate::runtime::{AdmissionHandler, DynamicAdmissionRequest};
 
 /// Validates Shoots on CREATE and UPDATE.
@@ -53,7 +55,7 @@ impl AdmissionHandler for ShootValidator {
         let response = AdmissionResponse::from(&request);
         match shoot_of(&request) {
             Ok(Judged::Skip) => response,
-            Err(reason) => response.deny(reason),
+            Err(reason) => deny(response, DenialReason::BadRequest, reason),
             Ok(Judged::Shoot(new, old)) => {
                 let errors = validate_shoot(&new, old.as_deref());
                 if errors.is_empty() {
@@ -64,7 +66,7 @@ impl AdmissionHandler for ShootValidator {
                         errors = errors.len(),
                         "denied an invalid cri-resmgr providerConfig"
                     );
-                    response.deny(join_errors(&errors))
+                    deny(response, DenialReason::Invalid, join_errors(&errors))
                 }
             }
         }
@@ -83,7 +85,7 @@ impl AdmissionHandler for ShootDefaulter {
                     Ok(patched) => patched,
                     Err(e) => {
                         tracing::error!(error = %e, "cannot serialise the defaulting patch");
-                        response.deny(format!("internal error while defaulting: {e}"))
+                        deny(response, DenialReason::Internal, format!("internal error while defaulting: {e}"))
                     }
                 },
             },

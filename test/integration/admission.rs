@@ -13,7 +13,15 @@ use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
 use kube::api::{Api, PostParams};
 use serde_json::{Value, json};
 
-use crate::support::{TestEnv, repo_root, scratch_dir, start_shared_webhook_server};
+use gardener_extension_cri_resmgr::runtime::metrics::MetricsOptions;
+
+use crate::support::{TestEnv, eventually, repo_root, sample, scrape, scratch_dir, start_shared_webhook_server};
+
+/// The port of the shared admission server's `/metrics`.
+fn admission_metrics_port() -> u16 {
+    static PORT: OnceLock<u16> = OnceLock::new();
+    *PORT.get_or_init(|| cri_resmgr_testbed::control_plane::free_port().expect("free port"))
+}
 
 /// One admission server per test binary, registered in the shared control plane; it lives until the process exits.
 pub(crate) fn ensure_admission_server() {
@@ -24,6 +32,7 @@ pub(crate) fn ensure_admission_server() {
             ADMISSION_CONFIG_NAME,
             |port, client| {
                 let options = AdmissionOptions {
+                    metrics: MetricsOptions::at(SocketAddr::from(([127, 0, 0, 1], admission_metrics_port()))),
                     webhook: WebhookOptions {
                         webhook_bind_address: SocketAddr::from(([127, 0, 0, 1], port)),
                         webhook_cert_dir: scratch_dir("cri-resmgr-admission-certs"),
@@ -290,4 +299,37 @@ async fn explicitly_selecting_a_pool_without_a_cri_resmgr_build_is_denied() {
     shoot["metadata"]["name"] = json!("arm-by-default");
     shoot["spec"]["extensions"][0]["providerConfig"].as_object_mut().expect("providerConfig").remove("workerPools");
     create(&env, &shoot).await.expect("without an explicit selection the arm64 pool is just not selected");
+}
+
+/// The admission server's `/metrics` counts what the apiserver's calls got, by webhook, answer and denial class, and
+/// tells when the serving certificate expires. Other tests share the server, so only growth is asserted.
+#[tokio::test]
+async fn metrics_count_the_apiservers_calls_by_webhook_answer_and_denial_class() {
+    ensure_admission_server();
+    let env = TestEnv::new("admission_metrics").await;
+    let address = SocketAddr::from(([127, 0, 0, 1], admission_metrics_port()));
+    let before = eventually("the admission metrics", || scrape(address)).await;
+    let metric = |series: &str| format!("gardener_extension_cri_resmgr_{series}");
+    let value = |text: &str, series: &str| sample(text, &metric(series)).unwrap_or_default();
+    let series = [
+        "webhook_requests_total{webhook=\"validate-shoot\",result=\"allowed\"}",
+        "webhook_requests_total{webhook=\"validate-shoot\",result=\"denied\"}",
+        "webhook_requests_total{webhook=\"default-shoot\",result=\"allowed\"}",
+        "webhook_denials_total{webhook=\"validate-shoot\",reason=\"invalid\"}",
+        "webhook_request_duration_seconds_count{webhook=\"validate-shoot\"}",
+    ];
+
+    create(&env, &example_shoot(&env.namespace, "valid")).await.expect("a valid Shoot is admitted");
+    let mut invalid = example_shoot(&env.namespace, "invalid");
+    invalid["spec"]["extensions"][0]["providerConfig"] = json!({"configs": {"defaults": "policy: {}\n"}});
+    denial(create(&env, &invalid).await);
+
+    let after = scrape(address).await.expect("the admission metrics");
+    for series in series {
+        assert!(value(&after, series) > value(&before, series), "{series} grew: {before} → {after}");
+    }
+    let expiry = value(&after, "webhook_certificate_expiry_timestamp_seconds");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs_f64();
+    assert!(expiry > now + 86_400.0, "the served certificate's expiry: {expiry}");
+    assert!(!after.contains("reconciles_total"), "the admission server reconciles nothing");
 }

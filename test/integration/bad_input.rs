@@ -9,6 +9,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use gardener_extension_cri_resmgr::commands::admission::{self, AdmissionOptions};
+use gardener_extension_cri_resmgr::runtime::metrics::MetricsOptions;
 use gardener_extension_cri_resmgr::runtime::registration::{PATH_DEFAULT_SHOOT, PATH_VALIDATE_SHOOT};
 use gardener_extension_cri_resmgr::runtime::review::MAX_NESTING_DEPTH;
 use gardener_extension_cri_resmgr::runtime::serving::{WebhookConfigMode, WebhookOptions};
@@ -193,6 +194,7 @@ fn direct_server() -> &'static DirectServer {
                         webhook_tls_handshake_timeout_seconds: DIRECT_TLS_HANDSHAKE_TIMEOUT_SECONDS,
                         ..WebhookOptions::default()
                     },
+                    metrics: MetricsOptions::disabled(),
                 };
                 let server = tokio::spawn(admission::run(options, shared_client().await, std::future::pending()));
                 let ca_pem = eventually("the direct server's certificates", || async {

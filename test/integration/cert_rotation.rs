@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use cri_resmgr_testbed::control_plane::{self, ControlPlane, WorkDir};
 use gardener_extension_cri_resmgr::commands::admission::{self, AdmissionOptions};
+use gardener_extension_cri_resmgr::runtime::metrics::MetricsOptions;
 use gardener_extension_cri_resmgr::runtime::registration::ADMISSION_CONFIG_NAME;
 use gardener_extension_cri_resmgr::runtime::serving::{WebhookConfigMode, WebhookOptions};
 use gardener_extension_cri_resmgr::runtime::tls::certs::{
@@ -193,6 +194,7 @@ async fn rotating_the_webhook_certificate_while_shoots_are_written_fails_no_requ
             webhook_config_url: Some(address.to_string()),
             ..WebhookOptions::default()
         },
+        metrics: MetricsOptions::disabled(),
     };
     let shutdown = tokio_util::sync::CancellationToken::new();
     let server = tokio::spawn(admission::run(options, client.clone(), shutdown.clone().cancelled_owned()));

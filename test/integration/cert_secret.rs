@@ -310,6 +310,7 @@ async fn a_server_started_with_a_cert_secret_serves_a_certificate_of_the_secrets
     let dir = tempfile::tempdir().expect("tempdir");
     let cert_dir = dir.path().join("webhook-certs");
     let options = AdmissionOptions {
+        metrics: gardener_extension_cri_resmgr::runtime::metrics::MetricsOptions::disabled(),
         webhook: WebhookOptions {
             webhook_bind_address: SocketAddr::from(([127, 0, 0, 1], port)),
             webhook_cert_dir: cert_dir.clone(),

@@ -28,11 +28,13 @@ use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
 use crate::apply::{Placement, apply_all, find, kinds_and_names};
-use crate::support::{TestEnv, eventually, example, https_get, repo_root};
+use crate::support::{TestEnv, eventually, example, https_get, repo_root, sample, scrape};
 
 const SEED_CHART: &str = "charts/gardener-extension-cri-resmgr";
 const ADMISSION_CHART: &str = "charts/gardener-extension-cri-resmgr-admission";
 const SEED_NAME: &str = "gardener-extension-cri-resmgr";
+/// The seed Plutono dashboard's ConfigMap (in `garden`).
+const SEED_DASHBOARD: &str = "gardener-extension-cri-resmgr-dashboard";
 const ADMISSION_NAME: &str = "gardener-extension-cri-resmgr-admission";
 /// The Secrets the binaries keep their webhook certificates in (`--webhook-cert-secret`); the charts render none.
 const SEED_CERT_SECRET: &str = "gardener-extension-cri-resmgr-webhook-certs";
@@ -372,7 +374,27 @@ impl Drop for RunningBinary {
     }
 }
 
-/// The container's args for a local run: the webhook server on a free loopback port instead of the pod's
+/// Where the binary of `args` serves `/metrics`.
+fn metrics_address(args: &[String]) -> std::net::SocketAddr {
+    let arg = args.iter().find_map(|arg| arg.strip_prefix("--metrics-bind-address=")).expect("a metrics address");
+    arg.parse().expect("host:port")
+}
+
+/// An Event about the example Extension in `namespace`, as the controller publishes them.
+fn extension_event(namespace: &str) -> k8s_openapi::api::events::v1::Event {
+    serde_json::from_value(json!({
+        "apiVersion": "events.k8s.io/v1", "kind": "Event",
+        "metadata": {"name": "cri-resmgr-extension.charts-test", "namespace": namespace},
+        "eventTime": "2026-01-01T00:00:00.000000Z",
+        "reportingController": SEED_NAME, "reportingInstance": "charts-test",
+        "action": "Reconcile", "reason": "ReconcileFailed", "type": "Warning", "note": "test",
+        "regarding": {"apiVersion": "extensions.gardener.cloud/v1alpha1", "kind": "Extension",
+                      "name": EXTENSION_TYPE, "namespace": namespace},
+    }))
+    .expect("an Event")
+}
+
+/// The container's args for a local run: the webhook and metrics servers on free loopback ports instead of the pod's
 /// `0.0.0.0:<port>` (tests share the host), plus `extra`.
 fn local_args(container: &LocalContainer, port: u16, extra: &[String]) -> Vec<String> {
     let mut args: Vec<String> = container
@@ -381,6 +403,9 @@ fn local_args(container: &LocalContainer, port: u16, extra: &[String]) -> Vec<St
         .map(|arg| {
             if arg.starts_with("--webhook-bind-address=") {
                 format!("--webhook-bind-address=127.0.0.1:{port}")
+            } else if arg.starts_with("--metrics-bind-address=") {
+                // Tests share the host: the metrics server on a free loopback port, too.
+                format!("--metrics-bind-address=127.0.0.1:{}", free_port())
             } else {
                 arg.clone()
             }
@@ -488,6 +513,7 @@ const SEED_RBAC: &[Rule] = &[
     ("extensions.gardener.cloud", &["operatingsystemconfigs"], &["list", "watch"], &[]),
     ("resources.gardener.cloud", &["managedresources"], &["get", "create", "update", "patch", "delete"], &[]),
     ("", &["secrets"], &["get", "create", "patch", "delete"], &[]),
+    ("events.k8s.io", &["events"], &["create", "patch"], &[]),
     ("", &["namespaces"], &["get"], &[]),
     ("admissionregistration.k8s.io", &["mutatingwebhookconfigurations"], &["create"], &[]),
     ("admissionregistration.k8s.io", &["mutatingwebhookconfigurations"], &["get", "update", "patch"], &[SEED_NAME]),
@@ -515,9 +541,11 @@ fn seed_chart_renders_what_gardenlet_deploys() {
             "ClusterRole/gardener-extension-cri-resmgr",
             "ClusterRoleBinding/gardener-extension-cri-resmgr",
             "ConfigMap/gardener-extension-cri-resmgr-configs",
+            "ConfigMap/gardener-extension-cri-resmgr-dashboard",
             "ConfigMap/gardener-extension-cri-resmgr-imagevector-overwrite",
             "Deployment/gardener-extension-cri-resmgr",
             "PodDisruptionBudget/gardener-extension-cri-resmgr",
+            "PrometheusRule/gardener-extension-cri-resmgr",
             "Role/gardener-extension-cri-resmgr",
             "RoleBinding/gardener-extension-cri-resmgr",
             "Service/gardener-extension-cri-resmgr",
@@ -528,7 +556,9 @@ fn seed_chart_renders_what_gardenlet_deploys() {
         "no VPA unless vpa.enabled, no TLS Secret (the binary manages its own)"
     );
     for object in &objects {
-        if !["ClusterRole", "ClusterRoleBinding"].contains(&object["kind"].as_str().unwrap_or_default()) {
+        if object["metadata"]["name"] == SEED_DASHBOARD {
+            assert_eq!(object["metadata"]["namespace"], "garden", "the dashboard goes to the seed's Plutono");
+        } else if !["ClusterRole", "ClusterRoleBinding"].contains(&object["kind"].as_str().unwrap_or_default()) {
             assert_eq!(object["metadata"]["namespace"], namespace, "{} in the release namespace", object["kind"]);
         }
     }
@@ -558,6 +588,7 @@ fn seed_chart_renders_what_gardenlet_deploys() {
             &format!("--webhook-config-namespace={namespace}"),
             "--webhook-config-service-name=gardener-extension-cri-resmgr",
             "--webhook-config-service-port=443",
+            "--metrics-bind-address=:8080",
         ]
     );
     assert_eq!(env_var(container, "POD_NAME")["valueFrom"]["fieldRef"]["fieldPath"], "metadata.name");
@@ -587,7 +618,17 @@ fn seed_chart_renders_what_gardenlet_deploys() {
         "a changed image vector overwrite restarts the pods (it is read at start-up)"
     );
 
-    assert_eq!(container["ports"], json!([{"name": "webhook-server", "containerPort": 10250, "protocol": "TCP"}]));
+    assert_eq!(
+        container["ports"],
+        json!([{"name": "webhook-server", "containerPort": 10250, "protocol": "TCP"},
+               {"name": "metrics", "containerPort": 8080, "protocol": "TCP"}])
+    );
+    // Gardener's seed Prometheus scrapes pods of `extension-*` namespaces by these annotations (no ServiceMonitor).
+    let annotations = &deployment["spec"]["template"]["metadata"]["annotations"];
+    assert_eq!(
+        (&annotations["prometheus.io/scrape"], &annotations["prometheus.io/port"], &annotations["prometheus.io/name"]),
+        (&json!("true"), &json!("8080"), &json!(SEED_NAME))
+    );
     for (probe, path) in [("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")] {
         let get = &container[probe]["httpGet"];
         assert_eq!(
@@ -630,8 +671,24 @@ fn seed_chart_renders_what_gardenlet_deploys() {
     let service = find(&objects, "Service", SEED_NAME);
     assert_eq!(
         service["spec"]["ports"],
-        json!([{"name": "webhook-server", "port": 443, "targetPort": 10250, "protocol": "TCP"}])
+        json!([{"name": "webhook-server", "port": 443, "targetPort": 10250, "protocol": "TCP"},
+               {"name": "metrics", "port": 8080, "targetPort": "metrics", "protocol": "TCP"}])
     );
+    let service_annotations = &service["metadata"]["annotations"];
+    assert_eq!(
+        service_annotations["networking.resources.gardener.cloud/from-all-seed-scrape-targets-allowed-ports"],
+        r#"[{"protocol":"TCP","port":8080}]"#,
+        "Gardener's network policies let the seed Prometheus in"
+    );
+    assert_eq!(
+        service_annotations["networking.resources.gardener.cloud/pod-label-selector-namespace-alias"],
+        "extensions"
+    );
+
+    let rule = find(&objects, "PrometheusRule", SEED_NAME);
+    assert_eq!(rule["metadata"]["labels"]["prometheus"], "seed", "the seed Prometheus loads rules labelled so");
+    let dashboard = find(&objects, "ConfigMap", SEED_DASHBOARD);
+    assert_eq!(dashboard["metadata"]["labels"]["dashboard.monitoring.gardener.cloud/seed"], "true");
     let pod_labels = &deployment["spec"]["template"]["metadata"]["labels"];
     for (key, value) in service["spec"]["selector"].as_object().expect("selector") {
         assert_eq!(&pod_labels[key], value, "the Service selects the pods");
@@ -704,7 +761,10 @@ fn seed_chart_adapts_to_the_seed_and_its_values() {
 async fn seed_chart_is_accepted_by_the_apiserver_and_runs_the_controller_as_its_service_account() {
     let env = TestEnv::new("charts_seed").await;
     let capabilities = capabilities_of(&env.client).await;
-    let objects = render(&repo_root().join(SEED_CHART), &env.namespace, &seed_values(), Some(&capabilities));
+    // The dashboard's namespace (the seed Plutono's `garden`) is the test's here.
+    let mut values = seed_values();
+    values["metrics"] = json!({"dashboard": {"namespace": env.namespace}});
+    let objects = render(&repo_root().join(SEED_CHART), &env.namespace, &values, Some(&capabilities));
     assert_eq!(find(&objects, "PodDisruptionBudget", SEED_NAME)["apiVersion"], "policy/v1beta1", "rendered for 1.20");
     // The ClusterRole and its binding are applied under their own names: this is the only test that applies them.
     apply_all(&env.client, &objects, Placement::default()).await;
@@ -734,11 +794,10 @@ async fn seed_chart_is_accepted_by_the_apiserver_and_runs_the_controller_as_its_
     // The OSC webhook configuration is cluster-wide and the OSC tests register theirs under the same name, so the
     // binary serves without registering; the registration's RBAC is checked with a dry run below.
     let extra = [format!("--watch-namespace={shoot}"), "--no-webhook-registration".to_string()];
-    let mut binary = RunningBinary::start(
-        &container,
-        local_args(&container, port, &extra),
-        &[("KUBECONFIG", kubeconfig_path.to_str().expect("UTF-8 path"))],
-    );
+    let args = local_args(&container, port, &extra);
+    let metrics = metrics_address(&args);
+    let mut binary =
+        RunningBinary::start(&container, args, &[("KUBECONFIG", kubeconfig_path.to_str().expect("UTF-8 path"))]);
 
     let leases: Api<Lease> = Api::namespaced(env.client.clone(), &env.namespace);
     let leader = eventually("the controller holds the leader-election Lease in its namespace", || async {
@@ -760,6 +819,11 @@ async fn seed_chart_is_accepted_by_the_apiserver_and_runs_the_controller_as_its_
     })
     .await;
     binary.assert_running();
+    // The chart's metrics port (here on loopback) serves what the reconcile did.
+    let text = eventually("the controller's /metrics", || scrape(metrics)).await;
+    let series = "gardener_extension_cri_resmgr_reconciles_total{operation=\"create\",result=\"succeeded\"}";
+    assert!(sample(&text, series).is_some_and(|n| n >= 1.0), "{series} in {text}");
+    assert_eq!(sample(&text, "gardener_extension_cri_resmgr_leader"), Some(1.0), "{text}");
 
     let shipped = managed_objects(&env.client, &shoot, SHOOT_MANAGED_RESOURCE_NAME).await;
     assert!(
@@ -813,6 +877,12 @@ async fn seed_chart_is_accepted_by_the_apiserver_and_runs_the_controller_as_its_
     let mut foreign = registration::shoot_mutating_configuration(&mode, &ca);
     foreign.metadata.name = Some(format!("someone-else-{}", env.namespace));
     assert!(is_forbidden(&dry_run_apply(&service_account, &foreign).await), "only its own webhook configuration");
+    // Events on the Extensions in shoot namespaces (the hibernated shoot's flows above publish none).
+    let event = extension_event(&shoot);
+    Api::<k8s_openapi::api::events::v1::Event>::namespaced(service_account.clone(), &shoot)
+        .create(&PostParams { dry_run: true, ..PostParams::default() }, &event)
+        .await
+        .expect("the ServiceAccount may publish Events");
 
     extensions.delete(EXTENSION_TYPE, &DeleteParams::default()).await.expect("delete the Extension");
     eventually("the Extension is deleted by the chart's controller", || async {
@@ -878,6 +948,17 @@ fn admission_chart_renders_url_and_service_modes() {
     assert!(args.contains(&"--webhook-config-url=gardener-extension-cri-resmgr-admission.garden".to_string()));
     assert!(args.contains(&format!("--webhook-cert-secret={ADMISSION_CERT_SECRET}")));
     assert!(args.contains(&"--webhook-cert-secret-namespace=garden".to_string()));
+    assert!(args.contains(&"--metrics-bind-address=:8080".to_string()), "{args:?}");
+    let annotations = &find(&objects, "Deployment", ADMISSION_NAME)["spec"]["template"]["metadata"]["annotations"];
+    assert_eq!(
+        (
+            &annotations["prometheus.io/scrape"],
+            &annotations["prometheus.io/port"],
+            &annotations["prometheus.io/scheme"]
+        ),
+        (&json!("true"), &json!("8080"), &json!("http")),
+        "the garden Prometheus scrapes annotated pods, over plain HTTP here"
+    );
     assert_eq!(pod["volumes"][0], json!({"name": "webhook-certs", "emptyDir": {"medium": "Memory"}}));
     assert!(container.get("env").is_none(), "in-cluster: no KUBECONFIG");
     assert!(pod.get("automountServiceAccountToken").is_none(), "in-cluster: the ServiceAccount token is used");
@@ -984,14 +1065,18 @@ async fn admission_chart_is_accepted_by_the_apiserver_and_its_server_may_registe
     let kubeconfig_env = local.env.iter().find(|(k, _)| k == "KUBECONFIG").map(|(_, v)| v.clone()).expect("KUBECONFIG");
     assert!(Path::new(&kubeconfig_env).starts_with(local.root.path()), "KUBECONFIG names the mounted Secret");
     let port = free_port();
-    let mut binary =
-        RunningBinary::start(&local, local_args(&local, port, &["--no-webhook-registration".to_string()]), &[]);
+    let args = local_args(&local, port, &["--no-webhook-registration".to_string()]);
+    let metrics = metrics_address(&args);
+    let mut binary = RunningBinary::start(&local, args, &[]);
     // The binary keeps its certificates in a Secret of the cluster it talks to (the garden), in the release
     // namespace, created as the identity of the garden kubeconfig; the serving certificate is for the URL's host.
     let tls = created_cert_secret(&env.client, &env.namespace, ADMISSION_CERT_SECRET).await;
     assert_webhook_tls(&tls, std::slice::from_ref(&url_host));
     assert_probes_pass(container, port, &url_host, &secret_data(&tls, "ca.crt")).await;
     binary.assert_running();
+    let text = eventually("the admission server's /metrics", || scrape(metrics)).await;
+    let expiry = sample(&text, "gardener_extension_cri_resmgr_webhook_certificate_expiry_timestamp_seconds");
+    assert!(expiry.is_some_and(|at| at > 0.0), "the served certificate's expiry: {text}");
 
     // What the server does at start-up and on every CA change, as the identity of the garden kubeconfig.
     let garden = client_from(&kubeconfig).await;
@@ -1049,4 +1134,89 @@ fn controller_registration_example_is_current_and_carries_the_seed_chart() {
     std::fs::write(&path, archive).expect("write the archive");
     let objects = render(&path, "extension-cri-resmgr-abcde", &json!({}), None);
     assert_eq!(find(&objects, "Deployment", SEED_NAME)["metadata"]["namespace"], "extension-cri-resmgr-abcde");
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Seed monitoring: alerts and dashboard
+// ---------------------------------------------------------------------------------------------------------------
+
+/// Runs Prometheus' `promtool` (Debian's `prometheus` package, which `make test` installs) in `dir`; fails the test
+/// with promtool's output unless it succeeds.
+fn promtool(dir: &Path, args: &[&str]) -> String {
+    let output = std::process::Command::new("promtool")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("promtool cannot run ({e}); `bash hacks/install-promtool.sh` installs it"));
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "promtool {}:\n{text}", args.join(" "));
+    text
+}
+
+/// The alerts are valid rules and fire as docs/operations.md says (promtool's unit tests in
+/// test/fixtures/monitoring/alerts.test.yaml, against the rules as the chart renders them).
+#[test]
+fn seed_chart_alerts_pass_promtool_and_fire_as_documented() {
+    let objects = render(&repo_root().join(SEED_CHART), "extension-cri-resmgr-x1y2z", &json!({}), None);
+    let rule = find(&objects, "PrometheusRule", SEED_NAME);
+    let alerts: BTreeSet<&str> = rule["spec"]["groups"][0]["rules"]
+        .as_array()
+        .expect("rules")
+        .iter()
+        .filter_map(|r| r["alert"].as_str())
+        .collect();
+    assert_eq!(
+        alerts,
+        ["CriResmgrExtensionReconcileFailing", "CriResmgrWebhookCertificateExpiring", "CriResmgrWebhookErrors"].into()
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    // JSON is YAML: promtool reads the rule groups as the Prometheus operator hands them to Prometheus.
+    let rules = json!({"groups": rule["spec"]["groups"]});
+    std::fs::write(dir.path().join("rules.yaml"), serde_json::to_vec(&rules).expect("rules")).expect("write rules");
+    let tests = repo_root().join("test/fixtures/monitoring/alerts.test.yaml");
+    std::fs::copy(tests, dir.path().join("alerts.test.yaml")).expect("copy the alert tests");
+    let checked = promtool(dir.path(), &["check", "rules", "rules.yaml"]);
+    assert!(checked.contains("SUCCESS: 3 rules found"), "{checked}");
+    promtool(dir.path(), &["test", "rules", "alerts.test.yaml"]);
+
+    let without = render(&repo_root().join(SEED_CHART), "x", &json!({"metrics": {"alerts": {"enabled": false}}}), None);
+    assert!(without.iter().all(|o| o["kind"] != "PrometheusRule"), "alerts can be turned off");
+    let no_metrics = render(&repo_root().join(SEED_CHART), "x", &json!({"metrics": {"port": 0}}), None);
+    assert!(no_metrics.iter().all(|o| o["kind"] != "PrometheusRule" && o["metadata"]["name"] != SEED_DASHBOARD));
+    let args =
+        strings(&find(&no_metrics, "Deployment", SEED_NAME)["spec"]["template"]["spec"]["containers"][0]["args"]);
+    assert!(args.contains(&"--metrics-bind-address=0".to_string()), "{args:?}");
+}
+
+/// The dashboard is a Plutono dashboard on the seed Prometheus whose every query is valid PromQL over the metrics
+/// the extension exports (each is checked by promtool as a recording rule).
+#[test]
+fn seed_dashboard_queries_are_valid_promql_over_the_exported_metrics() {
+    let objects = render(&repo_root().join(SEED_CHART), "extension-cri-resmgr-x1y2z", &json!({}), None);
+    let config_map = find(&objects, "ConfigMap", SEED_DASHBOARD);
+    let text = config_map["data"]["gardener-extension-cri-resmgr.json"].as_str().expect("the dashboard JSON");
+    let dashboard: Value = serde_json::from_str(text).expect("the dashboard is JSON");
+    assert_eq!(dashboard["title"], "Extension cri-resmgr");
+    let panels = dashboard["panels"].as_array().expect("panels");
+    let mut queries = Vec::new();
+    for panel in panels.iter().filter(|p| p["type"] != "row") {
+        assert_eq!(panel["datasource"], "prometheus-seed", "{}", panel["title"]);
+        for target in panel["targets"].as_array().expect("targets") {
+            queries.push(target["expr"].as_str().expect("expr").to_string());
+        }
+    }
+    for metric in ["reconciles_total", "reconcile_duration_seconds_bucket", "shoot_health", "shoot_last_operation"] {
+        assert!(queries.iter().any(|q| q.contains(&format!("gardener_extension_cri_resmgr_{metric}"))), "{metric}");
+    }
+    assert!(queries.iter().any(|q| q.contains("webhook_request_duration_seconds_bucket")), "webhook latency");
+    let rules: Vec<Value> = queries
+        .iter()
+        .enumerate()
+        .map(|(i, expr)| json!({"record": format!("dashboard:query_{i}"), "expr": expr}))
+        .collect();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let groups = json!({"groups": [{"name": "dashboard", "rules": rules}]});
+    std::fs::write(dir.path().join("dashboard.yaml"), serde_json::to_vec(&groups).expect("rules")).expect("write");
+    let checked = promtool(dir.path(), &["check", "rules", "dashboard.yaml"]);
+    assert!(checked.contains(&format!("SUCCESS: {} rules found", queries.len())), "{checked}");
 }

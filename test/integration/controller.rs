@@ -19,7 +19,10 @@ use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
 use crate::apply::{Placement, apply_all, find};
-use crate::support::{RunningController, TestEnv, eventually, example};
+use crate::support::{RunningController, TestEnv, event_with_reason, eventually, example, sample, scrape};
+
+/// The Extension as Events name what they are about.
+const EXTENSION: (&str, &str) = ("Extension", EXTENSION_TYPE);
 
 /// The examples' Cluster and Extension, placed in the test's namespace.
 async fn create_shoot(env: &TestEnv, edit_cluster: impl FnOnce(&mut Cluster)) -> Api<Extension> {
@@ -201,6 +204,15 @@ async fn pools_without_a_cri_resmgr_build_are_named_in_the_status() {
     let (_, objects) = objects_of(&env, &mr).await;
     let agent = find(&objects, "DaemonSet", "cri-resmgr-agent").to_string();
     assert!(agent.contains("\"cpu-worker\"") && !agent.contains("arm-worker"), "agent only on cpu-worker: {agent}");
+    let skipped = event_with_reason(&env.client, &env.namespace, EXTENSION, "Warning", "WorkerPoolSkipped").await;
+    assert_eq!(
+        skipped.note.as_deref(),
+        Some(
+            "Worker pools without cri-resmgr (no cri-resmgr build for their architecture: arm-worker (no cri-resmgr \
+              build for arm64))."
+        )
+    );
+    assert_eq!(skipped.reporting_controller.as_deref(), Some("gardener-extension-cri-resmgr"));
     controller.stop().await;
 }
 
@@ -286,6 +298,10 @@ async fn invalid_config_reports_the_field_path_and_recovers_when_fixed() {
     );
     assert_eq!(last_error.codes, ["ERR_CONFIGURATION_PROBLEM"]);
     assert!(!status::is_ready(&failed));
+    let event = event_with_reason(&env.client, &env.namespace, EXTENSION, "Warning", "ReconcileFailed").await;
+    let note = event.note.unwrap_or_default();
+    assert!(note.ends_with("(error codes: ERR_CONFIGURATION_PROBLEM)"), "{note}");
+    assert!(note.contains("providerConfig.configs[\"default\"]"), "{note}");
 
     let body = json!({"spec": {"providerConfig": {"configs": {"default": "policy:\n  Active: none\n"}}}});
     api.patch(EXTENSION_TYPE, &PatchParams::default(), &Patch::Merge(&body)).await.expect("fix config");
@@ -312,12 +328,19 @@ async fn delete_runs_the_cleaner_then_removes_everything_and_the_finalizer() {
     let cleaner = managed_resource(&env, CLEANER_MANAGED_RESOURCE_NAME).await.expect("cleaner MR");
     let (_, objects) = objects_of(&env, &cleaner).await;
     find(&objects, "DaemonSet", "cri-resmgr-cleaner");
+    event_with_reason(&env.client, &env.namespace, EXTENSION, "Normal", "NodeCleanerStarted").await;
+    let finished = crate::support::events_about(&env.client, &env.namespace, EXTENSION.0, EXTENSION.1).await;
+    assert!(
+        !finished.iter().any(|e| e.reason.as_deref() == Some("NodeCleanerFinished")),
+        "not finished while the cleaner runs"
+    );
 
     mark_managed_resource(&env, CLEANER_MANAGED_RESOURCE_NAME, "True", "", "False").await;
     eventually("the Extension to be gone", || async {
         api.get_opt(EXTENSION_TYPE).await.ok()?.is_none().then_some(())
     })
     .await;
+    event_with_reason(&env.client, &env.namespace, EXTENSION, "Normal", "NodeCleanerFinished").await;
     assert!(managed_resource(&env, SHOOT_MANAGED_RESOURCE_NAME).await.is_none(), "runtime MR deleted");
     assert!(managed_resource(&env, CLEANER_MANAGED_RESOURCE_NAME).await.is_none(), "cleaner MR deleted");
     controller.stop().await;
@@ -580,4 +603,47 @@ async fn extensions_of_other_classes_are_never_touched() {
         "the operation annotation is left for its own controller"
     );
     controller.stop().await;
+}
+
+#[tokio::test]
+async fn metrics_count_reconciles_and_writes_and_follow_each_shoot() {
+    let env = TestEnv::new("controller_metrics").await;
+    let port = cri_resmgr_testbed::control_plane::free_port().expect("free port");
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let controller = RunningController::start_with(&env, |options| {
+        options.metrics = gardener_extension_cri_resmgr::runtime::metrics::MetricsOptions::at(address);
+    });
+    let api = create_shoot(&env, |_| {}).await;
+    wait_until_ready(&api).await;
+    mark_managed_resource(&env, SHOOT_MANAGED_RESOURCE_NAME, "True", "", "False").await;
+    let ns = &env.namespace;
+    let metric = |name: &str| format!("gardener_extension_cri_resmgr_{name}");
+    // The health loop exports each shoot's state and health after its rounds.
+    let text = eventually("the shoot healthy in the metrics", || async {
+        let text = scrape(address).await?;
+        let healthy = sample(&text, &metric(&format!("shoot_health{{shoot_namespace=\"{ns}\",status=\"True\"}}")));
+        (healthy == Some(1.0)).then_some(text)
+    })
+    .await;
+    let value = |text: &str, series: &str| sample(text, &metric(series)).unwrap_or_default();
+    assert!(value(&text, "reconciles_total{operation=\"create\",result=\"succeeded\"}") >= 1.0, "{text}");
+    assert!(value(&text, "reconcile_duration_seconds_count{operation=\"create\"}") >= 1.0, "{text}");
+    assert_eq!(value(&text, "managed_resource_writes_total{result=\"created\"}"), 1.0, "{text}");
+    assert_eq!(value(&text, "managed_resource_writes_total{result=\"unchanged\"}"), 0.0, "{text}");
+    assert_eq!(value(&text, "leader"), 1.0, "{text}");
+    assert_eq!(value(&text, "reconciles_in_flight"), 0.0, "{text}");
+    assert_eq!(value(&text, &format!("shoot_last_operation{{shoot_namespace=\"{ns}\",state=\"Succeeded\"}}")), 1.0);
+    assert_eq!(value(&text, "extensions{state=\"Succeeded\"}"), 1.0, "{text}");
+
+    // Another reconcile with nothing changed: counted, and its write skipped as unchanged.
+    request(&api, "reconcile").await;
+    let text = eventually("the unchanged write counted", || async {
+        let text = scrape(address).await?;
+        (value(&text, "managed_resource_writes_total{result=\"unchanged\"}") >= 1.0).then_some(text)
+    })
+    .await;
+    assert!(value(&text, "reconciles_total{operation=\"reconcile\",result=\"succeeded\"}") >= 1.0, "{text}");
+    assert_eq!(value(&text, "managed_resource_writes_total{result=\"created\"}"), 1.0, "{text}");
+    controller.stop().await;
+    assert!(scrape(address).await.is_none(), "the metrics server stops with the controller");
 }

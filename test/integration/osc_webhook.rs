@@ -11,6 +11,7 @@ use gardener_extension_cri_resmgr::apis::extensions::{Cluster, Extension, Operat
 use gardener_extension_cri_resmgr::commands::controller;
 use gardener_extension_cri_resmgr::constants::{EXTENSION_TYPE, NAMESPACE_EXTENSION_LABEL};
 use gardener_extension_cri_resmgr::domain::images::ImageVector;
+use gardener_extension_cri_resmgr::runtime::metrics::Metrics;
 use gardener_extension_cri_resmgr::runtime::registration::CONTROLLER_CONFIG_NAME;
 use gardener_extension_cri_resmgr::runtime::serving::{WebhookConfigMode, WebhookOptions};
 use gardener_extension_cri_resmgr::runtime::stores::{SeedStores, StoreScope};
@@ -49,7 +50,14 @@ fn ensure_osc_webhook() {
                     StoreScope { configmap_namespace: WEBHOOK_CONFIGMAP_NAMESPACE.to_string(), shoot_namespace: None };
                 let (stores, watches) = SeedStores::watch(client.clone(), &scope);
                 tokio::spawn(watches);
-                controller::serve_osc_webhook(webhook, client, stores, images, std::future::pending())
+                controller::serve_osc_webhook(
+                    webhook,
+                    client,
+                    stores,
+                    images,
+                    Metrics::for_controller().webhook,
+                    std::future::pending(),
+                )
             },
         );
     });
@@ -243,6 +251,15 @@ async fn node_changes_wait_for_gardenlets_osc_write_and_the_status_says_so() {
     let pending = success_description(&extensions, |d| d.contains(PENDING)).await;
     assert!(pending.starts_with(&format!("{RECONCILED}. {PENDING}")), "{pending}");
     assert!(pending.contains("the agent configs (default, group.*, node.*) apply now"), "{pending}");
+    let event = crate::support::event_with_reason(
+        &env.client,
+        &env.namespace,
+        ("Extension", EXTENSION_TYPE),
+        "Normal",
+        "NodeRolloutPending",
+    )
+    .await;
+    assert!(event.note.as_deref().is_some_and(|note| note.starts_with(PENDING)), "{:?}", event.note);
     let untouched = oscs(&env).get(OSC_NAME).await.expect("OSC");
     assert_eq!(untouched.spec, stored.spec, "the controller does not write OSCs");
     assert_eq!(untouched.metadata.resource_version, stored.metadata.resource_version, "nor annotate them");

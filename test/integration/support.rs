@@ -55,7 +55,7 @@ fn shared() -> &'static Shared {
             runtime.block_on(async {
                 let plane = ControlPlane::start(WorkDir::Temporary).await.expect("start the local control plane");
                 let client = plane.client().await.expect("client for the control plane");
-                let crds = cri_resmgr_testbed::crds::all().expect("the CRDs");
+                let crds = cri_resmgr_testbed::crds::installed().expect("the CRDs");
                 control_plane::install_crds(&client, crds).await.expect("install CRDs");
                 plane
             })
@@ -194,6 +194,7 @@ impl RunningController {
             max_concurrent_reconciles: gardener_extension_cri_resmgr::controller::DEFAULT_MAX_CONCURRENT_RECONCILES,
             osc_webhook: false,
             webhook: Default::default(),
+            metrics: gardener_extension_cri_resmgr::runtime::metrics::MetricsOptions::disabled(),
         };
         edit(&mut options);
         let shutdown = tokio_util::sync::CancellationToken::new();
@@ -265,4 +266,60 @@ where
         });
     });
     ready_rx.recv().unwrap_or_else(|_| panic!("the {what} did not start"));
+}
+
+/// The Events published about the object `kind`/`name` in `namespace` (the `events.k8s.io` view, as kube-runtime's
+/// recorder writes them).
+pub async fn events_about(
+    client: &kube::Client,
+    namespace: &str,
+    kind: &str,
+    name: &str,
+) -> Vec<k8s_openapi::api::events::v1::Event> {
+    let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), namespace);
+    let events = api.list(&Default::default()).await.expect("list Events");
+    events
+        .items
+        .into_iter()
+        .filter(|event| {
+            event.regarding.as_ref().is_some_and(|r| r.kind.as_deref() == Some(kind) && r.name.as_deref() == Some(name))
+        })
+        .collect()
+}
+
+/// Waits until an Event with `reason` and `type_` about `kind`/`name` exists, and returns it.
+pub async fn event_with_reason(
+    client: &kube::Client,
+    namespace: &str,
+    (kind, name): (&str, &str),
+    type_: &str,
+    reason: &str,
+) -> k8s_openapi::api::events::v1::Event {
+    eventually(&format!("a {type_} Event {reason} on {kind} {namespace}/{name}"), || async {
+        events_about(client, namespace, kind, name)
+            .await
+            .into_iter()
+            .find(|event| event.reason.as_deref() == Some(reason) && event.type_.as_deref() == Some(type_))
+    })
+    .await
+}
+
+/// The body of `GET /metrics` over plain HTTP from `address`; `None` while nothing answers there.
+pub async fn scrape(address: std::net::SocketAddr) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address).await.ok()?;
+    let request = format!("GET /metrics HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.ok()?;
+    let response = String::from_utf8(response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    assert!(head.starts_with("HTTP/1.1 200"), "GET /metrics: {head}");
+    assert!(head.to_ascii_lowercase().contains("content-type: text/plain; version=0.0.4"), "{head}");
+    Some(body.to_string())
+}
+
+/// The value of the sample `series` (name and labels exactly as exposed, e.g. `x_total{a="b"}`) in `text`.
+pub fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
 }

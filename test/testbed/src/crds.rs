@@ -26,6 +26,12 @@ pub const GARDENER_CRDS: [(&str, &str); 4] = [
     ("managedresources.yaml", include_str!("../../fixtures/gardener/crds/managedresources.yaml")),
 ];
 
+/// The CRDs of Gardener's monitoring stack that the extension's seed chart creates objects of (its alerts), as
+/// Gardener installs them in seeds (file name, YAML); installed unchanged (the 1.20 apiserver takes them as they
+/// are), so that the charts' objects are checked against their schema.
+pub const MONITORING_CRDS: [(&str, &str); 1] =
+    [("prometheusrules.yaml", include_str!("../../fixtures/gardener/crds/prometheusrules.yaml"))];
+
 /// The only ways in which the installed CRDs of Gardener's kinds differ from Gardener's, and why.
 pub const DEVIATIONS: [(&str, &str); 3] = [
     ("x-kubernetes-validations", "CEL validation rules need Kubernetes 1.25; the 1.20 apiserver refuses the CRD"),
@@ -65,6 +71,14 @@ pub fn all() -> Result<Vec<CustomResourceDefinition>, CrdError> {
     Ok(crds)
 }
 
+/// What the test bed installs: [`all`], and the monitoring kinds the seed chart creates objects of
+/// ([`monitoring`]).
+pub fn installed() -> Result<Vec<CustomResourceDefinition>, CrdError> {
+    let mut crds = all()?;
+    crds.extend(monitoring()?);
+    Ok(crds)
+}
+
 /// All CRDs as one multi-document YAML stream.
 pub fn all_as_yaml() -> Result<String, CrdError> {
     let mut out = String::new();
@@ -96,6 +110,16 @@ pub fn gardener() -> Result<Vec<CustomResourceDefinition>, CrdError> {
                 }
             }
             Ok(crd)
+        })
+        .collect()
+}
+
+/// The monitoring CRDs ([`MONITORING_CRDS`]), as committed.
+pub fn monitoring() -> Result<Vec<CustomResourceDefinition>, CrdError> {
+    MONITORING_CRDS
+        .into_iter()
+        .map(|(file, text)| {
+            gardener_extension_cri_resmgr::yaml::from_str(text).map_err(|source| CrdError::Decode { file, source })
         })
         .collect()
 }

@@ -15,6 +15,7 @@ use gardener_extension_cri_resmgr::apis::extensions::Extension;
 use gardener_extension_cri_resmgr::commands::admission::{self, AdmissionOptions};
 use gardener_extension_cri_resmgr::commands::controller::{self, ControllerOptions};
 use gardener_extension_cri_resmgr::constants::MANAGED_BY;
+use gardener_extension_cri_resmgr::runtime::metrics::MetricsOptions;
 use gardener_extension_cri_resmgr::runtime::registration::{ADMISSION_CONFIG_NAME, CONTROLLER_CONFIG_NAME};
 use gardener_extension_cri_resmgr::runtime::serving::{ServingError, WebhookConfigMode, WebhookOptions};
 use gardener_extension_cri_resmgr::runtime::signals::wait_for_shutdown_signal;
@@ -64,13 +65,16 @@ pub async fn run(options: DevOptions) -> Result<(), DevError> {
     std::fs::write(&pids_file, pids)
         .map_err(|source| DevError::Io { context: format!("writing {}", pids_file.display()), source })?;
     let client = plane.client().await?;
-    testbed::install_crds(&client, crate::crds::all().map_err(testbed::TestbedError::from)?).await?;
+    testbed::install_crds(&client, crate::crds::installed().map_err(testbed::TestbedError::from)?).await?;
     let shutdown = CancellationToken::new();
 
     // Garden side: the admission webhooks, registered in the local apiserver (which stands in for the garden).
     let webhook = loopback_webhook_options(plane.dir().join("webhook-certs"))?;
+    // Metrics on free loopback ports (both processes run in this one), printed below.
+    let admission_metrics = SocketAddr::from((Ipv4Addr::LOCALHOST, testbed::free_port()?));
+    let controller_metrics = SocketAddr::from((Ipv4Addr::LOCALHOST, testbed::free_port()?));
     let admission_server = tokio::spawn(admission::run(
-        AdmissionOptions { webhook: webhook.clone() },
+        AdmissionOptions { webhook: webhook.clone(), metrics: MetricsOptions::at(admission_metrics) },
         client.clone(),
         shutdown.clone().cancelled_owned(),
     ));
@@ -78,7 +82,10 @@ pub async fn run(options: DevOptions) -> Result<(), DevError> {
 
     // Seed side: the controller in its own namespace, watching every shoot namespace.
     ensure_namespace(&client, DEV_EXTENSION_NAMESPACE).await?;
-    let controller_options = local_controller_options(osc_webhook_options(&webhook)?);
+    let controller_options = ControllerOptions {
+        metrics: MetricsOptions::at(controller_metrics),
+        ..local_controller_options(osc_webhook_options(&webhook)?)
+    };
     let mut controller_task = tokio::spawn(controller::run(controller_options, client.clone(), shutdown.clone()));
     wait_for_registration(&client, CONTROLLER_CONFIG_NAME, "controller", &controller_task).await?;
 
@@ -99,6 +106,8 @@ pub async fn run(options: DevOptions) -> Result<(), DevError> {
     println!(
         "\nLocal control plane ready at {server} (etcd + kube-apiserver, logs in {dir}).\n\n\
          Use it with:\n    export KUBECONFIG={kubeconfig}\n    kubectl get extensions,clusters,operatingsystemconfigs -A\n\n\
+         Metrics: curl http://{controller_metrics}/metrics (controller), http://{admission_metrics}/metrics \
+         (admission)\n\n\
          Press Ctrl-C to stop.",
         server = plane.server_url(),
         dir = plane.dir().display(),
@@ -182,6 +191,7 @@ pub fn local_controller_options(webhook: WebhookOptions) -> ControllerOptions {
         max_concurrent_reconciles: gardener_extension_cri_resmgr::controller::DEFAULT_MAX_CONCURRENT_RECONCILES,
         osc_webhook: true,
         webhook,
+        metrics: MetricsOptions::disabled(),
     }
 }
 

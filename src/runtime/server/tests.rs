@@ -846,3 +846,44 @@ async fn shutdown_lets_in_flight_requests_finish() {
 fn fs_create(dir: &Path) {
     std::fs::create_dir_all(dir).expect("create dir");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Metrics
+
+/// Every way a request is answered is counted: allowed, denied (by class: unclassified, oversized), and requests
+/// that get no review back (not a review, or too large to read), each under the webhook's name.
+#[tokio::test]
+async fn every_answer_is_counted_by_webhook_and_class() {
+    let metrics = crate::runtime::metrics::Metrics::for_admission();
+    let server = handlers();
+    let mut config = server.config.clone();
+    config.max_body_bytes = 4096;
+    let router = observed_router(&config, &server.handlers, Some(metrics.webhook.clone()), readiness(true, true));
+
+    call_router(router.clone(), ECHO, review("m-1", "fine").into()).await;
+    call_router(router.clone(), ECHO, review("m-2", "forbidden").into()).await;
+    let (status, _) = call_router(router.clone(), ECHO, Body::from("not a review")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let mut oversized = serde_json::from_slice::<Value>(&review("m-3", "big")).expect("review");
+    oversized["request"]["object"]["data"] = json!("x".repeat(5000));
+    let (status, body) = call_router(router.clone(), ECHO, serde_json::to_vec(&oversized).expect("json").into()).await;
+    assert_eq!((status, response_of(&body)["allowed"].as_bool()), (StatusCode::OK, Some(false)));
+
+    let text = metrics.encode().expect("encode");
+    let count = |series: &str| {
+        let series = format!("gardener_extension_cri_resmgr_{series}");
+        text.lines().find_map(|line| line.strip_prefix(&series)?.strip_prefix(' ')?.parse::<f64>().ok())
+    };
+    assert_eq!(count("webhook_requests_total{webhook=\"echo\",result=\"allowed\"}"), Some(1.0), "{text}");
+    assert_eq!(count("webhook_requests_total{webhook=\"echo\",result=\"denied\"}"), Some(2.0), "{text}");
+    assert_eq!(count("webhook_requests_total{webhook=\"echo\",result=\"error\"}"), Some(1.0), "{text}");
+    assert_eq!(count("webhook_denials_total{webhook=\"echo\",reason=\"other\"}"), Some(1.0), "{text}");
+    assert_eq!(count("webhook_denials_total{webhook=\"echo\",reason=\"too_large\"}"), Some(1.0), "{text}");
+    assert_eq!(count("webhook_request_duration_seconds_count{webhook=\"echo\"}"), Some(3.0), "{text}");
+}
+
+#[test]
+fn a_webhook_is_named_by_the_last_segment_of_its_path() {
+    assert_eq!(webhook_name("/webhooks/cri-resmgr/validate-shoot"), "validate-shoot");
+    assert_eq!(webhook_name("/webhooks/echo/"), "echo");
+}

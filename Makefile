@@ -2,7 +2,7 @@
 CARGO ?= cargo
 BINARY := gardener-extension-cri-resmgr
 
-.PHONY: dev test e2e prerequisites build fmt fmt-check lint ci crds bench
+.PHONY: dev test e2e prerequisites build fmt fmt-check lint ci crds bench fuzz fuzz-check
 
 ## Installs etcd, kubectl and a kube-apiserver built from Debian's source package (cached outside the repo),
 ## helm-python-sdk (real Helm for rendering the charts in tests) and promtool (checks the charts' alerts).
@@ -27,6 +27,15 @@ test: prerequisites
 e2e: prerequisites
 	$(CARGO) build --bin $(BINARY)
 	$(CARGO) test -p cri-resmgr-e2e --no-fail-fast -- --test-threads=1 --nocapture
+
+## Runs every fuzz target for FUZZ_TIME seconds (default 60) with AFL++ (cargo-afl, stable toolchain), installing
+## cargo-afl when missing; docs/reliability.md says how to run longer.
+fuzz:
+	bash hacks/fuzz.sh
+
+## Builds the fuzz targets without a fuzz engine and runs the committed seed corpus through them.
+fuzz-check:
+	$(CARGO) test --manifest-path fuzz/Cargo.toml --target-dir target
 
 build:
 	$(CARGO) build --release --bin $(BINARY)

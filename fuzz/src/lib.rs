@@ -1,0 +1,348 @@
+//! The fuzz targets' bodies, one function per target, each taking the engine's bytes. Every target feeds the bytes to
+//! the library the way the webhooks and the reconciler receive them and then checks, besides "no panic, no hang",
+//! the invariants the library promises (the same ones the property tests state), so that a wrong answer is a
+//! finding too, not only a crash.
+//!
+//! The binaries in `src/bin/` wrap each function in `afl::fuzz!` (feature `afl`) or, without it, run it over the
+//! files named on the command line ([`replay_command_line`]), which is how a finding is reproduced and debugged.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::OnceLock;
+
+use gardener_extension_cri_resmgr::apis::core::Shoot;
+use gardener_extension_cri_resmgr::apis::extensions::{Cluster, Extension, OperatingSystemConfig};
+use gardener_extension_cri_resmgr::constants::{EXTENSION_TYPE, KUBELET_FLAG_CONTAINER_RUNTIME_ENDPOINT};
+use gardener_extension_cri_resmgr::domain::desired::{Desired, compute};
+use gardener_extension_cri_resmgr::domain::images::ImageVector;
+use gardener_extension_cri_resmgr::domain::node::{
+    PoolPlan, command_line_arguments, kubelet_exec_start, mutate, should_mutate,
+};
+use gardener_extension_cri_resmgr::domain::validation::{
+    FieldError, FieldPath, decode_and_validate_provider_config, default_provider_config, validate_config_body,
+    validate_extra_options,
+};
+use gardener_extension_cri_resmgr::runtime::AdmissionHandler;
+use gardener_extension_cri_resmgr::runtime::review::{into_review, parse_review};
+use gardener_extension_cri_resmgr::webhook::osc::OscMutator;
+use gardener_extension_cri_resmgr::webhook::shoot::{ShootDefaulter, ShootValidator};
+use kube::core::admission::AdmissionResponse;
+use serde_json::{Value, json};
+
+const EXAMPLE_SHOOT: &str = include_str!("../../examples/shoot.yaml");
+const EXAMPLE_CLUSTER: &str = include_str!("../../examples/10-cluster.yaml");
+const EXAMPLE_EXTENSION: &str = include_str!("../../examples/20-extension.yaml");
+/// The worker pool of the example Shoot (and of the example OSC's pool label).
+const EXAMPLE_POOL: &str = "cpu-worker";
+/// Where the OSC webhook looks for the operator's base configs in this harness.
+const BASE_CONFIGS_NAMESPACE: &str = "garden";
+
+// ---------------------------------------------------------------------------------------------------------------
+// (a) providerConfig: decoding, validation, defaulting
+// ---------------------------------------------------------------------------------------------------------------
+
+/// Target `provider_config`. JSON input is a Shoot's `providerConfig` as the apiserver sends it; anything else is
+/// taken as text, both as a cri-resmgr configuration body and as an `EXTRA_OPTIONS` line (the two kinds of text a
+/// providerConfig carries), and also wrapped into a providerConfig.
+pub fn provider_config(data: &[u8]) {
+    match serde_json::from_slice::<Value>(data) {
+        Ok(raw) => check_provider_config(&raw),
+        Err(_) => {
+            let text = String::from_utf8_lossy(data);
+            let configs = FieldPath::new("providerConfig").child("configs");
+            if let Err(errors) = validate_config_body(&text, &configs.key("default")) {
+                assert_paths(&errors, "providerConfig.configs[\"default\"]");
+            }
+            assert_paths(&validate_extra_options(&text, &configs.key("EXTRA_OPTIONS")), "providerConfig.configs");
+            check_provider_config(&json!({"configs": {"default": text, "EXTRA_OPTIONS": text}}));
+        }
+    }
+}
+
+/// Validation never panics and names a field for every error; defaulting is idempotent and never turns an accepted
+/// providerConfig into a denied one (nor changes what it means).
+fn check_provider_config(raw: &Value) {
+    let path = FieldPath::new("providerConfig");
+    let before = decode_and_validate_provider_config(Some(raw), &path);
+    if let Err(errors) = &before {
+        assert!(!errors.is_empty(), "a denial without an error");
+        assert_paths(errors, "providerConfig");
+    }
+    if let Some(defaulted) = default_provider_config(Some(raw)) {
+        assert_eq!(default_provider_config(Some(&defaulted)), None, "defaulting twice changes something");
+        let after = decode_and_validate_provider_config(Some(&defaulted), &path);
+        if let Ok(valid) = &before {
+            assert_eq!(after.as_ref().ok(), Some(valid), "defaulting changed an accepted providerConfig");
+        }
+    }
+}
+
+fn assert_paths(errors: &[FieldError], root: &str) {
+    for error in errors {
+        assert!(error.path.starts_with(root), "error without a field path below {root}: {error:?}");
+        assert!(!error.message.is_empty(), "error without a message: {error:?}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// (b) OSC mutation
+// ---------------------------------------------------------------------------------------------------------------
+
+/// The example Shoot and the plans its pool can get: the example's configs (fallback), and force + EXTRA_OPTIONS.
+struct Plans {
+    shoot: Shoot,
+    images: ImageVector,
+    desired: Vec<Desired>,
+}
+
+fn plans() -> &'static Plans {
+    static PLANS: OnceLock<Plans> = OnceLock::new();
+    PLANS.get_or_init(|| {
+        let shoot: Shoot = gardener_extension_cri_resmgr::yaml::from_str(EXAMPLE_SHOOT).expect("example Shoot");
+        let images = ImageVector::embedded().expect("embedded image vector");
+        let (_, extension) = shoot.spec.enabled_extension(EXTENSION_TYPE).expect("the example enables the extension");
+        let forced = json!({"configs": {
+            "force": "policy:\n  Active: static-pools\n",
+            "EXTRA_OPTIONS": "--metrics-interval=10s --log-source",
+        }});
+        let desired = [extension.provider_config.clone(), Some(forced)]
+            .iter()
+            .map(|config| compute(&shoot, config.as_ref(), &BTreeMap::new(), &images).expect("example plan"))
+            .collect();
+        Plans { shoot, images, desired }
+    })
+}
+
+/// Target `osc_mutation`: an OperatingSystemConfig as JSON (as the webhook receives it), mutated with each plan.
+pub fn osc_mutation(data: &[u8]) {
+    let Ok(osc) = serde_json::from_slice::<OperatingSystemConfig>(data) else { return };
+    let plans = plans();
+    for desired in &plans.desired {
+        let plan = desired.pool_plan(&plans.shoot, EXAMPLE_POOL, &plans.images).expect("plan").expect("selected");
+        check_mutation(&osc, &plan);
+    }
+}
+
+/// The promises of `mutate` (see `domain::node`): only reconcile OSCs are touched; mutating is idempotent; removal
+/// gives back the OSC without our additions; the kubelet command line changes in its endpoint token only; an OSC
+/// without our additions comes back exactly (unless it had no endpoint flag for the removal to leave alone).
+pub fn check_mutation(osc: &OperatingSystemConfig, plan: &PoolPlan) {
+    let mutated = mutate(osc, Some(plan));
+    if !should_mutate(osc) {
+        assert_eq!(&mutated.osc, osc, "an OSC that is not ours to touch changed");
+        return;
+    }
+    let again = mutate(&mutated.osc, Some(plan));
+    assert_eq!(again.osc, mutated.osc, "mutating twice differs from mutating once");
+    assert_eq!(again.warnings, mutated.warnings, "mutating twice warns differently");
+
+    let clean = mutate(osc, None).osc;
+    let restored = mutate(&mutated.osc, None).osc;
+    // The one documented inexact restore: a kubelet command line without the endpoint flag gets ours appended, and
+    // the removal then leaves containerd's in its place.
+    let has_endpoint = |osc: &OperatingSystemConfig| {
+        kubelet_exec_start(osc).is_some_and(|line| command_line_arguments(&line).iter().any(|a| is_endpoint_flag(a)))
+    };
+    let appended = !has_endpoint(osc) && has_endpoint(&mutated.osc);
+    if !appended {
+        assert_eq!(restored, clean, "removal does not give back the OSC without our additions");
+        if &clean == osc {
+            assert_eq!(&restored, osc, "restore(mutate(x)) != x");
+        }
+    }
+    assert_endpoint_only_change(osc, &mutated.osc);
+    assert_endpoint_only_change(&mutated.osc, &restored);
+}
+
+/// kubelet's `ExecStart=` arguments differ only in `--container-runtime-endpoint=` tokens (one may be appended).
+fn assert_endpoint_only_change(before: &OperatingSystemConfig, after: &OperatingSystemConfig) {
+    let (Some(before), Some(after)) = (kubelet_exec_start(before), kubelet_exec_start(after)) else { return };
+    let (before, after) = (command_line_arguments(&before), command_line_arguments(&after));
+    let common = before.len().min(after.len());
+    for (old, new) in before.iter().zip(&after) {
+        assert!(old == new || (is_endpoint_flag(old) && is_endpoint_flag(new)), "{old:?} became {new:?}");
+    }
+    let appended = if after.len() > common { &after[common..] } else { &before[common..] };
+    assert!(appended.len() <= 1 && appended.iter().all(|a| is_endpoint_flag(a)), "arguments added: {appended:?}");
+}
+
+fn is_endpoint_flag(argument: &str) -> bool {
+    argument.starts_with(KUBELET_FLAG_CONTAINER_RUNTIME_ENDPOINT)
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// (c) AdmissionReview: the Shoot validator and defaulter, the OSC mutator
+// ---------------------------------------------------------------------------------------------------------------
+
+/// The webhooks as the servers register them, and a runtime to drive them.
+struct Webhooks {
+    runtime: tokio::runtime::Runtime,
+    osc: OscMutator,
+}
+
+fn webhooks() -> &'static Webhooks {
+    static WEBHOOKS: OnceLock<Webhooks> = OnceLock::new();
+    WEBHOOKS.get_or_init(|| {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let client = runtime.block_on(async { seed_reads_client() });
+        let images = ImageVector::embedded().expect("embedded image vector");
+        let osc = OscMutator { client, images, configmap_namespace: BASE_CONFIGS_NAMESPACE.to_owned() };
+        Webhooks { runtime, osc }
+    })
+}
+
+/// A client whose reads are answered in memory from the example Cluster and Extension (and "not found" for
+/// everything else), so that the OSC webhook runs its whole path per input without a network: a fuzz engine runs
+/// thousands of inputs a second. The integration tests run the same handler against a real apiserver.
+fn seed_reads_client() -> kube::Client {
+    let cluster: Cluster = gardener_extension_cri_resmgr::yaml::from_str(EXAMPLE_CLUSTER).expect("example Cluster");
+    let extension: Extension =
+        gardener_extension_cri_resmgr::yaml::from_str(EXAMPLE_EXTENSION).expect("example Extension");
+    let namespace = extension.metadata.namespace.clone().expect("the example Extension has a namespace");
+    let objects: BTreeMap<String, Vec<u8>> = [
+        (
+            format!("/apis/extensions.gardener.cloud/v1alpha1/clusters/{namespace}"),
+            serde_json::to_vec(&cluster).expect("Cluster as JSON"),
+        ),
+        (
+            format!("/apis/extensions.gardener.cloud/v1alpha1/namespaces/{namespace}/extensions/{EXTENSION_TYPE}"),
+            serde_json::to_vec(&extension).expect("Extension as JSON"),
+        ),
+    ]
+    .into_iter()
+    .collect();
+    let not_found = serde_json::to_vec(&json!({
+        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "reason": "NotFound", "code": 404,
+    }))
+    .expect("Status as JSON");
+    let service = tower::service_fn(move |request: http::Request<kube::client::Body>| {
+        let found = objects.get(request.uri().path()).cloned();
+        let not_found = not_found.clone();
+        async move {
+            let (status, body) = match found {
+                Some(body) => (http::StatusCode::OK, body),
+                None => (http::StatusCode::NOT_FOUND, not_found),
+            };
+            http::Response::builder()
+                .status(status)
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+        }
+    });
+    kube::Client::new(service, "default")
+}
+
+/// Target `admission_review`: an HTTP body as the webhook servers receive it, decoded as they do and answered by
+/// the Shoot validator, the Shoot defaulter and the OSC mutator. Every answer echoes the uid and serialises, and
+/// every patch applies to the object it was made for.
+pub fn admission_review(data: &[u8]) {
+    let Ok(request) = parse_review(data) else { return };
+    let webhooks = webhooks();
+    let object = request.object.as_ref().map(|o| serde_json::to_value(o).expect("the object as JSON"));
+    let responses = webhooks.runtime.block_on(async {
+        [
+            ShootValidator.admit(request.clone()).await,
+            ShootDefaulter.admit(request.clone()).await,
+            webhooks.osc.admit(request.clone()).await,
+        ]
+    });
+    for response in responses {
+        check_response(&request.uid, object.as_ref(), response);
+    }
+}
+
+fn check_response(uid: &str, object: Option<&Value>, response: AdmissionResponse) {
+    assert_eq!(response.uid, uid, "the answer names another request");
+    if let Some(patch) = &response.patch {
+        assert!(response.allowed, "a denial with a patch");
+        let patch: json_patch::Patch = serde_json::from_slice(patch).expect("the patch is a JSON patch");
+        let mut patched = object.cloned().expect("a patch for a request without an object");
+        json_patch::patch(&mut patched, &patch).expect("the patch applies to the object it was made for");
+    }
+    serde_json::to_vec(&into_review(uid, response)).expect("the answer serialises");
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// (d) image vector and version constraints
+// ---------------------------------------------------------------------------------------------------------------
+
+/// Target `image_vector`: the first line is a Kubernetes version and optionally an architecture (`1.32.0 arm64`),
+/// the rest an image vector in YAML (as `$IMAGEVECTOR_OVERWRITE` names it), whose constraints are parsed and
+/// matched. The version is also looked up in the embedded vector.
+pub fn image_vector(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let (first, vector) = text.split_once('\n').unwrap_or((&text, ""));
+    let mut words = first.split_whitespace();
+    let version = words.next().unwrap_or_default();
+    let architecture = words.next().unwrap_or("amd64");
+    let embedded = ImageVector::embedded().expect("embedded image vector");
+    let _ = embedded.extension_images(version);
+    let Ok(overwrite) = ImageVector::read(vector, "fuzz input") else { return };
+    let merged = embedded.clone().merged_with(overwrite.clone());
+    for vector in [&overwrite, &merged] {
+        for source in vector.sources() {
+            if let Ok(image) = vector.find_for_architecture(&source.name, version, architecture) {
+                assert_eq!(image.name, source.name, "found an image of another name");
+            }
+            let architectures = vector.architectures_of(&source.name);
+            assert!(!architectures.is_empty(), "an entry without architectures");
+        }
+        let _ = vector.extension_images(version);
+    }
+    // An overwrite replaces or adds entries, never drops any.
+    assert!(merged.sources().len() >= embedded.sources().len(), "the overwrite dropped entries");
+    for source in overwrite.sources() {
+        assert!(merged.sources().iter().any(|s| s.name == source.name), "overwrite entry {} lost", source.name);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Replay
+// ---------------------------------------------------------------------------------------------------------------
+
+/// Runs `target` over every file named on the command line (directories: every file in them, sorted), printing
+/// each name first, so that the input that panics is the last one printed.
+pub fn replay_command_line(target: fn(&[u8])) -> ExitCode {
+    let arguments: Vec<PathBuf> = std::env::args_os().skip(1).map(PathBuf::from).collect();
+    if arguments.is_empty() {
+        eprintln!("usage: <target> FILE_OR_DIRECTORY...  (runs the fuzz target over the given inputs)");
+        return ExitCode::FAILURE;
+    }
+    let mut count = 0;
+    for argument in &arguments {
+        match inputs(argument) {
+            Ok(files) => {
+                for file in files {
+                    println!("{}", file.display());
+                    match std::fs::read(&file) {
+                        Ok(data) => target(&data),
+                        Err(e) => {
+                            eprintln!("cannot read {}: {e}", file.display());
+                            return ExitCode::FAILURE;
+                        }
+                    }
+                    count += 1;
+                }
+            }
+            Err(e) => {
+                eprintln!("cannot read {}: {e}", argument.display());
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    println!("{count} inputs, no finding");
+    ExitCode::SUCCESS
+}
+
+/// The file itself, or the files in a directory (sorted, not recursive).
+pub fn inputs(path: &Path) -> std::io::Result<Vec<PathBuf>> {
+    if !path.is_dir() {
+        return Ok(vec![path.to_owned()]);
+    }
+    let mut files: Vec<PathBuf> =
+        std::fs::read_dir(path)?.map(|entry| entry.map(|e| e.path())).collect::<Result<_, _>>()?;
+    files.retain(|file| file.is_file());
+    files.sort();
+    Ok(files)
+}

@@ -2,8 +2,9 @@
 //! directory's `..data` link), while Shoots are written through the apiserver without pause. Nothing fails: a renewed
 //! serving certificate of the same CA needs nothing else; a new CA is rolled out in the documented order (bundle
 //! with both CAs first, then the certificate of the new CA, then the bundle without the old CA), so the apiserver
-//! trusts the served certificate at every moment. Afterwards the new certificate is served and the webhook
-//! configurations carry the new CA bundle.
+//! trusts the served certificate at every moment. Last, the documented exception: a CA and its certificate replaced in
+//! one step may fail writes with a TLS error until the apiserver has the new bundle, and only until then. Afterwards
+//! the new certificate is served and the webhook configurations carry the new CA bundle.
 //!
 //! It runs on a control plane of its own: the webhook configurations are cluster-wide, and a CA rotation of the shared
 //! admission server would disturb the other tests.

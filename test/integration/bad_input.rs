@@ -34,7 +34,7 @@ const APISERVER_MAX_REQUEST_BYTES: usize = 3 * 1024 * 1024;
 /// Placeholder replaced by raw JSON text in a serialised Shoot (values too deep to build as `serde_json::Value`).
 const RAW: &str = "\"@raw@\"";
 
-/// The timeouts of the direct server: the request timeout of production (the apiserver's), the others short, so
+/// The timeouts of the impatient server: the request timeout of production (the apiserver's), the others short, so
 /// slow clients are cut off within seconds.
 const DIRECT_REQUEST_TIMEOUT_SECONDS: u64 = 10;
 const DIRECT_HEADER_READ_TIMEOUT_SECONDS: u64 = 2;
@@ -170,32 +170,45 @@ struct DirectServer {
     ca_pem: Vec<u8>,
 }
 
-/// The `admission` command's server, unregistered, with short timeouts; one per test binary.
+/// The `admission` command's server, unregistered, with the default timeouts; one per test binary.
 fn direct_server() -> &'static DirectServer {
     static SERVER: OnceLock<DirectServer> = OnceLock::new();
+    SERVER.get_or_init(|| start_direct_server("cri-resmgr-bad-input-certs", |_| {}))
+}
+
+/// Like [`direct_server`], with short timeouts for slow clients, so that they are cut off within seconds (under a
+/// heavy load they would cut off normal clients as well, so only the slow-client test uses this server).
+fn impatient_server() -> &'static DirectServer {
+    static SERVER: OnceLock<DirectServer> = OnceLock::new();
     SERVER.get_or_init(|| {
+        start_direct_server("cri-resmgr-impatient-certs", |webhook| {
+            webhook.webhook_request_timeout_seconds = DIRECT_REQUEST_TIMEOUT_SECONDS;
+            webhook.webhook_header_read_timeout_seconds = DIRECT_HEADER_READ_TIMEOUT_SECONDS;
+            webhook.webhook_tls_handshake_timeout_seconds = DIRECT_TLS_HANDSHAKE_TIMEOUT_SECONDS;
+        })
+    })
+}
+
+fn start_direct_server(cert_dir: &'static str, tune: fn(&mut WebhookOptions)) -> DirectServer {
+    {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let runtime = tokio::runtime::Runtime::new().expect("runtime for the direct server");
             runtime.block_on(async move {
                 let port = cri_resmgr_testbed::control_plane::free_port().expect("free port");
                 let address = SocketAddr::from(([127, 0, 0, 1], port));
-                let cert_dir = scratch_dir("cri-resmgr-bad-input-certs");
-                let options = AdmissionOptions {
-                    webhook: WebhookOptions {
-                        webhook_bind_address: address,
-                        webhook_cert_dir: cert_dir.clone(),
-                        generate_certs_for: vec!["127.0.0.1".to_string(), "localhost".to_string()],
-                        webhook_config_mode: WebhookConfigMode::Url,
-                        webhook_config_url: Some(address.to_string()),
-                        no_webhook_registration: true,
-                        webhook_request_timeout_seconds: DIRECT_REQUEST_TIMEOUT_SECONDS,
-                        webhook_header_read_timeout_seconds: DIRECT_HEADER_READ_TIMEOUT_SECONDS,
-                        webhook_tls_handshake_timeout_seconds: DIRECT_TLS_HANDSHAKE_TIMEOUT_SECONDS,
-                        ..WebhookOptions::default()
-                    },
-                    metrics: MetricsOptions::disabled(),
+                let cert_dir = scratch_dir(cert_dir);
+                let mut webhook = WebhookOptions {
+                    webhook_bind_address: address,
+                    webhook_cert_dir: cert_dir.clone(),
+                    generate_certs_for: vec!["127.0.0.1".to_string(), "localhost".to_string()],
+                    webhook_config_mode: WebhookConfigMode::Url,
+                    webhook_config_url: Some(address.to_string()),
+                    no_webhook_registration: true,
+                    ..WebhookOptions::default()
                 };
+                tune(&mut webhook);
+                let options = AdmissionOptions { webhook, metrics: MetricsOptions::disabled() };
                 let server = tokio::spawn(admission::run(options, shared_client().await, std::future::pending()));
                 let ca_pem = eventually("the direct server's certificates", || async {
                     assert!(!server.is_finished(), "the direct server stopped during start-up");
@@ -211,7 +224,7 @@ fn direct_server() -> &'static DirectServer {
             });
         });
         ready_rx.recv().expect("the direct server starts")
-    })
+    }
 }
 
 fn tls_connector(ca_pem: &[u8]) -> tokio_rustls::TlsConnector {
@@ -247,7 +260,11 @@ async fn post(path: &str, body: Vec<u8>) -> (u16, Vec<u8>) {
 }
 
 async fn assert_direct_server_healthy() {
-    let (status, body) = request(direct_server(), "GET", "/healthz", Vec::new()).await.expect("/healthz answers");
+    assert_healthy(direct_server()).await;
+}
+
+async fn assert_healthy(server: &DirectServer) {
+    let (status, body) = request(server, "GET", "/healthz", Vec::new()).await.expect("/healthz answers");
     assert_eq!((status, body.as_slice()), (200, b"ok".as_slice()));
 }
 
@@ -559,7 +576,7 @@ fn head(length: usize) -> String {
 #[tokio::test]
 async fn slow_clients_are_cut_off_while_normal_requests_are_answered() {
     const PER_KIND: usize = 8;
-    let server = direct_server();
+    let server = impatient_server();
     let valid = create_review(example_shoot("garden-dev", "hostile"));
     // Enough bytes to outlast every timeout by far: the connection must end by the server's hand.
     let long = 120;
@@ -587,15 +604,15 @@ async fn slow_clients_are_cut_off_while_normal_requests_are_answered() {
 
     // While they are held open, normal requests are answered (one after the other, then many at once).
     for i in 0..10 {
-        let (status, body) = post(PATH_VALIDATE_SHOOT, valid.clone()).await;
+        let (status, body) = request(server, "POST", PATH_VALIDATE_SHOOT, valid.clone()).await.expect("answered");
         assert_eq!(status, 200, "normal request {i} while slow clients are connected");
         assert_eq!(serde_json::from_slice::<Value>(&body).expect("review")["response"]["allowed"], true);
     }
-    let many = (0..50).map(|_| post(PATH_VALIDATE_SHOOT, valid.clone()));
-    for (status, _) in futures::future::join_all(many).await {
-        assert_eq!(status, 200);
+    let many = (0..50).map(|_| request(server, "POST", PATH_VALIDATE_SHOOT, valid.clone()));
+    for answer in futures::future::join_all(many).await {
+        assert_eq!(answer.expect("answered").0, 200);
     }
-    assert_direct_server_healthy().await;
+    assert_healthy(server).await;
 
     // Every slow connection is closed by the server; the slow body gets a 408 first.
     let ended = tokio::time::timeout(CLOSE_GUARD, slow.join_all()).await.expect("the slow connections end");
@@ -612,7 +629,7 @@ async fn slow_clients_are_cut_off_while_normal_requests_are_answered() {
             (_, Ended::StillOpen) => panic!("{kind}: the server kept a slow connection open"),
         }
     }
-    assert_direct_server_healthy().await;
+    assert_healthy(server).await;
 }
 
 #[tokio::test]

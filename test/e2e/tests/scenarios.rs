@@ -294,3 +294,78 @@ async fn enable_disable_reenable_delete() {
     scenario.delete().await;
     scenario.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_shoot_is_rejected_in_the_garden() {
+    let scenario = Scenario::create("invalid-shoot-is-rejected").await;
+    scenario.reconcile(&scenario.shoot().await).await;
+    let broken_config = serde_json::json!({"configs": {"default": "policy:\n  Active: no-such-policy\n"}});
+
+    // A new Shoot with a broken config never reaches the seed.
+    let mut invalid = scenario.shoot().await;
+    // The labels stay: gardener-apiserver labels every Shoot with the extension types it enables, and the
+    // admission webhook selects Shoots by that label.
+    invalid.metadata = ObjectMeta {
+        name: Some(format!("{}-bad", scenario.name)),
+        namespace: Some(PROJECT_NAMESPACE.to_string()),
+        labels: invalid.metadata.labels.clone(),
+        ..ObjectMeta::default()
+    };
+    invalid.spec.extensions[0].provider_config = Some(broken_config.clone());
+    let refused = scenario.shoots.create(&PostParams::default(), &invalid).await;
+    assert!(
+        matches!(&refused, Err(kube::Error::Api(status)) if status.code >= 400 && status.code < 500),
+        "{refused:?}"
+    );
+    let seed_namespace = seed_namespace(&invalid);
+    let namespaces: Api<Namespace> = Api::all(scenario.topology.seed_client.clone());
+    assert!(namespaces.get_opt(&seed_namespace).await.expect("get").is_none(), "nothing reached the seed");
+
+    // Breaking the config of a running Shoot is refused too; its Extension keeps the working config.
+    let mut broken = scenario.shoot().await;
+    broken.spec.extensions[0].provider_config = Some(broken_config);
+    let refused = scenario.shoots.replace(&scenario.name, &PostParams::default(), &broken).await;
+    assert!(refused.is_err(), "the garden refuses the update");
+    let extensions: Api<Extension> = Api::namespaced(scenario.topology.seed_client.clone(), &scenario.namespace);
+    let config = extensions.get(EXTENSION_TYPE).await.expect("the Extension").spec.provider_config;
+    assert!(!config.unwrap_or_default().to_string().contains("no-such-policy"), "the seed never saw the broken config");
+    println!("proven: an invalid Shoot is rejected in the garden (create and update); nothing of it reaches the seed");
+    scenario.delete().await;
+    scenario.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hibernate_and_wake() {
+    let scenario = Scenario::create("hibernate-and-wake").await;
+    scenario.reconcile(&scenario.shoot().await).await;
+    scenario.assert_enabled().await;
+    let hibernation = |enabled: bool| {
+        move |shoot: &mut Shoot| {
+            shoot.spec.hibernation = Some(gardener_extension_cri_resmgr::apis::core::Hibernation {
+                enabled: Some(enabled),
+                ..Default::default()
+            })
+        }
+    };
+    scenario.update(hibernation(true)).await;
+    let daemonsets: Api<DaemonSet> = Api::namespaced(scenario.topology.shoot_client.clone(), SHOOT_SYSTEM_NAMESPACE);
+    eventually("the hibernated shoot has no agent pods", || async {
+        let agent = daemonsets.get(AGENT_NAME).await.ok()?.status?;
+        (agent.desired_number_scheduled == 0).then_some(())
+    })
+    .await;
+    let extensions: Api<Extension> = Api::namespaced(scenario.topology.seed_client.clone(), &scenario.namespace);
+    eventually("the Extension stays and is ready while hibernated", || async {
+        let extension = extensions.get(EXTENSION_TYPE).await.ok()?;
+        gardener_extension_cri_resmgr::contract::status::is_ready(&extension).then_some(())
+    })
+    .await;
+    println!("proven: hibernated — the Extension stays ready, the machines and the agent's pods are gone");
+    // The machine is gone with its disk; the one that comes back starts empty.
+    let _ = std::fs::remove_dir_all(scenario.topology.node_agent.root(&scenario.node));
+    scenario.update(hibernation(false)).await;
+    scenario.assert_enabled().await;
+    println!("proven: woken up — the new machine gets cri-resmgr from its OSC and the agent runs again");
+    scenario.delete().await;
+    scenario.finish().await;
+}

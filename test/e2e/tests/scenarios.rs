@@ -369,3 +369,50 @@ async fn hibernate_and_wake() {
     scenario.delete().await;
     scenario.finish().await;
 }
+
+/// gardenlet retries a failed shoot reconcile; so does this stand-in's caller, a bounded number of times.
+async fn reconcile_until_done(scenario: &Scenario, shoot: &Shoot) {
+    let mut last = String::new();
+    for _ in 0..10 {
+        match scenario.topology.gardenlet.reconcile(shoot, &scenario.topology.shoot_client).await {
+            Ok(()) => return,
+            Err(e) => last = e.to_string(),
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    panic!("the shoot reconcile never succeeded: {last}\n{}", scenario.topology.logs());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_apiserver_and_etcd_restarted_mid_reconcile_converge() {
+    let mut scenario = Scenario::create("seed-restarts").await;
+    let shoot = scenario.shoot().await;
+    // The shoot reconcile runs while the seed's apiserver goes away and comes back.
+    let gardenlet = scenario.topology.gardenlet.clone();
+    let shoot_client = scenario.topology.shoot_client.clone();
+    let first = shoot.clone();
+    let reconcile = tokio::spawn(async move { gardenlet.reconcile(&first, &shoot_client).await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    scenario.topology.seed.restart_apiserver().await.expect("the seed's apiserver restarts");
+    let _ = reconcile.await;
+    reconcile_until_done(&scenario, &shoot).await;
+    scenario.assert_enabled().await;
+    println!("proven: the seed's apiserver restarted mid-reconcile; the Extension converges");
+
+    // Disabling while etcd restarts: the deletion converges too, and nothing is lost or left.
+    let mut disabled = scenario.shoot().await;
+    disabled.spec.extensions.clear();
+    let disabled = scenario.shoots.replace(&scenario.name, &PostParams::default(), &disabled).await.expect("update");
+    let gardenlet = scenario.topology.gardenlet.clone();
+    let shoot_client = scenario.topology.shoot_client.clone();
+    let first = disabled.clone();
+    let reconcile = tokio::spawn(async move { gardenlet.reconcile(&first, &shoot_client).await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    scenario.topology.seed.restart_etcd().await.expect("the seed's etcd restarts");
+    let _ = reconcile.await;
+    reconcile_until_done(&scenario, &disabled).await;
+    scenario.assert_disabled().await;
+    println!("proven: the seed's etcd restarted mid-reconcile; the disable converges, no finalizer or Secret left");
+    scenario.delete().await;
+    scenario.finish().await;
+}

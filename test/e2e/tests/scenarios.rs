@@ -416,3 +416,49 @@ async fn seed_apiserver_and_etcd_restarted_mid_reconcile_converge() {
     scenario.delete().await;
     scenario.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_killed_as_a_change_arrives_the_other_replica_finishes() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    let mut scenario = Scenario::create("leader-killed").await;
+    scenario.reconcile(&scenario.shoot().await).await;
+    scenario.assert_enabled().await;
+    let leader = scenario.topology.leader().await.expect("a leader");
+    let leases: Api<Lease> =
+        Api::namespaced(scenario.topology.seed_client.clone(), cri_resmgr_e2e::topology::EXTENSION_NAMESPACE);
+    let lease_duration = leases
+        .get(gardener_extension_cri_resmgr::constants::LEADER_ELECTION_LEASE_NAME)
+        .await
+        .expect("the Lease")
+        .spec
+        .and_then(|spec| spec.lease_duration_seconds)
+        .expect("a lease duration");
+
+    // The leader dies (SIGKILL: its Lease is not released) just as a config change arrives: only the other replica,
+    // once the Lease has expired, can reconcile it.
+    let killed_at = tokio::time::Instant::now();
+    let replica = scenario.topology.controllers.iter_mut().find(|c| c.name == leader).expect("the leading replica");
+    replica.kill().await;
+    let mut changed = scenario.shoot().await;
+    changed.spec.extensions[0].provider_config =
+        Some(serde_json::json!({"configs": {"default": "policy:\n  Active: none\n"}}));
+    let changed = scenario.shoots.replace(&scenario.name, &PostParams::default(), &changed).await.expect("update");
+    if let Err(e) = scenario.topology.gardenlet.reconcile(&changed, &scenario.topology.shoot_client).await {
+        panic!("the shoot reconcile did not finish after the leader died: {e}\n{}", scenario.topology.logs());
+    }
+    let new_leader = scenario.topology.leader().await.expect("a new leader");
+    assert_ne!(new_leader, leader, "the other replica leads");
+    let takeover = killed_at.elapsed();
+    println!("measured: the Extension was ready again {takeover:?} after SIGKILL (lease duration {lease_duration}s)");
+    let config_maps: Api<ConfigMap> = Api::namespaced(scenario.topology.shoot_client.clone(), SHOOT_SYSTEM_NAMESPACE);
+    eventually("the new config reaches the shoot", || async {
+        let data = config_maps.get(AGENT_DEFAULT_CONFIG).await.ok()?.data?;
+        data.values().any(|v| v.contains("none")).then_some(())
+    })
+    .await;
+    println!(
+        "proven: the leader SIGKILLed as a change arrived; the other replica took over its Lease and finished the change"
+    );
+    scenario.delete().await;
+    scenario.finish().await;
+}

@@ -294,3 +294,171 @@ async fn enable_disable_reenable_delete() {
     scenario.delete().await;
     scenario.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_shoot_is_rejected_in_the_garden() {
+    let scenario = Scenario::create("invalid-shoot-is-rejected").await;
+    scenario.reconcile(&scenario.shoot().await).await;
+    let broken_config = serde_json::json!({"configs": {"default": "policy:\n  Active: no-such-policy\n"}});
+
+    // A new Shoot with a broken config never reaches the seed.
+    let mut invalid = scenario.shoot().await;
+    // The labels stay: gardener-apiserver labels every Shoot with the extension types it enables, and the
+    // admission webhook selects Shoots by that label.
+    invalid.metadata = ObjectMeta {
+        name: Some(format!("{}-bad", scenario.name)),
+        namespace: Some(PROJECT_NAMESPACE.to_string()),
+        labels: invalid.metadata.labels.clone(),
+        ..ObjectMeta::default()
+    };
+    invalid.spec.extensions[0].provider_config = Some(broken_config.clone());
+    let refused = scenario.shoots.create(&PostParams::default(), &invalid).await;
+    assert!(
+        matches!(&refused, Err(kube::Error::Api(status)) if status.code >= 400 && status.code < 500),
+        "{refused:?}"
+    );
+    let seed_namespace = seed_namespace(&invalid);
+    let namespaces: Api<Namespace> = Api::all(scenario.topology.seed_client.clone());
+    assert!(namespaces.get_opt(&seed_namespace).await.expect("get").is_none(), "nothing reached the seed");
+
+    // Breaking the config of a running Shoot is refused too; its Extension keeps the working config.
+    let mut broken = scenario.shoot().await;
+    broken.spec.extensions[0].provider_config = Some(broken_config);
+    let refused = scenario.shoots.replace(&scenario.name, &PostParams::default(), &broken).await;
+    assert!(refused.is_err(), "the garden refuses the update");
+    let extensions: Api<Extension> = Api::namespaced(scenario.topology.seed_client.clone(), &scenario.namespace);
+    let config = extensions.get(EXTENSION_TYPE).await.expect("the Extension").spec.provider_config;
+    assert!(!config.unwrap_or_default().to_string().contains("no-such-policy"), "the seed never saw the broken config");
+    println!("proven: an invalid Shoot is rejected in the garden (create and update); nothing of it reaches the seed");
+    scenario.delete().await;
+    scenario.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hibernate_and_wake() {
+    let scenario = Scenario::create("hibernate-and-wake").await;
+    scenario.reconcile(&scenario.shoot().await).await;
+    scenario.assert_enabled().await;
+    let hibernation = |enabled: bool| {
+        move |shoot: &mut Shoot| {
+            shoot.spec.hibernation = Some(gardener_extension_cri_resmgr::apis::core::Hibernation {
+                enabled: Some(enabled),
+                ..Default::default()
+            })
+        }
+    };
+    scenario.update(hibernation(true)).await;
+    let daemonsets: Api<DaemonSet> = Api::namespaced(scenario.topology.shoot_client.clone(), SHOOT_SYSTEM_NAMESPACE);
+    eventually("the hibernated shoot has no agent pods", || async {
+        let agent = daemonsets.get(AGENT_NAME).await.ok()?.status?;
+        (agent.desired_number_scheduled == 0).then_some(())
+    })
+    .await;
+    let extensions: Api<Extension> = Api::namespaced(scenario.topology.seed_client.clone(), &scenario.namespace);
+    eventually("the Extension stays and is ready while hibernated", || async {
+        let extension = extensions.get(EXTENSION_TYPE).await.ok()?;
+        gardener_extension_cri_resmgr::contract::status::is_ready(&extension).then_some(())
+    })
+    .await;
+    println!("proven: hibernated — the Extension stays ready, the machines and the agent's pods are gone");
+    // The machine is gone with its disk; the one that comes back starts empty.
+    let _ = std::fs::remove_dir_all(scenario.topology.node_agent.root(&scenario.node));
+    scenario.update(hibernation(false)).await;
+    scenario.assert_enabled().await;
+    println!("proven: woken up — the new machine gets cri-resmgr from its OSC and the agent runs again");
+    scenario.delete().await;
+    scenario.finish().await;
+}
+
+/// gardenlet retries a failed shoot reconcile; so does this stand-in's caller, a bounded number of times.
+async fn reconcile_until_done(scenario: &Scenario, shoot: &Shoot) {
+    let mut last = String::new();
+    for _ in 0..10 {
+        match scenario.topology.gardenlet.reconcile(shoot, &scenario.topology.shoot_client).await {
+            Ok(()) => return,
+            Err(e) => last = e.to_string(),
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    panic!("the shoot reconcile never succeeded: {last}\n{}", scenario.topology.logs());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_apiserver_and_etcd_restarted_mid_reconcile_converge() {
+    let mut scenario = Scenario::create("seed-restarts").await;
+    let shoot = scenario.shoot().await;
+    // The shoot reconcile runs while the seed's apiserver goes away and comes back.
+    let gardenlet = scenario.topology.gardenlet.clone();
+    let shoot_client = scenario.topology.shoot_client.clone();
+    let first = shoot.clone();
+    let reconcile = tokio::spawn(async move { gardenlet.reconcile(&first, &shoot_client).await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    scenario.topology.seed.restart_apiserver().await.expect("the seed's apiserver restarts");
+    let _ = reconcile.await;
+    reconcile_until_done(&scenario, &shoot).await;
+    scenario.assert_enabled().await;
+    println!("proven: the seed's apiserver restarted mid-reconcile; the Extension converges");
+
+    // Disabling while etcd restarts: the deletion converges too, and nothing is lost or left.
+    let mut disabled = scenario.shoot().await;
+    disabled.spec.extensions.clear();
+    let disabled = scenario.shoots.replace(&scenario.name, &PostParams::default(), &disabled).await.expect("update");
+    let gardenlet = scenario.topology.gardenlet.clone();
+    let shoot_client = scenario.topology.shoot_client.clone();
+    let first = disabled.clone();
+    let reconcile = tokio::spawn(async move { gardenlet.reconcile(&first, &shoot_client).await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    scenario.topology.seed.restart_etcd().await.expect("the seed's etcd restarts");
+    let _ = reconcile.await;
+    reconcile_until_done(&scenario, &disabled).await;
+    scenario.assert_disabled().await;
+    println!("proven: the seed's etcd restarted mid-reconcile; the disable converges, no finalizer or Secret left");
+    scenario.delete().await;
+    scenario.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_killed_as_a_change_arrives_the_other_replica_finishes() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    let mut scenario = Scenario::create("leader-killed").await;
+    scenario.reconcile(&scenario.shoot().await).await;
+    scenario.assert_enabled().await;
+    let leader = scenario.topology.leader().await.expect("a leader");
+    let leases: Api<Lease> =
+        Api::namespaced(scenario.topology.seed_client.clone(), cri_resmgr_e2e::topology::EXTENSION_NAMESPACE);
+    let lease_duration = leases
+        .get(gardener_extension_cri_resmgr::constants::LEADER_ELECTION_LEASE_NAME)
+        .await
+        .expect("the Lease")
+        .spec
+        .and_then(|spec| spec.lease_duration_seconds)
+        .expect("a lease duration");
+
+    // The leader dies (SIGKILL: its Lease is not released) just as a config change arrives: only the other replica,
+    // once the Lease has expired, can reconcile it.
+    let killed_at = tokio::time::Instant::now();
+    let replica = scenario.topology.controllers.iter_mut().find(|c| c.name == leader).expect("the leading replica");
+    replica.kill().await;
+    let mut changed = scenario.shoot().await;
+    changed.spec.extensions[0].provider_config =
+        Some(serde_json::json!({"configs": {"default": "policy:\n  Active: none\n"}}));
+    let changed = scenario.shoots.replace(&scenario.name, &PostParams::default(), &changed).await.expect("update");
+    if let Err(e) = scenario.topology.gardenlet.reconcile(&changed, &scenario.topology.shoot_client).await {
+        panic!("the shoot reconcile did not finish after the leader died: {e}\n{}", scenario.topology.logs());
+    }
+    let new_leader = scenario.topology.leader().await.expect("a new leader");
+    assert_ne!(new_leader, leader, "the other replica leads");
+    let takeover = killed_at.elapsed();
+    println!("measured: the Extension was ready again {takeover:?} after SIGKILL (lease duration {lease_duration}s)");
+    let config_maps: Api<ConfigMap> = Api::namespaced(scenario.topology.shoot_client.clone(), SHOOT_SYSTEM_NAMESPACE);
+    eventually("the new config reaches the shoot", || async {
+        let data = config_maps.get(AGENT_DEFAULT_CONFIG).await.ok()?.data?;
+        data.values().any(|v| v.contains("none")).then_some(())
+    })
+    .await;
+    println!(
+        "proven: the leader SIGKILLed as a change arrived; the other replica took over its Lease and finished the change"
+    );
+    scenario.delete().await;
+    scenario.finish().await;
+}

@@ -258,7 +258,11 @@ async fn gardenlet_enables_disables_and_deletes_the_extension_with_the_real_cont
     // Enable: ready Extension, agent in the shoot on the pool's node, cri-resmgr in the pool's reconcile OSC.
     gardenlet.reconcile(&garden_shoot, &shoot_client).await.expect("shoot reconcile with the extension");
     assert!(extensions.get_opt(EXTENSION_TYPE).await.expect("get").is_some());
-    assert!(config_maps.get_opt("cri-resmgr-config.default").await.expect("get").is_some(), "agent config shipped");
+    // gardener-resource-manager applies after the Extension reported success (the Extension does not wait for it).
+    eventually("the agent's config is shipped", || async {
+        config_maps.get_opt("cri-resmgr-config.default").await.ok()?.map(|_| ())
+    })
+    .await;
     let reconcile_osc = osc_name(&pool, &OscPurpose::Reconcile);
     assert!(has_unit(oscs.get(&reconcile_osc).await.expect("reconcile OSC")), "the webhook added cri-resmgr");
     eventually("the agent runs on the pool's node", || async {
@@ -288,7 +292,11 @@ async fn gardenlet_enables_disables_and_deletes_the_extension_with_the_real_cont
     // Enable again, then delete the shoot: everything of the extension goes.
     garden_shoot.spec.extensions = enabled;
     gardenlet.reconcile(&garden_shoot, &shoot_client).await.expect("shoot reconcile with the extension again");
-    assert!(config_maps.get_opt("cri-resmgr-config.default").await.expect("get").is_some(), "shipped again");
+    // gardener-resource-manager applies after the Extension reported success (the Extension does not wait for it).
+    eventually("the agent's config is shipped again", || async {
+        config_maps.get_opt("cri-resmgr-config.default").await.ok()?.map(|_| ())
+    })
+    .await;
     gardenlet.delete(&garden_shoot, &shoot_client).await.expect("shoot deletion");
     assert!(extensions.get_opt(EXTENSION_TYPE).await.expect("get").is_none());
     assert!(mrs.list(&Default::default()).await.expect("list").items.is_empty(), "no ManagedResource left");

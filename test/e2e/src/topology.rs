@@ -197,7 +197,14 @@ async fn start_admission(
     let container =
         LocalContainer::prepare(client, ADMISSION_NAMESPACE, deployment, "admission-0", root.clone()).await?;
     let kubeconfig = write_kubeconfig(&root, garden, ADMISSION_NAMESPACE, ADMISSION_RELEASE)?;
-    let args = container.args_with(&[("--webhook-bind-address", format!("127.0.0.1:{port}"))], &[]);
+    // Every process of the topology shares this host's loopback: each gets its own metrics port.
+    let args = container.args_with(
+        &[
+            ("--webhook-bind-address", format!("127.0.0.1:{port}")),
+            ("--metrics-bind-address", format!("127.0.0.1:{}", free_port()?)),
+        ],
+        &[],
+    );
     let mut binary = RunningBinary::start("admission", &container, args, &[("KUBECONFIG", kubeconfig)])?;
     let configurations: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
     wait_for(&mut binary, "the admission server registers its webhooks", || async {
@@ -236,6 +243,7 @@ async fn start_controllers(
         let args = container.args_with(
             &[
                 ("--webhook-bind-address", format!("127.0.0.1:{port}")),
+                ("--metrics-bind-address", format!("127.0.0.1:{}", free_port()?)),
                 ("--webhook-config-mode", "url".to_string()),
                 ("--webhook-config-service-name", String::new()),
                 ("--webhook-config-service-port", String::new()),

@@ -2,7 +2,7 @@
 CARGO ?= cargo
 BINARY := gardener-extension-cri-resmgr
 
-.PHONY: dev test e2e prerequisites build fmt fmt-check lint ci crds bench fuzz fuzz-check
+.PHONY: dev test e2e prerequisites build build-images push-images fmt fmt-check lint ci crds bench fuzz fuzz-check
 
 ## Installs etcd, kubectl and a kube-apiserver built from Debian's source package (cached outside the repo),
 ## helm-python-sdk (real Helm for rendering the charts in tests) and promtool (checks the charts' alerts).
@@ -45,6 +45,22 @@ build:
 ## of `make test`: it measures, it does not assert.
 bench: prerequisites build
 	$(CARGO) run --release -p cri-resmgr-testbed --bin cri-resmgr-bench -- run --server target/release/$(BINARY) $(BENCH_ARGS)
+
+## The extension's image and the installation image (it carries /opt/intel/bin/cri-resmgr for the nodes), as
+## $(REGISTRY)/<name>:$(TAG). Needs a container engine with BuildKit (CONTAINER_ENGINE, default docker).
+REGISTRY ?= docker.io/intel
+TAG ?= latest
+CONTAINER_ENGINE ?= docker
+EXTENSION_IMAGE = $(REGISTRY)/$(BINARY):$(TAG)
+INSTALLATION_IMAGE = $(REGISTRY)/$(BINARY)-installation:$(TAG)
+
+build-images:
+	$(CONTAINER_ENGINE) build --target $(BINARY) -t $(EXTENSION_IMAGE) .
+	$(CONTAINER_ENGINE) build --target installation -t $(INSTALLATION_IMAGE) .
+
+push-images:
+	$(CONTAINER_ENGINE) push $(EXTENSION_IMAGE)
+	$(CONTAINER_ENGINE) push $(INSTALLATION_IMAGE)
 
 fmt:
 	$(CARGO) fmt --all

@@ -104,3 +104,46 @@ mod tests {
         assert_ne!(shoot_name("a-b", 1), shoot_name("a-b", 2));
     }
 }
+
+#[cfg(test)]
+mod image_workflow {
+    //! The image workflow of a real-Gardener run: `make build-images` / `make push-images` with REGISTRY and TAG.
+    //! No container engine runs here, so `make -n` shows what they would run.
+
+    fn make_dry_run(target: &str) -> String {
+        let output = std::process::Command::new("make")
+            .arg("-n")
+            .arg("-C")
+            .arg(cri_resmgr_testbed::repo_root())
+            .args([target, "REGISTRY=registry.example.com/team", "TAG=v1.2.3", "CONTAINER_ENGINE=podman"])
+            .output()
+            .expect("run make -n");
+        assert!(output.status.success(), "make -n {target}: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    #[test]
+    fn build_images_builds_both_images_with_registry_and_tag() {
+        let commands = make_dry_run("build-images");
+        assert!(commands.contains(
+            "podman build --target gardener-extension-cri-resmgr -t registry.example.com/team/gardener-extension-cri-resmgr:v1.2.3 ."
+        ), "{commands}");
+        assert!(commands.contains(
+            "podman build --target installation -t registry.example.com/team/gardener-extension-cri-resmgr-installation:v1.2.3 ."
+        ), "{commands}");
+    }
+
+    #[test]
+    fn push_images_pushes_both_images() {
+        let commands = make_dry_run("push-images");
+        assert!(
+            commands.contains("podman push registry.example.com/team/gardener-extension-cri-resmgr:v1.2.3"),
+            "{commands}"
+        );
+        assert!(
+            commands
+                .contains("podman push registry.example.com/team/gardener-extension-cri-resmgr-installation:v1.2.3"),
+            "{commands}"
+        );
+    }
+}

@@ -6,7 +6,6 @@ use std::time::Duration;
 use crate::contract::recorder::EventRecorder;
 use crate::controller::{ControllerConfig, DEFAULT_MAX_CONCURRENT_RECONCILES, Reporting, heartbeat, run_controller};
 use crate::domain::images::ImageVector;
-use crate::runtime::error_chain;
 use crate::runtime::metrics::{self, Metrics, MetricsOptions, MetricsServerError, WebhookMetrics};
 use crate::runtime::registration::{
     CONTROLLER_CONFIG_NAME, PATH_MUTATE_OSC, apply_mutating, osc_mutating_configuration,
@@ -14,6 +13,7 @@ use crate::runtime::registration::{
 use crate::runtime::server::WebhookServer;
 use crate::runtime::serving::{ServingError, WebhookOptions, serve_registered};
 use crate::runtime::stores::{SeedStores, StoreScope};
+use crate::runtime::{AbortOnDrop, error_chain};
 use crate::webhook::osc::OscMutator;
 
 /// Options of the `controller` command.
@@ -152,6 +152,7 @@ pub async fn run(
         shoot_namespace: config.watch_namespace.clone(),
     };
     let (stores, watches) = SeedStores::watch(client.clone(), &scope);
+    // The stores' watches end with the command.
     let _watches = AbortOnDrop(tokio::spawn(watches));
     // Webhooks are served by every replica, so the apiserver reaches one whichever leads.
     let osc_webhook = options.osc_webhook.then(|| {
@@ -262,15 +263,6 @@ async fn lead(
     heartbeat.abort();
     metrics.controller.set_leader(false);
     result
-}
-
-/// A spawned task that stops when its handle is dropped (the stores' watches end with the command).
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 fn default_identity() -> String {

@@ -35,6 +35,7 @@ use crate::contract::recorder::EventRecorder;
 use crate::contract::{Driver, DriverConfig, DriverError};
 use crate::domain::desired::DesiredError;
 use crate::domain::images::ImageVector;
+use crate::runtime::AbortOnDrop;
 use crate::runtime::inputs::PlanError;
 use crate::runtime::metrics::ControllerMetrics;
 use crate::runtime::stores::SeedStores;
@@ -204,12 +205,14 @@ pub async fn run_controller(
         .predicate_filter(predicates::generation, Default::default());
     let osc_store = store.clone();
 
-    let health = tokio::spawn(health::run(
+    // Stopped whenever this future ends or is dropped (a replica that loses the leadership drops it mid-run): a
+    // former leader must not keep writing health conditions beside the new one.
+    let _health = AbortOnDrop(tokio::spawn(health::run(
         client.clone(),
         config.health_check_interval,
         store.clone(),
         reporting.metrics.clone(),
-    ));
+    )));
     let driver = Arc::new(Driver {
         client: client.clone(),
         stores: stores.clone(),
@@ -241,7 +244,6 @@ pub async fn run_controller(
             std::future::ready(())
         })
         .await;
-    health.abort();
 }
 
 /// The Extensions we serve that `keep` selects.

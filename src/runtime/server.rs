@@ -27,10 +27,8 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -43,12 +41,13 @@ use axum_server::Handle;
 use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 use rustls::ServerConfig;
 use thiserror::Error;
-use tokio::task::{JoinError, JoinHandle};
+use tokio::task::JoinError;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use tracing::{debug, error, info, warn};
 
+use super::AbortOnDrop;
 use super::metrics::{AdmissionResult, DenialReason, WebhookMetrics};
 use super::review::{AdmissionHandler, DynHandler, denial_reason, internal_error, into_review, parse_review};
 use crate::runtime::tls::{self, CertReceiver, CertState};
@@ -304,11 +303,14 @@ impl BoundWebhookServer {
         }));
 
         // Slow clients must not hold connections open: each phase of a connection has its own bound (the TLS
-        // handshake, the head of every HTTP/1.1 request, the first request, each request with its body).
+        // handshake, the head of every request, the first request, each request with its body). HTTP/1.1 only, as
+        // controller-runtime's webhook servers do since the HTTP/2 rapid-reset attacks: HTTP/2 would need bounds of
+        // its own (streams, idle connections) and gives an admission webhook nothing the apiserver needs.
         let acceptor = RustlsAcceptor::new(tls).handshake_timeout(config.tls_handshake_timeout);
         let result = match axum_server::from_tcp(listener) {
             Ok(server) => {
-                let mut server = server.acceptor(acceptor).handle(handle).first_request_timeout(config.request_timeout);
+                let mut server =
+                    server.acceptor(acceptor).handle(handle).http1_only().first_request_timeout(config.request_timeout);
                 server.http_builder().http1().header_read_timeout(config.header_read_timeout);
                 server
                     .serve(router.into_make_service())
@@ -595,23 +597,6 @@ fn join_error_reason(e: JoinError) -> String {
         .or_else(|| payload.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "non-string panic payload".to_owned());
     format!("handler panicked: {message}")
-}
-
-/// A spawned task that is aborted when this wrapper is dropped.
-struct AbortOnDrop<T>(JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-impl<T> Future for AbortOnDrop<T> {
-    type Output = Result<T, JoinError>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.0).poll(cx)
-    }
 }
 
 /// Waits until `certificates` holds usable material, then builds the TLS configuration that serves it.

@@ -261,14 +261,14 @@ impl ResolvesServerCert for CertResolver {
     }
 }
 
-/// The rustls server configuration of the webhook server (ring provider, TLS 1.2 + 1.3, ALPN h2 + http/1.1) that
+/// The rustls server configuration of the webhook server (ring provider, TLS 1.2 + 1.3, ALPN http/1.1 only) that
 /// serves whatever `certificates` holds at each handshake.
 pub fn server_config(certificates: CertReceiver) -> Result<ServerConfig, rustls::Error> {
     let mut config = ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(CertResolver::new(certificates)));
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
 }
 

@@ -26,7 +26,9 @@ use futures::{StreamExt as _, TryStreamExt as _};
 use gardener_extension_cri_resmgr::apis::common::LastOperationState;
 use gardener_extension_cri_resmgr::apis::extensions::{Cluster, Extension};
 use gardener_extension_cri_resmgr::apis::resources::ManagedResource;
-use gardener_extension_cri_resmgr::constants::{BASE_CONFIGS_CONFIG_MAP, EXTENSION_TYPE, SHOOT_MANAGED_RESOURCE_NAME};
+use gardener_extension_cri_resmgr::constants::{
+    BASE_CONFIGS_CONFIG_MAP, EXTENSION_TYPE, LABEL_WORKER_POOL, SHOOT_MANAGED_RESOURCE_NAME,
+};
 use gardener_extension_cri_resmgr::runtime::registration::{PATH_MUTATE_OSC, PATH_VALIDATE_SHOOT};
 use gardener_extension_cri_resmgr::runtime::tls::certs::{CA_CERT_FILE, TLS_CERT_FILE, TLS_KEY_FILE};
 use hyper::body::Bytes;
@@ -44,6 +46,8 @@ const BENCH_EXTENSION_NAMESPACE: &str = "bench-extension";
 const BENCH_OSC_NAMESPACE: &str = "shoot--bench--osc";
 /// Prefix of the scale run's shoot namespaces.
 const SCALE_NAMESPACE_PREFIX: &str = "shoot--bench--scale-";
+/// The worker pool of `examples/10-cluster.yaml`, which the bench's shoot namespaces get.
+const BENCH_WORKER_POOL: &str = "cpu-worker";
 /// How many worker pools the Shoot of the Shoot webhook bench has.
 const SHOOT_POOLS: usize = 4;
 /// The OSC of the OSC webhook bench is padded with Gardener-like files up to this size.
@@ -426,6 +430,8 @@ fn review(object: &Value, group: &str, kind: &str, resource: &str, namespace: &s
 fn osc_review() -> Result<Bytes, BenchError> {
     let mut osc = fixture("test/fixtures/osc/reconcile.yaml")?;
     osc["metadata"]["namespace"] = json!(BENCH_OSC_NAMESPACE);
+    // The pool of the bench's Cluster (`examples/10-cluster.yaml`), so that the OSC is mutated.
+    osc["metadata"]["labels"][LABEL_WORKER_POOL] = json!(BENCH_WORKER_POOL);
     let ca_like = "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1JSUM".repeat(24);
     let mut n = 0;
     while serde_json::to_vec(&osc).map_or(usize::MAX, |v| v.len()) < OSC_TARGET_BYTES {

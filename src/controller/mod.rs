@@ -19,7 +19,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::ConfigMap;
 use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
@@ -28,7 +27,7 @@ use kube::runtime::{WatchStreamExt, predicates, watcher};
 
 use self::actuator::CriResmgrActuator;
 use crate::apis::extensions::{Extension, OperatingSystemConfig};
-use crate::constants::{BASE_CONFIGS_CONFIG_MAP, EXTENSION_CLASS_SHOOT, EXTENSION_TYPE, FINALIZER};
+use crate::constants::{EXTENSION_CLASS_SHOOT, EXTENSION_TYPE, FINALIZER};
 use crate::contract::errors::{ErrorCode, ErrorCodes};
 use crate::contract::events::{EventFilter, Responsibility};
 use crate::contract::recorder::EventRecorder;
@@ -189,9 +188,7 @@ pub async fn run_controller(
             })
         });
 
-    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &config.configmap_namespace);
-    let base_configs = watcher::Config::default().fields(&format!("metadata.name={BASE_CONFIGS_CONFIG_MAP}"));
-    let all_store = store.clone();
+    let base_config_changes = stores.base_config_changes();
     // gardenlet writes the worker pools' OSCs in the shoot reconcile; what the Extension's status says about node
     // changes waiting for that write must follow it. Only spec changes (a new generation) count: the OS extension's
     // status writes say nothing new about what the nodes get.
@@ -228,8 +225,9 @@ pub async fn run_controller(
     let error_requeue = config.error_requeue;
     Controller::for_stream(trigger, store)
         .with_config(config.runtime_config())
-        // Base configs reach every shoot: any change re-reconciles every Extension we serve.
-        .watches(config_maps, base_configs, move |_| all_served(&all_store))
+        // Base configs reach every shoot: any change re-reconciles every Extension we serve (the controller's store
+        // holds only those), triggered by the stores the reconciler reads them from, once they hold the change.
+        .reconcile_all_on(base_config_changes)
         .watches_stream(osc_writes, move |osc| served_in(&osc_store, osc.namespace().as_deref()))
         .graceful_shutdown_on(shutdown)
         .run(
@@ -254,10 +252,6 @@ fn served_where(store: &Store<Extension>, keep: impl Fn(&Extension) -> bool) -> 
         .filter(|e| RESPONSIBILITY.covers(e) && keep(e))
         .map(|e| ObjectRef::from_obj(e.as_ref()))
         .collect()
-}
-
-fn all_served(store: &Store<Extension>) -> Vec<ObjectRef<Extension>> {
-    served_where(store, |_| true)
 }
 
 /// The Extensions we serve in `namespace` (a shoot's namespace in the seed).

@@ -368,6 +368,25 @@ fn observed_router(
         }),
     );
     let limit = config.max_body_bytes;
+    // Answers no handler gave (the request timed out, its body was beyond the hard ceiling) are counted as errors
+    // by a layer outside the timeout; the handlers' own answers carry `Observed` and are counted where they are made.
+    let webhook_names: Arc<BTreeMap<String, Arc<str>>> =
+        Arc::new(handlers.keys().map(|path| (path.clone(), Arc::from(webhook_name(path)))).collect());
+    let count_unobserved = {
+        let metrics = metrics.clone();
+        axum::middleware::from_fn(move |request: axum::extract::Request, next: axum::middleware::Next| {
+            let unobserved = metrics.clone().zip(webhook_names.get(request.uri().path()).cloned());
+            async move {
+                let response = next.run(request).await;
+                if let Some((metrics, webhook)) = unobserved
+                    && response.extensions().get::<Observed>().is_none()
+                {
+                    metrics.failed(&webhook);
+                }
+                response
+            }
+        })
+    };
     for (path, handler) in handlers {
         let (handler, path_label): (Arc<dyn DynHandler>, Arc<str>) = (handler.clone(), Arc::from(path.as_str()));
         let observer = metrics.clone().map(|metrics| Observer { metrics, webhook: Arc::from(webhook_name(path)) });
@@ -375,7 +394,7 @@ fn observed_router(
             path,
             post(move |body: Bytes| async move {
                 let started = Instant::now();
-                if body.len() > limit {
+                let mut response = if body.len() > limit {
                     let response = too_large(&path_label, &body, limit);
                     if let Some(observer) = &observer {
                         observer.too_large(response.status(), started);
@@ -383,7 +402,9 @@ fn observed_router(
                     response
                 } else {
                     admit(handler.clone(), path_label.clone(), observer.clone(), body).await
-                }
+                };
+                response.extensions_mut().insert(Observed);
+                response
             }),
         );
     }
@@ -395,8 +416,13 @@ fn observed_router(
         .layer(DefaultBodyLimit::max(ceiling))
         .layer(RequestBodyLimitLayer::new(ceiling))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, config.request_timeout))
+        .layer(count_unobserved)
         .layer(TraceLayer::new_for_http())
 }
+
+/// Marks a response whose webhook answer was already counted.
+#[derive(Clone, Copy)]
+struct Observed;
 
 /// The name a webhook's metrics carry: the last segment of its path (`validate-shoot` for
 /// `/webhooks/cri-resmgr/validate-shoot`).

@@ -39,6 +39,8 @@ pub struct SeedStores {
     clusters: Store<Cluster>,
     extensions: Store<Extension>,
     base_configs: Store<ConfigMap>,
+    /// Bumped after every change of the base-configs store has been applied to it.
+    base_configs_changed: tokio::sync::watch::Receiver<u64>,
 }
 
 /// Where the stores watch.
@@ -63,16 +65,25 @@ impl SeedStores {
             Some(namespace) => named(namespace),
             None => watcher::Config::default(),
         };
-        let (clusters, watch_clusters) = reflect(clusters_api, clusters_config, slim_cluster);
+        let (clusters, watch_clusters) = reflect(clusters_api, clusters_config, slim_cluster, |_| {});
         // gardenlet names the Extension of a shoot after its type; others are never read.
-        let (extensions, watch_extensions) =
-            reflect(extensions_api, named(EXTENSION_TYPE), |extension: &mut Extension| {
-                extension.metadata.managed_fields = None;
-            });
+        let (extensions, watch_extensions) = reflect(
+            extensions_api,
+            named(EXTENSION_TYPE),
+            |extension: &mut Extension| extension.metadata.managed_fields = None,
+            |_| {},
+        );
+        let (changed, base_configs_changed) = tokio::sync::watch::channel(0u64);
         let (base_configs, watch_base_configs) = reflect(
             Api::namespaced(client.clone(), &scope.configmap_namespace),
             named(BASE_CONFIGS_CONFIG_MAP),
             |config_map: &mut ConfigMap| config_map.metadata.managed_fields = None,
+            // The event has reached the store when this runs: whoever reacts reads the new configs.
+            move |event: &watcher::Event<ConfigMap>| {
+                if !matches!(event, watcher::Event::Init | watcher::Event::InitApply(_)) {
+                    changed.send_modify(|generation| *generation += 1);
+                }
+            },
         );
         let stores = SeedStores {
             client,
@@ -80,11 +91,21 @@ impl SeedStores {
             clusters,
             extensions,
             base_configs,
+            base_configs_changed,
         };
         let watches = async move {
             futures::join!(watch_clusters, watch_extensions, watch_base_configs);
         };
         (stores, watches)
+    }
+
+    /// A stream with an item after each change of the base configs, once the store holds it: the reconciler's trigger
+    /// to re-reconcile every Extension, so that no reconcile can read the configs from before the change that woke it
+    /// (a separate watch as the trigger could run ahead of this store).
+    pub fn base_config_changes(&self) -> impl futures::Stream<Item = ()> + Send + 'static {
+        futures::stream::unfold(self.base_configs_changed.clone(), |mut changes| async move {
+            changes.changed().await.ok().map(|()| ((), changes))
+        })
     }
 
     /// Whether every store holds the result of its first list (and so every object that existed then).
@@ -165,11 +186,13 @@ fn named(name: &str) -> watcher::Config {
     watcher::Config::default().fields(&format!("metadata.name={name}"))
 }
 
-/// A store and the future that fills it from a watch; `slim` drops what no reader needs before an object is kept.
+/// A store and the future that fills it from a watch; `slim` drops what no reader needs before an object is kept,
+/// `applied` sees each event once the store holds it.
 fn reflect<K>(
     api: Api<K>,
     config: watcher::Config,
     slim: impl FnMut(&mut K) + Send + 'static,
+    mut applied: impl FnMut(&watcher::Event<K>) + Send + 'static,
 ) -> (Store<K>, impl Future<Output = ()> + Send + 'static)
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
@@ -177,9 +200,10 @@ where
     let (store, writer) = reflector::store();
     let kind = K::kind(&()).into_owned();
     let watch = watcher(api, config).default_backoff().modify(slim).reflect(writer).for_each(move |event| {
-        if let Err(error) = event {
+        match event {
+            Ok(event) => applied(&event),
             // The backoff retries; the store keeps what it had.
-            tracing::warn!(kind, error = %error, "watch failed; retrying");
+            Err(error) => tracing::warn!(kind, error = %error, "watch failed; retrying"),
         }
         std::future::ready(())
     });

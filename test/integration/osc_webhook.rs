@@ -283,7 +283,13 @@ async fn node_changes_wait_for_gardenlets_osc_write_and_the_status_says_so() {
     })
     .await;
     assert!(has_cri_resmgr(&oscs(&env).get(OSC_NAME).await.expect("OSC")), "the controller does not strip OSCs");
-    let stripped = gardenlet_writes_osc(&env).await;
+    // The webhook reads the Extension from its watch-backed store: gardenlet's write follows the deletion once the
+    // watch event has arrived (a write within that delay is answered as before, and gardenlet writes again).
+    let stripped = eventually("gardenlet's OSC write without cri-resmgr", || async {
+        let written = gardenlet_writes_osc(&env).await;
+        (!has_cri_resmgr(&written)).then_some(written)
+    })
+    .await;
     let kubelet = kubelet_unit(&stripped);
     assert!(kubelet.contains(CONTAINERD_ENDPOINT), "kubelet back on containerd: {kubelet}");
     assert_untouched(&stripped, &original_osc(&env));

@@ -902,6 +902,26 @@ async fn every_answer_is_counted_by_webhook_and_class() {
     assert_eq!(count("webhook_request_duration_seconds_count{webhook=\"echo\"}"), Some(3.0), "{text}");
 }
 
+/// A request the timeout cuts off never reaches the handler's own counting: it is counted as an error all the same
+/// (the apiserver saw a failed call).
+#[tokio::test]
+async fn a_timed_out_request_is_counted_as_an_error() {
+    let metrics = crate::runtime::metrics::Metrics::for_admission();
+    let server = handlers();
+    let mut config = server.config.clone();
+    config.request_timeout = Duration::from_millis(300);
+    let router = observed_router(&config, &server.handlers, Some(metrics.webhook.clone()), readiness(true, true));
+    let (status, _) = call_router(router, SLOW, review("slow", "shoot").into()).await;
+    assert_eq!(status, StatusCode::REQUEST_TIMEOUT);
+    let text = metrics.encode().expect("encode");
+    assert!(
+        text.lines()
+            .any(|line| line
+                == "gardener_extension_cri_resmgr_webhook_requests_total{webhook=\"slow\",result=\"error\"} 1"),
+        "{text}"
+    );
+}
+
 #[test]
 fn a_webhook_is_named_by_the_last_segment_of_its_path() {
     assert_eq!(webhook_name("/webhooks/cri-resmgr/validate-shoot"), "validate-shoot");

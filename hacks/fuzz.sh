@@ -25,6 +25,7 @@ if ! output="$(cargo afl config --build 2>&1)"; then
 fi
 
 cd "$FUZZ_DIR"
+mkdir -p out
 cargo afl build --release --features afl --bins
 
 dictionary() {

@@ -15,11 +15,13 @@ prerequisites:
 dev: prerequisites
 	$(CARGO) run -p cri-resmgr-testbed --bin cri-resmgr-dev -- dev
 
-## Runs every unit and integration test (the integration tests start their own control plane). The end-to-end
+## Runs every unit and integration test (the integration tests start their own control plane), and replays the fuzz
+## targets' seed corpus without a fuzz engine (so the fuzz crate, outside the workspace, keeps compiling). The end-to-end
 ## scenarios are `make e2e`'s; only their crate's unit tests run here.
 test: prerequisites
 	$(CARGO) test --workspace --all-targets --no-fail-fast --exclude cri-resmgr-e2e
 	$(CARGO) test -p cri-resmgr-e2e --lib
+	$(CARGO) test --manifest-path fuzz/Cargo.toml --target-dir target
 
 ## Runs the end-to-end scenarios (docs/e2e.md): garden, seed and shoot control planes, the extension's binary from
 ## the Helm-rendered charts, stand-ins for gardenlet, gardener-resource-manager and gardener-node-agent. One

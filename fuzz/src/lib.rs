@@ -25,6 +25,7 @@ use gardener_extension_cri_resmgr::domain::validation::{
 };
 use gardener_extension_cri_resmgr::runtime::AdmissionHandler;
 use gardener_extension_cri_resmgr::runtime::review::{into_review, parse_review};
+use gardener_extension_cri_resmgr::runtime::stores::{SeedStores, StoreScope};
 use gardener_extension_cri_resmgr::webhook::osc::OscMutator;
 use gardener_extension_cri_resmgr::webhook::shoot::{ShootDefaulter, ShootValidator};
 use kube::core::admission::AdmissionResponse;
@@ -187,7 +188,10 @@ fn webhooks() -> &'static Webhooks {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
         let client = runtime.block_on(async { seed_reads_client() });
         let images = ImageVector::embedded().expect("embedded image vector");
-        let osc = OscMutator { client, images, configmap_namespace: BASE_CONFIGS_NAMESPACE.to_owned() };
+        // The stores' watches never run here: the stores stay unsynced, so every read goes to the in-memory client.
+        let scope = StoreScope { configmap_namespace: BASE_CONFIGS_NAMESPACE.to_owned(), shoot_namespace: None };
+        let (stores, _watches) = SeedStores::watch(client, &scope);
+        let osc = OscMutator { stores, images };
         Webhooks { runtime, osc }
     })
 }

@@ -313,10 +313,7 @@ async fn invalid_shoot_is_rejected_in_the_garden() {
     };
     invalid.spec.extensions[0].provider_config = Some(broken_config.clone());
     let refused = scenario.shoots.create(&PostParams::default(), &invalid).await;
-    assert!(
-        matches!(&refused, Err(kube::Error::Api(status)) if status.code >= 400 && status.code < 500),
-        "{refused:?}"
-    );
+    assert_refused_by_the_webhook(&refused);
     let seed_namespace = seed_namespace(&invalid);
     let namespaces: Api<Namespace> = Api::all(scenario.topology.seed_client.clone());
     assert!(namespaces.get_opt(&seed_namespace).await.expect("get").is_none(), "nothing reached the seed");
@@ -325,7 +322,7 @@ async fn invalid_shoot_is_rejected_in_the_garden() {
     let mut broken = scenario.shoot().await;
     broken.spec.extensions[0].provider_config = Some(broken_config);
     let refused = scenario.shoots.replace(&scenario.name, &PostParams::default(), &broken).await;
-    assert!(refused.is_err(), "the garden refuses the update");
+    assert_refused_by_the_webhook(&refused);
     let extensions: Api<Extension> = Api::namespaced(scenario.topology.seed_client.clone(), &scenario.namespace);
     let config = extensions.get(EXTENSION_TYPE).await.expect("the Extension").spec.provider_config;
     assert!(!config.unwrap_or_default().to_string().contains("no-such-policy"), "the seed never saw the broken config");
@@ -461,4 +458,15 @@ async fn leader_killed_as_a_change_arrives_the_other_replica_finishes() {
     );
     scenario.delete().await;
     scenario.finish().await;
+}
+
+/// The admission webhook refused the write, naming what is wrong (not a conflict or a transport error).
+fn assert_refused_by_the_webhook<T: std::fmt::Debug>(result: &Result<T, kube::Error>) {
+    match result {
+        Err(kube::Error::Api(status)) => {
+            assert!((400..500).contains(&status.code) && status.code != 409, "{status:?}");
+            assert!(status.message.contains("no-such-policy"), "the denial names the bad policy: {}", status.message);
+        }
+        other => panic!("the garden accepted the write or failed otherwise: {other:?}"),
+    }
 }

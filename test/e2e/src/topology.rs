@@ -30,6 +30,8 @@ use tokio_util::sync::CancellationToken;
 use crate::charts::{self, ADMISSION_CHART, ChartError, LocalContainer, RunningBinary, SEED_CHART};
 use crate::service::Service;
 
+/// The namespace every seed has for Gardener's own components; the seed chart's monitoring dashboard goes there.
+const SEED_GARDEN_NAMESPACE: &str = "garden";
 /// The seed chart's release name (its Deployment, ServiceAccount, ...).
 pub const SEED_RELEASE: &str = "gardener-extension-cri-resmgr";
 /// The admission chart's release name.
@@ -103,8 +105,10 @@ impl Topology {
         let (garden_client, seed_client, shoot_client) =
             (garden.client().await?, seed.client().await?, shoot.client().await?);
         let crds = cri_resmgr_testbed::crds::all().map_err(TestbedError::from)?;
-        control_plane::install_crds(&garden_client, crds.clone()).await?;
-        control_plane::install_crds(&seed_client, crds).await?;
+        control_plane::install_crds(&garden_client, crds).await?;
+        // A seed also serves the monitoring kinds (the seed chart ships a PrometheusRule).
+        let seed_crds = cri_resmgr_testbed::crds::installed().map_err(TestbedError::from)?;
+        control_plane::install_crds(&seed_client, seed_crds).await?;
         let dir = tempfile::tempdir().map_err(|source| TopologyError::Io { what: "tempdir".to_string(), source })?;
         let shutdown = CancellationToken::new();
 
@@ -222,10 +226,13 @@ async fn start_controllers(
     dir: &std::path::Path,
     shutdown: CancellationToken,
 ) -> Result<Vec<RunningBinary>, TopologyError> {
-    ensure_namespace(client, EXTENSION_NAMESPACE).await.map_err(|e| TopologyError::Io {
-        what: "extension namespace".to_string(),
-        source: std::io::Error::other(e.to_string()),
-    })?;
+    for (namespace, what) in
+        [(EXTENSION_NAMESPACE, "extension namespace"), (SEED_GARDEN_NAMESPACE, "the seed's garden namespace")]
+    {
+        ensure_namespace(client, namespace)
+            .await
+            .map_err(|e| TopologyError::Io { what: what.to_string(), source: std::io::Error::other(e.to_string()) })?;
+    }
     let values = json!({"replicaCount": CONTROLLER_REPLICAS, "logFormat": "text"});
     let objects = charts::render(client, SEED_CHART, EXTENSION_NAMESPACE, &values).await?;
     charts::apply_all(client, &objects).await?;

@@ -68,6 +68,16 @@ pub enum TestbedError {
     KeeperGone,
 }
 
+impl TestbedError {
+    /// A process exited during start-up because a port it was given had been taken meanwhile.
+    fn is_port_taken(&self) -> bool {
+        matches!(self, TestbedError::Exited { tail, .. } if tail.contains("address already in use"))
+    }
+}
+
+/// How often a control plane starts again on new ports when one of its chosen ports was taken.
+const PORT_ATTEMPTS: u32 = 3;
+
 fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> TestbedError {
     let context = context.into();
     move |source| TestbedError::Io { context, source }
@@ -225,6 +235,27 @@ impl ControlPlane {
         self.ca_pem = tls.ca_pem.clone();
         std::fs::write(self.tokens_file(), format!("{},{ADMIN_USER},{ADMIN_USER},\"system:masters\"\n", self.token))
             .map_err(io_err("writing tokens.csv"))?;
+        // A free port is only free when it is chosen: another process (a client's outgoing connection, a plane
+        // starting beside this one) may bind it before etcd or the apiserver does. Then start again on new ports.
+        let mut attempt = 1;
+        loop {
+            match self.boot_on_free_ports().await {
+                Err(error) if attempt < PORT_ATTEMPTS && error.is_port_taken() => {
+                    eprintln!("control plane {}: a chosen port was taken before it was bound; new ports", self.name);
+                    self.stop_apiserver().await?;
+                    self.stop_etcd().await?;
+                    let data = self.dir.join("etcd");
+                    if data.exists() {
+                        std::fs::remove_dir_all(&data).map_err(io_err(format!("removing {}", data.display())))?;
+                    }
+                    attempt += 1;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    async fn boot_on_free_ports(&mut self) -> Result<(), TestbedError> {
         self.ports = Ports { etcd_client: free_port()?, etcd_peer: free_port()?, apiserver: free_port()? };
         self.server_url = format!("https://127.0.0.1:{}", self.ports.apiserver);
         self.kubeconfig = kubeconfig(&self.name, &self.server_url, &self.ca_pem, &self.token);

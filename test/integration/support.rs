@@ -139,23 +139,9 @@ pub fn repo_root() -> PathBuf {
 }
 
 /// How long a test waits for the system to converge.
-pub const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+pub const TIMEOUT: std::time::Duration = cri_resmgr_testbed::CONVERGE_TIMEOUT;
 
-/// Polls `check` until it returns `Some`, failing the test with `what` after [`TIMEOUT`].
-pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = std::time::Instant::now() + TIMEOUT;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(std::time::Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
-}
+pub use cri_resmgr_testbed::eventually;
 
 /// An object from `examples/`, decoded into its Rust type.
 pub fn example<T: serde::de::DeserializeOwned>(file: &str) -> T {

@@ -3,6 +3,7 @@
 //! it to the seed, and observes garden, seed, shoot and node. Each prints what it proves, and ends by checking that
 //! nothing is left behind: no ManagedResource Secret, no finalizer, no object of the extension in the shoot.
 
+use cri_resmgr_testbed::eventually;
 use std::time::Duration;
 
 use cri_resmgr_e2e::garden::{ENV_GARDEN_KUBECONFIG, Target, shoot_name};
@@ -25,22 +26,6 @@ use tokio_util::sync::CancellationToken;
 
 const PROJECT_NAMESPACE: &str = "garden-dev";
 const AGENT_DEFAULT_CONFIG: &str = "cri-resmgr-config.default";
-
-/// Polls `check` until it yields, for at most a minute.
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-}
 
 /// One Shoot's life in the landscape.
 struct Scenario {

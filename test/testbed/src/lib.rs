@@ -13,6 +13,27 @@ pub mod dev;
 pub mod standins;
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How long a test waits for the system to converge.
+pub const CONVERGE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Polls `check` until it returns `Some`, failing the test with `what` after [`CONVERGE_TIMEOUT`]: the one wait of
+/// the integration tests, the test bed's own tests and the end-to-end scenarios.
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + CONVERGE_TIMEOUT;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
 
 /// The repository's root directory.
 pub fn repo_root() -> PathBuf {

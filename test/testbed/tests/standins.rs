@@ -1,5 +1,6 @@
 //! The stand-ins against real apiservers: a seed holding the ManagedResources and a shoot receiving their objects.
 
+use cri_resmgr_testbed::eventually;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,21 +32,6 @@ struct Gate(AtomicBool);
 impl PodRunner for Gate {
     fn ready(&self, _node: &str, _daemonset: &DaemonSet) -> bool {
         self.0.load(Ordering::SeqCst)
-    }
-}
-
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(std::time::Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 

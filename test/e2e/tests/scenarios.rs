@@ -3,7 +3,7 @@
 //! it to the seed, and observes garden, seed, shoot and node. Each prints what it proves, and ends by checking that
 //! nothing is left behind: no ManagedResource Secret, no finalizer, no object of the extension in the shoot.
 
-use cri_resmgr_testbed::eventually;
+use cri_resmgr_testbed::{eventually, object_names};
 use std::time::Duration;
 
 use cri_resmgr_e2e::garden::{ENV_GARDEN_KUBECONFIG, Target, shoot_name};
@@ -174,14 +174,7 @@ impl Scenario {
     async fn assert_nothing_left(&self) {
         let seed = self.topology.seed_client.clone();
         let mrs: Api<ManagedResource> = Api::namespaced(seed.clone(), &self.namespace);
-        let left: Vec<String> = mrs
-            .list(&Default::default())
-            .await
-            .expect("list")
-            .items
-            .into_iter()
-            .filter_map(|m| m.metadata.name)
-            .collect();
+        let left = object_names(&mrs).await;
         assert!(left.is_empty(), "ManagedResources left: {left:?}");
         let secrets: Api<Secret> = Api::namespaced(seed, &self.namespace);
         let orphans: Vec<String> = secrets

@@ -40,6 +40,15 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// The names of the objects `api` lists: what a test reports when something is left behind.
+pub async fn object_names<K>(api: &kube::Api<K>) -> Vec<String>
+where
+    K: kube::Resource + Clone + k8s_openapi::serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let list = api.list(&Default::default()).await.expect("list");
+    list.items.into_iter().filter_map(|object| object.meta().name.clone()).collect()
+}
+
 /// `../shared/gardener/<sub>` beside the repository, when it exists (it does not in every checkout): Gardener's
 /// real CRDs and examples, which the installed CRDs are compared against.
 pub fn shared_gardener_dir(sub: &str) -> Option<PathBuf> {

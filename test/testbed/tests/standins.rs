@@ -1,6 +1,6 @@
 //! The stand-ins against real apiservers: a seed holding the ManagedResources and a shoot receiving their objects.
 
-use cri_resmgr_testbed::eventually;
+use cri_resmgr_testbed::{eventually, object_names};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -141,14 +141,7 @@ async fn resource_manager_applies_prunes_reports_and_deletes_as_gardener_resourc
     let collected = manager.collect_garbage(NAMESPACE, Duration::ZERO).await.expect("garbage collection");
     assert_eq!(collected.len(), 1, "the first Secret, no longer referenced: {collected:?}");
     let secrets: Api<Secret> = Api::namespaced(seed_client.clone(), NAMESPACE);
-    let left: Vec<String> = secrets
-        .list(&Default::default())
-        .await
-        .expect("secrets")
-        .items
-        .into_iter()
-        .filter_map(|s| s.metadata.name)
-        .collect();
+    let left = object_names(&secrets).await;
     assert_eq!(left.len(), 1, "only the referenced Secret is left: {left:?}");
 
     // keepObjects: the ManagedResource goes, the objects stay.
@@ -287,14 +280,7 @@ async fn gardenlet_enables_disables_and_deletes_the_extension_with_the_real_cont
     assert!(extensions.get_opt(EXTENSION_TYPE).await.expect("get").is_none());
     assert!(mrs.list(&Default::default()).await.expect("list").items.is_empty(), "no ManagedResource left");
     let secrets: Api<Secret> = Api::namespaced(seed_client.clone(), &namespace);
-    let left: Vec<String> = secrets
-        .list(&Default::default())
-        .await
-        .expect("list")
-        .items
-        .into_iter()
-        .filter_map(|s| s.metadata.name)
-        .collect();
+    let left = object_names(&secrets).await;
     assert!(left.is_empty(), "no ManagedResource Secret left: {left:?}");
 
     shutdown.cancel();

@@ -30,10 +30,16 @@ impl std::error::Error for DecodeError {}
 
 /// Decodes `value` as a `T`, reporting the first problem at its field path.
 pub fn from_value<T: DeserializeOwned>(value: Value) -> Result<T, DecodeError> {
-    serde_path_to_error::deserialize(value).map_err(|error| DecodeError {
-        path: error.path().to_string(),
-        message: plain_words(&error.into_inner().to_string()),
-    })
+    serde_path_to_error::deserialize(value).map_err(at_path)
+}
+
+/// [`from_value`] without taking the value: for a caller that still needs it afterwards (no copy of the tree).
+pub fn from_ref<T: DeserializeOwned>(value: &Value) -> Result<T, DecodeError> {
+    serde_path_to_error::deserialize(value).map_err(at_path)
+}
+
+fn at_path(error: serde_path_to_error::Error<serde_json::Error>) -> DecodeError {
+    DecodeError { path: error.path().to_string(), message: plain_words(&error.into_inner().to_string()) }
 }
 
 /// An object as an admission request carries it (e.g. kube's `DynamicObject`) as its JSON form, which [`from_value`]

@@ -12,9 +12,10 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use futures::future::BoxFuture;
 use kube::core::DynamicObject;
 use kube::core::TypeMeta;
-use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
+use kube::core::admission::{AdmissionRequest, AdmissionResponse};
 use kube::core::response::Status;
-use serde::{Serialize, Serializer};
+use serde::de::IgnoredAny;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use thiserror::Error;
 
 use super::metrics::DenialReason;
@@ -107,19 +108,69 @@ pub fn parse_review(body: &[u8]) -> Result<DynamicAdmissionRequest, ReviewError>
     if depth > MAX_NESTING_DEPTH {
         return Err(ReviewError::TooDeep { depth });
     }
-    let value = parse_unbounded(body).map_err(|e| ReviewError::NotJson(e.to_string()))?;
-    let object = value.as_object().ok_or(ReviewError::NotAnObject)?;
-    let field = |name: &str| object.get(name).and_then(serde_json::Value::as_str).unwrap_or_default().to_owned();
-    let (api_version, kind) = (field("apiVersion"), field("kind"));
-    if api_version != ADMISSION_REVIEW_API_VERSION || kind != ADMISSION_REVIEW_KIND {
-        return Err(ReviewError::WrongType { api_version, kind });
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(match json_problem(body) {
+            None => ReviewError::NotAnObject,
+            Some(problem) => ReviewError::NotJson(problem),
+        });
     }
-    if object.get("request").is_none_or(serde_json::Value::is_null) {
-        return Err(ReviewError::MissingRequest);
+    // One pass from the bytes straight into the typed request: the body is decoded once, with no intermediate
+    // JSON tree. Only when that fails is the body looked at again, to say why.
+    let review = match decode_unbounded::<Review<DynamicAdmissionRequest>>(body) {
+        Ok(review) => review,
+        Err(error) => return Err(why_not_a_review(body, error)),
+    };
+    if review.api_version != ADMISSION_REVIEW_API_VERSION || review.kind != ADMISSION_REVIEW_KIND {
+        return Err(ReviewError::WrongType { api_version: review.api_version, kind: review.kind });
     }
-    let review: AdmissionReview<DynamicObject> =
-        serde_json::from_value(value).map_err(|e| ReviewError::Malformed(e.to_string()))?;
-    review.try_into().map_err(|_| ReviewError::MissingRequest)
+    let mut request = review.request.ok_or(ReviewError::MissingRequest)?;
+    request.types = TypeMeta { api_version: review.api_version, kind: review.kind };
+    Ok(request)
+}
+
+/// An AdmissionReview as it arrives; `apiVersion` and `kind` of another type than a string read as empty, so that
+/// the answer names the wrong type instead of a decoding error.
+#[derive(Deserialize)]
+struct Review<R> {
+    #[serde(rename = "apiVersion", default, deserialize_with = "lenient_string")]
+    api_version: String,
+    #[serde(default, deserialize_with = "lenient_string")]
+    kind: String,
+    #[serde(default = "Option::default")]
+    request: Option<R>,
+}
+
+/// A string field, or an empty string for a value of any other type.
+fn lenient_string<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    Ok(match serde_json::Value::deserialize(deserializer)? {
+        serde_json::Value::String(text) => text,
+        _ => String::new(),
+    })
+}
+
+/// Why a JSON object did not decode as an AdmissionReview: the wrong type or no request comes first (as the
+/// apiserver would see it), a malformed request after that, and a body that is no JSON at all last.
+fn why_not_a_review(body: &[u8], error: serde_json::Error) -> ReviewError {
+    if let Some(problem) = json_problem(body) {
+        return ReviewError::NotJson(problem);
+    }
+    match decode_unbounded::<Review<IgnoredAny>>(body) {
+        Ok(envelope)
+            if envelope.api_version != ADMISSION_REVIEW_API_VERSION || envelope.kind != ADMISSION_REVIEW_KIND =>
+        {
+            ReviewError::WrongType { api_version: envelope.api_version, kind: envelope.kind }
+        }
+        Ok(Review { request: None, .. }) => ReviewError::MissingRequest,
+        Ok(_) | Err(_) => ReviewError::Malformed(error.to_string()),
+    }
+}
+
+/// What makes `body` no JSON text, if anything: JSON is UTF-8 throughout (skipping a value does not check that).
+fn json_problem(body: &[u8]) -> Option<String> {
+    if let Err(e) = std::str::from_utf8(body) {
+        return Some(format!("not UTF-8: {e}"));
+    }
+    decode_unbounded::<IgnoredAny>(body).err().map(|e| e.to_string())
 }
 
 /// The AdmissionReview sent back to the apiserver, ready to be serialised.
@@ -153,12 +204,11 @@ fn serialize_base64<S: Serializer>(bytes: &Option<Vec<u8>>, serializer: S) -> Re
     }
 }
 
-/// Parses JSON without serde_json's recursion limit, growing the stack on the heap as deep as the input needs.
-fn parse_unbounded(body: &[u8]) -> Result<serde_json::Value, serde_json::Error> {
-    use serde::Deserialize;
+/// Decodes JSON without serde_json's recursion limit, growing the stack on the heap as deep as the input needs.
+fn decode_unbounded<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, serde_json::Error> {
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     deserializer.disable_recursion_limit();
-    let value = serde_json::Value::deserialize(serde_stacker::Deserializer::new(&mut deserializer))?;
+    let value = T::deserialize(serde_stacker::Deserializer::new(&mut deserializer))?;
     deserializer.end()?;
     Ok(value)
 }
@@ -261,6 +311,13 @@ mod tests {
         })
     }
 
+    /// `body` with one byte of its first string value replaced by one that is never UTF-8.
+    fn non_utf8_inside_a_string(mut body: Vec<u8>) -> Vec<u8> {
+        let at = body.windows(5).position(|w| w == b"crazy").expect("the Shoot's name");
+        body[at] = 0xff;
+        body
+    }
+
     #[test]
     fn parses_a_v1_review() {
         let request = parse_review(&review(shoot_request("1234"))).expect("valid review");
@@ -294,6 +351,7 @@ mod tests {
                 |e| *e == ReviewError::MissingRequest,
             ),
             (review(serde_json::Value::Null), |e| *e == ReviewError::MissingRequest),
+            (non_utf8_inside_a_string(review(shoot_request("u"))), |e| matches!(e, ReviewError::NotJson(_))),
             (review(json!({"uid": 5})), |e| matches!(e, ReviewError::Malformed(_))),
         ];
         for (body, expected) in cases {

@@ -85,8 +85,7 @@ impl OscMutator {
     async fn mutate(&self, request: &DynamicAdmissionRequest) -> Result<Option<json_patch::Patch>, OscMutationError> {
         let object = request.object.as_ref().ok_or(OscMutationError::NoObject)?;
         let original = crate::decode::to_value(object).map_err(OscMutationError::Decode)?;
-        let osc: OperatingSystemConfig =
-            crate::decode::from_value(original.clone()).map_err(OscMutationError::Decode)?;
+        let osc: OperatingSystemConfig = crate::decode::from_ref(&original).map_err(OscMutationError::Decode)?;
         // Provision OSCs and OSCs being deleted need no plan: answer before reading anything.
         if !should_mutate(&osc) {
             return Ok(None);

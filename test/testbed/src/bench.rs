@@ -314,21 +314,21 @@ async fn compare(
         response.len()
     );
     println!(
-        "| connections | ours req/s | limit req/s | throughput ours/limit | ours p50 / p99 / max ms | limit p50 / p99 / max ms | p99 ours/limit | errors |"
+        "| connections | ours req/s | limit req/s | throughput ours/limit | ours p50 / p99 / max ms | limit p50 / p99 / max ms | p99 ours/limit | server CPU µs/request ours / limit | errors |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let (ours, limit) = (Arc::new(ours.clone()), Arc::new(limit));
     let (warmup, window) = (Duration::from_secs(options.warmup_seconds), Duration::from_secs(options.seconds));
     for &connections in &options.connections {
         let (mut ours_runs, mut limit_runs) = (Vec::new(), Vec::new());
         for _ in 0..options.rounds.max(1) {
-            ours_runs.push(load::run(&ours, connections, warmup, window).await?);
-            limit_runs.push(load::run(&limit, connections, warmup, window).await?);
+            ours_runs.push(load::run(&ours, connections, warmup, window, Some(ours_process.pid)).await?);
+            limit_runs.push(load::run(&limit, connections, warmup, window, Some(limit_process.pid)).await?);
         }
         let (o, l) = (merge(&ours_runs), merge(&limit_runs));
         let ratios = Ratios::of(&o, &l);
         println!(
-            "| {connections} | {:.0} | {:.0} | {:.2} | {} / {} / {} | {} / {} / {} | {:.2}× | {} |",
+            "| {connections} | {:.0} | {:.0} | {:.2} | {} / {} / {} | {} / {} / {} | {:.2}× | {} / {} | {} |",
             o.requests_per_second,
             l.requests_per_second,
             ratios.throughput,
@@ -339,12 +339,35 @@ async fn compare(
             ms(l.p99),
             ms(l.max),
             ratios.p99,
+            micros(o.server_cpu_per_request),
+            micros(l.server_cpu_per_request),
             o.errors + l.errors,
         );
     }
-    println!("\npeak RSS: ours {}, limit {}\n", mib(ours_process.peak_rss()), mib(limit_process.peak_rss()));
+    println!("\npeak RSS: ours {}, limit {}", mib(ours_process.peak_rss()), mib(limit_process.peak_rss()));
+    println!(
+        "decoding this request once into a JSON tree (serde_json::Value), the least any webhook must do with it, \
+         takes {} µs of CPU in this process\n",
+        micros(Some(json_decode_time(&ours.body)))
+    );
     limit_process.stop().await;
     Ok(())
+}
+
+/// How long one decoding of `body` into a `serde_json::Value` takes (the median of many), as a floor for the
+/// per-request cost of any webhook that reads its request.
+fn json_decode_time(body: &[u8]) -> Duration {
+    const SAMPLES: usize = 501;
+    let mut times: Vec<Duration> = (0..SAMPLES)
+        .map(|_| {
+            let started = Instant::now();
+            let decoded = serde_json::from_slice::<Value>(std::hint::black_box(body));
+            drop(std::hint::black_box(decoded));
+            started.elapsed()
+        })
+        .collect();
+    times.sort_unstable();
+    times[SAMPLES / 2]
 }
 
 /// The summaries of several rounds as one: throughput averaged, percentiles of the rounds' worst.
@@ -357,7 +380,20 @@ fn merge(runs: &[Summary]) -> Summary {
         p50: runs.iter().map(|r| r.p50).max().unwrap_or_default(),
         p99: runs.iter().map(|r| r.p99).max().unwrap_or_default(),
         max: runs.iter().map(|r| r.max).max().unwrap_or_default(),
+        server_cpu_per_request: mean(runs.iter().map(|r| r.server_cpu_per_request)),
     }
+}
+
+/// The mean of durations that are all known; `None` when one is not.
+fn mean(durations: impl Iterator<Item = Option<Duration>>) -> Option<Duration> {
+    let known = durations.collect::<Option<Vec<_>>>()?;
+    let count = u32::try_from(known.len()).ok().filter(|&n| n > 0)?;
+    Some(known.iter().sum::<Duration>() / count)
+}
+
+/// A CPU time per request in microseconds, or `?` when it could not be read.
+fn micros(duration: Option<Duration>) -> String {
+    duration.map_or_else(|| "?".to_owned(), |d| format!("{:.0}", d.as_secs_f64() * 1e6))
 }
 
 async fn bench_webhooks(options: &BenchOptions, plane: &ControlPlane, server: &Path) -> Result<(), BenchError> {

@@ -17,7 +17,7 @@ use hyper_util::rt::TokioIo;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
-use super::stats::Summary;
+use super::stats::{self, Summary};
 
 /// Why a load run or the limit server failed.
 #[derive(Debug, thiserror::Error)]
@@ -116,11 +116,15 @@ impl Target {
 /// `connections` connections send the target's request back to back for `warmup` + `window`; what completed within
 /// the window is summarised. Handshakes happen before the clock starts (connections are kept alive, as the
 /// apiserver keeps its connections to a webhook).
+///
+/// With `server_pid`, the server's CPU time over the measured window is taken too
+/// ([`Summary::server_cpu_per_request`]).
 pub async fn run(
     target: &Arc<Target>,
     connections: usize,
     warmup: Duration,
     window: Duration,
+    server_pid: Option<u32>,
 ) -> Result<Summary, LoadError> {
     let mut open = Vec::with_capacity(connections);
     for _ in 0..connections {
@@ -128,6 +132,14 @@ pub async fn run(
     }
     let measured_from = Instant::now() + warmup;
     let end = measured_from + window;
+    let cpu = server_pid.map(|pid| {
+        tokio::spawn(async move {
+            tokio::time::sleep_until(measured_from.into()).await;
+            let before = stats::cpu_time(pid)?;
+            tokio::time::sleep_until(end.into()).await;
+            Some(stats::cpu_time(pid)?.saturating_sub(before))
+        })
+    });
     let workers: Vec<_> = open
         .into_iter()
         .map(|mut connection| {
@@ -167,7 +179,13 @@ pub async fn run(
         latencies.append(&mut some);
         errors += failed;
     }
-    Ok(Summary::of(latencies, errors, window))
+    let mut summary = Summary::of(latencies, errors, window);
+    if let Some(cpu) = cpu {
+        let spent = cpu.await.ok().flatten();
+        summary.server_cpu_per_request =
+            spent.filter(|_| summary.requests > 0).map(|spent| spent / summary.requests as u32);
+    }
+    Ok(summary)
 }
 
 /// The rustls server configuration serving the certificate and key (PEM) in `cert_dir`, as the webhook server does.

@@ -14,6 +14,9 @@ pub struct Summary {
     pub p50: Duration,
     pub p99: Duration,
     pub max: Duration,
+    /// CPU time the server process spent per request of the measured window (user + system, all threads), when its
+    /// pid was known: unlike throughput and latency, it hardly depends on what else the machine is doing.
+    pub server_cpu_per_request: Option<Duration>,
 }
 
 impl Summary {
@@ -28,6 +31,7 @@ impl Summary {
             p50: percentile(&latencies, 50.0),
             p99: percentile(&latencies, 99.0),
             max: latencies.last().copied().unwrap_or_default(),
+            server_cpu_per_request: None,
         }
     }
 }
@@ -57,6 +61,26 @@ impl Ratios {
         let p99 = if limit_p99 > 0.0 { ours.p99.as_secs_f64() / limit_p99 } else { f64::INFINITY };
         Ratios { throughput, p99 }
     }
+}
+
+/// CPU time process `pid` has used so far (user + system time of all its threads, from `/proc/<pid>/stat`).
+pub fn cpu_time(pid: u32) -> Option<Duration> {
+    cpu_time_of_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?, clock_ticks_per_second())
+}
+
+/// `utime` + `stime` (fields 14 and 15, in clock ticks) of a `/proc/<pid>/stat` line. The command name (field 2) is
+/// in parentheses and may itself contain spaces and parentheses, so fields are counted after its last `)`.
+pub fn cpu_time_of_stat(stat: &str, ticks_per_second: u64) -> Option<Duration> {
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let mut fields = after_name.split_whitespace().skip(11); // field 3 is the first after the name
+    let (user, system) = (fields.next()?.parse::<u64>().ok()?, fields.next()?.parse::<u64>().ok()?);
+    Some(Duration::from_secs_f64((user + system) as f64 / ticks_per_second.max(1) as f64))
+}
+
+fn clock_ticks_per_second() -> u64 {
+    // SAFETY: sysconf only reads a configuration value.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    u64::try_from(ticks).ok().filter(|&t| t > 0).unwrap_or(100)
 }
 
 /// A field of `/proc/<pid>/status` given in kB (e.g. `VmHWM`, the peak resident set), in bytes.
@@ -139,5 +163,14 @@ mod tests {
         assert_eq!(status_field_bytes(status, "Threads"), None, "not a kB field");
         assert_eq!(mib(40 * 1024 * 1024), "40.0 MiB");
         assert!(peak_rss_bytes(std::process::id()).is_some_and(|bytes| bytes > 0), "this process has a peak");
+    }
+
+    #[test]
+    fn cpu_time_is_user_plus_system_time_counted_after_the_command_name() {
+        let stat = "4242 (a (b) c) S 1 4242 4242 0 -1 4194560 900 0 0 0 250 50 7 9 20 0 4 0 12345 0 0";
+        assert_eq!(cpu_time_of_stat(stat, 100), Some(Duration::from_secs(3)));
+        assert_eq!(cpu_time_of_stat(stat, 1000), Some(Duration::from_millis(300)));
+        assert_eq!(cpu_time_of_stat("4242 (cut) S 1 2", 100), None, "too few fields");
+        assert_eq!(cpu_time_of_stat("no name here", 100), None);
     }
 }

@@ -104,11 +104,11 @@ impl Topology {
         let (garden, seed, shoot) = (garden?, seed?, shoot?);
         let (garden_client, seed_client, shoot_client) =
             (garden.client().await?, seed.client().await?, shoot.client().await?);
-        let crds = cri_resmgr_testbed::crds::all().map_err(TestbedError::from)?;
-        control_plane::install_crds(&garden_client, crds).await?;
-        // A seed also serves the monitoring kinds (the seed chart ships a PrometheusRule).
-        let seed_crds = cri_resmgr_testbed::crds::installed().map_err(TestbedError::from)?;
-        control_plane::install_crds(&seed_client, seed_crds).await?;
+        // The garden runtime cluster and the seed also serve the monitoring kinds (both charts ship a PrometheusRule,
+        // for the Garden and the seed Prometheus).
+        let crds = cri_resmgr_testbed::crds::installed().map_err(TestbedError::from)?;
+        control_plane::install_crds(&garden_client, crds.clone()).await?;
+        control_plane::install_crds(&seed_client, crds).await?;
         let dir = tempfile::tempdir().map_err(|source| TopologyError::Io { what: "tempdir".to_string(), source })?;
         let shutdown = CancellationToken::new();
 

@@ -22,7 +22,8 @@ use gardener_extension_cri_resmgr::apis::extensions::Extension;
 use gardener_extension_cri_resmgr::apis::resources::ManagedResource;
 use gardener_extension_cri_resmgr::commands::controller::{self, ControllerError, ControllerOptions};
 use gardener_extension_cri_resmgr::constants::{
-    BASE_CONFIGS_CONFIG_MAP, FINALIZER, LABEL_GARBAGE_COLLECTABLE_REFERENCE, SHOOT_MANAGED_RESOURCE_NAME,
+    BASE_CONFIGS_CONFIG_MAP, FINALIZER, LABEL_GARBAGE_COLLECTABLE_REFERENCE, MANAGED_RESOURCE_SECRET_PREFIX,
+    SHOOT_MANAGED_RESOURCE_NAME,
 };
 use gardener_extension_cri_resmgr::runtime::metrics::MetricsOptions;
 use gardener_extension_cri_resmgr::runtime::registration::{PATH_MUTATE_OSC, TIMEOUT_SECONDS};
@@ -306,7 +307,7 @@ async fn fifty_extensions_converge_through_seed_apiserver_and_etcd_restarts() {
             .expect("list Secrets")
             .items
             .iter()
-            .filter(|s| s.name_any().starts_with("managedresource-"))
+            .filter(|s| s.name_any().starts_with(MANAGED_RESOURCE_SECRET_PREFIX))
             .map(|s| {
                 let labelled = s.labels().get(LABEL_GARBAGE_COLLECTABLE_REFERENCE).is_some_and(|v| v == "true");
                 assert!(labelled, "{namespace}/{} is not garbage-collectable", s.name_any());

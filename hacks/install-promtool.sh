@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs promtool (Prometheus' rule checker), which the chart tests run on the seed chart's alerts and dashboard
-# queries: from Debian's `prometheus` package (without its recommends; the package's service is not needed).
+# Installs promtool (Prometheus' rule checker), which the chart tests run on both charts' alerts and the seed
+# dashboard's queries: from Debian's `prometheus` package (without its recommends; the package's service is not
+# needed).
 # Does nothing when `promtool` already runs.
 set -euo pipefail
 

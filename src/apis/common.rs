@@ -32,11 +32,23 @@ macro_rules! open_enum {
         }
 
         impl $name {
+            /// Every value this crate knows, in declaration order.
+            pub const KNOWN: &'static [$name] = &[$(Self::$variant,)+];
+
             /// The wire value.
             pub fn as_str(&self) -> &str {
                 match self {
                     $(Self::$variant => $text,)+
                     Self::Other(other) => other,
+                }
+            }
+
+            /// The wire value of a value this crate knows; `None` for [`Self::Other`] (e.g. to keep label sets
+            /// bounded to the known values).
+            pub fn known_str(&self) -> Option<&'static str> {
+                match self {
+                    $(Self::$variant => Some($text),)+
+                    Self::Other(_) => None,
                 }
             }
 

@@ -25,7 +25,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::apis::common::{ConditionStatus, LastOperationState, LastOperationType};
+use crate::apis::common::{LastOperationState, LastOperationType};
 use crate::apis::extensions::Extension;
 use crate::constants::CONDITION_SYSTEM_COMPONENTS_HEALTHY;
 
@@ -168,57 +168,65 @@ label_values! {
     }
 }
 
-label_values! {
-    /// An Extension's `status.lastOperation.state`.
-    State {
-        Processing => "Processing",
-        Succeeded => "Succeeded",
-        Error => "Error",
-        Failed => "Failed",
-        Pending => "Pending",
-        Aborted => "Aborted",
-        /// No last operation yet (or a state Gardener may add later).
-        None => "None",
-    }
-}
+/// An Extension's `status.lastOperation.state` as a label value: the wire value of a state Gardener defines
+/// ([`LastOperationState`], the one list of them), or `None` — no last operation yet, or a state Gardener may add
+/// later, so that the label set stays bounded.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, PartialOrd, Ord)]
+pub struct State(&'static str);
 
 impl State {
+    /// No last operation yet (or a state this crate does not know).
+    pub const NONE: State = State("None");
+
+    /// Every label value: Gardener's states, then [`State::NONE`].
+    pub fn all() -> impl Iterator<Item = State> {
+        LastOperationState::KNOWN.iter().filter_map(LastOperationState::known_str).map(State).chain([State::NONE])
+    }
+
     /// The state of `extension`'s last operation.
     pub fn of(extension: &Extension) -> State {
         let last = extension.status.as_ref().and_then(|status| status.last_operation.as_ref());
-        match last.map(|last| &last.state) {
-            Some(LastOperationState::Processing) => State::Processing,
-            Some(LastOperationState::Succeeded) => State::Succeeded,
-            Some(LastOperationState::Error) => State::Error,
-            Some(LastOperationState::Failed) => State::Failed,
-            Some(LastOperationState::Pending) => State::Pending,
-            Some(LastOperationState::Aborted) => State::Aborted,
-            _ => State::None,
-        }
+        last.and_then(|last| last.state.known_str()).map_or(State::NONE, State)
+    }
+
+    /// The label value.
+    pub fn as_str(&self) -> &'static str {
+        self.0
     }
 }
 
-label_values! {
-    /// The status of an Extension's `SystemComponentsHealthy` condition.
-    Health {
-        True => "True",
-        False => "False",
-        Unknown => "Unknown",
-        Progressing => "Progressing",
+impl EncodeLabelValue for State {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        encoder.write_str(self.as_str())
     }
 }
+
+/// The status of an Extension's `SystemComponentsHealthy` condition as a label value: the wire value of a status
+/// Gardener defines ([`crate::apis::common::ConditionStatus`], the one list of them); `Unknown` before the first health check and for a
+/// status this crate does not know, so that the label set stays bounded.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Health(&'static str);
 
 impl Health {
-    /// The status of `extension`'s `SystemComponentsHealthy` condition; `Unknown` before the first health check.
+    /// No health check yet (or a status this crate does not know).
+    pub const UNKNOWN: Health = Health("Unknown");
+
+    /// The status of `extension`'s `SystemComponentsHealthy` condition.
     pub fn of(extension: &Extension) -> Health {
         let conditions = extension.status.as_ref().map(|status| status.conditions.as_slice()).unwrap_or_default();
         let condition = conditions.iter().find(|c| c.type_ == CONDITION_SYSTEM_COMPONENTS_HEALTHY);
-        match condition.map(|c| &c.status) {
-            Some(ConditionStatus::True) => Health::True,
-            Some(ConditionStatus::False) => Health::False,
-            Some(ConditionStatus::Progressing) => Health::Progressing,
-            _ => Health::Unknown,
-        }
+        condition.and_then(|c| c.status.known_str()).map_or(Health::UNKNOWN, Health)
+    }
+
+    /// The label value.
+    pub fn as_str(&self) -> &'static str {
+        self.0
+    }
+}
+
+impl EncodeLabelValue for Health {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        encoder.write_str(self.as_str())
     }
 }
 
@@ -455,7 +463,7 @@ impl ControllerMetrics {
                 self.shoot_health.remove(&ShootHealthLabels { shoot_namespace: namespace.clone(), status: *health });
             }
         }
-        let mut counts: BTreeMap<State, i64> = State::ALL.iter().map(|state| (*state, 0)).collect();
+        let mut counts: BTreeMap<State, i64> = State::all().map(|state| (state, 0)).collect();
         for (namespace, (state, health)) in &current {
             *counts.entry(*state).or_default() += 1;
             self.shoot_last_operation
@@ -811,6 +819,31 @@ mod tests {
         let text = metrics.encode().expect("encode");
         assert!(text.contains("shoot_last_operation{shoot_namespace=\"shoot--p--c\",state=\"None\"} 1"), "{text}");
         assert!(text.contains("shoot_health{shoot_namespace=\"shoot--p--c\",status=\"Unknown\"} 1"), "{text}");
+    }
+
+    #[test]
+    fn extensions_by_state_cover_gardeners_states_and_fold_unknown_ones_into_none() {
+        let metrics = Metrics::for_controller();
+        let unknown = extension("shoot--p--x", Some("Exploded"), None);
+        let aborted = extension("shoot--p--y", Some("Aborted"), None);
+        metrics.controller.observe_extensions([&unknown, &aborted]);
+        let mut states = lines(&metrics, "gardener_extension_cri_resmgr_extensions{");
+        states.sort();
+        let expected: Vec<String> = [
+            ("Aborted", 1),
+            ("Error", 0),
+            ("Failed", 0),
+            ("None", 1),
+            ("Pending", 0),
+            ("Processing", 0),
+            ("Succeeded", 0),
+        ]
+        .iter()
+        .map(|(state, n)| format!("gardener_extension_cri_resmgr_extensions{{state=\"{state}\"}} {n}"))
+        .collect();
+        assert_eq!(states, expected);
+        let text = metrics.encode().expect("encode");
+        assert!(text.contains("shoot_last_operation{shoot_namespace=\"shoot--p--x\",state=\"None\"} 1"), "{text}");
     }
 
     #[test]

@@ -77,12 +77,12 @@ fn reissued(pems: &CertPems) -> (String, String) {
     certs::issue_serving_pems(&pems.ca_cert, &pems.ca_key, &hosts, &IPS).expect("issue")
 }
 
-fn der(pem: &str) -> Vec<u8> {
+pub(crate) fn der(pem: &str) -> Vec<u8> {
     CertificateDer::from_pem_slice(pem.as_bytes()).expect("PEM certificate").as_ref().to_vec()
 }
 
 /// The certificate the server presents to a new connection (trusting every CA of `trusted`).
-async fn served_certificate(address: SocketAddr, trusted: &str) -> Option<Vec<u8>> {
+pub(crate) async fn served_certificate(address: SocketAddr, trusted: &str) -> Option<Vec<u8>> {
     let config = Arc::new(client_config_trusting(trusted.as_bytes()).expect("CA bundle"));
     let tcp = tokio::net::TcpStream::connect(address).await.ok()?;
     let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use gardener_extension_cri_resmgr::commands::admission::{self, AdmissionOptions};
 use gardener_extension_cri_resmgr::constants::{LABEL_MANAGED_BY, MANAGED_BY};
-use gardener_extension_cri_resmgr::runtime::serving::{WebhookConfigMode, WebhookOptions};
+use gardener_extension_cri_resmgr::runtime::serving::{ServingError, WebhookConfigMode, WebhookOptions};
 use gardener_extension_cri_resmgr::runtime::tls;
 use gardener_extension_cri_resmgr::runtime::tls::cert_secret::{self, CertMaterial, CertSecretConfig, CertSecretError};
 use gardener_extension_cri_resmgr::runtime::tls::certs::{self, CertPems};
@@ -303,27 +303,52 @@ fn read(dir: &Path, file: &str) -> String {
     std::fs::read_to_string(dir.join(file)).unwrap_or_else(|e| panic!("read {file}: {e}"))
 }
 
+/// An `admission` server started with `--webhook-cert-secret` on a free port (no registration: the webhook
+/// configurations are cluster-wide and belong to the shared admission server), and its certificate directory.
+struct SecretServer {
+    port: u16,
+    cert_dir: std::path::PathBuf,
+    shutdown: tokio_util::sync::CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), ServingError>>,
+    _dir: tempfile::TempDir,
+}
+
+impl SecretServer {
+    fn start(env: &TestEnv) -> SecretServer {
+        let port = cri_resmgr_testbed::control_plane::free_port().expect("free port");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cert_dir = dir.path().join("webhook-certs");
+        let options = AdmissionOptions {
+            metrics: gardener_extension_cri_resmgr::runtime::metrics::MetricsOptions::disabled(),
+            webhook: WebhookOptions {
+                webhook_bind_address: SocketAddr::from(([127, 0, 0, 1], port)),
+                webhook_cert_dir: cert_dir.clone(),
+                webhook_cert_secret: Some(SECRET.to_string()),
+                webhook_cert_secret_namespace: Some(env.namespace.clone()),
+                webhook_config_mode: WebhookConfigMode::Url,
+                webhook_config_url: Some(format!("localhost:{port}")),
+                no_webhook_registration: true,
+                ..WebhookOptions::default()
+            },
+        };
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let task = tokio::spawn(admission::run(options, env.client.clone(), shutdown.clone().cancelled_owned()));
+        SecretServer { port, cert_dir, shutdown, task, _dir: dir }
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        let result =
+            tokio::time::timeout(Duration::from_secs(30), self.task).await.expect("the server stops").expect("join");
+        result.expect("the server ran without error");
+    }
+}
+
 #[tokio::test]
 async fn a_server_started_with_a_cert_secret_serves_a_certificate_of_the_secrets_ca() {
     let env = TestEnv::new("cert_secret_server").await;
-    let port = cri_resmgr_testbed::control_plane::free_port().expect("free port");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let cert_dir = dir.path().join("webhook-certs");
-    let options = AdmissionOptions {
-        metrics: gardener_extension_cri_resmgr::runtime::metrics::MetricsOptions::disabled(),
-        webhook: WebhookOptions {
-            webhook_bind_address: SocketAddr::from(([127, 0, 0, 1], port)),
-            webhook_cert_dir: cert_dir.clone(),
-            webhook_cert_secret: Some(SECRET.to_string()),
-            webhook_cert_secret_namespace: Some(env.namespace.clone()),
-            webhook_config_mode: WebhookConfigMode::Url,
-            webhook_config_url: Some(format!("localhost:{port}")),
-            no_webhook_registration: true,
-            ..WebhookOptions::default()
-        },
-    };
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let server = tokio::spawn(admission::run(options, env.client.clone(), shutdown.clone().cancelled_owned()));
+    let server = SecretServer::start(&env);
+    let (port, cert_dir) = (server.port, server.cert_dir.clone());
 
     let secret = eventually("the server creates its certificate Secret", || async {
         Api::<Secret>::namespaced(env.client.clone(), &env.namespace).get_opt(SECRET).await.ok()?
@@ -341,8 +366,124 @@ async fn a_server_started_with_a_cert_secret_serves_a_certificate_of_the_secrets
     // The certificate is for the host of --webhook-config-url.
     let material = CertMaterial { ca_pem: ca, cert_pem: data(&secret, "tls.crt"), key_pem: data(&secret, "tls.key") };
     assert_serves(&material, &["localhost"]);
+    server.stop().await;
+}
 
-    shutdown.cancel();
-    let result = tokio::time::timeout(Duration::from_secs(30), server).await.expect("the server stops").expect("join");
-    result.expect("the server ran without error");
+/// Validates the example Shoot over a new TLS connection each time (as the apiserver does once its connections
+/// broke), trusting the CA bundle currently in `trust`, until stopped; counts the requests in `sent` and returns
+/// the failures.
+fn start_shoot_requests(
+    port: u16,
+    trust: tokio::sync::watch::Receiver<String>,
+    sent: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    stop: tokio_util::sync::CancellationToken,
+) -> tokio::task::JoinHandle<Vec<String>> {
+    use cri_resmgr_testbed::bench::{self, load::Target};
+    let shoot = crate::admission::example_shoot("garden-rotation", "rotation");
+    let body = bench::review(&shoot, "core.gardener.cloud", "Shoot", "shoots", "garden-rotation");
+    tokio::spawn(async move {
+        let mut failures = Vec::new();
+        while !stop.is_cancelled() {
+            let bundle = trust.borrow().clone();
+            let target = Target {
+                address: SocketAddr::from(([127, 0, 0, 1], port)),
+                server_name: rustls::pki_types::ServerName::try_from("localhost").expect("name"),
+                tls: std::sync::Arc::new(certs::client_config_trusting(bundle.as_bytes()).expect("CA bundle")),
+                path: gardener_extension_cri_resmgr::runtime::registration::PATH_VALIDATE_SHOOT.to_string(),
+                body: body.clone(),
+            };
+            let request = sent.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            match target.once().await {
+                Ok((status, answer)) => {
+                    let review: serde_json::Value = serde_json::from_slice(&answer).unwrap_or_default();
+                    if status != hyper::StatusCode::OK || review["response"]["allowed"] != serde_json::json!(true) {
+                        failures.push(format!("request {request}: {status} {}", String::from_utf8_lossy(&answer)));
+                    }
+                }
+                Err(e) => failures.push(format!("request {request}: {e}")),
+            }
+        }
+        failures
+    })
+}
+
+/// The server's certificate is renewed (same CA) and then its CA rotated (the new CA first in the bundle, the old
+/// one after it, as [`cert_secret::ensure`] writes it) in the Secret while Shoots are validated without pause: no
+/// request fails, and new connections get the new certificate.
+#[tokio::test]
+async fn rotating_the_secrets_certificate_while_requests_flow_fails_no_request() {
+    let env = TestEnv::new("cert_secret_rotation").await;
+    let server = SecretServer::start(&env);
+    let secrets = Api::<Secret>::namespaced(env.client.clone(), &env.namespace);
+    let first =
+        eventually("the server creates its certificate Secret", || async { secrets.get_opt(SECRET).await.ok()? }).await;
+    let old_ca = data(&first, "ca.crt");
+    let address = SocketAddr::from(([127, 0, 0, 1], server.port));
+    eventually("the server answers over TLS", || https_get(server.port, "localhost", old_ca.as_bytes(), "/healthz"))
+        .await;
+    let (trust, trusted) = tokio::sync::watch::channel(old_ca.clone());
+    let stop = tokio_util::sync::CancellationToken::new();
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let requests = start_shoot_requests(server.port, trusted, sent.clone(), stop.clone());
+    // Waits until a few more requests went through after the step just taken.
+    let keeps_flowing = |step: &'static str| {
+        let sent = sent.clone();
+        async move {
+            let from = sent.load(std::sync::atomic::Ordering::SeqCst);
+            eventually(&format!("requests flow after {step}"), || async {
+                (sent.load(std::sync::atomic::Ordering::SeqCst) >= from + 5).then_some(())
+            })
+            .await;
+        }
+    };
+
+    // 1. Renewal: another replica needs one more name; the serving certificate is reissued by the same CA.
+    keeps_flowing("the start").await;
+    let renewed = ensure(&env, &["localhost", "renewed.example"]).await.expect("renew");
+    assert_eq!(renewed.ca_pem, old_ca, "the CA stays");
+    eventually("new connections get the renewed certificate", || async {
+        let served = crate::cert_rotation::served_certificate(address, &old_ca).await?;
+        (served == crate::cert_rotation::der(&renewed.cert_pem)).then_some(())
+    })
+    .await;
+    keeps_flowing("the renewal").await;
+
+    // 2. CA rotation, written as a replica rotating a CA near its expiry writes it: the new CA first in `ca.crt`,
+    //    the old one after it, a serving certificate of the new CA. The client trusts that bundle from now on, as
+    //    the apiserver does once the webhook configurations carry it.
+    let new = certs::generate_pems(&["localhost"], &[]).expect("new CA");
+    let bundle = format!("{}{}", new.ca_cert, old_ca);
+    let mut rotated = secrets.get(SECRET).await.expect("the Secret");
+    let data_of = |pem: &str| ByteString(pem.as_bytes().to_vec());
+    rotated.data = Some(
+        [
+            ("ca.crt", data_of(&bundle)),
+            ("ca.key", data_of(&new.ca_key)),
+            ("tls.crt", data_of(&new.tls_cert)),
+            ("tls.key", data_of(&new.tls_key)),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect(),
+    );
+    trust.send(bundle.clone()).expect("the client runs");
+    secrets.replace(SECRET, &PostParams::default(), &rotated).await.expect("rotate the CA");
+    eventually("new connections get the new CA's certificate", || async {
+        let served = crate::cert_rotation::served_certificate(address, &new.ca_cert).await?;
+        (served == crate::cert_rotation::der(&new.tls_cert)).then_some(())
+    })
+    .await;
+    keeps_flowing("the CA rotation").await;
+
+    stop.cancel();
+    let failures = requests.await.expect("the client");
+    let sent = sent.load(std::sync::atomic::Ordering::SeqCst);
+    println!("{sent} Shoots validated during the renewal and the CA rotation, {} failed", failures.len());
+    assert!(failures.is_empty(), "no request fails: {failures:#?}");
+    assert_eq!(read(&server.cert_dir, "ca.crt"), bundle, "the bundle the registrations carry");
+    assert!(
+        crate::cert_rotation::served_certificate(address, &old_ca).await.is_none(),
+        "the old CA alone no longer vouches for the served certificate"
+    );
+    server.stop().await;
 }

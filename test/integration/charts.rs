@@ -932,6 +932,7 @@ fn admission_chart_renders_url_and_service_modes() {
             "ClusterRoleBinding/gardener-extension-cri-resmgr-admission",
             "Deployment/gardener-extension-cri-resmgr-admission",
             "PodDisruptionBudget/gardener-extension-cri-resmgr-admission",
+            "PrometheusRule/gardener-extension-cri-resmgr-admission",
             "Role/gardener-extension-cri-resmgr-admission",
             "RoleBinding/gardener-extension-cri-resmgr-admission",
             "Service/gardener-extension-cri-resmgr-admission",
@@ -1056,7 +1057,9 @@ async fn admission_chart_is_accepted_by_the_apiserver_and_its_server_may_registe
     assert_eq!(pod["automountServiceAccountToken"], false, "the garden kubeconfig replaces the token");
     assert_eq!(find(&objects, "Service", ADMISSION_NAME)["spec"]["ports"][0]["targetPort"], 10250);
 
-    apply_all(&env.client, &objects, Placement::default()).await;
+    let stored = apply_all(&env.client, &objects, Placement::default()).await;
+    let rule = find(&stored, "PrometheusRule", ADMISSION_NAME);
+    assert_eq!(rule["metadata"]["namespace"], json!(env.namespace), "the garden alerts, accepted by their CRD");
 
     // The container, run locally: KUBECONFIG from the chart points into the mounted garden kubeconfig Secret. The
     // admission tests share the webhook configurations' names, so it serves without registering; the registration
@@ -1153,31 +1156,39 @@ fn promtool(dir: &Path, args: &[&str]) -> String {
     text
 }
 
+/// The alert names of a rendered PrometheusRule, after checking that its rules are valid (`promtool check rules`)
+/// and that its alerts fire as promtool's unit tests in `test/fixtures/monitoring/<tests>` expect — against the
+/// rules as the chart renders them, so that the documented thresholds and texts are what the chart ships.
+fn alerts_passing_promtool(rule: &Value, tests: &str) -> BTreeSet<String> {
+    let groups = rule["spec"]["groups"].as_array().expect("rule groups");
+    let rules: Vec<&Value> = groups.iter().flat_map(|g| g["rules"].as_array().expect("rules")).collect();
+    let dir = tempfile::tempdir().expect("tempdir");
+    // JSON is YAML: promtool reads the rule groups as the Prometheus operator hands them to Prometheus.
+    let file = json!({"groups": groups});
+    std::fs::write(dir.path().join("rules.yaml"), serde_json::to_vec(&file).expect("rules")).expect("write rules");
+    let fixture = repo_root().join("test/fixtures/monitoring").join(tests);
+    std::fs::copy(fixture, dir.path().join(tests)).expect("copy the alert tests");
+    let checked = promtool(dir.path(), &["check", "rules", "rules.yaml"]);
+    assert!(checked.contains(&format!("SUCCESS: {} rules found", rules.len())), "{checked}");
+    promtool(dir.path(), &["test", "rules", tests]);
+    rules.iter().filter_map(|r| r["alert"].as_str()).map(str::to_string).collect()
+}
+
+fn names(names: &[&str]) -> BTreeSet<String> {
+    names.iter().map(|n| n.to_string()).collect()
+}
+
 /// The alerts are valid rules and fire as docs/operations.md says (promtool's unit tests in
 /// test/fixtures/monitoring/alerts.test.yaml, against the rules as the chart renders them).
 #[test]
 fn seed_chart_alerts_pass_promtool_and_fire_as_documented() {
     let objects = render(&repo_root().join(SEED_CHART), "extension-cri-resmgr-x1y2z", &json!({}), None);
     let rule = find(&objects, "PrometheusRule", SEED_NAME);
-    let alerts: BTreeSet<&str> = rule["spec"]["groups"][0]["rules"]
-        .as_array()
-        .expect("rules")
-        .iter()
-        .filter_map(|r| r["alert"].as_str())
-        .collect();
+    assert_eq!(rule["metadata"]["labels"]["prometheus"], "seed", "picked up by the seed Prometheus");
     assert_eq!(
-        alerts,
-        ["CriResmgrExtensionReconcileFailing", "CriResmgrWebhookCertificateExpiring", "CriResmgrWebhookErrors"].into()
+        alerts_passing_promtool(rule, "alerts.test.yaml"),
+        names(&["CriResmgrExtensionReconcileFailing", "CriResmgrWebhookCertificateExpiring", "CriResmgrWebhookErrors"])
     );
-    let dir = tempfile::tempdir().expect("tempdir");
-    // JSON is YAML: promtool reads the rule groups as the Prometheus operator hands them to Prometheus.
-    let rules = json!({"groups": rule["spec"]["groups"]});
-    std::fs::write(dir.path().join("rules.yaml"), serde_json::to_vec(&rules).expect("rules")).expect("write rules");
-    let tests = repo_root().join("test/fixtures/monitoring/alerts.test.yaml");
-    std::fs::copy(tests, dir.path().join("alerts.test.yaml")).expect("copy the alert tests");
-    let checked = promtool(dir.path(), &["check", "rules", "rules.yaml"]);
-    assert!(checked.contains("SUCCESS: 3 rules found"), "{checked}");
-    promtool(dir.path(), &["test", "rules", "alerts.test.yaml"]);
 
     let without = render(&repo_root().join(SEED_CHART), "x", &json!({"metrics": {"alerts": {"enabled": false}}}), None);
     assert!(without.iter().all(|o| o["kind"] != "PrometheusRule"), "alerts can be turned off");
@@ -1186,6 +1197,37 @@ fn seed_chart_alerts_pass_promtool_and_fire_as_documented() {
     let args =
         strings(&find(&no_metrics, "Deployment", SEED_NAME)["spec"]["template"]["spec"]["containers"][0]["args"]);
     assert!(args.contains(&"--metrics-bind-address=0".to_string()), "{args:?}");
+}
+
+/// The admission chart's alerts for the Garden Prometheus (in the release namespace, labelled `prometheus: garden`)
+/// are valid rules and fire as docs/operations.md says (test/fixtures/monitoring/garden-alerts.test.yaml); they
+/// belong to the runtime part and can be turned off.
+#[test]
+fn admission_chart_garden_alerts_pass_promtool_and_fire_as_documented() {
+    let objects = render(&repo_root().join(ADMISSION_CHART), "garden", &json!({}), None);
+    let rule = find(&objects, "PrometheusRule", ADMISSION_NAME);
+    assert_eq!(rule["metadata"]["namespace"], "garden");
+    assert_eq!(rule["metadata"]["labels"]["prometheus"], "garden", "picked up by the Garden Prometheus");
+    assert_eq!(
+        alerts_passing_promtool(rule, "garden-alerts.test.yaml"),
+        names(&[
+            "CriResmgrAdmissionCertificateExpiring",
+            "CriResmgrAdmissionDenialBurst",
+            "CriResmgrAdmissionWebhookErrors"
+        ])
+    );
+    let no_burst = json!({"metrics": {"alerts": {"denialBurstPerMinute": 0}}});
+    let objects = render(&repo_root().join(ADMISSION_CHART), "garden", &no_burst, None);
+    let alerts = find(&objects, "PrometheusRule", ADMISSION_NAME)["spec"]["groups"][0]["rules"].clone();
+    assert!(alerts.as_array().expect("rules").iter().all(|r| r["alert"] != "CriResmgrAdmissionDenialBurst"));
+    for values in [
+        json!({"metrics": {"alerts": {"enabled": false}}}),
+        json!({"metrics": {"port": 0}}),
+        json!({"runtime": {"enabled": false}}),
+    ] {
+        let objects = render(&repo_root().join(ADMISSION_CHART), "garden", &values, None);
+        assert!(objects.iter().all(|o| o["kind"] != "PrometheusRule"), "no alerts with {values}");
+    }
 }
 
 /// The dashboard is a Plutono dashboard on the seed Prometheus whose every query is valid PromQL over the metrics

@@ -9,6 +9,7 @@ mod cert_secret;
 mod charts;
 mod control_plane;
 mod controller;
+mod faults;
 mod gardener_types;
 mod managed_resource;
 mod osc_webhook;

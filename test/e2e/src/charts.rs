@@ -13,6 +13,8 @@ use kube::api::{Api, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use kube::discovery::Scope;
 use serde_json::Value;
 
+use crate::error::{StepError, io_err, kube_err};
+
 /// Environment variable naming the extension's binary; default: `target/debug/gardener-extension-cri-resmgr`,
 /// which `make e2e` builds first.
 pub const ENV_EXTENSION_BINARY: &str = "E2E_EXTENSION_BINARY";
@@ -27,34 +29,14 @@ const FIELD_MANAGER: &str = "e2e";
 pub enum ChartError {
     #[error("hacks/render-chart.py {chart}: {detail}")]
     Render { chart: String, detail: String },
-    #[error("{what}: {source}")]
-    Kube {
-        what: String,
-        #[source]
-        source: kube::Error,
-    },
-    #[error("{what}: {source}")]
-    Io {
-        what: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Step(#[from] StepError),
     #[error("the rendered objects have no {0}")]
     Missing(String),
     #[error(
         "the extension's binary is not at {0}: run `cargo build --bin gardener-extension-cri-resmgr` (make e2e does) or set $E2E_EXTENSION_BINARY"
     )]
     NoBinary(PathBuf),
-}
-
-fn kube_err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> ChartError {
-    let what = what.into();
-    move |source| ChartError::Kube { what, source }
-}
-
-fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ChartError {
-    let what = what.into();
-    move |source| ChartError::Io { what, source }
 }
 
 /// The extension's binary.
@@ -144,10 +126,8 @@ pub async fn apply_all(client: &kube::Client, objects: &[Value]) -> Result<(), C
 /// A kubeconfig (JSON, which every kubeconfig reader takes) that acts as `namespace/service_account`: the control
 /// plane's own, impersonating it, in place of the token a pod would get.
 pub fn impersonating_kubeconfig(admin: &Path, namespace: &str, service_account: &str) -> Result<String, ChartError> {
-    let mut kubeconfig = kube::config::Kubeconfig::read_from(admin).map_err(|e| ChartError::Io {
-        what: format!("reading {}", admin.display()),
-        source: std::io::Error::other(e.to_string()),
-    })?;
+    let mut kubeconfig = kube::config::Kubeconfig::read_from(admin)
+        .map_err(|e| io_err(format!("reading {}", admin.display()))(std::io::Error::other(e.to_string())))?;
     for auth in &mut kubeconfig.auth_infos {
         let info = auth.auth_info.get_or_insert_with(Default::default);
         info.impersonate = Some(format!("system:serviceaccount:{namespace}:{service_account}"));
@@ -157,8 +137,7 @@ pub fn impersonating_kubeconfig(admin: &Path, namespace: &str, service_account: 
             "system:authenticated".to_string(),
         ]);
     }
-    serde_json::to_string(&kubeconfig)
-        .map_err(|e| ChartError::Io { what: "kubeconfig".to_string(), source: std::io::Error::other(e) })
+    serde_json::to_string(&kubeconfig).map_err(|e| io_err("kubeconfig")(std::io::Error::other(e)).into())
 }
 
 /// A rendered Deployment's container prepared to run locally, as kubelet would run it: the Secret and ConfigMap

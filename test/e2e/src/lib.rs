@@ -6,12 +6,14 @@
 //!   gardener-node-agent, kubelet).
 //! - [`charts`]: rendering the charts with real Helm and running their containers as local processes.
 //! - [`service`]: a Service stand-in: one loopback port that forwards to whichever replica is alive.
+//! - [`error`]: the failures the chart and topology errors share.
 //! - [`garden`]: what a scenario needs from a garden, for the local topology and for a real Gardener
 //!   (`E2E_GARDEN_KUBECONFIG`).
 //!
 //! The scenarios are in `tests/scenarios.rs`; `make e2e` runs them.
 
 pub mod charts;
+pub mod error;
 pub mod garden;
 pub mod service;
 pub mod topology;

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cri_resmgr_testbed::control_plane::{self, ControlPlane, TestbedError, WorkDir};
-use cri_resmgr_testbed::dev::ensure_namespace;
+use cri_resmgr_testbed::dev::{DevError, ensure_namespace};
 use cri_resmgr_testbed::standins::gardenlet::{Gardenlet, GardenletError};
 use cri_resmgr_testbed::standins::kubelet::Kubelet;
 use cri_resmgr_testbed::standins::node_agent::{CleanerPods, NodeAgent};
@@ -28,6 +28,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::charts::{self, ADMISSION_CHART, ChartError, LocalContainer, RunningBinary, SEED_CHART};
+use crate::error::{StepError, io_err};
 use crate::service::Service;
 
 /// The namespace every seed has for Gardener's own components; the seed chart's monitoring dashboard goes there.
@@ -53,17 +54,13 @@ pub enum TopologyError {
     Chart(#[from] ChartError),
     #[error(transparent)]
     Gardenlet(#[from] GardenletError),
-    #[error("{what}: {source}")]
-    Kube {
-        what: String,
+    #[error(transparent)]
+    Step(#[from] StepError),
+    #[error("creating the namespace {namespace}: {source}")]
+    Namespace {
+        namespace: String,
         #[source]
-        source: kube::Error,
-    },
-    #[error("{what}: {source}")]
-    Io {
-        what: String,
-        #[source]
-        source: std::io::Error,
+        source: Box<DevError>,
     },
     #[error("{what} within {READY_TIMEOUT:?}; log of {process}:\n{log}")]
     NotReady { what: String, process: String, log: String },
@@ -104,12 +101,12 @@ impl Topology {
         let (garden, seed, shoot) = (garden?, seed?, shoot?);
         let (garden_client, seed_client, shoot_client) =
             (garden.client().await?, seed.client().await?, shoot.client().await?);
-        let crds = cri_resmgr_testbed::crds::all().map_err(TestbedError::from)?;
-        control_plane::install_crds(&garden_client, crds).await?;
-        // A seed also serves the monitoring kinds (the seed chart ships a PrometheusRule).
-        let seed_crds = cri_resmgr_testbed::crds::installed().map_err(TestbedError::from)?;
-        control_plane::install_crds(&seed_client, seed_crds).await?;
-        let dir = tempfile::tempdir().map_err(|source| TopologyError::Io { what: "tempdir".to_string(), source })?;
+        // The garden runtime cluster and the seed also serve the monitoring kinds (both charts ship a PrometheusRule,
+        // for the Garden and the seed Prometheus).
+        let crds = cri_resmgr_testbed::crds::installed().map_err(TestbedError::from)?;
+        control_plane::install_crds(&garden_client, crds.clone()).await?;
+        control_plane::install_crds(&seed_client, crds).await?;
+        let dir = tempfile::tempdir().map_err(io_err("tempdir"))?;
         let shutdown = CancellationToken::new();
 
         let admission = start_admission(&garden, &garden_client, dir.path()).await?;
@@ -174,10 +171,8 @@ fn write_kubeconfig(
 ) -> Result<String, TopologyError> {
     let kubeconfig = charts::impersonating_kubeconfig(plane.kubeconfig_path(), namespace, service_account)?;
     let path = root.join("kubeconfig");
-    std::fs::create_dir_all(root)
-        .map_err(|source| TopologyError::Io { what: "creating a pod dir".to_string(), source })?;
-    std::fs::write(&path, kubeconfig)
-        .map_err(|source| TopologyError::Io { what: "writing a kubeconfig".to_string(), source })?;
+    std::fs::create_dir_all(root).map_err(io_err("creating a pod dir"))?;
+    std::fs::write(&path, kubeconfig).map_err(io_err("writing a kubeconfig"))?;
     Ok(path.display().to_string())
 }
 
@@ -188,9 +183,9 @@ async fn start_admission(
     client: &kube::Client,
     dir: &std::path::Path,
 ) -> Result<RunningBinary, TopologyError> {
-    ensure_namespace(client, ADMISSION_NAMESPACE).await.map_err(|e| TopologyError::Io {
-        what: "garden namespace".to_string(),
-        source: std::io::Error::other(e.to_string()),
+    ensure_namespace(client, ADMISSION_NAMESPACE).await.map_err(|source| TopologyError::Namespace {
+        namespace: ADMISSION_NAMESPACE.to_string(),
+        source: Box::new(source),
     })?;
     let port = free_port()?;
     let values = json!({"replicaCount": 1, "logFormat": "text", "webhook": {"configUrl": format!("127.0.0.1:{port}")}});
@@ -226,21 +221,18 @@ async fn start_controllers(
     dir: &std::path::Path,
     shutdown: CancellationToken,
 ) -> Result<Vec<RunningBinary>, TopologyError> {
-    for (namespace, what) in
-        [(EXTENSION_NAMESPACE, "extension namespace"), (SEED_GARDEN_NAMESPACE, "the seed's garden namespace")]
-    {
-        ensure_namespace(client, namespace)
-            .await
-            .map_err(|e| TopologyError::Io { what: what.to_string(), source: std::io::Error::other(e.to_string()) })?;
+    for namespace in [EXTENSION_NAMESPACE, SEED_GARDEN_NAMESPACE] {
+        ensure_namespace(client, namespace).await.map_err(|source| TopologyError::Namespace {
+            namespace: namespace.to_string(),
+            source: Box::new(source),
+        })?;
     }
     let values = json!({"replicaCount": CONTROLLER_REPLICAS, "logFormat": "text"});
     let objects = charts::render(client, SEED_CHART, EXTENSION_NAMESPACE, &values).await?;
     charts::apply_all(client, &objects).await?;
     let deployment = charts::find(&objects, "Deployment", SEED_RELEASE)?;
     let ports: Vec<u16> = (0..CONTROLLER_REPLICAS).map(|_| free_port()).collect::<Result<_, _>>()?;
-    let service = Service::start(ports.clone(), shutdown)
-        .await
-        .map_err(|source| TopologyError::Io { what: "starting the Service stand-in".to_string(), source })?;
+    let service = Service::start(ports.clone(), shutdown).await.map_err(io_err("starting the Service stand-in"))?;
     let mut replicas = Vec::new();
     for (index, port) in ports.iter().enumerate() {
         let pod = format!("{SEED_RELEASE}-{index}");

@@ -230,7 +230,7 @@ fn admission_args(port: u16, cert_dir: &Path) -> Vec<String> {
 }
 
 /// A target on 127.0.0.1:`port` trusting the CA in `cert_dir` (waits until the server wrote it).
-async fn target(port: u16, cert_dir: &Path, path: &str, body: Bytes) -> Result<Target, BenchError> {
+pub async fn target(port: u16, cert_dir: &Path, path: &str, body: Bytes) -> Result<Target, BenchError> {
     let ca_file = cert_dir.join(CA_CERT_FILE);
     let deadline = Instant::now() + Duration::from_secs(60);
     let ca = loop {
@@ -409,7 +409,7 @@ async fn bench_webhooks(options: &BenchOptions, plane: &ControlPlane, server: &P
         plane,
         &work.join("controller.log"),
     )?;
-    let osc = target(port, &cert_dir, PATH_MUTATE_OSC, osc_review()?).await?;
+    let osc = target(port, &cert_dir, PATH_MUTATE_OSC, osc_review(BENCH_OSC_NAMESPACE)?).await?;
     wait_ready(&osc, "controller's OSC webhook").await?;
     compare(options, "OSC webhook (controller)", &osc, &controller, &cert_dir, &work).await?;
     controller.stop().await;
@@ -437,7 +437,7 @@ fn fixture(path: &str) -> Result<Value, BenchError> {
 }
 
 /// The AdmissionReview the apiserver sends for a CREATE of `object`.
-fn review(object: &Value, group: &str, kind: &str, resource: &str, namespace: &str) -> Bytes {
+pub fn review(object: &Value, group: &str, kind: &str, resource: &str, namespace: &str) -> Bytes {
     let version = object["apiVersion"].as_str().and_then(|v| v.rsplit('/').next()).unwrap_or_default();
     let review = json!({
         "apiVersion": "admission.k8s.io/v1",
@@ -461,11 +461,12 @@ fn review(object: &Value, group: &str, kind: &str, resource: &str, namespace: &s
     Bytes::from(serde_json::to_vec(&review).unwrap_or_default())
 }
 
-/// The reconcile OSC with Gardener's kubelet unit (`test/fixtures/osc/reconcile.yaml`), padded with the kind of
-/// files gardenlet adds (CA bundles, configs) to about [`OSC_TARGET_BYTES`].
-fn osc_review() -> Result<Bytes, BenchError> {
+/// The reconcile OSC with Gardener's kubelet unit (`test/fixtures/osc/reconcile.yaml`) of the worker pool of
+/// [`create_shoot`]'s Cluster in `namespace`, padded with the kind of files gardenlet adds (CA bundles, configs) to
+/// about [`OSC_TARGET_BYTES`].
+pub fn osc_review(namespace: &str) -> Result<Bytes, BenchError> {
     let mut osc = fixture("test/fixtures/osc/reconcile.yaml")?;
-    osc["metadata"]["namespace"] = json!(BENCH_OSC_NAMESPACE);
+    osc["metadata"]["namespace"] = json!(namespace);
     // The pool of the bench's Cluster (`examples/10-cluster.yaml`), so that the OSC is mutated.
     osc["metadata"]["labels"][LABEL_WORKER_POOL] = json!(BENCH_WORKER_POOL);
     let ca_like = "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1JSUM".repeat(24);
@@ -481,13 +482,7 @@ fn osc_review() -> Result<Bytes, BenchError> {
             "content": {"inline": {"encoding": "b64", "data": ca_like}}
         }));
     }
-    Ok(review(
-        &osc,
-        "extensions.gardener.cloud",
-        "OperatingSystemConfig",
-        "operatingsystemconfigs",
-        BENCH_OSC_NAMESPACE,
-    ))
+    Ok(review(&osc, "extensions.gardener.cloud", "OperatingSystemConfig", "operatingsystemconfigs", namespace))
 }
 
 /// The Shoot fixture (`test/fixtures/gardener/shoot.yaml`, cri-resmgr enabled with configs) with
@@ -507,7 +502,8 @@ fn shoot_review() -> Result<Bytes, BenchError> {
     Ok(review(&shoot, "core.gardener.cloud", "Shoot", "shoots", &namespace))
 }
 
-async fn ensure_namespace(client: &kube::Client, name: &str) -> Result<(), BenchError> {
+/// Creates the namespace `name` unless it exists.
+pub async fn ensure_namespace(client: &kube::Client, name: &str) -> Result<(), BenchError> {
     let namespace =
         Namespace { metadata: ObjectMeta { name: Some(name.into()), ..Default::default() }, ..Default::default() };
     Api::<Namespace>::all(client.clone())
@@ -517,7 +513,7 @@ async fn ensure_namespace(client: &kube::Client, name: &str) -> Result<(), Bench
 }
 
 /// A shoot namespace's Cluster (the example's shoot) and Extension (no providerConfig: the base configs decide).
-async fn create_shoot(client: &kube::Client, namespace: &str) -> Result<(), BenchError> {
+pub async fn create_shoot(client: &kube::Client, namespace: &str) -> Result<(), BenchError> {
     let example = |file: &str| fixture(&format!("examples/{file}"));
     let mut cluster: Cluster =
         serde_json::from_value(example("10-cluster.yaml")?).map_err(|e| BenchError::Setup(e.to_string()))?;
@@ -532,11 +528,12 @@ async fn create_shoot(client: &kube::Client, namespace: &str) -> Result<(), Benc
     Ok(())
 }
 
-fn base_configs(reserved_cpu: &str) -> ConfigMap {
+/// The operator's base configs ConfigMap in `namespace`: a topology-aware default reserving `reserved_cpu`.
+pub fn base_configs(namespace: &str, reserved_cpu: &str) -> ConfigMap {
     ConfigMap {
         metadata: ObjectMeta {
             name: Some(BASE_CONFIGS_CONFIG_MAP.into()),
-            namespace: Some(BENCH_EXTENSION_NAMESPACE.into()),
+            namespace: Some(namespace.into()),
             ..Default::default()
         },
         data: Some(BTreeMap::from([(
@@ -582,7 +579,7 @@ async fn bench_scale(
         .patch(
             BASE_CONFIGS_CONFIG_MAP,
             &PatchParams::apply("cri-resmgr-bench").force(),
-            &Patch::Apply(&base_configs("750m")),
+            &Patch::Apply(&base_configs(BENCH_EXTENSION_NAMESPACE, "750m")),
         )
         .await?;
 
@@ -649,7 +646,7 @@ async fn bench_scale(
         .patch(
             BASE_CONFIGS_CONFIG_MAP,
             &PatchParams::apply("cri-resmgr-bench").force(),
-            &Patch::Apply(&base_configs("1000m")),
+            &Patch::Apply(&base_configs(BENCH_EXTENSION_NAMESPACE, "1000m")),
         )
         .await?;
     let rereconciled = time_until(changed_at, "all shoots re-reconciled", Duration::from_secs(600), || async {

@@ -26,8 +26,8 @@ pub const GARDENER_CRDS: [(&str, &str); 4] = [
     ("managedresources.yaml", include_str!("../../fixtures/gardener/crds/managedresources.yaml")),
 ];
 
-/// The CRDs of Gardener's monitoring stack that the extension's seed chart creates objects of (its alerts), as
-/// Gardener installs them in seeds (file name, YAML); installed unchanged (the 1.20 apiserver takes them as they
+/// The CRDs of Gardener's monitoring stack that the extension's charts create objects of (their alerts), as
+/// Gardener installs them in seeds and gardener-operator in the garden runtime cluster (file name, YAML); installed unchanged (the 1.20 apiserver takes them as they
 /// are), so that the charts' objects are checked against their schema.
 pub const MONITORING_CRDS: [(&str, &str); 1] =
     [("prometheusrules.yaml", include_str!("../../fixtures/gardener/crds/prometheusrules.yaml"))];
@@ -71,8 +71,7 @@ pub fn all() -> Result<Vec<CustomResourceDefinition>, CrdError> {
     Ok(crds)
 }
 
-/// What the test bed installs: [`all`], and the monitoring kinds the seed chart creates objects of
-/// ([`monitoring`]).
+/// What the test bed installs: [`all`], and the monitoring kinds the charts create objects of ([`monitoring`]).
 pub fn installed() -> Result<Vec<CustomResourceDefinition>, CrdError> {
     let mut crds = all()?;
     crds.extend(monitoring()?);

@@ -46,6 +46,12 @@ pub const DEFAULT_ARCHITECTURE: &str = crate::constants::DEFAULT_MACHINE_ARCHITE
 /// Architectures an entry without `architectures` stands for (a multi-arch image).
 pub const MULTI_ARCHITECTURES: &[&str] = &["amd64", "arm64"];
 
+/// An empty list as `None`: for fields where Gardener makes no difference between empty and absent.
+fn empty_as_absent<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Vec<String>>, D::Error> {
+    let list: Option<Vec<String>> = Deserialize::deserialize(deserializer)?;
+    Ok(list.filter(|list| !list.is_empty()))
+}
+
 /// Where an image vector came from, for error messages.
 const EMBEDDED_SOURCE: &str = "embedded images.yaml";
 
@@ -94,8 +100,9 @@ pub struct ImageSource {
     /// Constraint on the Kubernetes version of the cluster the image acts on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_version: Option<String>,
-    /// Architectures of the image; absent = multi-arch ([`MULTI_ARCHITECTURES`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Architectures of the image; absent = multi-arch ([`MULTI_ARCHITECTURES`]). An empty list reads as absent, as
+    /// Gardener reads it (it only looks at the list's length).
+    #[serde(default, deserialize_with = "empty_as_absent", skip_serializing_if = "Option::is_none")]
     pub architectures: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource_id: Option<Value>,
@@ -644,6 +651,21 @@ images:
         assert_eq!(v.find("a", "1.30.0").unwrap().reference, "r/multi:1");
         assert_eq!(v.find_for_architecture("a", "1.30.0", "arm64").unwrap().reference, "r/arm:1");
         assert!(matches!(v.find("b", "1.30.0"), Err(ImageError::NoMatch { .. })));
+    }
+
+    /// Found by fuzzing: `architectures: []` made an entry of no architecture at all, which no pool could use and
+    /// which Gardener reads as a multi-arch image.
+    #[test]
+    fn an_empty_architectures_list_is_read_as_absent_like_gardener_does() {
+        let v = vector(
+            r#"
+images:
+- {name: a, repository: r/multi, tag: "1", architectures: []}
+"#,
+        );
+        assert_eq!(v.sources()[0].architectures, None);
+        assert_eq!(v.architectures_of("a"), MULTI_ARCHITECTURES);
+        assert_eq!(v.find_for_architecture("a", "1.30.0", "arm64").unwrap().reference, "r/multi:1");
     }
 
     /// cri-resource-manager's releases ship x86_64 binaries only (its `binary-dist` target names the tarball after

@@ -16,7 +16,8 @@ use gardener_extension_cri_resmgr::apis::extensions::Extension;
 use gardener_extension_cri_resmgr::apis::resources::ManagedResource;
 use gardener_extension_cri_resmgr::constants::{
     AGENT_NAME, CONTAINERD_SOCKET_ENDPOINT, EXTENSION_TYPE, MANAGED_RESOURCE_SECRET_PREFIX, NODE_BINARY_PATH,
-    NODE_STATE_DIR, RELAY_SOCKET_ENDPOINT, SHOOT_SYSTEM_NAMESPACE,
+    NODE_ENV_FILE, NODE_FALLBACK_CONFIG_PATH, NODE_STATE_DIR, NODE_SYSTEMD_UNIT_DIR, RELAY_SOCKET_ENDPOINT,
+    SHOOT_SYSTEM_NAMESPACE, UNIT_NAME,
 };
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, ServiceAccount};
@@ -26,6 +27,10 @@ use tokio_util::sync::CancellationToken;
 
 const PROJECT_NAMESPACE: &str = "garden-dev";
 const AGENT_DEFAULT_CONFIG: &str = "cri-resmgr-config.default";
+/// How long a garbage-collectable Secret may outlive its ManagedResource: gardener-resource-manager's collector
+/// spares Secrets younger than its minimum age, and runs every few seconds here.
+const GARBAGE_COLLECTION_TIMEOUT: Duration =
+    Duration::from_secs(cri_resmgr_testbed::standins::resource_manager::GARBAGE_MIN_AGE.as_secs() + 10);
 
 /// One Shoot's life in the landscape.
 struct Scenario {
@@ -33,8 +38,11 @@ struct Scenario {
     shoots: Api<Shoot>,
     name: String,
     namespace: String,
+    /// The first worker pool and its machine.
     pool: String,
     node: String,
+    /// Every worker pool with its machine, as `(pool, node)`.
+    machines: Vec<(String, String)>,
     node_agent: CancellationToken,
 }
 
@@ -42,6 +50,11 @@ impl Scenario {
     /// Starts the landscape and creates the example Shoot (with the extension) in the garden: the admission webhook
     /// judges and defaults it.
     async fn create(scenario: &str) -> Scenario {
+        Scenario::create_with(scenario, |_| {}).await
+    }
+
+    /// As [`Scenario::create`], with `change` applied to the example Shoot before it is created.
+    async fn create_with(scenario: &str, change: impl FnOnce(&mut Shoot)) -> Scenario {
         match Target::from_env() {
             Ok(Target::Local) => {}
             Ok(Target::Gardener { .. }) => {
@@ -67,6 +80,7 @@ impl Scenario {
         let name = shoot_name(scenario, std::process::id());
         shoot.metadata.name = Some(name.clone());
         shoot.metadata.namespace = Some(PROJECT_NAMESPACE.to_string());
+        change(&mut shoot);
         let shoots: Api<Shoot> = Api::namespaced(topology.garden_client.clone(), PROJECT_NAMESPACE);
         let created = shoots.create(&PostParams::default(), &shoot).await;
         let created = created.unwrap_or_else(|e| panic!("the garden accepts the Shoot: {e}\n{}", topology.logs()));
@@ -75,17 +89,23 @@ impl Scenario {
         println!("proven: the garden's admission webhook (chart-deployed) accepts and defaults the Shoot");
 
         let namespace = seed_namespace(&created);
-        let pool = created.spec.provider.workers[0].name.clone();
-        let node = node_name(&pool, 0);
+        let machines: Vec<(String, String)> = created
+            .spec
+            .provider
+            .workers
+            .iter()
+            .map(|worker| (worker.name.clone(), node_name(&worker.name, 0)))
+            .collect();
+        let (pool, node) = machines[0].clone();
         topology.serve_shoot(&namespace);
         let node_agent = CancellationToken::new();
         tokio::spawn(topology.node_agent.clone().run(
             namespace.clone(),
-            vec![(pool.clone(), node.clone())],
+            machines.clone(),
             Duration::from_millis(300),
             node_agent.clone(),
         ));
-        Scenario { topology, shoots, name, namespace, pool, node, node_agent }
+        Scenario { topology, shoots, name, namespace, pool, node, machines, node_agent }
     }
 
     /// The Shoot as the garden holds it now.
@@ -119,12 +139,27 @@ impl Scenario {
 
     /// The node has applied its pool's current reconcile OSC; its kubelet's runtime endpoint.
     async fn node_endpoint(&self) -> Option<String> {
-        let report = self.topology.node_agent.apply(&self.namespace, &self.pool, &self.node).await;
-        report.unwrap_or_else(|e| panic!("the node applies its OSC: {e}")).runtime_endpoint
+        self.endpoint_of(&self.pool, &self.node).await
+    }
+
+    /// `node` of `pool` has applied its pool's current reconcile OSC; its kubelet's runtime endpoint.
+    async fn endpoint_of(&self, pool: &str, node: &str) -> Option<String> {
+        let report = self.topology.node_agent.apply(&self.namespace, pool, node).await;
+        report.unwrap_or_else(|e| panic!("{node} applies its OSC: {e}")).runtime_endpoint
     }
 
     fn on_node(&self, path: &str) -> bool {
-        on_node(&self.topology.node_agent.root(&self.node), path).exists()
+        self.on(&self.node, path)
+    }
+
+    /// Whether `path` exists on `node`.
+    fn on(&self, node: &str, path: &str) -> bool {
+        on_node(&self.topology.node_agent.root(node), path).exists()
+    }
+
+    /// What the file at `path` on `node` holds (empty when it is missing).
+    fn read_on(&self, node: &str, path: &str) -> String {
+        std::fs::read_to_string(on_node(&self.topology.node_agent.root(node), path)).unwrap_or_default()
     }
 
     async fn assert_enabled(&self) {
@@ -159,13 +194,15 @@ impl Scenario {
     async fn assert_disabled(&self) {
         let extensions: Api<Extension> = Api::namespaced(self.topology.seed_client.clone(), &self.namespace);
         assert!(extensions.get_opt(EXTENSION_TYPE).await.expect("get").is_none(), "the Extension is gone");
-        assert_eq!(
-            self.node_endpoint().await.as_deref(),
-            Some(CONTAINERD_SOCKET_ENDPOINT),
-            "kubelet → containerd again"
-        );
-        assert!(!self.on_node(NODE_BINARY_PATH), "no cri-resmgr binary on the node");
-        assert!(!self.on_node(NODE_STATE_DIR), "the cleaner removed cri-resmgr's state from the node");
+        for (pool, node) in &self.machines {
+            assert_eq!(
+                self.endpoint_of(pool, node).await.as_deref(),
+                Some(CONTAINERD_SOCKET_ENDPOINT),
+                "kubelet → containerd again on {node}"
+            );
+            assert!(!self.on(node, NODE_BINARY_PATH), "no cri-resmgr binary on {node}");
+            assert!(!self.on(node, NODE_STATE_DIR), "the cleaner removed cri-resmgr's state from {node}");
+        }
         self.assert_nothing_left().await;
         println!("proven: disabled — node restored to containerd, no cri-resmgr files, the cleaner ran");
     }
@@ -177,16 +214,21 @@ impl Scenario {
         let left = object_names(&mrs).await;
         assert!(left.is_empty(), "ManagedResources left: {left:?}");
         let secrets: Api<Secret> = Api::namespaced(seed, &self.namespace);
-        let orphans: Vec<String> = secrets
-            .list(&Default::default())
-            .await
-            .expect("list")
-            .items
-            .into_iter()
-            .filter_map(|s| s.metadata.name)
-            .filter(|name| name.starts_with(MANAGED_RESOURCE_SECRET_PREFIX))
-            .collect();
-        assert!(orphans.is_empty(), "orphaned ManagedResource Secrets: {orphans:?}");
+        let orphans = || async {
+            let names = object_names(&secrets).await;
+            names.into_iter().filter(|name| name.starts_with(MANAGED_RESOURCE_SECRET_PREFIX)).collect::<Vec<_>>()
+        };
+        // A Secret the ManagedResource referenced before its last update is gardener-resource-manager's garbage
+        // collector's to remove (once it is old enough); the current ones go with the ManagedResource.
+        let collected = tokio::time::timeout(GARBAGE_COLLECTION_TIMEOUT, async {
+            while !orphans().await.is_empty() {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        })
+        .await;
+        if collected.is_err() {
+            panic!("orphaned ManagedResource Secrets: {:?}", orphans().await);
+        }
         let shoot = self.topology.shoot_client.clone();
         let origin = format!("{}/", self.namespace);
         let ours = |annotations: Option<std::collections::BTreeMap<String, String>>| {
@@ -341,6 +383,136 @@ async fn hibernate_and_wake() {
     scenario.update(hibernation(false)).await;
     scenario.assert_enabled().await;
     println!("proven: woken up — the new machine gets cri-resmgr from its OSC and the agent runs again");
+    scenario.delete().await;
+    scenario.finish().await;
+}
+
+/// The Shoot's cri-resmgr `configs` in the versioned providerConfig form (what the admission webhook stored).
+fn set_configs(shoot: &mut Shoot, configs: serde_json::Value) {
+    let provider_config = shoot.spec.extensions[0].provider_config.get_or_insert_with(|| serde_json::json!({}));
+    provider_config["configs"] = configs;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_change_reaches_agent_and_node() {
+    let scenario = Scenario::create("config-change").await;
+    scenario.reconcile(&scenario.shoot().await).await;
+    scenario.assert_enabled().await;
+    let fallback_before = scenario.read_on(&scenario.node, NODE_FALLBACK_CONFIG_PATH);
+    assert!(fallback_before.contains("750m"), "the example's fallback is on the node: {fallback_before}");
+
+    // One Shoot change: the agent's `default` (a ConfigMap in the shoot) and the node's `fallback` (a file the
+    // pool's OSC carries) both change.
+    scenario
+        .update(|shoot| {
+            set_configs(
+                shoot,
+                serde_json::json!({
+                    "default": "policy:\n  Active: none\n",
+                    "fallback": "policy:\n  Active: topology-aware\n  ReservedResources:\n    CPU: 1500m\n",
+                }),
+            )
+        })
+        .await;
+    let config_maps: Api<ConfigMap> = Api::namespaced(scenario.topology.shoot_client.clone(), SHOOT_SYSTEM_NAMESPACE);
+    eventually("the agent's default config in the shoot is the new one", || async {
+        let policy = config_maps.get(AGENT_DEFAULT_CONFIG).await.ok()?.data?.remove("policy")?;
+        (policy.contains("none") && !policy.contains("topology-aware")).then_some(())
+    })
+    .await;
+    println!("proven: a `default` change reaches the agent's ConfigMap in the shoot");
+
+    // The shoot reconcile that carried the change wrote the pools' OSCs after the Extension was ready: the node
+    // applies the new fallback from its OSC, and cri-resmgr's unit is restarted for it (a file of its filePaths).
+    let fallback_after = eventually("the node's fallback file is the new one", || async {
+        scenario.endpoint_of(&scenario.pool, &scenario.node).await;
+        let fallback = scenario.read_on(&scenario.node, NODE_FALLBACK_CONFIG_PATH);
+        fallback.contains("1500m").then_some(fallback)
+    })
+    .await;
+    assert!(!fallback_after.contains("750m"), "the old fallback is gone: {fallback_after}");
+    assert_eq!(scenario.node_endpoint().await.as_deref(), Some(RELAY_SOCKET_ENDPOINT), "kubelet → cri-resmgr still");
+    println!("proven: a `fallback` change reaches the node's fallback file through the OSC the shoot reconcile wrote");
+    scenario.delete().await;
+    scenario.finish().await;
+}
+
+/// The example Shoot with a second containerd pool, `second-worker`, and cri-resmgr only on the first.
+fn two_pools_first_selected(shoot: &mut Shoot) {
+    let mut second = shoot.spec.provider.workers[0].clone();
+    second.name = SECOND_POOL.to_string();
+    shoot.spec.provider.workers.push(second);
+    let first = shoot.spec.provider.workers[0].name.clone();
+    let provider_config = shoot.spec.extensions[0].provider_config.get_or_insert_with(|| serde_json::json!({}));
+    provider_config["workerPools"] = serde_json::json!([first]);
+}
+
+const SECOND_POOL: &str = "second-worker";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pool_selection_change() {
+    let scenario = Scenario::create_with("pool-selection", two_pools_first_selected).await;
+    scenario.reconcile(&scenario.shoot().await).await;
+    scenario.assert_enabled().await;
+    let (first_pool, first_node) = (scenario.pool.clone(), scenario.node.clone());
+    let (second_pool, second_node) = scenario.machines[1].clone();
+    assert_eq!(
+        scenario.endpoint_of(&second_pool, &second_node).await.as_deref(),
+        Some(CONTAINERD_SOCKET_ENDPOINT),
+        "the unselected pool's kubelet stays on containerd"
+    );
+    assert!(!scenario.on(&second_node, NODE_BINARY_PATH), "no cri-resmgr on the unselected pool's node");
+    println!("proven: only the selected pool's node runs cri-resmgr (the agent runs on one node of two)");
+
+    // The selection moves to the other pool.
+    scenario
+        .update(|shoot| {
+            let provider_config = shoot.spec.extensions[0].provider_config.as_mut().expect("providerConfig");
+            provider_config["workerPools"] = serde_json::json!([SECOND_POOL]);
+        })
+        .await;
+    eventually("the newly selected node runs cri-resmgr", || async {
+        let endpoint = scenario.endpoint_of(&second_pool, &second_node).await;
+        (endpoint.as_deref() == Some(RELAY_SOCKET_ENDPOINT)).then_some(())
+    })
+    .await;
+    assert!(scenario.on(&second_node, NODE_BINARY_PATH), "the binary is on the newly selected node");
+    assert!(scenario.on(&second_node, NODE_FALLBACK_CONFIG_PATH), "the fallback config is on the newly selected node");
+    assert_eq!(
+        scenario.endpoint_of(&first_pool, &first_node).await.as_deref(),
+        Some(CONTAINERD_SOCKET_ENDPOINT),
+        "the deselected node's kubelet is back on containerd"
+    );
+    for path in [NODE_BINARY_PATH, NODE_FALLBACK_CONFIG_PATH, NODE_ENV_FILE] {
+        assert!(!scenario.on(&first_node, path), "{path} is gone from the deselected node");
+    }
+    assert!(
+        !scenario.on(&first_node, &format!("{NODE_SYSTEMD_UNIT_DIR}/{UNIT_NAME}")),
+        "cri-resmgr's unit is gone from the deselected node"
+    );
+    let daemonsets: Api<DaemonSet> = Api::namespaced(scenario.topology.shoot_client.clone(), SHOOT_SYSTEM_NAMESPACE);
+    eventually("the agent runs on one node, the newly selected one", || async {
+        let agent = daemonsets.get(AGENT_NAME).await.ok()?;
+        let affinity = serde_json::to_string(&agent.spec.as_ref()?.template.spec.as_ref()?.affinity).ok()?;
+        let status = agent.status?;
+        ((status.desired_number_scheduled, status.number_ready) == (1, 1)
+            && affinity.contains(SECOND_POOL)
+            && !affinity.contains(&first_pool))
+        .then_some(())
+    })
+    .await;
+    println!(
+        "proven: selection moved — the deselected node is back on containerd without cri-resmgr's files and unit, \
+         the newly selected node got them, the agent follows"
+    );
+    // cri-resmgr's state outside the OSC's paths stays on the deselected node until the cleaner runs, which it
+    // does on every containerd pool when the extension is disabled.
+    let state_left = scenario.on(&first_node, NODE_STATE_DIR);
+    scenario.update(|shoot| shoot.spec.extensions.clear()).await;
+    scenario.assert_disabled().await;
+    println!(
+        "proven: disabling ran the cleaner on both pools' nodes (cri-resmgr's state had stayed on the deselected node: {state_left})"
+    );
     scenario.delete().await;
     scenario.finish().await;
 }

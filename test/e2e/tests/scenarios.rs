@@ -17,7 +17,7 @@ use gardener_extension_cri_resmgr::apis::resources::ManagedResource;
 use gardener_extension_cri_resmgr::constants::{
     AGENT_NAME, CONTAINERD_SOCKET_ENDPOINT, EXTENSION_TYPE, MANAGED_RESOURCE_SECRET_PREFIX, NODE_BINARY_PATH,
     NODE_ENV_FILE, NODE_FALLBACK_CONFIG_PATH, NODE_STATE_DIR, NODE_SYSTEMD_UNIT_DIR, RELAY_SOCKET_ENDPOINT,
-    SHOOT_SYSTEM_NAMESPACE, UNIT_NAME,
+    SHOOT_MANAGED_RESOURCE_NAME, SHOOT_SYSTEM_NAMESPACE, UNIT_NAME,
 };
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, ServiceAccount};
@@ -209,7 +209,12 @@ impl Scenario {
 
     /// No ManagedResource or its Secret in the seed namespace, no object of the extension in the shoot.
     async fn assert_nothing_left(&self) {
-        let seed = self.topology.seed_client.clone();
+        self.assert_nothing_left_in(&self.topology.seed_client).await
+    }
+
+    /// As [`Scenario::assert_nothing_left`], for the shoot's namespace in `seed`.
+    async fn assert_nothing_left_in(&self, seed: &kube::Client) {
+        let seed = seed.clone();
         let mrs: Api<ManagedResource> = Api::namespaced(seed.clone(), &self.namespace);
         let left = object_names(&mrs).await;
         assert!(left.is_empty(), "ManagedResources left: {left:?}");
@@ -514,6 +519,188 @@ async fn pool_selection_change() {
         "proven: disabling ran the cleaner on both pools' nodes (cri-resmgr's state had stayed on the deselected node: {state_left})"
     );
     scenario.delete().await;
+    scenario.finish().await;
+}
+
+/// Gardener's finalizer on Shoots: the garden keeps a deleted Shoot until gardenlet's deletion flow finished.
+const SHOOT_FINALIZER: &str = "gardener";
+/// How long the controllers' logs are watched after the shoot namespace vanished: longer than the controller's
+/// requeue of a waiting operation (2 s), so that a pass still queued for the gone Extension would have run.
+const QUIET_WINDOW: Duration = Duration::from_secs(5);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn force_delete() {
+    use gardener_extension_cri_resmgr::apis::extensions::Cluster;
+    use gardener_extension_cri_resmgr::constants::ANNOTATION_FORCE_DELETION;
+    use kube::api::{Patch, PatchParams};
+    let mut scenario = Scenario::create("force-delete").await;
+    scenario.reconcile(&scenario.shoot().await).await;
+    scenario.assert_enabled().await;
+
+    // The user deletes the Shoot; its deletion is stuck (the shoot's apiserver is broken), so they confirm force
+    // deletion. The garden keeps the Shoot (gardener's finalizer) until gardenlet is done.
+    let finalizer = serde_json::json!({"metadata": {"finalizers": [SHOOT_FINALIZER]}});
+    scenario.shoots.patch(&scenario.name, &PatchParams::default(), &Patch::Merge(&finalizer)).await.expect("finalizer");
+    scenario.shoots.delete(&scenario.name, &DeleteParams::default()).await.expect("delete the Shoot");
+    let force = serde_json::json!({"metadata": {"annotations": {ANNOTATION_FORCE_DELETION: "true"}}});
+    let shoot = scenario.shoots.patch(&scenario.name, &PatchParams::default(), &Patch::Merge(&force)).await;
+    let shoot = shoot.expect("annotate the Shoot for force deletion");
+    assert!(shoot.metadata.deletion_timestamp.is_some(), "the Shoot is being deleted");
+    scenario.node_agent.cancel();
+    scenario.topology.shoot.stop_apiserver().await.expect("the shoot's apiserver stops");
+
+    let logs: Vec<(String, std::path::PathBuf, usize)> = scenario
+        .topology
+        .controllers
+        .iter()
+        .map(|c| (c.name.clone(), c.log.clone(), std::fs::metadata(&c.log).map(|m| m.len() as usize).unwrap_or(0)))
+        .collect();
+    if let Err(e) = scenario.topology.gardenlet.force_delete(&shoot).await {
+        panic!("gardenlet's force deletion: {e}\n{}", scenario.topology.logs());
+    }
+    let unfinalize = serde_json::json!({"metadata": {"finalizers": null}});
+    scenario.shoots.patch(&scenario.name, &PatchParams::default(), &Patch::Merge(&unfinalize)).await.expect("release");
+    assert!(scenario.shoots.get_opt(&scenario.name).await.expect("get").is_none(), "the Shoot is gone from the garden");
+    println!(
+        "proven: force deletion finished although the shoot answers nothing (no cleaner, no ManagedResource wait)"
+    );
+
+    let seed = scenario.topology.seed_client.clone();
+    let namespaces: Api<Namespace> = Api::all(seed.clone());
+    assert!(namespaces.get_opt(&scenario.namespace).await.expect("get").is_none(), "the seed namespace is gone");
+    let clusters: Api<Cluster> = Api::all(seed.clone());
+    assert!(clusters.get_opt(&scenario.namespace).await.expect("get").is_none(), "the Cluster is gone");
+    let all_mrs: Api<ManagedResource> = Api::all(seed.clone());
+    let left = object_names(&all_mrs).await;
+    assert!(left.is_empty(), "ManagedResources left in the seed: {left:?}");
+    let all_extensions: Api<Extension> = Api::all(seed.clone());
+    let left = object_names(&all_extensions).await;
+    assert!(left.is_empty(), "Extensions left in the seed: {left:?}");
+    let all_secrets: Api<Secret> = Api::all(seed);
+    let left: Vec<String> = object_names(&all_secrets)
+        .await
+        .into_iter()
+        .filter(|name| name.starts_with(MANAGED_RESOURCE_SECRET_PREFIX))
+        .collect();
+    assert!(left.is_empty(), "ManagedResource Secrets left in the seed: {left:?}");
+    println!("proven: nothing orphaned in the seed — namespace, Cluster, Extension, ManagedResources, Secrets gone");
+
+    // The controllers do not keep trying to work on the vanished namespace.
+    tokio::time::sleep(QUIET_WINDOW).await;
+    for (name, log, offset) in logs {
+        let text = std::fs::read(&log).unwrap_or_default();
+        let after = String::from_utf8_lossy(text.get(offset..).unwrap_or_default()).to_string();
+        let complaints: Vec<&str> = after
+            .lines()
+            .filter(|line| line.contains(&scenario.namespace) && (line.contains("WARN") || line.contains("ERROR")))
+            .collect();
+        assert!(complaints.is_empty(), "{name} complains about the force-deleted shoot: {complaints:#?}");
+    }
+    println!(
+        "proven: no controller replica logs a warning or error about the shoot during or after its force deletion"
+    );
+    for controller in &mut scenario.topology.controllers {
+        controller.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_and_restore() {
+    use gardener_extension_cri_resmgr::apis::common::{ConditionStatus, LastOperationState, LastOperationType};
+    use gardener_extension_cri_resmgr::apis::resources::{CONDITION_RESOURCES_APPLIED, CONDITION_RESOURCES_HEALTHY};
+    use gardener_extension_cri_resmgr::constants::ANNOTATION_OPERATION;
+    let scenario = Scenario::create("migrate-restore").await;
+    scenario.reconcile(&scenario.shoot().await).await;
+    scenario.assert_enabled().await;
+    let shoot_client = scenario.topology.shoot_client.clone();
+    let daemonsets: Api<DaemonSet> = Api::namespaced(shoot_client.clone(), SHOOT_SYSTEM_NAMESPACE);
+    let agent_uid = || async { daemonsets.get_opt(AGENT_NAME).await.expect("get").and_then(|ds| ds.metadata.uid) };
+    let uid_before = agent_uid().await.expect("the agent's DaemonSet");
+    let destination =
+        scenario.topology.start_destination_seed().await.unwrap_or_else(|e| panic!("the destination seed starts: {e}"));
+
+    // The source seed migrates: the Extension reports a succeeded Migrate, frees itself, and everything of the
+    // shoot's control plane leaves the source seed — but nothing leaves the shoot.
+    let shoot = scenario.shoot().await;
+    let migrated = match scenario.topology.gardenlet.migrate(&shoot).await {
+        Ok(Some(migrated)) => migrated,
+        Ok(None) => panic!("the Extension vanished instead of reporting its migration"),
+        Err(e) => panic!("gardenlet's migrate flow: {e}\n{}", scenario.topology.logs()),
+    };
+    let last = migrated.status.as_ref().and_then(|status| status.last_operation.clone()).expect("lastOperation");
+    assert_eq!((last.type_, last.state), (LastOperationType::Migrate, LastOperationState::Succeeded));
+    assert!(migrated.metadata.finalizers.as_ref().is_none_or(Vec::is_empty), "Migrate freed the Extension");
+    let namespaces: Api<Namespace> = Api::all(scenario.topology.seed_client.clone());
+    assert!(namespaces.get_opt(&scenario.namespace).await.expect("get").is_none(), "the source namespace is gone");
+    let source_mrs: Api<ManagedResource> = Api::all(scenario.topology.seed_client.clone());
+    let left = object_names(&source_mrs).await;
+    assert!(left.is_empty(), "ManagedResources left in the source seed: {left:?}");
+    assert_eq!(agent_uid().await.as_ref(), Some(&uid_before), "the agent's DaemonSet stayed in the shoot");
+    let config_maps: Api<ConfigMap> = Api::namespaced(shoot_client.clone(), SHOOT_SYSTEM_NAMESPACE);
+    assert!(config_maps.get_opt(AGENT_DEFAULT_CONFIG).await.expect("get").is_some(), "the agent's config stayed");
+    println!("proven: migrated — lastOperation Migrate Succeeded, no finalizer, source seed emptied, shoot untouched");
+
+    // The destination seed restores; the machines follow its OSCs from now on.
+    scenario.node_agent.cancel();
+    destination.serve_shoot(&scenario.namespace, &shoot_client);
+    let node_agent = CancellationToken::new();
+    tokio::spawn(destination.node_agent.clone().run(
+        scenario.namespace.clone(),
+        scenario.machines.clone(),
+        Duration::from_millis(300),
+        node_agent.clone(),
+    ));
+    // gardenlet's view when the Extension was ready: its OSC writes afterwards start a further Reconcile.
+    let restored = match destination.gardenlet.restore(&shoot, Some(&migrated), &shoot_client).await {
+        Ok(restored) => restored.expect("the Shoot enables the extension"),
+        Err(e) => panic!("gardenlet's restore flow: {e}\n{}", destination.logs()),
+    };
+    let extensions: Api<Extension> = Api::namespaced(destination.client.clone(), &scenario.namespace);
+    // Ready means the restore annotation is gone, which the controller removes only after a succeeded Restore;
+    // removing it is a change of the Extension, which the controller may follow with a Reconcile of its own.
+    let annotations = restored.metadata.annotations.clone().unwrap_or_default();
+    assert!(!annotations.contains_key(ANNOTATION_OPERATION), "the restore annotation is removed: {annotations:?}");
+    let last = restored.status.as_ref().and_then(|status| status.last_operation.clone()).expect("lastOperation");
+    assert!(
+        matches!(last.type_, LastOperationType::Restore | LastOperationType::Reconcile)
+            && last.state == LastOperationState::Succeeded,
+        "{last:?}"
+    );
+    let log = std::fs::read_to_string(&destination.controllers[0].log).unwrap_or_default();
+    assert!(
+        log.lines()
+            .any(|line| line.contains(&scenario.namespace) && line.contains("Restore") && line.contains("reconciled")),
+        "the destination's controller ran a Restore:\n{}",
+        destination.logs()
+    );
+    let destination_mrs: Api<ManagedResource> = Api::namespaced(destination.client.clone(), &scenario.namespace);
+    eventually("the destination's ManagedResource is applied and healthy", || async {
+        let mr = destination_mrs.get_opt(SHOOT_MANAGED_RESOURCE_NAME).await.ok()??;
+        gardener_extension_cri_resmgr::managed_resource::deletion_problem(&mr).is_none().then_some(())?;
+        let healthy = [CONDITION_RESOURCES_APPLIED, CONDITION_RESOURCES_HEALTHY]
+            .iter()
+            .all(|kind| mr.condition(kind).is_some_and(|condition| condition.status == ConditionStatus::True));
+        healthy.then_some(())
+    })
+    .await;
+    assert_eq!(agent_uid().await.as_ref(), Some(&uid_before), "the agent's DaemonSet was never recreated");
+    let report = destination.node_agent.apply(&scenario.namespace, &scenario.pool, &scenario.node).await;
+    let endpoint = report.unwrap_or_else(|e| panic!("the node applies the destination's OSC: {e}")).runtime_endpoint;
+    assert_eq!(endpoint.as_deref(), Some(RELAY_SOCKET_ENDPOINT), "kubelet → cri-resmgr from the destination's OSC");
+    println!(
+        "proven: restored — the destination's Extension ready (Restore Succeeded), its ManagedResource healthy, the \
+         agent's DaemonSet the same object throughout, the node's OSC mutated by the destination's controller"
+    );
+
+    // The shoot's life goes on in the destination seed, down to its deletion.
+    if let Err(e) = destination.gardenlet.delete(&shoot, &shoot_client).await {
+        panic!("gardenlet's shoot deletion in the destination seed: {e}\n{}", destination.logs());
+    }
+    scenario.shoots.delete(&scenario.name, &DeleteParams::default()).await.expect("delete the Shoot");
+    node_agent.cancel();
+    scenario.assert_nothing_left_in(&destination.client).await;
+    assert!(extensions.get_opt(EXTENSION_TYPE).await.expect("get").is_none(), "no Extension left in the destination");
+    println!("proven: the shoot deletion finished in the destination seed; nothing left there or in the shoot");
     scenario.finish().await;
 }
 

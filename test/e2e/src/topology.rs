@@ -112,9 +112,12 @@ impl Topology {
         let dir = tempfile::tempdir().map_err(|source| TopologyError::Io { what: "tempdir".to_string(), source })?;
         let shutdown = CancellationToken::new();
 
-        let admission = start_admission(&garden, &garden_client, dir.path()).await?;
-        let controllers =
-            start_controllers(&seed, &seed_client, dir.path(), CONTROLLER_REPLICAS, shutdown.clone()).await?;
+        // Garden and seed are independent: their binaries start and register at the same time.
+        let (admission, controllers) = tokio::join!(
+            start_admission(&garden, &garden_client, dir.path()),
+            start_controllers(&seed, &seed_client, dir.path(), CONTROLLER_REPLICAS, shutdown.clone()),
+        );
+        let (admission, controllers) = (admission?, controllers?);
 
         let node_agent = NodeAgent::new(seed_client.clone(), dir.path().join("nodes"));
         let shoots = Shoots::default();

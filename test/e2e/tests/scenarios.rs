@@ -27,6 +27,8 @@ use tokio_util::sync::CancellationToken;
 
 const PROJECT_NAMESPACE: &str = "garden-dev";
 const AGENT_DEFAULT_CONFIG: &str = "cri-resmgr-config.default";
+/// What the Extension's last operation says while its deletion waits for the node cleaner.
+const CLEANER_WAITING: &str = "Waiting until cri-resmgr is removed from every node";
 /// How long a garbage-collectable Secret may outlive its ManagedResource: gardener-resource-manager's collector
 /// spares Secrets younger than its minimum age, and runs every few seconds here.
 const GARBAGE_COLLECTION_TIMEOUT: Duration =
@@ -795,6 +797,57 @@ async fn leader_killed_as_a_change_arrives_the_other_replica_finishes() {
     println!(
         "proven: the leader SIGKILLed as a change arrived; the other replica took over its Lease and finished the change"
     );
+    scenario.delete().await;
+    scenario.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_killed_mid_long_reconcile_the_other_replica_finishes() {
+    let mut scenario = Scenario::create("leader-killed-mid-deletion").await;
+    scenario.reconcile(&scenario.shoot().await).await;
+    scenario.assert_enabled().await;
+
+    // Disabling is the extension's longest operation: its deletion deploys the node cleaner and waits until every
+    // node has dropped cri-resmgr. The nodes are slow here: node-agent is paused, so the deletion keeps waiting.
+    scenario.node_agent.cancel();
+    let mut disabled = scenario.shoot().await;
+    disabled.spec.extensions.clear();
+    let disabled = scenario.shoots.replace(&scenario.name, &PostParams::default(), &disabled).await.expect("update");
+    let gardenlet = scenario.topology.gardenlet.clone();
+    let shoot_client = scenario.topology.shoot_client.clone();
+    let reconcile = tokio::spawn(async move { gardenlet.reconcile(&disabled, &shoot_client).await });
+    let extensions: Api<Extension> = Api::namespaced(scenario.topology.seed_client.clone(), &scenario.namespace);
+    eventually("the deletion waits for the node cleaner", || async {
+        let extension = extensions.get(EXTENSION_TYPE).await.ok()?;
+        let description = extension.status?.last_operation?.description;
+        description.contains(CLEANER_WAITING).then_some(())
+    })
+    .await;
+    let leader = scenario.topology.leader().await.expect("a leader");
+
+    // The leader dies in the middle of it; the nodes catch up meanwhile.
+    let replica = scenario.topology.controllers.iter_mut().find(|c| c.name == leader).expect("the leading replica");
+    replica.kill().await;
+    let node_agent = CancellationToken::new();
+    tokio::spawn(scenario.topology.node_agent.clone().run(
+        scenario.namespace.clone(),
+        scenario.machines.clone(),
+        Duration::from_millis(300),
+        node_agent.clone(),
+    ));
+    match reconcile.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => panic!("the disabling shoot reconcile did not finish: {e}\n{}", scenario.topology.logs()),
+        Err(e) => panic!("the shoot reconcile task: {e}"),
+    }
+    let holder = scenario.topology.leader().await;
+    assert!(holder.as_ref().is_some_and(|holder| *holder != leader), "the Lease names {holder:?}, not the survivor");
+    scenario.assert_disabled().await;
+    println!(
+        "proven: the leader SIGKILLed while the deletion waited for the node cleaner; the other replica resumed it and \
+         finished (cleaner ran, node restored, nothing left)"
+    );
+    node_agent.cancel();
     scenario.delete().await;
     scenario.finish().await;
 }

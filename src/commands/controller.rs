@@ -212,7 +212,7 @@ async fn lead(
                 .with_identity(identity.clone())
                 .with_duration(15)
                 .with_grace(5)
-                .with_field_manager(crate::constants::MANAGED_BY)
+                .with_field_manager(lease_field_manager(&identity))
                 .build()
                 .await
                 .map_err(ControllerError::LeaderElection)?;
@@ -263,6 +263,15 @@ async fn lead(
     heartbeat.abort();
     metrics.controller.set_leader(false);
     result
+}
+
+/// The field manager of one replica's writes to the leader-election Lease: its own per replica. The lease manager
+/// takes an unlocked Lease with a server-side apply of `holderIdentity` that is not forced, so that a second replica
+/// taking it at the same moment gets a conflict and backs off. With one field manager shared by all replicas the
+/// second apply silently overwrote the first replica's `holderIdentity`, and the first, having read the Lease in
+/// between, led alongside the second until its next renewal (up to 10 s of two reconcilers).
+pub fn lease_field_manager(identity: &str) -> String {
+    format!("{}-{identity}", crate::constants::MANAGED_BY)
 }
 
 fn default_identity() -> String {

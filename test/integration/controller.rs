@@ -647,3 +647,33 @@ async fn metrics_count_reconciles_and_writes_and_follow_each_shoot() {
     controller.stop().await;
     assert!(scrape(address).await.is_none(), "the metrics server stops with the controller");
 }
+
+/// Two replicas that both find the leader-election Lease unlocked both try to take it, each with a server-side apply
+/// of `holderIdentity` that is not forced (kube-lease-manager's lock). Each replica writes as its own field manager,
+/// so the later apply conflicts and that replica backs off; the earlier one stays the only holder.
+#[tokio::test]
+async fn a_second_replica_cannot_take_the_lease_the_first_just_took() {
+    use gardener_extension_cri_resmgr::commands::controller::lease_field_manager;
+    use gardener_extension_cri_resmgr::constants::LEADER_ELECTION_LEASE_NAME;
+    let env = TestEnv::new("lease_race").await;
+    let leases: Api<Lease> = Api::namespaced(env.client.clone(), &env.namespace);
+    let take = |identity: &'static str| {
+        let leases = leases.clone();
+        async move {
+            let lease = serde_json::json!({
+                "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                "metadata": {"name": LEADER_ELECTION_LEASE_NAME},
+                "spec": {"holderIdentity": identity, "leaseDurationSeconds": 15},
+            });
+            let params = PatchParams::apply(&lease_field_manager(identity));
+            leases.patch(LEADER_ELECTION_LEASE_NAME, &params, &Patch::Apply(&lease)).await
+        }
+    };
+    take("replica-0").await.expect("the first replica takes the unlocked Lease");
+    match take("replica-1").await {
+        Err(kube::Error::Api(status)) if status.code == 409 => {}
+        other => panic!("the second replica's take must conflict, got {other:?}"),
+    }
+    let holder = leases.get(LEADER_ELECTION_LEASE_NAME).await.expect("Lease").spec.and_then(|s| s.holder_identity);
+    assert_eq!(holder.as_deref(), Some("replica-0"), "the first replica still holds the Lease");
+}

@@ -109,8 +109,12 @@ impl Topology {
         let dir = tempfile::tempdir().map_err(io_err("tempdir"))?;
         let shutdown = CancellationToken::new();
 
-        let admission = start_admission(&garden, &garden_client, dir.path()).await?;
-        let controllers = start_controllers(&seed, &seed_client, dir.path(), shutdown.clone()).await?;
+        // Garden and seed are independent: their binaries start and register at the same time.
+        let (admission, controllers) = tokio::join!(
+            start_admission(&garden, &garden_client, dir.path()),
+            start_controllers(&seed, &seed_client, dir.path(), CONTROLLER_REPLICAS, shutdown.clone()),
+        );
+        let (admission, controllers) = (admission?, controllers?);
 
         let node_agent = NodeAgent::new(seed_client.clone(), dir.path().join("nodes"));
         let shoots = Shoots::default();
@@ -143,6 +147,24 @@ impl Topology {
         self.shoots.insert(namespace, Shoot::with_kubelet(self.shoot_client.clone(), kubelet));
     }
 
+    /// A second seed for a control-plane migration: its own control plane with Gardener's CRDs, the seed chart
+    /// with one controller replica, and its gardenlet and gardener-resource-manager; its node agent drives the
+    /// same machines, which follow this seed's OSCs from the moment it is used.
+    pub async fn start_destination_seed(&self) -> Result<DestinationSeed, TopologyError> {
+        let plane = ControlPlane::start_named("seed-2", WorkDir::Temporary).await?;
+        let client = plane.client().await?;
+        let crds = cri_resmgr_testbed::crds::installed().map_err(TestbedError::from)?;
+        control_plane::install_crds(&client, crds).await?;
+        let dir = self.dir.path().join("seed-2");
+        let controllers = start_controllers(&plane, &client, &dir, 1, self.shutdown.clone()).await?;
+        let shoots = Shoots::default();
+        let resource_manager = ResourceManager::new(client.clone(), shoots.clone());
+        tokio::spawn(resource_manager.clone().run(self.shutdown.clone()));
+        let gardenlet = Gardenlet::new(client.clone())?;
+        let node_agent = self.node_agent.for_seed(client.clone());
+        Ok(DestinationSeed { plane, client, controllers, gardenlet, resource_manager, node_agent, shoots })
+    }
+
     /// The identity of the replica holding the leader-election Lease.
     pub async fn leader(&self) -> Option<String> {
         let leases: Api<Lease> = Api::namespaced(self.seed_client.clone(), EXTENSION_NAMESPACE);
@@ -159,9 +181,51 @@ impl Topology {
     }
 }
 
-fn free_port() -> Result<u16, TopologyError> {
-    Ok(control_plane::free_port()?)
+/// The seed a shoot's control plane migrates to.
+pub struct DestinationSeed {
+    pub plane: ControlPlane,
+    pub client: kube::Client,
+    pub controllers: Vec<RunningBinary>,
+    pub gardenlet: Gardenlet,
+    pub resource_manager: ResourceManager,
+    pub node_agent: NodeAgent,
+    pub shoots: Shoots,
 }
+
+impl DestinationSeed {
+    /// This seed's gardener-resource-manager applies the ManagedResources of `namespace` into the topology's shoot
+    /// apiserver (`shoot`), whose cleaner pods run on this seed's node agent's machines.
+    pub fn serve_shoot(&self, namespace: &str, shoot: &kube::Client) {
+        let kubelet = Kubelet::with_runner(shoot.clone(), Arc::new(CleanerPods { nodes: self.node_agent.clone() }));
+        self.shoots.insert(namespace, Shoot::with_kubelet(shoot.clone(), kubelet));
+    }
+
+    /// Logs of its controller, for failure messages.
+    pub fn logs(&self) -> String {
+        self.controllers.iter().map(|b| format!("--- {} ---\n{}", b.name, b.log_tail())).collect::<Vec<_>>().join("\n")
+    }
+}
+
+/// A free loopback port no other part of this process was given: the kernel may hand a port that was just probed
+/// and released to the next probe, and garden and seed choose their ports at the same time.
+fn free_port() -> Result<u16, TopologyError> {
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    for _ in 0..PORT_PROBES {
+        let port = control_plane::free_port()?;
+        let mut given = GIVEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if given.insert(port) {
+            return Ok(port);
+        }
+    }
+    Err(io_err(format!("finding a free port not given out before in {PORT_PROBES} probes"))(std::io::Error::from(
+        std::io::ErrorKind::AddrInUse,
+    ))
+    .into())
+}
+
+/// How often [`free_port`] probes before it gives up.
+const PORT_PROBES: usize = 100;
 
 fn write_kubeconfig(
     root: &std::path::Path,
@@ -213,12 +277,13 @@ async fn start_admission(
     Ok(binary)
 }
 
-/// The seed chart in the seed, its controller as two processes (pod names `-0` and `-1`) behind one Service
-/// stand-in, registered by URL.
+/// The seed chart in the seed, its controller as `replicas` processes (pod names `-0`, `-1`, ...) behind one
+/// Service stand-in, registered by URL.
 async fn start_controllers(
     seed: &ControlPlane,
     client: &kube::Client,
     dir: &std::path::Path,
+    replicas: usize,
     shutdown: CancellationToken,
 ) -> Result<Vec<RunningBinary>, TopologyError> {
     for namespace in [EXTENSION_NAMESPACE, SEED_GARDEN_NAMESPACE] {
@@ -227,11 +292,11 @@ async fn start_controllers(
             source: Box::new(source),
         })?;
     }
-    let values = json!({"replicaCount": CONTROLLER_REPLICAS, "logFormat": "text"});
+    let values = json!({"replicaCount": replicas, "logFormat": "text"});
     let objects = charts::render(client, SEED_CHART, EXTENSION_NAMESPACE, &values).await?;
     charts::apply_all(client, &objects).await?;
     let deployment = charts::find(&objects, "Deployment", SEED_RELEASE)?;
-    let ports: Vec<u16> = (0..CONTROLLER_REPLICAS).map(|_| free_port()).collect::<Result<_, _>>()?;
+    let ports: Vec<u16> = (0..replicas).map(|_| free_port()).collect::<Result<_, _>>()?;
     let service = Service::start(ports.clone(), shutdown).await.map_err(io_err("starting the Service stand-in"))?;
     let mut replicas = Vec::new();
     for (index, port) in ports.iter().enumerate() {

@@ -17,19 +17,41 @@
 //!
 //! Shoot deletion: the Cluster gets the Shoot's deletion timestamp, the machines go (Worker deletion), then the
 //! Extensions are deleted and waited for, then the OSCs and the Cluster.
+//!
+//! Force deletion (a Shoot in deletion annotated `confirmation.gardener.cloud/force-deletion: "true"`, gardenlet's
+//! `reconciler_force_delete.go`): the shoot is not asked for anything (its apiserver is typically what is broken;
+//! the machines are left to the operator). The Cluster carries the annotation, so extensions take their
+//! force-delete path; the Extensions are deleted and waited for; every ManagedResource gets `keepObjects: false`,
+//! is deleted and, since no gardener-resource-manager serves the shoot any more, freed of its finalizers; then the
+//! OSCs, the Cluster, the namespace's ConfigMaps and Secrets (finalizers stripped), and the namespace itself.
+//!
+//! Control-plane migration (`docs/extensions/migration.md`): on the source seed the Extension is annotated
+//! `gardener.cloud/operation: migrate` and waited for until its last operation is a succeeded Migrate, then
+//! deleted (it has no finalizers left); the remaining ManagedResources get `keepObjects: true` and are deleted, so
+//! that nothing in the shoot goes; then the OSCs, the Cluster and the namespace. On the destination seed the
+//! namespace and the Cluster are written, the Extension is created with `gardener.cloud/operation: wait-for-state`,
+//! its `status.state` restored from what the source held (gardener's ShootState), then annotated `restore` and
+//! waited for until ready; then the shoot reconcile goes on as usual (OSCs, machines).
+//!
+//! The seed has no kube-controller-manager, so where gardenlet deletes a shoot namespace the stand-in also plays the
+//! namespace controller: it deletes what is left in it (Events) and finalizes it.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use gardener_extension_cri_resmgr::apis::common::{LastOperationState, LastOperationType};
 use gardener_extension_cri_resmgr::apis::core::Shoot;
 use gardener_extension_cri_resmgr::apis::extensions::{
     Cluster, ClusterSpec, Extension, ExtensionSpec, OperatingSystemConfig, OscPurpose,
 };
+use gardener_extension_cri_resmgr::apis::resources::ManagedResource;
 use gardener_extension_cri_resmgr::constants::{
-    ANNOTATION_OPERATION, ANNOTATION_TIMESTAMP, EXTENSION_TYPE, LABEL_WORKER_POOL, OPERATION_RECONCILE,
+    ANNOTATION_OPERATION, ANNOTATION_TIMESTAMP, EXTENSION_TYPE, LABEL_WORKER_POOL, OPERATION_MIGRATE,
+    OPERATION_RECONCILE, OPERATION_RESTORE, OPERATION_WAIT_FOR_STATE,
 };
 use gardener_extension_cri_resmgr::contract::status::readiness;
-use k8s_openapi::api::core::v1::{Namespace, Node};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Secret};
+use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
@@ -162,6 +184,112 @@ impl Gardenlet {
         ignore_missing(clusters.delete(&namespace, &DeleteParams::default()).await, "delete the Cluster")
     }
 
+    /// Force deletion of `shoot` (in deletion, annotated for force deletion): nothing is asked of the shoot, and
+    /// the seed namespace is gone at the end.
+    pub async fn force_delete(&self, shoot: &Shoot) -> Result<(), GardenletError> {
+        let namespace = seed_namespace(shoot);
+        // The Cluster tells the extensions: the Shoot's deletion timestamp and force-deletion annotation.
+        self.write_cluster(&namespace, shoot).await?;
+        let extensions: Api<Extension> = Api::namespaced(self.seed.clone(), &namespace);
+        if self.delete_extension(&extensions).await? {
+            self.wait_until_gone(&extensions).await?;
+        }
+        // No gardener-resource-manager serves the shoot any more: its ManagedResources are freed by gardenlet.
+        let mrs: Api<ManagedResource> = Api::namespaced(self.seed.clone(), &namespace);
+        for mr in mrs.list(&ListParams::default()).await.map_err(kube_err("list ManagedResources"))?.items {
+            let name = mr.name_any();
+            let keep = json!({"spec": {"keepObjects": false}});
+            ignore_missing(
+                mrs.patch(&name, &PatchParams::default(), &Patch::Merge(&keep)).await,
+                "unset keepObjects of a ManagedResource",
+            )?;
+            ignore_missing(mrs.delete(&name, &DeleteParams::default()).await, "delete a ManagedResource")?;
+            if mr.spec.class.is_none() {
+                strip_finalizers(&mrs, &name).await?;
+            }
+        }
+        self.wait_until_none(&mrs, "ManagedResources").await?;
+        self.delete_all(&Api::<OperatingSystemConfig>::namespaced(self.seed.clone(), &namespace), "OSCs").await?;
+        let clusters: Api<Cluster> = Api::all(self.seed.clone());
+        ignore_missing(clusters.delete(&namespace, &DeleteParams::default()).await, "delete the Cluster")?;
+        self.force_delete_all(&Api::<ConfigMap>::namespaced(self.seed.clone(), &namespace), "ConfigMaps").await?;
+        self.force_delete_all(&Api::<Secret>::namespaced(self.seed.clone(), &namespace), "Secrets").await?;
+        self.delete_namespace(&namespace).await
+    }
+
+    /// The source seed's part of a control-plane migration: the Extension migrated (its last state returned, to be
+    /// handed to [`Gardenlet::restore`]) and deleted, the ManagedResources deleted keeping their objects, then the
+    /// OSCs, the Cluster and the namespace.
+    pub async fn migrate(&self, shoot: &Shoot) -> Result<Option<Extension>, GardenletError> {
+        let namespace = seed_namespace(shoot);
+        let extensions: Api<Extension> = Api::namespaced(self.seed.clone(), &namespace);
+        let mut migrated = None;
+        if extensions.get_opt(EXTENSION_TYPE).await.map_err(kube_err("read the Extension"))?.is_some() {
+            let patch = json!({"metadata": {"annotations": operation_annotations(OPERATION_MIGRATE)}});
+            extensions
+                .patch(EXTENSION_TYPE, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .map_err(kube_err("annotate the Extension with migrate"))?;
+            migrated = self.wait_until_migrated(&extensions).await?;
+            if self.delete_extension(&extensions).await? {
+                self.wait_until_gone(&extensions).await?;
+            }
+        }
+        let mrs: Api<ManagedResource> = Api::namespaced(self.seed.clone(), &namespace);
+        for mr in mrs.list(&ListParams::default()).await.map_err(kube_err("list ManagedResources"))?.items {
+            let name = mr.name_any();
+            let keep = json!({"spec": {"keepObjects": true}});
+            ignore_missing(
+                mrs.patch(&name, &PatchParams::default(), &Patch::Merge(&keep)).await,
+                "set keepObjects of a ManagedResource",
+            )?;
+            ignore_missing(mrs.delete(&name, &DeleteParams::default()).await, "delete a ManagedResource")?;
+        }
+        self.wait_until_none(&mrs, "ManagedResources").await?;
+        self.delete_all(&Api::<OperatingSystemConfig>::namespaced(self.seed.clone(), &namespace), "OSCs").await?;
+        let clusters: Api<Cluster> = Api::all(self.seed.clone());
+        ignore_missing(clusters.delete(&namespace, &DeleteParams::default()).await, "delete the Cluster")?;
+        self.delete_all(&Api::<Secret>::namespaced(self.seed.clone(), &namespace), "Secrets").await?;
+        self.delete_namespace(&namespace).await?;
+        Ok(migrated)
+    }
+
+    /// The destination seed's part of a control-plane migration: namespace, Cluster, the Extension restored from
+    /// `migrated` (the source's last view of it) and waited for until ready, then the rest of a shoot reconcile.
+    /// Returns the Extension as it was when it was ready (`None` when the Shoot does not enable it).
+    pub async fn restore(
+        &self,
+        shoot: &Shoot,
+        migrated: Option<&Extension>,
+        machines: &kube::Client,
+    ) -> Result<Option<Extension>, GardenletError> {
+        let namespace = seed_namespace(shoot);
+        let Some(provider_config) = enabled_extension(shoot) else {
+            return self.reconcile(shoot, machines).await.map(|()| None);
+        };
+        self.write_namespace(&namespace, true).await?;
+        self.write_cluster(&namespace, shoot).await?;
+        let extensions: Api<Extension> = Api::namespaced(self.seed.clone(), &namespace);
+        self.write_extension_with(&namespace, provider_config, OPERATION_WAIT_FOR_STATE).await?;
+        let state = migrated.and_then(|extension| extension.status.as_ref()).and_then(|status| status.state.clone());
+        if let Some(state) = state {
+            let patch = json!({"status": {"state": state}});
+            extensions
+                .patch_status(EXTENSION_TYPE, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .map_err(kube_err("restore the Extension's state"))?;
+        }
+        let patch = json!({"metadata": {"annotations": operation_annotations(OPERATION_RESTORE)}});
+        extensions
+            .patch(EXTENSION_TYPE, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(kube_err("annotate the Extension with restore"))?;
+        let restored = self.wait_until_ready(&extensions).await?;
+        self.write_oscs(&namespace, shoot).await?;
+        write_machines(machines, shoot).await?;
+        Ok(Some(restored))
+    }
+
     async fn write_namespace(&self, namespace: &str, enabled: bool) -> Result<(), GardenletError> {
         let api: Api<Namespace> = Api::all(self.seed.clone());
         let label = format!("{NAMESPACE_EXTENSION_LABEL_PREFIX}{EXTENSION_TYPE}");
@@ -219,11 +347,20 @@ impl Gardenlet {
         namespace: &str,
         provider_config: Option<serde_json::Value>,
     ) -> Result<(), GardenletError> {
+        self.write_extension_with(namespace, provider_config, OPERATION_RECONCILE).await
+    }
+
+    async fn write_extension_with(
+        &self,
+        namespace: &str,
+        provider_config: Option<serde_json::Value>,
+        operation: &str,
+    ) -> Result<(), GardenletError> {
         let extension = Extension {
             metadata: ObjectMeta {
                 name: Some(EXTENSION_TYPE.to_string()),
                 namespace: Some(namespace.to_string()),
-                annotations: Some(operation_annotations(OPERATION_RECONCILE)),
+                annotations: Some(operation_annotations(operation)),
                 ..ObjectMeta::default()
             },
             spec: ExtensionSpec { type_: EXTENSION_TYPE.to_string(), class: None, provider_config },
@@ -253,12 +390,13 @@ impl Gardenlet {
         Ok(true)
     }
 
-    async fn wait_until_ready(&self, api: &Api<Extension>) -> Result<(), GardenletError> {
+    /// Until the Extension is ready as gardenlet judges it; what it looked like then.
+    async fn wait_until_ready(&self, api: &Api<Extension>) -> Result<Extension, GardenletError> {
         let deadline = tokio::time::Instant::now() + EXTENSION_TIMEOUT;
         loop {
             let last = match api.get_opt(EXTENSION_TYPE).await {
                 Ok(Some(extension)) => match readiness(&extension) {
-                    Ok(()) => return Ok(()),
+                    Ok(()) => return Ok(extension),
                     Err(why) => why,
                 },
                 Ok(None) => "the Extension is gone".to_string(),
@@ -298,6 +436,122 @@ impl Gardenlet {
                 });
             }
             tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Until the Extension's last operation is a succeeded Migrate (or it is gone); what it looked like then.
+    async fn wait_until_migrated(&self, api: &Api<Extension>) -> Result<Option<Extension>, GardenletError> {
+        let deadline = tokio::time::Instant::now() + EXTENSION_TIMEOUT;
+        loop {
+            let last = match api.get_opt(EXTENSION_TYPE).await {
+                Ok(None) => return Ok(None),
+                Ok(Some(extension)) => {
+                    let operation = extension.status.as_ref().and_then(|status| status.last_operation.clone());
+                    match operation {
+                        Some(op)
+                            if op.type_ == LastOperationType::Migrate && op.state == LastOperationState::Succeeded =>
+                        {
+                            return Ok(Some(extension));
+                        }
+                        Some(op) => format!("{} {}: {}", op.type_, op.state, op.description),
+                        None => "no last operation".to_string(),
+                    }
+                }
+                Err(error) => error.to_string(),
+            };
+            if tokio::time::Instant::now() > deadline {
+                return Err(GardenletError::Timeout {
+                    what: "the Extension was not migrated".to_string(),
+                    timeout: EXTENSION_TIMEOUT,
+                    last,
+                });
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Until `api` lists nothing.
+    async fn wait_until_none<K>(&self, api: &Api<K>, what: &str) -> Result<(), GardenletError>
+    where
+        K: kube::Resource + Clone + k8s_openapi::serde::de::DeserializeOwned + std::fmt::Debug,
+    {
+        let deadline = tokio::time::Instant::now() + EXTENSION_TIMEOUT;
+        loop {
+            let left: Vec<String> = match api.list(&ListParams::default()).await {
+                Ok(list) => list.items.iter().map(ResourceExt::name_any).collect(),
+                Err(error) => vec![error.to_string()],
+            };
+            if left.is_empty() {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(GardenletError::Timeout {
+                    what: format!("{what} were not deleted"),
+                    timeout: EXTENSION_TIMEOUT,
+                    last: left.join(", "),
+                });
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Deletes every object `api` lists.
+    async fn delete_all<K>(&self, api: &Api<K>, what: &str) -> Result<(), GardenletError>
+    where
+        K: kube::Resource + Clone + k8s_openapi::serde::de::DeserializeOwned + std::fmt::Debug,
+    {
+        for object in api.list(&ListParams::default()).await.map_err(kube_err(format!("list {what}")))?.items {
+            ignore_missing(api.delete(&object.name_any(), &DeleteParams::default()).await, &format!("delete {what}"))?;
+        }
+        Ok(())
+    }
+
+    /// Strips the finalizers of every object `api` lists and deletes it (gardenlet's `ForceDeleteObjects`).
+    async fn force_delete_all<K>(&self, api: &Api<K>, what: &str) -> Result<(), GardenletError>
+    where
+        K: kube::Resource + Clone + k8s_openapi::serde::de::DeserializeOwned + std::fmt::Debug,
+    {
+        for object in api.list(&ListParams::default()).await.map_err(kube_err(format!("list {what}")))?.items {
+            strip_finalizers(api, &object.name_any()).await?;
+            ignore_missing(api.delete(&object.name_any(), &DeleteParams::default()).await, &format!("delete {what}"))?;
+        }
+        Ok(())
+    }
+
+    /// Deletes the shoot namespace and, as the namespace controller the seed lacks here, empties and finalizes it;
+    /// waits until it is gone.
+    async fn delete_namespace(&self, namespace: &str) -> Result<(), GardenletError> {
+        let namespaces: Api<Namespace> = Api::all(self.seed.clone());
+        ignore_missing(namespaces.delete(namespace, &DeleteParams::default()).await, "delete the shoot namespace")?;
+        // Events are all the extension leaves behind by design (the other kinds were deleted above).
+        let events: Api<Event> = Api::namespaced(self.seed.clone(), namespace);
+        ignore_missing(
+            events.delete_collection(&DeleteParams::default(), &ListParams::default()).await,
+            "delete the shoot namespace's Events",
+        )?;
+        let finalized = json!({
+            "apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": namespace},
+            "spec": {"finalizers": []},
+        });
+        ignore_missing(
+            namespaces.replace_subresource("finalize", namespace, &PostParams::default(), &finalized).await,
+            "finalize the shoot namespace",
+        )?;
+        let deadline = tokio::time::Instant::now() + EXTENSION_TIMEOUT;
+        loop {
+            match namespaces.get_opt(namespace).await {
+                Ok(None) => return Ok(()),
+                Ok(Some(_)) | Err(_) if tokio::time::Instant::now() <= deadline => tokio::time::sleep(POLL).await,
+                Ok(Some(left)) => {
+                    return Err(GardenletError::Timeout {
+                        what: "the shoot namespace was not deleted".to_string(),
+                        timeout: EXTENSION_TIMEOUT,
+                        last: format!("{:?}", left.status),
+                    });
+                }
+                Err(error) => return Err(kube_err("read the shoot namespace")(error)),
+            }
         }
     }
 
@@ -357,6 +611,15 @@ fn operation_annotations(operation: &str) -> BTreeMap<String, String> {
 
 fn now_rfc3339() -> String {
     k8s_openapi::jiff::Timestamp::now().to_string()
+}
+
+/// Removes every finalizer of `name` (a missing object is fine).
+async fn strip_finalizers<K>(api: &Api<K>, name: &str) -> Result<(), GardenletError>
+where
+    K: kube::Resource + Clone + k8s_openapi::serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let patch = json!({"metadata": {"finalizers": null}});
+    ignore_missing(api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await, "strip finalizers")
 }
 
 fn ignore_missing<T>(result: Result<T, kube::Error>, action: &str) -> Result<(), GardenletError> {

@@ -81,11 +81,20 @@ pub struct NodeReport {
 pub struct NodeAgent {
     seed: kube::Client,
     nodes_dir: PathBuf,
+    /// One application at a time: a node applies its OSC in one process, and a unit file read by systemd-analyze
+    /// while another application rewrites it would be empty (systemd reads an empty unit as masked).
+    applying: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl NodeAgent {
     pub fn new(seed: kube::Client, nodes_dir: PathBuf) -> Self {
-        NodeAgent { seed, nodes_dir }
+        NodeAgent { seed, nodes_dir, applying: std::sync::Arc::default() }
+    }
+
+    /// The same machines, reading their OSCs from `seed` from now on (a shoot whose control plane moved to another
+    /// seed).
+    pub fn for_seed(&self, seed: kube::Client) -> Self {
+        NodeAgent { seed, nodes_dir: self.nodes_dir.clone(), applying: self.applying.clone() }
     }
 
     /// The root filesystem of `node`.
@@ -109,6 +118,7 @@ impl NodeAgent {
             .find(|osc| osc.spec.purpose == OscPurpose::Reconcile)
             .ok_or_else(|| NodeAgentError::NoOsc { namespace: namespace.to_string(), pool: pool.to_string() })?;
         let root = self.root(node);
+        let _applying = self.applying.lock().await;
         let report = apply_osc(&root, node, &osc)?;
         verify_units(&root, node, &all_units(&osc))?;
         Ok(report)

@@ -185,8 +185,9 @@ impl ResourceManager {
 
     /// Serves every ManagedResource of the seed until `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) {
+        let collector = self.clone().collect_garbage_periodically(shutdown.clone());
         let api: Api<ManagedResource> = Api::all(self.seed.clone());
-        Controller::new(api, watcher::Config::default())
+        let controller = Controller::new(api, watcher::Config::default())
             .graceful_shutdown_on(shutdown.cancelled_owned())
             .run(
                 |mr, manager| async move {
@@ -202,8 +203,34 @@ impl ResourceManager {
                 },
                 Arc::new(self),
             )
-            .for_each(|_| std::future::ready(()))
-            .await;
+            .for_each(|_| std::future::ready(()));
+        tokio::join!(controller, collector);
+    }
+
+    /// GRM's garbage collector runs on its own schedule over every namespace it serves, not only while a
+    /// ManagedResource is there: the Secret a ManagedResource referenced before its last update is collected also
+    /// when the ManagedResource was deleted right after that update.
+    async fn collect_garbage_periodically(self, shutdown: CancellationToken) {
+        let secrets: Api<Secret> = Api::all(self.seed.clone());
+        let collectable = ListParams::default().labels(&format!("{LABEL_GARBAGE_COLLECTABLE_REFERENCE}=true"));
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(RESYNC) => {}
+            }
+            let namespaces: BTreeSet<String> = match secrets.list(&collectable).await {
+                Ok(list) => list.items.iter().filter_map(|secret| secret.namespace()).collect(),
+                Err(error) => {
+                    tracing::info!(error = %error, "gardener-resource-manager stand-in retries its garbage collection");
+                    continue;
+                }
+            };
+            for namespace in namespaces.iter().filter(|namespace| self.shoots.get(namespace).is_some()) {
+                if let Err(error) = self.collect_garbage(namespace, GARBAGE_MIN_AGE).await {
+                    tracing::info!(error = %error, "gardener-resource-manager stand-in retries its garbage collection");
+                }
+            }
+        }
     }
 
     /// One look at `mr`: apply or delete, report, collect garbage Secrets of its namespace.

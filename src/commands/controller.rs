@@ -270,9 +270,23 @@ async fn lead(
 /// taking it at the same moment gets a conflict and backs off. With one field manager shared by all replicas the
 /// second apply silently overwrote the first replica's `holderIdentity`, and the first, having read the Lease in
 /// between, led alongside the second until its next renewal (up to 10 s of two reconcilers).
+///
+/// The apiserver refuses field managers longer than [`MAX_FIELD_MANAGER_BYTES`]; a longer `--identity` is
+/// represented by a hash of it, so replicas still get distinct managers.
 pub fn lease_field_manager(identity: &str) -> String {
-    format!("{}-{identity}", crate::constants::MANAGED_BY)
+    let readable = format!("{}-{identity}", crate::constants::MANAGED_BY);
+    if readable.len() <= MAX_FIELD_MANAGER_BYTES {
+        return readable;
+    }
+    // FNV-1a: stable across builds and processes, unlike std's randomly keyed hashers.
+    let hash = identity
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3));
+    format!("{}-{hash:016x}", crate::constants::MANAGED_BY)
 }
+
+/// The longest field manager name the apiserver accepts.
+pub const MAX_FIELD_MANAGER_BYTES: usize = 128;
 
 fn default_identity() -> String {
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| crate::constants::COMPONENT_NAME.to_string());
@@ -289,6 +303,18 @@ mod tests {
     struct Command {
         #[command(flatten)]
         options: ControllerOptions,
+    }
+
+    #[test]
+    fn lease_field_managers_are_distinct_per_replica_and_short_enough_for_the_apiserver() {
+        let (a, b) = (lease_field_manager("seed-0-17"), lease_field_manager("seed-1-17"));
+        assert_ne!(a, b);
+        assert!(a.ends_with("-seed-0-17"), "{a}");
+        let (long_a, long_b) = (format!("{}a", "x".repeat(200)), format!("{}b", "x".repeat(200)));
+        let (long_a, long_b) = (lease_field_manager(&long_a), lease_field_manager(&long_b));
+        assert_ne!(long_a, long_b);
+        assert!(long_a.len() <= MAX_FIELD_MANAGER_BYTES && long_b.len() <= MAX_FIELD_MANAGER_BYTES, "{long_a}");
+        assert_eq!(long_a, lease_field_manager(&format!("{}a", "x".repeat(200))), "stable");
     }
 
     fn options(args: &[&str]) -> Result<ControllerOptions, clap::Error> {

@@ -108,14 +108,19 @@ pub fn parse_review(body: &[u8]) -> Result<DynamicAdmissionRequest, ReviewError>
     if depth > MAX_NESTING_DEPTH {
         return Err(ReviewError::TooDeep { depth });
     }
+    // JSON text is UTF-8 throughout; values the decoder skips (fields nobody reads) are not checked by it.
+    if let Err(e) = std::str::from_utf8(body) {
+        return Err(ReviewError::NotJson(format!("not UTF-8: {e}")));
+    }
     if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err(match json_problem(body) {
             None => ReviewError::NotAnObject,
             Some(problem) => ReviewError::NotJson(problem),
         });
     }
-    // One pass from the bytes straight into the typed request: the body is decoded once, with no intermediate
-    // JSON tree. Only when that fails is the body looked at again, to say why.
+    // One pass from the bytes into kube's typed request, instead of a JSON tree first and the request from it (the
+    // object itself is still buffered once: kube's `DynamicObject` collects its fields with serde's `flatten`).
+    // Only when that fails is the body looked at again, to say why.
     let review = match decode_unbounded::<Review<DynamicAdmissionRequest>>(body) {
         Ok(review) => review,
         Err(error) => return Err(why_not_a_review(body, error)),
@@ -165,11 +170,8 @@ fn why_not_a_review(body: &[u8], error: serde_json::Error) -> ReviewError {
     }
 }
 
-/// What makes `body` no JSON text, if anything: JSON is UTF-8 throughout (skipping a value does not check that).
+/// What makes `body` (known to be UTF-8) no JSON text, if anything.
 fn json_problem(body: &[u8]) -> Option<String> {
-    if let Err(e) = std::str::from_utf8(body) {
-        return Some(format!("not UTF-8: {e}"));
-    }
     decode_unbounded::<IgnoredAny>(body).err().map(|e| e.to_string())
 }
 
@@ -352,6 +354,23 @@ mod tests {
             ),
             (review(serde_json::Value::Null), |e| *e == ReviewError::MissingRequest),
             (non_utf8_inside_a_string(review(shoot_request("u"))), |e| matches!(e, ReviewError::NotJson(_))),
+            (
+                non_utf8_inside_a_string(
+                    serde_json::to_vec(&json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                        "ignored": "crazy", "request": shoot_request("u")}))
+                    .expect("json"),
+                ),
+                |e| matches!(e, ReviewError::NotJson(_)),
+            ),
+            (
+                serde_json::to_vec(&json!({"apiVersion": "v1", "kind": "Pod", "request": {"uid": 5}})).expect("json"),
+                |e| matches!(e, ReviewError::WrongType { api_version, .. } if api_version == "v1"),
+            ),
+            (
+                serde_json::to_vec(&json!({"apiVersion": 1, "kind": "AdmissionReview", "request": shoot_request("x")}))
+                    .expect("json"),
+                |e| matches!(e, ReviewError::WrongType { api_version, .. } if api_version.is_empty()),
+            ),
             (review(json!({"uid": 5})), |e| matches!(e, ReviewError::Malformed(_))),
         ];
         for (body, expected) in cases {

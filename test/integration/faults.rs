@@ -44,9 +44,11 @@ const EXTENSION_NAMESPACE: &str = "extension-cri-resmgr-faults";
 const SHOOT_NAMESPACE_PREFIX: &str = "shoot--faults--";
 /// How long the apiserver stays down before it is started again (its start-up adds to the outage).
 const APISERVER_OUTAGE: Duration = Duration::from_secs(1);
+/// The webhooks' `timeoutSeconds` (registration's `TIMEOUT_SECONDS`): how long the apiserver waits for an answer.
+const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(TIMEOUT_SECONDS as u64);
 /// How long etcd stays down: longer than the webhook's timeout, so that a webhook that needed the storage for its
 /// answer (rather than its watch-backed stores) would be caught answering late or not at all.
-const ETCD_OUTAGE: Duration = Duration::from_secs(TIMEOUT_SECONDS as u64 + 1);
+const ETCD_OUTAGE: Duration = WEBHOOK_TIMEOUT.saturating_add(Duration::from_secs(1));
 /// Pause between two webhook calls of the prober.
 const PROBE_INTERVAL: Duration = Duration::from_millis(50);
 /// How long each shoot may take to converge after a fault (a debug build on a loaded machine).
@@ -100,7 +102,7 @@ fn start_prober(target: Arc<Target>, stop: CancellationToken) -> tokio::task::Jo
     tokio::spawn(async move {
         let mut probes = Vec::new();
         // The apiserver gives up after the webhook's timeout; a call cut off there counts as late.
-        let bound = Duration::from_secs(u64::try_from(TIMEOUT_SECONDS).unwrap_or(10));
+        let bound = WEBHOOK_TIMEOUT;
         while !stop.is_cancelled() {
             let started = Instant::now();
             let problem = match tokio::time::timeout(bound * 2, target.once()).await {
@@ -150,15 +152,22 @@ fn converged(extension: &Extension) -> bool {
     succeeded && extension.finalizers().iter().any(|f| f == FINALIZER)
 }
 
-/// The Secret each shoot namespace's runtime ManagedResource references.
-async fn referenced_secrets(client: &kube::Client) -> BTreeMap<String, String> {
-    let list = Api::<ManagedResource>::all(client.clone()).list(&ListParams::default()).await.expect("list MRs");
-    list.items
+/// The Secret each shoot namespace's runtime ManagedResource references; `None` while the list cannot be read.
+async fn try_referenced_secrets(client: &kube::Client) -> Option<BTreeMap<String, String>> {
+    let list = Api::<ManagedResource>::all(client.clone()).list(&ListParams::default()).await.ok()?;
+    let secrets = list
+        .items
         .into_iter()
         .filter(|mr| mr.name_any() == SHOOT_MANAGED_RESOURCE_NAME)
         .filter_map(|mr| Some((mr.namespace()?, mr.spec.secret_refs.first()?.name.clone())))
         .filter(|(namespace, _)| namespace.starts_with(SHOOT_NAMESPACE_PREFIX))
-        .collect()
+        .collect();
+    Some(secrets)
+}
+
+/// The Secret each shoot namespace's runtime ManagedResource references, once everything is up again.
+async fn referenced_secrets(client: &kube::Client) -> BTreeMap<String, String> {
+    try_referenced_secrets(client).await.expect("list ManagedResources")
 }
 
 /// How many shoots' Extensions have converged now, and the Secrets their ManagedResources reference.
@@ -170,7 +179,7 @@ async fn progress(client: &kube::Client) -> (usize, BTreeMap<String, String>) {
         .iter()
         .filter(|e| e.namespace().is_some_and(|n| n.starts_with(SHOOT_NAMESPACE_PREFIX)) && converged(e))
         .count();
-    (converged, referenced_secrets(client).await)
+    (converged, try_referenced_secrets(client).await.unwrap_or_default())
 }
 
 /// Polls until every shoot's Extension converged and `done` holds for the ManagedResources' Secrets.
@@ -318,7 +327,7 @@ async fn fifty_extensions_converge_through_seed_apiserver_and_etcd_restarts() {
     }
 
     // The webhook answered every call correctly within its timeout, except calls overlapping the apiserver outage.
-    let bound = Duration::from_secs(u64::try_from(TIMEOUT_SECONDS).expect("positive timeout"));
+    let bound = WEBHOOK_TIMEOUT;
     let (during_apiserver, rest): (Vec<&Probe>, Vec<&Probe>) = probes.iter().partition(|p| p.overlaps(&apiserver));
     let during_etcd = rest.iter().filter(|p| p.overlaps(&etcd)).count();
     let worst = |probes: &[&Probe]| probes.iter().map(|p| p.latency).max().unwrap_or_default();

@@ -206,26 +206,10 @@ impl DestinationSeed {
     }
 }
 
-/// A free loopback port no other part of this process was given: the kernel may hand a port that was just probed
-/// and released to the next probe, and garden and seed choose their ports at the same time.
+/// A free loopback port no other part of this process was given (see [`control_plane::free_port`]).
 fn free_port() -> Result<u16, TopologyError> {
-    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
-        std::sync::Mutex::new(std::collections::BTreeSet::new());
-    for _ in 0..PORT_PROBES {
-        let port = control_plane::free_port()?;
-        let mut given = GIVEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if given.insert(port) {
-            return Ok(port);
-        }
-    }
-    Err(io_err(format!("finding a free port not given out before in {PORT_PROBES} probes"))(std::io::Error::from(
-        std::io::ErrorKind::AddrInUse,
-    ))
-    .into())
+    Ok(control_plane::free_port()?)
 }
-
-/// How often [`free_port`] probes before it gives up.
-const PORT_PROBES: usize = 100;
 
 fn write_kubeconfig(
     root: &std::path::Path,

@@ -622,11 +622,26 @@ fn unique_suffix() -> u128 {
 }
 
 /// A TCP port on 127.0.0.1 that nothing listens on right now.
+///
+/// No port is handed out twice in a process: the kernel may give a port that was just probed and released to the
+/// next probe, and tests of one process (or the planes of one landscape) choose their ports at the same time.
 pub fn free_port() -> Result<u16, TestbedError> {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(io_err("finding a free port"))?;
-    let port = listener.local_addr().map_err(io_err("finding a free port"))?.port();
-    Ok(port)
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    for _ in 0..PORT_PROBES {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(io_err("finding a free port"))?;
+        let port = listener.local_addr().map_err(io_err("finding a free port"))?.port();
+        if GIVEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(port) {
+            return Ok(port);
+        }
+    }
+    Err(io_err(format!("finding a free port not handed out before in {PORT_PROBES} probes"))(std::io::Error::from(
+        std::io::ErrorKind::AddrInUse,
+    )))
 }
+
+/// How often [`free_port`] probes before it gives up.
+const PORT_PROBES: usize = 100;
 
 async fn wait_for_etcd(url: &str, pid: u32, log: &Path) -> Result<(), TestbedError> {
     let address = url.trim_start_matches("http://").to_string();

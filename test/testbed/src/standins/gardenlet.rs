@@ -22,7 +22,8 @@
 //! `reconciler_force_delete.go`): the shoot is not asked for anything (its apiserver is typically what is broken;
 //! the machines are left to the operator). The Cluster carries the annotation, so extensions take their
 //! force-delete path; the Extensions are deleted and waited for; every ManagedResource gets `keepObjects: false`,
-//! is deleted and, since no gardener-resource-manager serves the shoot any more, freed of its finalizers; then the
+//! is deleted and, since no gardener-resource-manager serves the shoot any more, freed of its finalizers (those of
+//! gardener-resource-manager's own class, the seed's, it still serves); then the
 //! OSCs, the Cluster, the namespace's ConfigMaps and Secrets (finalizers stripped), and the namespace itself.
 //!
 //! Control-plane migration (`docs/extensions/migration.md`): on the source seed the Extension is annotated

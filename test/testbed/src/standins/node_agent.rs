@@ -107,6 +107,8 @@ impl NodeAgent {
     pub async fn apply(&self, namespace: &str, pool: &str, node: &str) -> Result<NodeReport, NodeAgentError> {
         let read_error =
             |source| NodeAgentError::Read { namespace: namespace.to_string(), pool: pool.to_string(), source };
+        // Held from the read on: an apply that read an older OSC must not write it over a newer one applied meanwhile.
+        let _applying = self.applying.lock().await;
         let oscs: Api<OperatingSystemConfig> = Api::namespaced(self.seed.clone(), namespace);
         let selector = format!("{LABEL_WORKER_POOL}={pool}");
         let osc = oscs
@@ -118,7 +120,6 @@ impl NodeAgent {
             .find(|osc| osc.spec.purpose == OscPurpose::Reconcile)
             .ok_or_else(|| NodeAgentError::NoOsc { namespace: namespace.to_string(), pool: pool.to_string() })?;
         let root = self.root(node);
-        let _applying = self.applying.lock().await;
         let report = apply_osc(&root, node, &osc)?;
         verify_units(&root, node, &all_units(&osc))?;
         Ok(report)

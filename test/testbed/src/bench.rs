@@ -80,6 +80,9 @@ pub struct BenchOptions {
     /// Skip the controller scale run.
     #[arg(long)]
     pub no_scale: bool,
+    /// The scale run's controller `--max-concurrent-reconciles` (its own default when not given).
+    #[arg(long)]
+    pub max_concurrent_reconciles: Option<usize>,
     /// A command the servers run under, e.g. `--server-wrapper=valgrind,--tool=callgrind` to profile them (their
     /// figures then say nothing about speed or memory).
     #[arg(long, value_delimiter = ',')]
@@ -585,13 +588,9 @@ async fn bench_scale(
 
     let port = control_plane::free_port()?;
     let cert_dir = work.join("scale-certs");
-    let controller = ServerProcess::extension(
-        options,
-        server,
-        &controller_args(port, &cert_dir),
-        plane,
-        &work.join("scale-controller.log"),
-    )?;
+    let mut args = controller_args(port, &cert_dir);
+    args.extend(options.max_concurrent_reconciles.map(|n| format!("--max-concurrent-reconciles={n}")));
+    let controller = ServerProcess::extension(options, server, &args, plane, &work.join("scale-controller.log"))?;
     wait_ready(&target(port, &cert_dir, PATH_MUTATE_OSC, Bytes::new()).await?, "controller").await?;
     let idle_rss = stats::rss_bytes(controller.pid).unwrap_or_default();
 
@@ -657,7 +656,8 @@ async fn bench_scale(
     })
     .await?;
     let peak = controller.peak_rss();
-    println!("## Controller scale run ({shoots} shoots, --max-concurrent-reconciles default)\n");
+    let concurrency = options.max_concurrent_reconciles.map_or_else(|| "default".to_owned(), |n| n.to_string());
+    println!("## Controller scale run ({shoots} shoots, --max-concurrent-reconciles {concurrency})\n");
     println!("| what | measured |\n|---|---:|");
     println!("| controller RSS when synced and idle | {} |", mib(idle_rss));
     println!("| {shoots} namespaces + Clusters + Extensions created in | {:.1} s |", created.as_secs_f64());

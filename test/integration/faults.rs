@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use cri_resmgr_testbed::bench::{self, load::Target};
 use cri_resmgr_testbed::control_plane::{self, ControlPlane, WorkDir};
+use cri_resmgr_testbed::dev::local_controller_options;
 use cri_resmgr_testbed::standins::resource_manager::{ResourceManager, Shoots};
 use futures::{StreamExt as _, TryStreamExt as _};
 use gardener_extension_cri_resmgr::apis::common::LastOperationState;
@@ -25,7 +26,6 @@ use gardener_extension_cri_resmgr::constants::{
     BASE_CONFIGS_CONFIG_MAP, FINALIZER, LABEL_GARBAGE_COLLECTABLE_REFERENCE, MANAGED_RESOURCE_SECRET_PREFIX,
     SHOOT_MANAGED_RESOURCE_NAME,
 };
-use gardener_extension_cri_resmgr::runtime::metrics::MetricsOptions;
 use gardener_extension_cri_resmgr::runtime::registration::{PATH_MUTATE_OSC, TIMEOUT_SECONDS};
 use gardener_extension_cri_resmgr::runtime::serving::{WebhookConfigMode, WebhookOptions};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
@@ -222,16 +222,8 @@ async fn fifty_extensions_converge_through_seed_apiserver_and_etcd_restarts() {
     let options = ControllerOptions {
         configmap_namespace: EXTENSION_NAMESPACE.to_string(),
         leader_election_namespace: Some(EXTENSION_NAMESPACE.to_string()),
-        leader_election: true,
         identity: Some("faults-controller".to_string()),
-        watch_namespace: None,
-        ignore_operation_annotation: false,
-        health_check_interval_seconds: 30,
-        heartbeat_interval_seconds: 30,
-        resync_interval_seconds: 3600,
-        max_concurrent_reconciles: gardener_extension_cri_resmgr::controller::DEFAULT_MAX_CONCURRENT_RECONCILES,
-        osc_webhook: true,
-        webhook: WebhookOptions {
+        ..local_controller_options(WebhookOptions {
             webhook_bind_address: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
             webhook_cert_dir: cert_dir.clone(),
             // Loaded again (not regenerated) when the supervised controller restarts.
@@ -239,8 +231,7 @@ async fn fifty_extensions_converge_through_seed_apiserver_and_etcd_restarts() {
             webhook_config_mode: WebhookConfigMode::Url,
             webhook_config_url: Some(format!("127.0.0.1:{port}")),
             ..WebhookOptions::default()
-        },
-        metrics: MetricsOptions::disabled(),
+        })
     };
     let shutdown = CancellationToken::new();
     let supervisor = start_supervised_controller(options, client.clone(), shutdown.clone());

@@ -197,18 +197,7 @@ impl Gardenlet {
         }
         // No gardener-resource-manager serves the shoot any more: its ManagedResources are freed by gardenlet.
         let mrs: Api<ManagedResource> = Api::namespaced(self.seed.clone(), &namespace);
-        for mr in mrs.list(&ListParams::default()).await.map_err(kube_err("list ManagedResources"))?.items {
-            let name = mr.name_any();
-            let keep = json!({"spec": {"keepObjects": false}});
-            ignore_missing(
-                mrs.patch(&name, &PatchParams::default(), &Patch::Merge(&keep)).await,
-                "unset keepObjects of a ManagedResource",
-            )?;
-            ignore_missing(mrs.delete(&name, &DeleteParams::default()).await, "delete a ManagedResource")?;
-            if mr.spec.class.is_none() {
-                strip_finalizers(&mrs, &name).await?;
-            }
-        }
+        delete_managed_resources(&mrs, false, true).await?;
         self.wait_until_none(&mrs, "ManagedResources").await?;
         self.delete_all(&Api::<OperatingSystemConfig>::namespaced(self.seed.clone(), &namespace), "OSCs").await?;
         let clusters: Api<Cluster> = Api::all(self.seed.clone());
@@ -237,15 +226,7 @@ impl Gardenlet {
             }
         }
         let mrs: Api<ManagedResource> = Api::namespaced(self.seed.clone(), &namespace);
-        for mr in mrs.list(&ListParams::default()).await.map_err(kube_err("list ManagedResources"))?.items {
-            let name = mr.name_any();
-            let keep = json!({"spec": {"keepObjects": true}});
-            ignore_missing(
-                mrs.patch(&name, &PatchParams::default(), &Patch::Merge(&keep)).await,
-                "set keepObjects of a ManagedResource",
-            )?;
-            ignore_missing(mrs.delete(&name, &DeleteParams::default()).await, "delete a ManagedResource")?;
-        }
+        delete_managed_resources(&mrs, true, false).await?;
         self.wait_until_none(&mrs, "ManagedResources").await?;
         self.delete_all(&Api::<OperatingSystemConfig>::namespaced(self.seed.clone(), &namespace), "OSCs").await?;
         let clusters: Api<Cluster> = Api::all(self.seed.clone());
@@ -664,6 +645,29 @@ async fn delete_machines(machines: &kube::Client) -> Result<(), GardenletError> 
     let api: Api<Node> = Api::all(machines.clone());
     for node in api.list(&ListParams::default()).await.map_err(kube_err("list Nodes"))?.items {
         ignore_missing(api.delete(&node.name_any(), &DeleteParams::default()).await, "delete a Node")?;
+    }
+    Ok(())
+}
+
+/// Deletes every ManagedResource of `mrs` with `keepObjects` set to `keep_objects` first (what gardenlet does before
+/// deleting them on migration and force deletion); with `free_shoot_ones`, those of the shoot (no class), which no
+/// gardener-resource-manager serves any more, are freed of their finalizers too.
+async fn delete_managed_resources(
+    mrs: &Api<ManagedResource>,
+    keep_objects: bool,
+    free_shoot_ones: bool,
+) -> Result<(), GardenletError> {
+    for mr in mrs.list(&ListParams::default()).await.map_err(kube_err("list ManagedResources"))?.items {
+        let name = mr.name_any();
+        let keep = json!({"spec": {"keepObjects": keep_objects}});
+        ignore_missing(
+            mrs.patch(&name, &PatchParams::default(), &Patch::Merge(&keep)).await,
+            "set keepObjects of a ManagedResource",
+        )?;
+        ignore_missing(mrs.delete(&name, &DeleteParams::default()).await, "delete a ManagedResource")?;
+        if free_shoot_ones && mr.spec.class.is_none() {
+            strip_finalizers(mrs, &name).await?;
+        }
     }
     Ok(())
 }

@@ -937,6 +937,7 @@ fn admission_chart_renders_url_and_service_modes() {
             "RoleBinding/gardener-extension-cri-resmgr-admission",
             "Service/gardener-extension-cri-resmgr-admission",
             "ServiceAccount/gardener-extension-cri-resmgr-admission",
+            "ServiceMonitor/garden-gardener-extension-cri-resmgr-admission",
         ]
         .map(String::from)
         .into()
@@ -1060,6 +1061,8 @@ async fn admission_chart_is_accepted_by_the_apiserver_and_its_server_may_registe
     let stored = apply_all(&env.client, &objects, Placement::default()).await;
     let rule = find(&stored, "PrometheusRule", ADMISSION_NAME);
     assert_eq!(rule["metadata"]["namespace"], json!(env.namespace), "the garden alerts, accepted by their CRD");
+    let monitor = find(&stored, "ServiceMonitor", &format!("garden-{ADMISSION_NAME}"));
+    assert_eq!(monitor["spec"]["endpoints"][0]["port"], "metrics", "the garden scrape config, accepted by its CRD");
 
     // The container, run locally: KUBECONFIG from the chart points into the mounted garden kubeconfig Secret. The
     // admission tests share the webhook configurations' names, so it serves without registering; the registration
@@ -1227,6 +1230,39 @@ fn admission_chart_garden_alerts_pass_promtool_and_fire_as_documented() {
     ] {
         let objects = render(&repo_root().join(ADMISSION_CHART), "garden", &values, None);
         assert!(objects.iter().all(|o| o["kind"] != "PrometheusRule"), "no alerts with {values}");
+    }
+}
+
+/// The Garden Prometheus scrapes the admission server through a ServiceMonitor labelled `prometheus: garden` (named
+/// and filtered as Gardener's garden components are): it selects the chart's Service, whose `metrics` port it
+/// scrapes, and keeps the extension's series only; it belongs to the runtime part and can be turned off.
+#[test]
+fn admission_chart_service_monitor_lets_the_garden_prometheus_scrape_the_metrics_port() {
+    use gardener_extension_cri_resmgr::runtime::metrics::METRIC_PREFIX;
+    let objects = render(&repo_root().join(ADMISSION_CHART), "garden", &json!({}), None);
+    let monitor = find(&objects, "ServiceMonitor", &format!("garden-{ADMISSION_NAME}"));
+    assert_eq!(monitor["metadata"]["namespace"], "garden");
+    assert_eq!(monitor["metadata"]["labels"]["prometheus"], "garden", "selected by the Garden Prometheus");
+    let service = find(&objects, "Service", ADMISSION_NAME);
+    let selector = monitor["spec"]["selector"]["matchLabels"].as_object().expect("matchLabels");
+    assert!(!selector.is_empty());
+    for (key, value) in selector {
+        assert_eq!(&service["metadata"]["labels"][key], value, "the ServiceMonitor selects the Service by {key}");
+    }
+    let endpoint = &monitor["spec"]["endpoints"][0];
+    let metrics_port =
+        service["spec"]["ports"].as_array().expect("ports").iter().find(|p| p["name"] == endpoint["port"]);
+    assert_eq!(metrics_port.expect("the endpoint's port is the Service's")["targetPort"], "metrics");
+    let keep = &endpoint["metricRelabelings"][0];
+    assert_eq!(keep["action"], "keep");
+    assert_eq!(keep["regex"], format!("^({METRIC_PREFIX}_.*)$"), "keeps the extension's series");
+    for values in [
+        json!({"metrics": {"serviceMonitor": {"enabled": false}}}),
+        json!({"metrics": {"port": 0}}),
+        json!({"runtime": {"enabled": false}}),
+    ] {
+        let objects = render(&repo_root().join(ADMISSION_CHART), "garden", &values, None);
+        assert!(objects.iter().all(|o| o["kind"] != "ServiceMonitor"), "no ServiceMonitor with {values}");
     }
 }
 

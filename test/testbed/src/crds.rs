@@ -26,11 +26,14 @@ pub const GARDENER_CRDS: [(&str, &str); 4] = [
     ("managedresources.yaml", include_str!("../../fixtures/gardener/crds/managedresources.yaml")),
 ];
 
-/// The CRDs of Gardener's monitoring stack that the extension's charts create objects of (their alerts), as
-/// Gardener installs them in seeds and gardener-operator in the garden runtime cluster (file name, YAML); installed unchanged (the 1.20 apiserver takes them as they
-/// are), so that the charts' objects are checked against their schema.
-pub const MONITORING_CRDS: [(&str, &str); 1] =
-    [("prometheusrules.yaml", include_str!("../../fixtures/gardener/crds/prometheusrules.yaml"))];
+/// The CRDs of Gardener's monitoring stack that the extension's charts create objects of (their alerts, the garden
+/// scrape config), as Gardener installs them in seeds and gardener-operator in the garden runtime cluster (file
+/// name, YAML); installed as they are but for empty-string defaults (see [`monitoring`]), so that the charts'
+/// objects are checked against their schema.
+pub const MONITORING_CRDS: [(&str, &str); 2] = [
+    ("prometheusrules.yaml", include_str!("../../fixtures/gardener/crds/prometheusrules.yaml")),
+    ("servicemonitors.yaml", include_str!("../../fixtures/gardener/crds/servicemonitors.yaml")),
+];
 
 /// The only ways in which the installed CRDs of Gardener's kinds differ from Gardener's, and why.
 pub const DEVIATIONS: [(&str, &str); 3] = [
@@ -94,17 +97,25 @@ pub fn all_as_yaml() -> Result<String, CrdError> {
 
 /// Gardener's CRDs with only the [`DEVIATIONS`] applied.
 pub fn gardener() -> Result<Vec<CustomResourceDefinition>, CrdError> {
-    GARDENER_CRDS
+    GARDENER_CRDS.into_iter().map(|(file, text)| with_deviations(file, text)).collect()
+}
+
+/// The monitoring CRDs ([`MONITORING_CRDS`]), with one deviation: strings that default to `""` (the
+/// ServiceMonitor's secret and ConfigMap references, like the ManagedResource's `secretRefs[].name`) are nullable,
+/// since the 1.20 apiserver refuses the CRD otherwise (see `accept_empty_strings`). Only those: prometheus-operator's
+/// list-map keys must not be nullable.
+pub fn monitoring() -> Result<Vec<CustomResourceDefinition>, CrdError> {
+    MONITORING_CRDS
         .into_iter()
         .map(|(file, text)| {
             let mut crd: CustomResourceDefinition = gardener_extension_cri_resmgr::yaml::from_str(text)
                 .map_err(|source| CrdError::Decode { file, source })?;
             for version in &mut crd.spec.versions {
-                version.selectable_fields = None;
                 if let Some(schema) = version.schema.as_mut().and_then(|s| s.open_api_v3_schema.as_mut()) {
                     walk(schema, &mut |node| {
-                        node.x_kubernetes_validations = None;
-                        accept_empty_strings(node);
+                        if node.default.as_ref().is_some_and(|d| d.0 == serde_json::json!("")) {
+                            accept_empty_strings(node);
+                        }
                     });
                 }
             }
@@ -113,14 +124,20 @@ pub fn gardener() -> Result<Vec<CustomResourceDefinition>, CrdError> {
         .collect()
 }
 
-/// The monitoring CRDs ([`MONITORING_CRDS`]), as committed.
-pub fn monitoring() -> Result<Vec<CustomResourceDefinition>, CrdError> {
-    MONITORING_CRDS
-        .into_iter()
-        .map(|(file, text)| {
-            gardener_extension_cri_resmgr::yaml::from_str(text).map_err(|source| CrdError::Decode { file, source })
-        })
-        .collect()
+/// The CRD in `text` with only the [`DEVIATIONS`] applied.
+fn with_deviations(file: &'static str, text: &str) -> Result<CustomResourceDefinition, CrdError> {
+    let mut crd: CustomResourceDefinition =
+        gardener_extension_cri_resmgr::yaml::from_str(text).map_err(|source| CrdError::Decode { file, source })?;
+    for version in &mut crd.spec.versions {
+        version.selectable_fields = None;
+        if let Some(schema) = version.schema.as_mut().and_then(|s| s.open_api_v3_schema.as_mut()) {
+            walk(schema, &mut |node| {
+                node.x_kubernetes_validations = None;
+                accept_empty_strings(node);
+            });
+        }
+    }
+    Ok(crd)
 }
 
 /// The Shoot stand-in, generated from the typed [`Shoot`] and made as strict as gardener-apiserver.

@@ -60,19 +60,8 @@ async fn capabilities_of(client: &kube::Client) -> Capabilities {
     } else {
         format!("v{}.{}.0", info.major, info.minor.trim_end_matches('+'))
     };
-    let discovery = kube::discovery::Discovery::new(client.clone()).run().await.expect("API discovery");
-    let mut api_versions = BTreeSet::new();
-    for group in discovery.groups() {
-        for version in group.versions() {
-            let group_version =
-                if group.name().is_empty() { version.to_string() } else { format!("{}/{version}", group.name()) };
-            for (resource, _) in group.versioned_resources(version) {
-                api_versions.insert(format!("{group_version}/{}", resource.kind));
-            }
-            api_versions.insert(group_version);
-        }
-    }
-    Capabilities { kube_version, api_versions: api_versions.into_iter().collect() }
+    let api_versions = cri_resmgr_testbed::served_api_versions(client).await.expect("API discovery");
+    Capabilities { kube_version, api_versions }
 }
 
 /// Runs one of the hacks' Python scripts; a missing helm-python-sdk fails the test with the way to install it.
@@ -1223,14 +1212,14 @@ fn admission_chart_garden_alerts_pass_promtool_and_fire_as_documented() {
     let objects = render(&repo_root().join(ADMISSION_CHART), "garden", &no_burst, None);
     let alerts = find(&objects, "PrometheusRule", ADMISSION_NAME)["spec"]["groups"][0]["rules"].clone();
     assert!(alerts.as_array().expect("rules").iter().all(|r| r["alert"] != "CriResmgrAdmissionDenialBurst"));
-    for values in [
-        json!({"metrics": {"alerts": {"enabled": false}}}),
-        json!({"metrics": {"port": 0}}),
-        json!({"runtime": {"enabled": false}}),
-    ] {
-        let objects = render(&repo_root().join(ADMISSION_CHART), "garden", &values, None);
-        assert!(objects.iter().all(|o| o["kind"] != "PrometheusRule"), "no alerts with {values}");
-    }
+    assert_admission_chart_leaves_out(
+        "PrometheusRule",
+        [
+            json!({"metrics": {"alerts": {"enabled": false}}}),
+            json!({"metrics": {"port": 0}}),
+            json!({"runtime": {"enabled": false}}),
+        ],
+    );
 }
 
 /// The Garden Prometheus scrapes the admission server through a ServiceMonitor labelled `prometheus: garden` (named
@@ -1256,13 +1245,21 @@ fn admission_chart_service_monitor_lets_the_garden_prometheus_scrape_the_metrics
     let keep = &endpoint["metricRelabelings"][0];
     assert_eq!(keep["action"], "keep");
     assert_eq!(keep["regex"], format!("^({METRIC_PREFIX}_.*)$"), "keeps the extension's series");
-    for values in [
-        json!({"metrics": {"serviceMonitor": {"enabled": false}}}),
-        json!({"metrics": {"port": 0}}),
-        json!({"runtime": {"enabled": false}}),
-    ] {
+    assert_admission_chart_leaves_out(
+        "ServiceMonitor",
+        [
+            json!({"metrics": {"serviceMonitor": {"enabled": false}}}),
+            json!({"metrics": {"port": 0}}),
+            json!({"runtime": {"enabled": false}}),
+        ],
+    );
+}
+
+/// The admission chart rendered with each of `values` has no object of `kind`.
+fn assert_admission_chart_leaves_out<const N: usize>(kind: &str, values: [Value; N]) {
+    for values in values {
         let objects = render(&repo_root().join(ADMISSION_CHART), "garden", &values, None);
-        assert!(objects.iter().all(|o| o["kind"] != "ServiceMonitor"), "no ServiceMonitor with {values}");
+        assert!(objects.iter().all(|o| o["kind"] != kind), "no {kind} with {values}");
     }
 }
 

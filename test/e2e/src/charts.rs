@@ -4,7 +4,6 @@
 //! identity (the control plane's admin, impersonating it). The integration tests' chart tests do the same for one
 //! control plane.
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
@@ -57,18 +56,7 @@ pub async fn render(
 ) -> Result<Vec<Value>, ChartError> {
     let render_error = |detail: String| ChartError::Render { chart: chart.to_string(), detail };
     let info = client.apiserver_version().await.map_err(kube_err("apiserver version"))?;
-    let discovery = kube::discovery::Discovery::new(client.clone()).run().await.map_err(kube_err("API discovery"))?;
-    let mut api_versions = BTreeSet::new();
-    for group in discovery.groups() {
-        for version in group.versions() {
-            let group_version =
-                if group.name().is_empty() { version.to_string() } else { format!("{}/{version}", group.name()) };
-            for (resource, _) in group.versioned_resources(version) {
-                api_versions.insert(format!("{group_version}/{}", resource.kind));
-            }
-            api_versions.insert(group_version);
-        }
-    }
+    let api_versions = cri_resmgr_testbed::served_api_versions(client).await.map_err(kube_err("API discovery"))?;
     let dir = tempfile::tempdir().map_err(io_err("tempdir"))?;
     let values_file = dir.path().join("values.json");
     std::fs::write(&values_file, values.to_string()).map_err(io_err("writing values"))?;
@@ -79,7 +67,7 @@ pub async fn render(
         .args(["--namespace", namespace, "--values"])
         .arg(&values_file)
         .args(["--kube-version", &info.git_version])
-        .args(["--api-versions", &api_versions.into_iter().collect::<Vec<_>>().join(",")])
+        .args(["--api-versions", &api_versions.join(",")])
         .output()
         .map_err(io_err("running python3 hacks/render-chart.py"))?;
     if !output.status.success() {

@@ -206,11 +206,6 @@ impl DestinationSeed {
     }
 }
 
-/// A free loopback port no other part of this process was given (see [`control_plane::free_port`]).
-fn free_port() -> Result<u16, TopologyError> {
-    Ok(control_plane::free_port()?)
-}
-
 fn write_kubeconfig(
     root: &std::path::Path,
     plane: &ControlPlane,
@@ -235,7 +230,7 @@ async fn start_admission(
         namespace: ADMISSION_NAMESPACE.to_string(),
         source: Box::new(source),
     })?;
-    let port = free_port()?;
+    let port = control_plane::free_port()?;
     let values = json!({"replicaCount": 1, "logFormat": "text", "webhook": {"configUrl": format!("127.0.0.1:{port}")}});
     let objects = charts::render(client, ADMISSION_CHART, ADMISSION_NAMESPACE, &values).await?;
     charts::apply_all(client, &objects).await?;
@@ -248,7 +243,7 @@ async fn start_admission(
     let args = container.args_with(
         &[
             ("--webhook-bind-address", format!("127.0.0.1:{port}")),
-            ("--metrics-bind-address", format!("127.0.0.1:{}", free_port()?)),
+            ("--metrics-bind-address", format!("127.0.0.1:{}", control_plane::free_port()?)),
         ],
         &[],
     );
@@ -280,7 +275,7 @@ async fn start_controllers(
     let objects = charts::render(client, SEED_CHART, EXTENSION_NAMESPACE, &values).await?;
     charts::apply_all(client, &objects).await?;
     let deployment = charts::find(&objects, "Deployment", SEED_RELEASE)?;
-    let ports: Vec<u16> = (0..replicas).map(|_| free_port()).collect::<Result<_, _>>()?;
+    let ports: Vec<u16> = (0..replicas).map(|_| control_plane::free_port()).collect::<Result<_, _>>()?;
     let service = Service::start(ports.clone(), shutdown).await.map_err(io_err("starting the Service stand-in"))?;
     let mut replicas = Vec::new();
     for (index, port) in ports.iter().enumerate() {
@@ -291,7 +286,7 @@ async fn start_controllers(
         let args = container.args_with(
             &[
                 ("--webhook-bind-address", format!("127.0.0.1:{port}")),
-                ("--metrics-bind-address", format!("127.0.0.1:{}", free_port()?)),
+                ("--metrics-bind-address", format!("127.0.0.1:{}", control_plane::free_port()?)),
                 ("--webhook-config-mode", "url".to_string()),
                 ("--webhook-config-service-name", String::new()),
                 ("--webhook-config-service-port", String::new()),

@@ -97,7 +97,20 @@ pub fn all_as_yaml() -> Result<String, CrdError> {
 
 /// Gardener's CRDs with only the [`DEVIATIONS`] applied.
 pub fn gardener() -> Result<Vec<CustomResourceDefinition>, CrdError> {
-    GARDENER_CRDS.into_iter().map(|(file, text)| with_deviations(file, text)).collect()
+    GARDENER_CRDS
+        .into_iter()
+        .map(|(file, text)| {
+            let mut crd = decode(file, text)?;
+            for version in &mut crd.spec.versions {
+                version.selectable_fields = None;
+            }
+            walk_schemas(&mut crd, |node| {
+                node.x_kubernetes_validations = None;
+                accept_empty_strings(node);
+            });
+            Ok(crd)
+        })
+        .collect()
 }
 
 /// The monitoring CRDs ([`MONITORING_CRDS`]), with one deviation: strings that default to `""` (the
@@ -108,36 +121,29 @@ pub fn monitoring() -> Result<Vec<CustomResourceDefinition>, CrdError> {
     MONITORING_CRDS
         .into_iter()
         .map(|(file, text)| {
-            let mut crd: CustomResourceDefinition = gardener_extension_cri_resmgr::yaml::from_str(text)
-                .map_err(|source| CrdError::Decode { file, source })?;
-            for version in &mut crd.spec.versions {
-                if let Some(schema) = version.schema.as_mut().and_then(|s| s.open_api_v3_schema.as_mut()) {
-                    walk(schema, &mut |node| {
-                        if node.default.as_ref().is_some_and(|d| d.0 == serde_json::json!("")) {
-                            accept_empty_strings(node);
-                        }
-                    });
+            let mut crd = decode(file, text)?;
+            walk_schemas(&mut crd, |node| {
+                if node.default.as_ref().is_some_and(|d| d.0 == serde_json::json!("")) {
+                    accept_empty_strings(node);
                 }
-            }
+            });
             Ok(crd)
         })
         .collect()
 }
 
-/// The CRD in `text` with only the [`DEVIATIONS`] applied.
-fn with_deviations(file: &'static str, text: &str) -> Result<CustomResourceDefinition, CrdError> {
-    let mut crd: CustomResourceDefinition =
-        gardener_extension_cri_resmgr::yaml::from_str(text).map_err(|source| CrdError::Decode { file, source })?;
+/// The committed CRD `file` (its text).
+fn decode(file: &'static str, text: &str) -> Result<CustomResourceDefinition, CrdError> {
+    gardener_extension_cri_resmgr::yaml::from_str(text).map_err(|source| CrdError::Decode { file, source })
+}
+
+/// Applies `f` to every schema node of every version of `crd`.
+fn walk_schemas(crd: &mut CustomResourceDefinition, mut f: impl FnMut(&mut JSONSchemaProps)) {
     for version in &mut crd.spec.versions {
-        version.selectable_fields = None;
         if let Some(schema) = version.schema.as_mut().and_then(|s| s.open_api_v3_schema.as_mut()) {
-            walk(schema, &mut |node| {
-                node.x_kubernetes_validations = None;
-                accept_empty_strings(node);
-            });
+            walk(schema, &mut f);
         }
     }
-    Ok(crd)
 }
 
 /// The Shoot stand-in, generated from the typed [`Shoot`] and made as strict as gardener-apiserver.

@@ -35,6 +35,24 @@ where
     }
 }
 
+/// What Helm's `.Capabilities.APIVersions` hold for the cluster `client` talks to, as Helm collects them from a
+/// live cluster: `group/version` and `group/version/Kind` of every served resource, sorted.
+pub async fn served_api_versions(client: &kube::Client) -> Result<Vec<String>, kube::Error> {
+    let discovery = kube::discovery::Discovery::new(client.clone()).run().await?;
+    let mut api_versions = std::collections::BTreeSet::new();
+    for group in discovery.groups() {
+        for version in group.versions() {
+            let group_version =
+                if group.name().is_empty() { version.to_string() } else { format!("{}/{version}", group.name()) };
+            for (resource, _) in group.versioned_resources(version) {
+                api_versions.insert(format!("{group_version}/{}", resource.kind));
+            }
+            api_versions.insert(group_version);
+        }
+    }
+    Ok(api_versions.into_iter().collect())
+}
+
 /// The repository's root directory.
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")

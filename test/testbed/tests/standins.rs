@@ -48,12 +48,9 @@ fn agent() -> Value {
     daemonset
 }
 
-fn condition(mr: &ManagedResource, type_: &str) -> Option<ConditionStatus> {
-    mr.condition(type_).map(|c| c.status.clone())
-}
-
-#[tokio::test]
-async fn resource_manager_applies_prunes_reports_and_deletes_as_gardener_resource_manager_does() {
+/// A seed control plane with Gardener's CRDs and a shoot control plane, started side by side, and their clients
+/// (the planes stop when dropped: callers keep them for the whole test).
+async fn seed_and_shoot() -> (ControlPlane, ControlPlane, kube::Client, kube::Client) {
     let (seed, shoot) = tokio::join!(
         ControlPlane::start_named("seed", WorkDir::Temporary),
         ControlPlane::start_named("shoot", WorkDir::Temporary)
@@ -61,6 +58,16 @@ async fn resource_manager_applies_prunes_reports_and_deletes_as_gardener_resourc
     let (seed, shoot) = (seed.expect("seed"), shoot.expect("shoot"));
     let (seed_client, shoot_client) = (seed.client().await.expect("client"), shoot.client().await.expect("client"));
     control_plane::install_crds(&seed_client, cri_resmgr_testbed::crds::all().expect("CRDs")).await.expect("CRDs");
+    (seed, shoot, seed_client, shoot_client)
+}
+
+fn condition(mr: &ManagedResource, type_: &str) -> Option<ConditionStatus> {
+    mr.condition(type_).map(|c| c.status.clone())
+}
+
+#[tokio::test]
+async fn resource_manager_applies_prunes_reports_and_deletes_as_gardener_resource_manager_does() {
+    let (_seed, _shoot, seed_client, shoot_client) = seed_and_shoot().await;
     let namespace = Namespace {
         metadata: ObjectMeta { name: Some(NAMESPACE.to_string()), ..ObjectMeta::default() },
         ..Namespace::default()
@@ -191,13 +198,7 @@ async fn gardenlet_enables_disables_and_deletes_the_extension_with_the_real_cont
     use gardener_extension_cri_resmgr::constants::{EXTENSION_TYPE, UNIT_NAME};
     use gardener_extension_cri_resmgr::runtime::registration::CONTROLLER_CONFIG_NAME;
 
-    let (seed, shoot) = tokio::join!(
-        ControlPlane::start_named("seed", WorkDir::Temporary),
-        ControlPlane::start_named("shoot", WorkDir::Temporary)
-    );
-    let (seed, shoot) = (seed.expect("seed"), shoot.expect("shoot"));
-    let (seed_client, shoot_client) = (seed.client().await.expect("client"), shoot.client().await.expect("client"));
-    control_plane::install_crds(&seed_client, cri_resmgr_testbed::crds::all().expect("CRDs")).await.expect("CRDs");
+    let (seed, _shoot, seed_client, shoot_client) = seed_and_shoot().await;
     ensure_namespace(&seed_client, DEV_EXTENSION_NAMESPACE).await.expect("extension namespace");
     let shutdown = CancellationToken::new();
     let webhook = loopback_webhook_options(seed.dir().join("webhook-certs")).expect("webhook options");

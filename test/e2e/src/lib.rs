@@ -8,12 +8,15 @@
 //! - [`service`]: a Service stand-in: one loopback port that forwards to whichever replica is alive.
 //! - [`error`]: the failures the chart and topology errors share.
 //! - [`garden`]: what a scenario needs from a garden, for the local topology and for a real Gardener
-//!   (`E2E_GARDEN_KUBECONFIG`).
+//!   (`E2E_GARDEN_KUBECONFIG`): the settings.
+//! - [`landscape`]: the landscape a scenario runs in (the local topology or a real Gardener) and what a scenario
+//!   does with it: the Shoot reconciled or deleted, the seed and the shoot, observations of the nodes.
 //!
 //! The scenarios are in `tests/scenarios.rs`; `make e2e` runs them.
 
 pub mod charts;
 pub mod error;
 pub mod garden;
+pub mod landscape;
 pub mod service;
 pub mod topology;

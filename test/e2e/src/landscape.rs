@@ -897,6 +897,16 @@ mod tests {
             "ExecStart=/opt/bin/kubelet --container-runtime-endpoint=unix:///other.sock\n",
         );
         assert_eq!(kubelet_runtime_endpoint(&misplaced, None).as_deref(), Some(CONTAINERD_SOCKET_ENDPOINT));
+        // A drop-in that only clears the command line leaves none (systemd would refuse to start kubelet).
+        let cleared = systemctl_cat(CONTAINERD_SOCKET_ENDPOINT, "[Service]\nExecStart=\n");
+        assert_eq!(kubelet_runtime_endpoint(&cleared, None), None);
+        // kubelet takes the last of a repeated flag.
+        let repeated = format!(
+            "# {NODE_SYSTEMD_UNIT_DIR}/{KUBELET_UNIT_NAME}\n[Service]\nExecStart=/opt/bin/kubelet \\\n    \
+             --container-runtime-endpoint={CONTAINERD_SOCKET_ENDPOINT} \\\n    \
+             --container-runtime-endpoint={RELAY_SOCKET_ENDPOINT}\n"
+        );
+        assert_eq!(kubelet_runtime_endpoint(&repeated, None).as_deref(), Some(RELAY_SOCKET_ENDPOINT));
     }
 
     #[test]

@@ -1,8 +1,7 @@
-//! What a scenario needs from a garden: where its Shoots live and how they are named. Locally that is the garden
-//! control plane of the [`crate::topology::Topology`]; with `E2E_GARDEN_KUBECONFIG` it is a real Gardener's garden
-//! (e.g. a local Gardener on kind): the scenarios then skip the stand-ins, create their Shoots in a real project
-//! namespace and observe the seed through Gardener's own components. That mode cannot run on these machines; its
-//! settings are parsed and checked here so it stays compiled and tested.
+//! Where the scenarios run and how their Shoots are named. Locally that is the garden control plane of the
+//! [`crate::topology::Topology`]; with `E2E_GARDEN_KUBECONFIG` it is a real Gardener's garden (e.g. a local Gardener
+//! on kind): the scenarios then skip the stand-ins, create their Shoots in a real project namespace and observe the
+//! seed through Gardener's own components ([`crate::landscape`]). These settings are parsed and checked here.
 
 /// Environment variable with the kubeconfig of a real garden; unset: the local topology.
 pub const ENV_GARDEN_KUBECONFIG: &str = "E2E_GARDEN_KUBECONFIG";

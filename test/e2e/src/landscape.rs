@@ -936,6 +936,12 @@ mod tests {
         assert!(!origin_in_namespace("shoot--local--s", "shoot--local--s"));
     }
 
+    #[tokio::test]
+    async fn a_gardener_without_a_seed_kubeconfig_is_refused_before_anything_is_read() {
+        let refused = Gardener::connect("/nonexistent/garden", None, "garden-local").await;
+        assert!(matches!(refused, Err(LandscapeError::NoSeedKubeconfig)), "{:?}", refused.err());
+    }
+
     #[test]
     fn the_example_shoot_is_made_fit_for_a_local_gardener() {
         let mut shoot: Shoot = gardener_extension_cri_resmgr::yaml::from_str(

@@ -41,6 +41,8 @@ pub const LOCAL_PROJECT_NAMESPACE: &str = "garden-dev";
 pub const ADMIN_KUBECONFIG_SUBRESOURCE: &str = "adminkubeconfig";
 /// The API of `AdminKubeconfigRequest` (gardener's `pkg/apis/authentication/v1alpha1`).
 pub const AUTHENTICATION_API_VERSION: &str = "authentication.gardener.cloud/v1alpha1";
+/// The kind the `adminkubeconfig` subresource takes and answers with.
+pub const ADMIN_KUBECONFIG_REQUEST_KIND: &str = "AdminKubeconfigRequest";
 /// How long a requested admin kubeconfig is valid; longer than the longest scenario (Gardener's own e2e asks
 /// for two hours, too).
 pub const ADMIN_KUBECONFIG_EXPIRATION_SECONDS: i64 = 7200;
@@ -59,8 +61,12 @@ pub const MACHINE_CONTAINER: &str = "node";
 pub const MACHINE_NAMESPACE_PREFIX: &str = "infra-";
 /// The credentials binding a local Gardener creates in its project (`example/provider-local/shoot.yaml`).
 pub const LOCAL_GARDENER_CREDENTIALS_BINDING: &str = "local";
+/// `spec.credentialsBindingName`: which credentials of the project the Shoot's infrastructure uses.
+pub const SHOOT_SPEC_CREDENTIALS_BINDING: &str = "credentialsBindingName";
 /// Makes the nodes of a local Gardener apply their OSC at once instead of after a random delay.
 pub const ANNOTATION_CLOUD_CONFIG_MAX_DELAY: &str = "shoot.gardener.cloud/cloud-config-execution-max-delay-seconds";
+/// What the exec API reports for a command that exited zero (`metav1.Status` `status`).
+const EXEC_SUCCESS: &str = "Success";
 /// What the exec API reports for a command that exited non-zero (`metav1.Status` `reason`).
 const EXEC_NON_ZERO_EXIT: &str = "NonZeroExitCode";
 /// The cause of [`EXEC_NON_ZERO_EXIT`] that carries the exit code as its message.
@@ -116,8 +122,11 @@ fn kube_error(what: impl Into<String>) -> impl FnOnce(kube::Error) -> LandscapeE
 /// Where a Shoot stands, as a scenario waiting for it judges it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Progress {
+    /// Nothing more to wait for.
     Done,
+    /// Still under way: what the Shoot says now (shown when the wait times out).
     Waiting(String),
+    /// gardenlet gave up or hit an error: its description.
     Failed(String),
 }
 
@@ -213,7 +222,7 @@ pub struct AdminKubeconfigRequestStatus {
 pub fn admin_kubeconfig_request(expiration_seconds: i64) -> AdminKubeconfigRequest {
     AdminKubeconfigRequest {
         api_version: AUTHENTICATION_API_VERSION.to_string(),
-        kind: "AdminKubeconfigRequest".to_string(),
+        kind: ADMIN_KUBECONFIG_REQUEST_KIND.to_string(),
         spec: AdminKubeconfigRequestSpec { expiration_seconds: Some(expiration_seconds) },
         status: None,
     }
@@ -239,7 +248,7 @@ pub fn admin_kubeconfig(
 
 /// The exit code of a command run by exec, from the Status the apiserver sends when it ends.
 pub fn exit_code(status: &Status) -> Result<i32, String> {
-    if status.status.as_deref() == Some("Success") {
+    if status.status.as_deref() == Some(EXEC_SUCCESS) {
         return Ok(0);
     }
     if status.reason.as_deref() == Some(EXEC_NON_ZERO_EXIT) {
@@ -326,7 +335,7 @@ pub fn origin_in_namespace(origin: &str, namespace: &str) -> bool {
 /// cloud profile's default machine image and Kubernetes version (the example pins versions of the local test bed),
 /// and no random delay before the machines apply their OSC.
 pub fn for_local_gardener(shoot: &mut Shoot) {
-    shoot.spec.other.insert("credentialsBindingName".to_string(), LOCAL_GARDENER_CREDENTIALS_BINDING.into());
+    shoot.spec.other.insert(SHOOT_SPEC_CREDENTIALS_BINDING.to_string(), LOCAL_GARDENER_CREDENTIALS_BINDING.into());
     shoot.spec.kubernetes.version = None;
     for worker in &mut shoot.spec.provider.workers {
         worker.machine.image = None;

@@ -629,9 +629,14 @@ async fn metrics_count_reconciles_and_writes_and_follow_each_shoot() {
     assert!(value(&text, "reconciles_total{operation=\"create\",result=\"succeeded\"}") >= 1.0, "{text}");
     assert!(value(&text, "reconcile_duration_seconds_count{operation=\"create\"}") >= 1.0, "{text}");
     assert_eq!(value(&text, "managed_resource_writes_total{result=\"created\"}"), 1.0, "{text}");
-    assert_eq!(value(&text, "managed_resource_writes_total{result=\"unchanged\"}"), 0.0, "{text}");
+    // Extra passes before this scrape (a watch event under load) may already have counted unchanged writes, so
+    // the reconcile below is judged by the count it adds.
+    let unchanged_before = value(&text, "managed_resource_writes_total{result=\"unchanged\"}");
     assert_eq!(value(&text, "leader"), 1.0, "{text}");
-    assert_eq!(value(&text, "reconciles_in_flight"), 0.0, "{text}");
+    eventually("no reconcile in flight once the shoot settled", || async {
+        (value(&scrape(address).await?, "reconciles_in_flight") == 0.0).then_some(())
+    })
+    .await;
     assert_eq!(value(&text, &format!("shoot_last_operation{{shoot_namespace=\"{ns}\",state=\"Succeeded\"}}")), 1.0);
     assert_eq!(value(&text, "extensions{state=\"Succeeded\"}"), 1.0, "{text}");
 
@@ -639,7 +644,7 @@ async fn metrics_count_reconciles_and_writes_and_follow_each_shoot() {
     request(&api, "reconcile").await;
     let text = eventually("the unchanged write counted", || async {
         let text = scrape(address).await?;
-        (value(&text, "managed_resource_writes_total{result=\"unchanged\"}") >= 1.0).then_some(text)
+        (value(&text, "managed_resource_writes_total{result=\"unchanged\"}") > unchanged_before).then_some(text)
     })
     .await;
     assert!(value(&text, "reconciles_total{operation=\"reconcile\",result=\"succeeded\"}") >= 1.0, "{text}");

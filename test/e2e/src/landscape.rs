@@ -136,7 +136,8 @@ fn status_field<'a>(shoot: &'a Shoot, field: &str) -> Option<&'a serde_json::Val
 
 /// Whether gardenlet has finished reconciling the Shoot as it is now: it observed the current generation, its last
 /// operation is a Create or Reconcile that Succeeded at 100 %, and its hibernation state is the one the spec asks
-/// for. A Failed or Error last operation fails the wait with gardenlet's description.
+/// for. A Failed last operation fails the wait with gardenlet's description; an Error one is waited through, since
+/// gardenlet retries it.
 pub fn reconcile_progress(shoot: &Shoot) -> Progress {
     let generation = shoot.metadata.generation.unwrap_or_default();
     let observed = status_field(shoot, SHOOT_STATUS_OBSERVED_GENERATION).and_then(serde_json::Value::as_i64);
@@ -148,7 +149,10 @@ pub fn reconcile_progress(shoot: &Shoot) -> Progress {
     };
     let summary = format!("{:?} {:?} {} %: {}", last.type_, last.state, last.progress, last.description);
     match last.state {
-        LastOperationState::Failed | LastOperationState::Error => return Progress::Failed(summary),
+        LastOperationState::Failed => return Progress::Failed(summary),
+        // gardenlet retries an operation that ended in Error (often a transient one, such as a webhook or a
+        // machine not ready yet); only Failed is final. A lasting Error ends in the wait's timeout, which shows it.
+        LastOperationState::Error => return Progress::Waiting(format!("retrying after an error: {summary}")),
         LastOperationState::Succeeded if last.progress == 100 => {}
         _ => return Progress::Waiting(summary),
     }
@@ -742,16 +746,19 @@ mod tests {
     }
 
     #[test]
-    fn a_failed_or_erroneous_reconcile_fails_the_wait_with_its_description() {
-        for state in ["Failed", "Error"] {
-            let failed = shoot(
-                2,
-                serde_json::json!({"observedGeneration": 2, "lastOperation": operation("Reconcile", state, 40)}),
-            );
-            match reconcile_progress(&failed) {
-                Progress::Failed(description) => assert!(description.contains("what gardenlet says"), "{description}"),
-                other => panic!("{state}: {other:?}"),
+    fn a_failed_reconcile_fails_the_wait_and_an_erroneous_one_is_waited_through() {
+        let with_state = |state: &str| {
+            shoot(2, serde_json::json!({"observedGeneration": 2, "lastOperation": operation("Reconcile", state, 40)}))
+        };
+        match reconcile_progress(&with_state("Failed")) {
+            Progress::Failed(description) => assert!(description.contains("what gardenlet says"), "{description}"),
+            other => panic!("Failed: {other:?}"),
+        }
+        match reconcile_progress(&with_state("Error")) {
+            Progress::Waiting(last) => {
+                assert!(last.contains("retrying") && last.contains("what gardenlet says"), "{last}")
             }
+            other => panic!("Error: {other:?}"),
         }
     }
 

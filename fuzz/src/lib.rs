@@ -14,6 +14,7 @@ use std::sync::OnceLock;
 use gardener_extension_cri_resmgr::apis::core::Shoot;
 use gardener_extension_cri_resmgr::apis::extensions::{Cluster, Extension, OperatingSystemConfig};
 use gardener_extension_cri_resmgr::constants::{EXTENSION_TYPE, KUBELET_FLAG_CONTAINER_RUNTIME_ENDPOINT};
+use gardener_extension_cri_resmgr::decode;
 use gardener_extension_cri_resmgr::domain::desired::{Desired, compute};
 use gardener_extension_cri_resmgr::domain::images::ImageVector;
 use gardener_extension_cri_resmgr::domain::node::{
@@ -243,7 +244,8 @@ fn seed_reads_client() -> kube::Client {
 pub fn admission_review(data: &[u8]) {
     let Ok(request) = parse_review(data) else { return };
     let webhooks = webhooks();
-    let object = request.object.as_ref().map(|o| serde_json::to_value(o).expect("the object as JSON"));
+    // The object as the apiserver sent it: a patch must apply to that, not only to our reading of it.
+    let object = request.object.as_ref().map(|o| decode::from_str::<Value>(o.json()).expect("the object as JSON"));
     let responses = webhooks.runtime.block_on(async {
         [
             ShootValidator.admit(request.clone()).await,

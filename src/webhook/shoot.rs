@@ -3,14 +3,13 @@
 //! [`crate::domain::validation`], shared with the reconciler and `render`.
 
 use kube::Resource;
-use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionResponse, Operation};
 
 use crate::apis::core::Shoot;
 use crate::domain::validation::{default_shoot, join_errors, validate_shoot};
 use crate::runtime::metrics::DenialReason;
 use crate::runtime::review::deny;
-use crate::runtime::{AdmissionHandler, DynamicAdmissionRequest};
+use crate::runtime::{AdmissionHandler, RawAdmissionRequest, RawObject};
 
 /// Validates Shoots on CREATE and UPDATE.
 #[derive(Debug, Clone, Copy, Default)]
@@ -28,7 +27,7 @@ enum Judged {
     Shoot(Box<Shoot>, Option<Box<Shoot>>),
 }
 
-fn shoot_of(request: &DynamicAdmissionRequest) -> Result<Judged, String> {
+fn shoot_of(request: &RawAdmissionRequest) -> Result<Judged, String> {
     if request.kind.group != Shoot::group(&()) || request.kind.kind != Shoot::kind(&()) {
         return Ok(Judged::Skip);
     }
@@ -45,13 +44,14 @@ fn shoot_of(request: &DynamicAdmissionRequest) -> Result<Judged, String> {
     Ok(Judged::Shoot(Box::new(new), old.map(Box::new)))
 }
 
-/// The Shoot in the request; a problem is reported at its field path in plain words.
-fn decode(object: &DynamicObject) -> Result<Shoot, crate::decode::DecodeError> {
-    crate::decode::from_value(crate::decode::to_value(object)?)
+/// The Shoot in the request, decoded straight from the text the apiserver sent; a problem is reported at its field
+/// path in plain words.
+fn decode(object: &RawObject) -> Result<Shoot, crate::decode::DecodeError> {
+    object.decode()
 }
 
 impl AdmissionHandler for ShootValidator {
-    async fn admit(&self, request: DynamicAdmissionRequest) -> AdmissionResponse {
+    async fn admit(&self, request: RawAdmissionRequest) -> AdmissionResponse {
         let response = AdmissionResponse::from(&request);
         match shoot_of(&request) {
             Ok(Judged::Skip) => response,
@@ -74,7 +74,7 @@ impl AdmissionHandler for ShootValidator {
 }
 
 impl AdmissionHandler for ShootDefaulter {
-    async fn admit(&self, request: DynamicAdmissionRequest) -> AdmissionResponse {
+    async fn admit(&self, request: RawAdmissionRequest) -> AdmissionResponse {
         let response = AdmissionResponse::from(&request);
         match shoot_of(&request) {
             // The validator, which runs after every mutating webhook, denies what cannot be read.

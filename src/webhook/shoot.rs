@@ -2,18 +2,23 @@
 //! exact field paths, the defaulter sets what is safe and visible. Both are thin: the rules live in
 //! [`crate::domain::validation`], shared with the reconciler and `render`.
 
+use std::sync::Arc;
+
 use kube::Resource;
 use kube::core::admission::{AdmissionResponse, Operation};
 
 use crate::apis::core::Shoot;
-use crate::domain::validation::{default_shoot, join_errors, validate_shoot};
+use crate::domain::validation::{ConfigBodyCache, default_shoot, join_errors, validate_shoot_with};
 use crate::runtime::metrics::DenialReason;
 use crate::runtime::review::deny;
 use crate::runtime::{AdmissionHandler, RawAdmissionRequest, RawObject};
 
 /// Validates Shoots on CREATE and UPDATE.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ShootValidator;
+#[derive(Debug, Clone, Default)]
+pub struct ShootValidator {
+    /// The verdicts on configuration bodies seen before, shared by every request (Shoot writes repeat them).
+    bodies: Arc<ConfigBodyCache>,
+}
 
 /// Defaults the providerConfig of Shoots on CREATE and UPDATE.
 #[derive(Debug, Clone, Copy, Default)]
@@ -57,7 +62,7 @@ impl AdmissionHandler for ShootValidator {
             Ok(Judged::Skip) => response,
             Err(reason) => deny(response, DenialReason::BadRequest, reason),
             Ok(Judged::Shoot(new, old)) => {
-                let errors = validate_shoot(&new, old.as_deref());
+                let errors = validate_shoot_with(&new, old.as_deref(), Some(&self.bodies));
                 if errors.is_empty() {
                     response
                 } else {

@@ -34,8 +34,11 @@ pub fn from_value<T: DeserializeOwned>(value: Value) -> Result<T, DecodeError> {
 }
 
 /// [`from_value`] without taking the value: for a caller that still needs it afterwards (no copy of the tree).
+///
+/// The value is decoded without following the path first (which costs on every field); only when that fails is it
+/// decoded again to say where.
 pub fn from_ref<T: DeserializeOwned>(value: &Value) -> Result<T, DecodeError> {
-    serde_path_to_error::deserialize(value).map_err(at_path)
+    T::deserialize(value).or_else(|_| serde_path_to_error::deserialize(value).map_err(at_path))
 }
 
 /// Decodes the JSON text `json` straight into a `T`, without a JSON tree in between, reporting the first problem
@@ -45,7 +48,16 @@ pub fn from_ref<T: DeserializeOwned>(value: &Value) -> Result<T, DecodeError> {
 /// The message is worded as [`from_value`] words it (serde_json's `at line L column C` suffix is dropped: the path
 /// says where). Fields are read in the order of the text, so with several problems the one reported can differ
 /// from [`from_value`]'s (which reads a tree's keys sorted).
+///
+/// Like [`from_ref`], it follows the path only to say where a text that does not decode went wrong.
 pub fn from_str<T: DeserializeOwned>(json: &str) -> Result<T, DecodeError> {
+    let mut deserializer = serde_json::Deserializer::from_str(json);
+    deserializer.disable_recursion_limit();
+    if let Ok(value) = T::deserialize(serde_stacker::Deserializer::new(&mut deserializer))
+        && deserializer.end().is_ok()
+    {
+        return Ok(value);
+    }
     let mut deserializer = serde_json::Deserializer::from_str(json);
     deserializer.disable_recursion_limit();
     let value = serde_path_to_error::deserialize(serde_stacker::Deserializer::new(&mut deserializer)).map_err(|e| {

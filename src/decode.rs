@@ -34,12 +34,52 @@ pub fn from_value<T: DeserializeOwned>(value: Value) -> Result<T, DecodeError> {
 }
 
 /// [`from_value`] without taking the value: for a caller that still needs it afterwards (no copy of the tree).
+///
+/// The value is decoded without following the path first (which costs on every field); only when that fails is it
+/// decoded again to say where.
 pub fn from_ref<T: DeserializeOwned>(value: &Value) -> Result<T, DecodeError> {
-    serde_path_to_error::deserialize(value).map_err(at_path)
+    T::deserialize(value).or_else(|_| serde_path_to_error::deserialize(value).map_err(at_path))
+}
+
+/// Decodes the JSON text `json` straight into a `T`, without a JSON tree in between, reporting the first problem
+/// at its field path. Nesting is not limited here (the stack grows on the heap as deep as the text needs): callers
+/// bound the depth of what they accept before.
+///
+/// The message is worded as [`from_value`] words it (serde_json's `at line L column C` suffix is dropped: the path
+/// says where). Fields are read in the order of the text, so with several problems the one reported can differ
+/// from [`from_value`]'s (which reads a tree's keys sorted).
+///
+/// Like [`from_ref`], it follows the path only to say where a text that does not decode went wrong.
+pub fn from_str<T: DeserializeOwned>(json: &str) -> Result<T, DecodeError> {
+    let mut deserializer = serde_json::Deserializer::from_str(json);
+    deserializer.disable_recursion_limit();
+    if let Ok(value) = T::deserialize(serde_stacker::Deserializer::new(&mut deserializer))
+        && deserializer.end().is_ok()
+    {
+        return Ok(value);
+    }
+    let mut deserializer = serde_json::Deserializer::from_str(json);
+    deserializer.disable_recursion_limit();
+    let value = serde_path_to_error::deserialize(serde_stacker::Deserializer::new(&mut deserializer)).map_err(|e| {
+        let path = e.path().to_string();
+        DecodeError { path, message: plain_words(&without_position(e.into_inner())) }
+    })?;
+    deserializer.end().map_err(|e| DecodeError { path: String::new(), message: plain_words(&without_position(e)) })?;
+    Ok(value)
 }
 
 fn at_path(error: serde_path_to_error::Error<serde_json::Error>) -> DecodeError {
     DecodeError { path: error.path().to_string(), message: plain_words(&error.into_inner().to_string()) }
+}
+
+/// serde_json's message without the position it appends when it decodes text (`… at line 1 column 7`).
+fn without_position(error: serde_json::Error) -> String {
+    let message = error.to_string();
+    let position = format!(" at line {} column {}", error.line(), error.column());
+    match message.strip_suffix(&position) {
+        Some(message) if error.line() != 0 => message.to_owned(),
+        _ => message,
+    }
 }
 
 /// An object as an admission request carries it (e.g. kube's `DynamicObject`) as its JSON form, which [`from_value`]
@@ -111,6 +151,7 @@ mod tests {
 
     #[derive(Debug, Deserialize)]
     #[serde(rename_all = "lowercase")]
+    #[allow(dead_code)]
     enum Mode {
         Fast,
         Slow,
@@ -146,6 +187,33 @@ mod tests {
         for message in [error(json!({"spec": {"workers": [{"name": 7}]}})), error(json!({"spec": 1}))] {
             assert!(!message.contains("invalid type") && !message.contains('`'), "{message}");
         }
+    }
+
+    #[test]
+    fn text_decodes_with_the_same_paths_and_words_as_a_tree() {
+        for value in [
+            json!({"spec": {"workers": [{"name": "a"}, {"name": "b", "enabled": "true"}]}}),
+            json!({"spec": {"workers": [{"name": 7}]}}),
+            json!({"spec": {"workers": [{}]}}),
+            json!({"spec": {"workers": [], "extra": 1}}),
+            json!({"spec": {"workers": [], "mode": "medium"}}),
+            json!({"spec": "fast"}),
+            json!({"spec": {"workers": [{"name": 1.5}]}}),
+            json!({"spec": {"workers": [{"name": null}]}}),
+            json!({"spec": {"workers": [{"name": []}]}}),
+        ] {
+            let text = serde_json::to_string_pretty(&value).expect("json");
+            let from_text = from_str::<Outer>(&text).unwrap_err();
+            assert_eq!(from_text, from_value::<Outer>(value).unwrap_err(), "{text}");
+            assert!(!from_text.message.contains(" at line "), "{from_text}");
+        }
+        let outer: Outer =
+            from_str(r#"{"spec": {"workers": [{"name": "a", "enabled": true}], "mode": "slow"}}"#).expect("decodes");
+        assert_eq!(outer.spec.workers[0].name, "a");
+        assert!(matches!(outer.spec.mode, Some(Mode::Slow)));
+        let trailing = from_str::<Outer>(r#"{"spec": {"workers": []}} x"#).unwrap_err();
+        assert_eq!(trailing.path, "");
+        assert_eq!(trailing.message, "trailing characters");
     }
 
     #[test]

@@ -14,6 +14,7 @@ use std::sync::OnceLock;
 use gardener_extension_cri_resmgr::apis::core::Shoot;
 use gardener_extension_cri_resmgr::apis::extensions::{Cluster, Extension, OperatingSystemConfig};
 use gardener_extension_cri_resmgr::constants::{EXTENSION_TYPE, KUBELET_FLAG_CONTAINER_RUNTIME_ENDPOINT};
+use gardener_extension_cri_resmgr::decode;
 use gardener_extension_cri_resmgr::domain::desired::{Desired, compute};
 use gardener_extension_cri_resmgr::domain::images::ImageVector;
 use gardener_extension_cri_resmgr::domain::node::{
@@ -180,6 +181,9 @@ fn is_endpoint_flag(argument: &str) -> bool {
 struct Webhooks {
     runtime: tokio::runtime::Runtime,
     osc: OscMutator,
+    /// One validator for every input, as the admission server has: its cache of configuration bodies holds what
+    /// earlier inputs brought.
+    shoot: ShootValidator,
 }
 
 fn webhooks() -> &'static Webhooks {
@@ -192,7 +196,7 @@ fn webhooks() -> &'static Webhooks {
         let scope = StoreScope { configmap_namespace: BASE_CONFIGS_NAMESPACE.to_owned(), shoot_namespace: None };
         let (stores, _watches) = SeedStores::watch(client, &scope);
         let osc = OscMutator { stores, images };
-        Webhooks { runtime, osc }
+        Webhooks { runtime, osc, shoot: ShootValidator::default() }
     })
 }
 
@@ -238,18 +242,24 @@ fn seed_reads_client() -> kube::Client {
 }
 
 /// Target `admission_review`: an HTTP body as the webhook servers receive it, decoded as they do and answered by
-/// the Shoot validator, the Shoot defaulter and the OSC mutator. Every answer echoes the uid and serialises, and
-/// every patch applies to the object it was made for.
+/// the Shoot validator, the Shoot defaulter and the OSC mutator. Every answer echoes the uid and serialises, every
+/// patch applies to the object as it was sent, and the validator answers the same with and without the bodies it
+/// kept from earlier inputs.
 pub fn admission_review(data: &[u8]) {
     let Ok(request) = parse_review(data) else { return };
     let webhooks = webhooks();
-    let object = request.object.as_ref().map(|o| serde_json::to_value(o).expect("the object as JSON"));
+    // The object as the apiserver sent it: a patch must apply to that, not only to our reading of it.
+    let object = request.object.as_ref().map(|o| decode::from_str::<Value>(o.json()).expect("the object as JSON"));
+    let (shared, fresh) = webhooks.runtime.block_on(async {
+        (webhooks.shoot.admit(request.clone()).await, ShootValidator::default().admit(request.clone()).await)
+    });
+    assert_eq!(
+        (shared.allowed, &shared.result.message, &shared.result.reason),
+        (fresh.allowed, &fresh.result.message, &fresh.result.reason),
+        "the validator answers from its cache of configuration bodies what it answers without"
+    );
     let responses = webhooks.runtime.block_on(async {
-        [
-            ShootValidator.admit(request.clone()).await,
-            ShootDefaulter.admit(request.clone()).await,
-            webhooks.osc.admit(request.clone()).await,
-        ]
+        [shared, ShootDefaulter.admit(request.clone()).await, webhooks.osc.admit(request.clone()).await]
     });
     for response in responses {
         check_response(&request.uid, object.as_ref(), response);

@@ -52,7 +52,7 @@ pub async fn run(
     // The one owner of this process's certificates; it stops when this handle goes out of scope.
     let certificates = webhook.start_certificates(&client).await?;
     let mut server = WebhookServer::new(webhook.server_config()).with_metrics(metrics.webhook.clone());
-    server.register(PATH_VALIDATE_SHOOT, ShootValidator)?;
+    server.register(PATH_VALIDATE_SHOOT, ShootValidator::default())?;
     server.register(PATH_DEFAULT_SHOOT, ShootDefaulter)?;
     let mode = webhook.client_config_mode()?;
     let register = move |ca_bundle: Vec<u8>| {

@@ -35,7 +35,7 @@ use std::task::{Context, Poll};
 
 use tokio::task::{JoinError, JoinHandle};
 
-pub use review::{AdmissionHandler, DynamicAdmissionRequest};
+pub use review::{AdmissionHandler, RawAdmissionRequest, RawObject};
 pub use server::{BoundWebhookServer, ServerError, WebhookServer, WebhookServerConfig};
 
 /// `error: cause: cause` in one line, for logs.

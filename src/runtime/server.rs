@@ -4,13 +4,13 @@
 //! `/healthz` and `/readyz`:
 //!
 //! ```no_run
-//! # use gardener_extension_cri_resmgr::runtime::{WebhookServer, WebhookServerConfig, DynamicAdmissionRequest};
+//! # use gardener_extension_cri_resmgr::runtime::{WebhookServer, WebhookServerConfig, RawAdmissionRequest};
 //! # use gardener_extension_cri_resmgr::runtime::tls;
 //! # use kube::core::admission::AdmissionResponse;
 //! # async fn run(shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
 //! let certificates = tls::files::watch_dir("/tmp/webhook-certs"); // the process's certificate owner
 //! let mut server = WebhookServer::new(WebhookServerConfig::new("0.0.0.0:10250".parse()?));
-//! server.register("/webhooks/validate-shoot", |request: DynamicAdmissionRequest| async move {
+//! server.register("/webhooks/validate-shoot", |request: RawAdmissionRequest| async move {
 //!     AdmissionResponse::from(&request)
 //! })?;
 //! let server = server.bind(certificates.subscribe()).await?; // waits for the certificate, binds the port

@@ -16,7 +16,7 @@ use crate::runtime::inputs::PlanError;
 use crate::runtime::metrics::DenialReason;
 use crate::runtime::review::deny;
 use crate::runtime::stores::SeedStores;
-use crate::runtime::{AdmissionHandler, DynamicAdmissionRequest};
+use crate::runtime::{AdmissionHandler, RawAdmissionRequest};
 
 /// The Cluster, the Extension and the base configs of a shoot namespace (from the process's watch-backed stores)
 /// and the plan they make. `Ok(None)` when there is no Cluster (not a shoot namespace we can judge).
@@ -82,9 +82,11 @@ pub struct OscMutator {
 }
 
 impl OscMutator {
-    async fn mutate(&self, request: &DynamicAdmissionRequest) -> Result<Option<json_patch::Patch>, OscMutationError> {
+    async fn mutate(&self, request: &RawAdmissionRequest) -> Result<Option<json_patch::Patch>, OscMutationError> {
         let object = request.object.as_ref().ok_or(OscMutationError::NoObject)?;
-        let original = crate::decode::to_value(object).map_err(OscMutationError::Decode)?;
+        // The patch is the difference between the object as sent and the mutated one, so the OSC is read from that
+        // tree (its `other` maps keep what it does not model, which the patch therefore leaves alone).
+        let original = object.to_tree().map_err(OscMutationError::Decode)?;
         let osc: OperatingSystemConfig = crate::decode::from_ref(&original).map_err(OscMutationError::Decode)?;
         // Provision OSCs and OSCs being deleted need no plan: answer before reading anything.
         if !should_mutate(&osc) {
@@ -108,7 +110,7 @@ impl OscMutator {
 }
 
 impl AdmissionHandler for OscMutator {
-    async fn admit(&self, request: DynamicAdmissionRequest) -> AdmissionResponse {
+    async fn admit(&self, request: RawAdmissionRequest) -> AdmissionResponse {
         let response = AdmissionResponse::from(&request);
         if request.kind.group != OperatingSystemConfig::group(&())
             || request.kind.kind != OperatingSystemConfig::kind(&())

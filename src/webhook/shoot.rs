@@ -2,19 +2,23 @@
 //! exact field paths, the defaulter sets what is safe and visible. Both are thin: the rules live in
 //! [`crate::domain::validation`], shared with the reconciler and `render`.
 
+use std::sync::Arc;
+
 use kube::Resource;
-use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionResponse, Operation};
 
 use crate::apis::core::Shoot;
-use crate::domain::validation::{default_shoot, join_errors, validate_shoot};
+use crate::domain::validation::{ConfigBodyCache, default_shoot, join_errors, validate_shoot_with};
 use crate::runtime::metrics::DenialReason;
 use crate::runtime::review::deny;
-use crate::runtime::{AdmissionHandler, DynamicAdmissionRequest};
+use crate::runtime::{AdmissionHandler, RawAdmissionRequest, RawObject};
 
 /// Validates Shoots on CREATE and UPDATE.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ShootValidator;
+#[derive(Debug, Clone, Default)]
+pub struct ShootValidator {
+    /// The verdicts on configuration bodies seen before, shared by every request (Shoot writes repeat them).
+    bodies: Arc<ConfigBodyCache>,
+}
 
 /// Defaults the providerConfig of Shoots on CREATE and UPDATE.
 #[derive(Debug, Clone, Copy, Default)]
@@ -28,7 +32,7 @@ enum Judged {
     Shoot(Box<Shoot>, Option<Box<Shoot>>),
 }
 
-fn shoot_of(request: &DynamicAdmissionRequest) -> Result<Judged, String> {
+fn shoot_of(request: &RawAdmissionRequest) -> Result<Judged, String> {
     if request.kind.group != Shoot::group(&()) || request.kind.kind != Shoot::kind(&()) {
         return Ok(Judged::Skip);
     }
@@ -45,19 +49,20 @@ fn shoot_of(request: &DynamicAdmissionRequest) -> Result<Judged, String> {
     Ok(Judged::Shoot(Box::new(new), old.map(Box::new)))
 }
 
-/// The Shoot in the request; a problem is reported at its field path in plain words.
-fn decode(object: &DynamicObject) -> Result<Shoot, crate::decode::DecodeError> {
-    crate::decode::from_value(crate::decode::to_value(object)?)
+/// The Shoot in the request, decoded straight from the text the apiserver sent; a problem is reported at its field
+/// path in plain words.
+fn decode(object: &RawObject) -> Result<Shoot, crate::decode::DecodeError> {
+    object.decode()
 }
 
 impl AdmissionHandler for ShootValidator {
-    async fn admit(&self, request: DynamicAdmissionRequest) -> AdmissionResponse {
+    async fn admit(&self, request: RawAdmissionRequest) -> AdmissionResponse {
         let response = AdmissionResponse::from(&request);
         match shoot_of(&request) {
             Ok(Judged::Skip) => response,
             Err(reason) => deny(response, DenialReason::BadRequest, reason),
             Ok(Judged::Shoot(new, old)) => {
-                let errors = validate_shoot(&new, old.as_deref());
+                let errors = validate_shoot_with(&new, old.as_deref(), Some(&self.bodies));
                 if errors.is_empty() {
                     response
                 } else {
@@ -74,7 +79,7 @@ impl AdmissionHandler for ShootValidator {
 }
 
 impl AdmissionHandler for ShootDefaulter {
-    async fn admit(&self, request: DynamicAdmissionRequest) -> AdmissionResponse {
+    async fn admit(&self, request: RawAdmissionRequest) -> AdmissionResponse {
         let response = AdmissionResponse::from(&request);
         match shoot_of(&request) {
             // The validator, which runs after every mutating webhook, denies what cannot be read.

@@ -8,6 +8,8 @@
 //!   result ([`ValidProviderConfig`]: [`Configs`], [`PoolSelection`]), defaulting;
 //! - [`config_body`]: cri-resmgr configuration bodies (sections, `policy.Active`), parsed once into a [`ConfigBody`]
 //!   that everything downstream reads;
+//! - [`body_cache`]: verdicts on configuration bodies kept by text ([`ConfigBodyCache`]), for the admission webhook,
+//!   which sees the same bodies again and again;
 //! - [`extra_options`]: the `EXTRA_OPTIONS` line;
 //! - [`shoot`]: the rules that need the Shoot (worker pool selection, ratcheting, the defaulting patch).
 //!
@@ -25,6 +27,7 @@
 //! - [`MAX_CONFIG_ENTRIES`] keys in `configs`, so that per-object overhead stays bounded too.
 //! - [`MAX_EXTRA_OPTIONS_BYTES`] (4 KiB) for the `EXTRA_OPTIONS` line.
 
+pub mod body_cache;
 pub mod config_body;
 pub mod extra_options;
 pub mod field;
@@ -36,6 +39,7 @@ pub mod shoot;
 pub use crate::apis::config::{
     MAX_GROUP_NAME_LENGTH, MAX_NODE_NAME_LENGTH, is_dns1123_subdomain, is_valid_group_name, is_valid_node_name,
 };
+pub use body_cache::{ConfigBodyCache, DEFAULT_CACHED_BODIES, DEFAULT_CACHED_BYTES};
 pub use config_body::{
     CONFIG_SECTIONS, ConfigBody, ConfigBodyError, MAX_CONFIG_BODY_BYTES, MAX_ERRORS_PER_BODY, POLICIES, Policy,
     parse_config_body, validate_config_body,
@@ -47,9 +51,9 @@ pub use field::{FieldError, FieldPath, join_errors};
 pub use provider_config::{
     Configs, MAX_CONFIG_ENTRIES, MAX_CONFIGS_TOTAL_BYTES, PoolSelection, ValidProviderConfig,
     decode_and_validate_provider_config, decode_provider_config, default_provider_config, validate_configs,
-    validate_configs_size, validate_provider_config,
+    validate_configs_size, validate_configs_with, validate_provider_config, validate_provider_config_with,
 };
-pub use shoot::{default_shoot, validate_shoot, validate_worker_pool_selection};
+pub use shoot::{default_shoot, validate_shoot, validate_shoot_with, validate_worker_pool_selection};
 
 #[cfg(test)]
 mod tests;

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
+use super::body_cache::ConfigBodyCache;
 use super::config_body::{ConfigBody, validate_config_body};
 use super::extra_options::validate_extra_options;
 use super::field::{FieldError, FieldPath, describe, quote, quote_list};
@@ -295,7 +296,16 @@ pub fn validate_provider_config(
     config: &ProviderConfig,
     path: &FieldPath,
 ) -> Result<ValidProviderConfig, Vec<FieldError>> {
-    let configs = validate_configs(&config.configs, &path.child("configs"));
+    validate_provider_config_with(config, path, None)
+}
+
+/// [`validate_provider_config`], taking the verdicts on configuration bodies from `bodies` when given.
+pub fn validate_provider_config_with(
+    config: &ProviderConfig,
+    path: &FieldPath,
+    bodies: Option<&ConfigBodyCache>,
+) -> Result<ValidProviderConfig, Vec<FieldError>> {
+    let configs = validate_configs_with(&config.configs, &path.child("configs"), bodies);
     let pool_errors = match &config.worker_pools {
         Some(names) => validate_worker_pool_names(names, &path.child("workerPools")),
         None => Vec::new(),
@@ -346,6 +356,15 @@ fn validate_worker_pool_names(names: &[String], path: &FieldPath) -> Vec<FieldEr
 /// every configuration body ([`validate_config_body`], which parses it — once) and `EXTRA_OPTIONS`
 /// ([`validate_extra_options`]).
 pub fn validate_configs(configs: &BTreeMap<String, String>, path: &FieldPath) -> Result<Configs, Vec<FieldError>> {
+    validate_configs_with(configs, path, None)
+}
+
+/// [`validate_configs`], taking the verdicts on configuration bodies from `bodies` when given.
+pub fn validate_configs_with(
+    configs: &BTreeMap<String, String>,
+    path: &FieldPath,
+    bodies: Option<&ConfigBodyCache>,
+) -> Result<Configs, Vec<FieldError>> {
     let total = configs.iter().map(|(k, v)| k.len().saturating_add(v.len())).fold(0, usize::saturating_add);
     let mut errors = validate_configs_size(configs.len(), total, path);
     if !errors.is_empty() {
@@ -366,7 +385,9 @@ pub fn validate_configs(configs: &BTreeMap<String, String>, path: &FieldPath) ->
                 }
                 errors.extend(options_errors);
             }
-            Ok(key) => match validate_config_body(text, &key_path) {
+            Ok(key) => match bodies
+                .map_or_else(|| validate_config_body(text, &key_path), |bodies| bodies.validate(text, &key_path))
+            {
                 Ok(body) => typed.insert(key, body),
                 Err(body_errors) => errors.extend(body_errors),
             },

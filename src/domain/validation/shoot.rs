@@ -6,8 +6,9 @@ use std::sync::LazyLock;
 
 use serde_json::Value;
 
+use super::body_cache::ConfigBodyCache;
 use super::field::{FieldError, FieldPath, quote, quote_list};
-use super::provider_config::{decode_provider_config, default_provider_config, validate_provider_config};
+use super::provider_config::{decode_provider_config, default_provider_config, validate_provider_config_with};
 use crate::apis::config::ProviderConfig;
 use crate::apis::core::{Shoot, ShootExtension, Worker};
 use crate::constants::{CRI_CONTAINERD, EXTENSION_TYPE};
@@ -149,6 +150,12 @@ fn as_defaulted(raw: Option<&Value>) -> Option<Value> {
 /// - Otherwise the providerConfig is decoded and validated with paths `spec.extensions[i].providerConfig…`, and
 ///   `workerPools` is checked against `spec.provider.workers` ([`validate_worker_pool_selection`]).
 pub fn validate_shoot(new: &Shoot, old: Option<&Shoot>) -> Vec<FieldError> {
+    validate_shoot_with(new, old, None)
+}
+
+/// [`validate_shoot`], taking the verdicts on configuration bodies from `bodies` when given (the admission webhook
+/// keeps one [`ConfigBodyCache`] for all Shoots).
+pub fn validate_shoot_with(new: &Shoot, old: Option<&Shoot>, bodies: Option<&ConfigBodyCache>) -> Vec<FieldError> {
     let workers = new.spec.provider.workers.as_slice();
     let mut errors = Vec::new();
     for (i, extension) in new.spec.extensions.iter().enumerate() {
@@ -170,7 +177,7 @@ pub fn validate_shoot(new: &Shoot, old: Option<&Shoot>) -> Vec<FieldError> {
         match decode_provider_config(raw.unwrap_or(&Value::Null), &path) {
             Err(decode_errors) => errors.extend(decode_errors),
             Ok(config) => {
-                if let Err(config_errors) = validate_provider_config(&config, &path) {
+                if let Err(config_errors) = validate_provider_config_with(&config, &path, bodies) {
                     errors.extend(config_errors);
                 }
                 errors.extend(validate_worker_pool_selection(&config, workers, &path.child("workerPools")));

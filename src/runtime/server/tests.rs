@@ -20,7 +20,7 @@ use tokio_rustls::client::TlsStream;
 use tower::ServiceExt;
 
 use super::*;
-use crate::runtime::DynamicAdmissionRequest;
+use crate::runtime::RawAdmissionRequest;
 use crate::runtime::error_chain;
 use crate::runtime::review::MAX_NESTING_DEPTH;
 use crate::runtime::tls::certs::{self, CA_CERT_FILE, GeneratedCerts, TLS_CERT_FILE, TLS_KEY_FILE};
@@ -40,7 +40,7 @@ const SLOW: &str = "/webhooks/slow";
 // Fixtures
 
 /// Allows, and reports what it saw as a warning; denies objects named "forbidden".
-async fn echo(request: DynamicAdmissionRequest) -> AdmissionResponse {
+async fn echo(request: RawAdmissionRequest) -> AdmissionResponse {
     let response = AdmissionResponse::from(&request);
     if request.name == "forbidden" {
         return response.deny("name is forbidden");
@@ -59,12 +59,12 @@ fn handlers() -> WebhookServer {
 fn register_handlers(server: &mut WebhookServer) {
     server.register(ECHO, echo).expect("echo");
     server
-        .register(PANIC, |_request: DynamicAdmissionRequest| async move {
+        .register(PANIC, |_request: RawAdmissionRequest| async move {
             panic!("handler bug");
         })
         .expect("panic");
     server
-        .register(SLOW, |request: DynamicAdmissionRequest| async move {
+        .register(SLOW, |request: RawAdmissionRequest| async move {
             tokio::time::sleep(Duration::from_secs(30)).await;
             AdmissionResponse::from(&request)
         })
@@ -315,7 +315,7 @@ struct NameValidator {
 }
 
 impl AdmissionHandler for NameValidator {
-    async fn admit(&self, request: DynamicAdmissionRequest) -> AdmissionResponse {
+    async fn admit(&self, request: RawAdmissionRequest) -> AdmissionResponse {
         self.calls.fetch_add(1, Ordering::SeqCst);
         tokio::task::yield_now().await;
         let response = AdmissionResponse::from(&request);
@@ -330,7 +330,7 @@ async fn a_stateful_struct_handler_plugs_in_by_path() {
     // Registered through a small adapter closure, so the test keeps a handle on the state.
     let shared = validator.clone();
     server
-        .register("/webhooks/validate-shoot", move |request: DynamicAdmissionRequest| {
+        .register("/webhooks/validate-shoot", move |request: RawAdmissionRequest| {
             let validator = shared.clone();
             async move { validator.admit(request).await }
         })
@@ -433,12 +433,10 @@ fn deep_review(uid: &str, levels: usize) -> Vec<u8> {
 }
 
 /// Decodes the object as the Shoot webhooks do (into the typed Shoot, keeping what it does not model) and allows.
-async fn decode_shoot(request: DynamicAdmissionRequest) -> AdmissionResponse {
+async fn decode_shoot(request: RawAdmissionRequest) -> AdmissionResponse {
     let response = AdmissionResponse::from(&request);
     let Some(object) = request.object.as_ref() else { return response.deny("no object") };
-    let shoot = serde_json::to_value(object)
-        .map_err(|e| e.to_string())
-        .and_then(|value| crate::decode::from_value::<crate::apis::core::Shoot>(value).map_err(|e| e.to_string()));
+    let shoot = object.decode::<crate::apis::core::Shoot>().map_err(|e| e.to_string());
     match shoot {
         Ok(shoot) if shoot.spec.provider.other.contains_key("infrastructureConfig") => response,
         Ok(_) => response.deny("infrastructureConfig was lost"),
@@ -833,7 +831,7 @@ async fn shutdown_lets_in_flight_requests_finish() {
     let started_tx = std::sync::Mutex::new(Some(started_tx));
     let mut server = WebhookServer::new(config);
     server
-        .register("/webhooks/slowish", move |request: DynamicAdmissionRequest| {
+        .register("/webhooks/slowish", move |request: RawAdmissionRequest| {
             let started = started_tx.lock().ok().and_then(|mut tx| tx.take());
             async move {
                 if let Some(tx) = started {

@@ -42,8 +42,11 @@ pub fn from_ref<T: DeserializeOwned>(value: &Value) -> Result<T, DecodeError> {
 }
 
 /// Decodes the JSON text `json` straight into a `T`, without a JSON tree in between, reporting the first problem
-/// at its field path. Nesting is not limited here (the stack grows on the heap as deep as the text needs): callers
-/// bound the depth of what they accept before.
+/// at its field path. Nesting is not limited here: serde_json's own recursion grows its stack on the heap, but what
+/// the `T` does with the values does not (a type with serde's `flatten` re-reads a buffered copy recursively, and
+/// dropping a deep `Value` recurses too). Callers bound the depth of what they accept before, and decode on a thread
+/// with a stack for that bound (the admission servers bound the nesting of a request, and run their handlers on
+/// threads with large stacks).
 ///
 /// The message is worded as [`from_value`] words it (serde_json's `at line L column C` suffix is dropped: the path
 /// says where). Fields are read in the order of the text, so with several problems the one reported can differ

@@ -21,8 +21,7 @@ fn lenient_options() -> serde_saphyr::Options {
 /// Decodes one YAML document.
 pub fn from_str<T: DeserializeOwned>(text: &str) -> Result<T, YamlError> {
     serde_saphyr::from_str_with_options(text, lenient_options()).map_err(|e| {
-        let limit = lenient_options().alias_limits.max_total_replayed_events;
-        YamlError::Decode(plain_words(e.without_snippet(), limit).unwrap_or_else(|| e.to_string()))
+        YamlError::Decode(plain_words(e.without_snippet(), &lenient_options()).unwrap_or_else(|| e.to_string()))
     })
 }
 
@@ -48,18 +47,32 @@ pub fn to_string<T: Serialize>(value: &T) -> Result<String, YamlError> {
 /// configuration replays at most a few hundred events.
 pub const STRICT_MAX_REPLAYED_EVENTS: usize = 20_000;
 
+/// Largest number of bytes that the values of one document decoded with [`from_str_strict`] may add up to, with
+/// aliases expanded. A count of replayed events alone does not bound memory: one alias of a long string replays as
+/// one event, so `[&a "<60 KiB>", *a, *a, …]` would grow a 128 KiB body into gigabytes. Without aliases the values
+/// are never longer than the text, so this only refuses documents that aliases blow up.
+pub const STRICT_MAX_VALUE_BYTES: usize = 1024 * 1024;
+
 /// Decodes one YAML document strictly, for text written by users (cri-resmgr configuration bodies):
 /// - a repeated key in any mapping is an error (YAML requires unique keys, and "last one wins" would silently
 ///   drop half of what the user wrote);
-/// - alias expansion is bounded by [`STRICT_MAX_REPLAYED_EVENTS`];
+/// - alias expansion is bounded by [`STRICT_MAX_REPLAYED_EVENTS`] and [`STRICT_MAX_VALUE_BYTES`];
 /// - the error is a single line with line and column but without a source snippet, because it ends up in admission
 ///   responses and Kubernetes events.
 pub fn from_str_strict<T: DeserializeOwned>(text: &str) -> Result<T, YamlError> {
+    serde_saphyr::from_str_with_options(text, strict_options()).map_err(|e| YamlError::Decode(strict_message(&e)))
+}
+
+/// The options of [`from_str_strict`].
+fn strict_options() -> serde_saphyr::Options {
     let mut options = lenient_options();
     options.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::Error;
     options.with_snippet = false;
     options.alias_limits.max_total_replayed_events = STRICT_MAX_REPLAYED_EVENTS;
-    serde_saphyr::from_str_with_options(text, options).map_err(|e| YamlError::Decode(strict_message(&e)))
+    let mut budget = options.budget.unwrap_or_default();
+    budget.max_total_scalar_bytes = STRICT_MAX_VALUE_BYTES;
+    options.budget = Some(budget);
+    options
 }
 
 /// One line describing a decode error, with its position when known.
@@ -73,7 +86,7 @@ fn strict_message(error: &serde_saphyr::Error) -> String {
             location.column()
         );
     }
-    if let Some(plain) = plain_words(error, STRICT_MAX_REPLAYED_EVENTS) {
+    if let Some(plain) = plain_words(error, &strict_options()) {
         return plain;
     }
     // Collapse whatever layout the library uses into one line.
@@ -81,9 +94,11 @@ fn strict_message(error: &serde_saphyr::Error) -> String {
 }
 
 /// The errors whose library text speaks of the library's internals (budgets, API names), in a user's words;
-/// `replay_limit` is the alias replay bound the document was decoded with.
-fn plain_words(error: &serde_saphyr::Error, replay_limit: usize) -> Option<String> {
+/// `options` are those the document was decoded with, whose limits the words name.
+fn plain_words(error: &serde_saphyr::Error, options: &serde_saphyr::Options) -> Option<String> {
     use serde_saphyr::budget::BudgetBreach;
+    let replay_limit = options.alias_limits.max_total_replayed_events;
+    let value_limit = options.budget.as_ref().map_or(usize::MAX, |budget| budget.max_total_scalar_bytes);
     // An error met while replaying an alias comes wrapped with the alias's locations (and maybe a snippet); what
     // went wrong is the error inside.
     let mut error = error;
@@ -103,6 +118,11 @@ fn plain_words(error: &serde_saphyr::Error, replay_limit: usize) -> Option<Strin
                 BudgetBreach::Documents { .. } => "must be a single YAML document".to_owned(),
                 BudgetBreach::Aliases { .. } | BudgetBreach::Anchors { .. } => {
                     "the document uses too many anchors or aliases (&name, *name)".to_owned()
+                }
+                BudgetBreach::ScalarBytes { .. } => {
+                    format!(
+                        "the document's values add up to more than {value_limit} bytes with aliases (*name) expanded"
+                    )
                 }
                 _ => "the document is too large".to_owned(),
             };
@@ -165,6 +185,29 @@ mod tests {
             message,
             format!("invalid YAML: aliases (*name) expand to more than {STRICT_MAX_REPLAYED_EVENTS} YAML nodes")
         );
+    }
+
+    #[test]
+    fn aliases_of_long_values_are_bounded_by_the_bytes_they_expand_to() {
+        // Few events, many bytes: one anchored 60 KiB string and 30 aliases of it (1.8 MiB expanded). The replay
+        // count is far below its limit; the bytes are not.
+        let long = "x".repeat(60 * 1024);
+        let aliases = vec!["*a"; 30].join(", ");
+        let bomb = format!("BalloonTypes: [&a \"{long}\", {aliases}]\n");
+        let message = from_str_strict::<serde_json::Value>(&bomb).expect_err("bounded").to_string();
+        assert_eq!(
+            message,
+            format!(
+                "invalid YAML: the document's values add up to more than {STRICT_MAX_VALUE_BYTES} bytes with aliases \
+                 (*name) expanded at line 1, column {}",
+                message.rsplit(' ').next().unwrap_or_default()
+            )
+        );
+        // The same aliases of a short value are fine, and so is a long value without aliases.
+        let short = format!("BalloonTypes: [&a \"{}\", {aliases}]\n", "x".repeat(1024));
+        assert!(from_str_strict::<serde_json::Value>(&short).is_ok());
+        let unaliased = format!("BalloonTypes: [\"{long}\", \"{long}\"]\n");
+        assert!(from_str_strict::<serde_json::Value>(&unaliased).is_ok());
     }
 
     #[test]

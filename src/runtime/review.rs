@@ -67,6 +67,9 @@ impl RawObject {
     /// The text is decoded directly. Only when that fails, or for an object whose `apiVersion` / `kind` are not
     /// plain, is it decoded as it always was (a [`DynamicObject`], its JSON tree, the `K` from that), so that the
     /// answer is that decoding's: the same field, the same words, whatever the order of the object's fields.
+    ///
+    /// Like [`crate::decode::from_str`], it relies on the review's nesting bound ([`parse_review`]) and on the
+    /// admission threads' large stacks: call it on those.
     pub fn decode<K: DeserializeOwned>(&self) -> Result<K, DecodeError> {
         if self.plain_types
             && let Ok(object) = crate::decode::from_str(self.json())

@@ -4,7 +4,7 @@
 //!
 //! The cache gives what [`validate_config_body`] gives, with the error paths under the path asked for now (a body
 //! seen at `configs["default"]` of one Shoot may come back at `configs["node.n1"]` of another). It is bounded in
-//! entries and in bytes of text, forgets the least recently used verdict first, and is safe to share between
+//! entries and in the bytes its verdicts hold (text and parsed configurations), forgets the least recently used verdict first, and is safe to share between
 //! threads.
 
 use std::collections::HashMap;
@@ -15,11 +15,10 @@ use super::field::{FieldError, FieldPath};
 
 /// How many verdicts a [`ConfigBodyCache::default`] keeps.
 pub const DEFAULT_CACHED_BODIES: usize = 256;
-/// How many bytes of text (bodies and error messages) a [`ConfigBodyCache::default`] keeps.
+/// How many bytes (bodies' text and parsed sections, error messages) a [`ConfigBodyCache::default`] keeps.
 pub const DEFAULT_CACHED_BYTES: usize = 1024 * 1024;
 
 /// [`validate_config_body`] with its verdicts kept by text; see the module documentation.
-#[derive(Debug)]
 pub struct ConfigBodyCache {
     max_entries: usize,
     max_bytes: usize,
@@ -29,7 +28,7 @@ pub struct ConfigBodyCache {
 #[derive(Debug, Default)]
 struct State {
     entries: HashMap<String, Entry>,
-    /// Bytes of text held, as [`Verdict::bytes`] counts them.
+    /// Bytes held, as [`Verdict::bytes`] counts them.
     bytes: usize,
     /// Advances on every use; an entry's `last_used` orders the evictions.
     clock: u64,
@@ -45,8 +44,16 @@ struct Entry {
 #[derive(Debug)]
 enum Verdict {
     Valid(ConfigBody),
-    /// The errors, each with its path after the body's own (`""` for the body, `.policy.Active` below it).
-    Invalid(Vec<(String, String)>),
+    Invalid(Vec<(ErrorPath, String)>),
+}
+
+/// Where an error of a body lies.
+#[derive(Debug)]
+enum ErrorPath {
+    /// Below the body's own path: what follows it (`""` for the body, `.policy.Active` below it).
+    Below(String),
+    /// Elsewhere (no error of today's validation is): kept as it was.
+    Absolute(String),
 }
 
 impl Verdict {
@@ -57,9 +64,11 @@ impl Verdict {
                 errors
                     .into_iter()
                     .map(|error| {
-                        // Every error of a body lies at or below the body's path; were it not, it keeps its own.
-                        let below = error.path.strip_prefix(path.as_str()).map_or(error.path.clone(), str::to_owned);
-                        (below, error.message)
+                        let at = match error.path.strip_prefix(path.as_str()) {
+                            Some(below) => ErrorPath::Below(below.to_owned()),
+                            None => ErrorPath::Absolute(error.path),
+                        };
+                        (at, error.message)
                     })
                     .collect(),
             ),
@@ -72,18 +81,38 @@ impl Verdict {
             Verdict::Valid(body) => Ok(body.clone()),
             Verdict::Invalid(errors) => Err(errors
                 .iter()
-                .map(|(below, message)| FieldError { path: format!("{path}{below}"), message: message.clone() })
+                .map(|(at, message)| {
+                    let path = match at {
+                        ErrorPath::Below(below) => format!("{path}{below}"),
+                        ErrorPath::Absolute(absolute) => absolute.clone(),
+                    };
+                    FieldError { path, message: message.clone() }
+                })
                 .collect()),
         }
     }
 
-    /// The bytes of text this verdict holds with its key: the key, and the body's copy of the text or the errors.
+    /// About how many bytes this verdict holds with its key: the key, and the parsed body (text and sections,
+    /// which aliases can make far larger than the text) or the errors.
     fn bytes(&self, key: &str) -> usize {
         key.len()
             + match self {
-                Verdict::Valid(body) => body.text().len(),
-                Verdict::Invalid(errors) => errors.iter().map(|(below, message)| below.len() + message.len()).sum(),
+                Verdict::Valid(body) => body.held_bytes(),
+                Verdict::Invalid(errors) => errors
+                    .iter()
+                    .map(|(at, message)| match at {
+                        ErrorPath::Below(path) | ErrorPath::Absolute(path) => path.len() + message.len(),
+                    })
+                    .sum(),
             }
+    }
+}
+
+/// Shows the cache's size only: the bodies are users' configuration text.
+impl std::fmt::Debug for ConfigBodyCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = self.state();
+        f.debug_struct("ConfigBodyCache").field("entries", &state.entries.len()).field("bytes", &state.bytes).finish()
     }
 }
 
@@ -94,7 +123,7 @@ impl Default for ConfigBodyCache {
 }
 
 impl ConfigBodyCache {
-    /// A cache of at most `max_entries` verdicts holding at most `max_bytes` of text; a body whose verdict alone
+    /// A cache of at most `max_entries` verdicts holding at most `max_bytes`; a body whose verdict alone
     /// holds more is validated every time.
     pub fn new(max_entries: usize, max_bytes: usize) -> Self {
         ConfigBodyCache { max_entries, max_bytes, state: Mutex::new(State::default()) }
@@ -122,7 +151,7 @@ impl ConfigBodyCache {
         self.len() == 0
     }
 
-    /// The bytes of text the kept verdicts hold.
+    /// About how many bytes the kept verdicts hold (their text, parsed sections and error messages).
     pub fn bytes(&self) -> usize {
         self.state().bytes
     }
@@ -237,6 +266,36 @@ mod tests {
         assert!(small.validate(&large, &at("x")).is_ok());
         assert_eq!(small.len(), before);
         assert!(small.bytes() <= 300);
+    }
+
+    #[test]
+    fn a_body_is_charged_by_what_it_parses_to_not_by_its_text() {
+        // 11 KiB of text whose aliases expand to about 400 KiB: kept by a cache that counted text, not by one that
+        // counts what the parsed body holds.
+        let long = "x".repeat(10 * 1024);
+        let aliases = vec!["*a"; 40].join(", ");
+        let text = format!(
+            "policy:
+  Active: balloons
+  balloons:
+    BalloonTypes: [&a \"{long}\", {aliases}]
+"
+        );
+        let cache = ConfigBodyCache::new(100, 256 * 1024);
+        let body = cache.validate(&text, &at("default")).expect("valid");
+        assert!(body.held_bytes() > 400 * 1024, "{} bytes", body.held_bytes());
+        assert!(cache.is_empty(), "not kept: {} bytes", cache.bytes());
+        // Its text alone would fit many times over; an unaliased body of the same length is kept.
+        let plain = format!(
+            "policy:
+  Active: balloons
+  balloons:
+    BalloonTypes: [\"{long}\"]
+"
+        );
+        cache.validate(&plain, &at("default")).expect("valid");
+        assert_eq!(cache.len(), 1);
+        assert!(cache.bytes() < 32 * 1024, "{} bytes", cache.bytes());
     }
 
     #[test]

@@ -126,6 +126,27 @@ impl ConfigBody {
     pub fn active_policy(&self) -> Option<Policy> {
         self.active_policy
     }
+
+    /// About how many bytes of memory the body holds: its text and its parsed sections (each value's own size, its
+    /// strings, and the keys of its mappings). Aliases can make the sections much larger than the text.
+    pub fn held_bytes(&self) -> usize {
+        let sections: usize = self.sections.iter().map(|(name, value)| name.len() + value_bytes(value)).sum();
+        self.text.len() + sections
+    }
+}
+
+/// About how many bytes of memory a JSON value holds, counting what it owns on the heap.
+fn value_bytes(value: &Value) -> usize {
+    // Depth is bounded by the YAML reader's nesting limit, so recursion is safe here.
+    std::mem::size_of::<Value>()
+        + match value {
+            Value::Null | Value::Bool(_) | Value::Number(_) => 0,
+            Value::String(text) => text.len(),
+            Value::Array(items) => items.iter().map(value_bytes).sum(),
+            Value::Object(fields) => {
+                fields.iter().map(|(key, field)| std::mem::size_of::<String>() + key.len() + value_bytes(field)).sum()
+            }
+        }
 }
 
 /// Why a configuration body cannot be read. The Display text is the field error message validation reports.

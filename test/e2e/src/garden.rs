@@ -11,8 +11,9 @@ pub const ENV_PROJECT_NAMESPACE: &str = "E2E_PROJECT_NAMESPACE";
 pub const DEFAULT_PROJECT_NAMESPACE: &str = "garden-local";
 /// Environment variable with the seed kubeconfig of a real landscape, for observations in the seed.
 pub const ENV_SEED_KUBECONFIG: &str = "E2E_SEED_KUBECONFIG";
-/// Shoot names are limited (the seed namespace `shoot--<project>--<name>` must stay a valid name).
-pub const MAX_SHOOT_NAME: usize = 21;
+/// Gardener limits a Shoot's name together with its project's: their lengths may add up to this at most (the
+/// seed namespace `shoot--<project>--<name>` and the names derived from it must stay valid).
+pub const MAX_PROJECT_AND_SHOOT_NAME: usize = 21;
 
 /// Where the scenarios run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,11 +53,18 @@ impl Target {
     }
 }
 
-/// A Shoot name for `scenario` that is valid in a garden and unique per run: the scenario's initials and a suffix.
-pub fn shoot_name(scenario: &str, suffix: u32) -> String {
+/// A Shoot name for `scenario` in the project namespace `project_namespace` (`garden-<project>`) that Gardener
+/// accepts and that is unique per run: the scenario's initials and a suffix, shortened for a long project name
+/// (the suffix is kept longest, as it tells runs apart).
+pub fn shoot_name(scenario: &str, project_namespace: &str, suffix: u32) -> String {
+    let project = project_namespace.strip_prefix("garden-").unwrap_or(project_namespace);
+    let budget = MAX_PROJECT_AND_SHOOT_NAME.saturating_sub(project.len()).max(1);
     let initials: String = scenario.split(['-', '_']).filter_map(|word| word.chars().next()).collect();
-    let name = format!("e2e-{initials}-{suffix:x}");
-    name.chars().take(MAX_SHOOT_NAME).collect::<String>().trim_end_matches('-').to_string()
+    let candidates = [format!("e2e-{initials}-{suffix:x}"), format!("{initials}-{suffix:x}"), format!("e{suffix:x}")];
+    match candidates.iter().find(|name| name.len() <= budget) {
+        Some(name) => name.clone(),
+        None => candidates[2].chars().take(budget).collect(),
+    }
 }
 
 #[cfg(test)]
@@ -97,10 +105,16 @@ mod tests {
 
     #[test]
     fn shoot_names_are_short_and_distinct() {
-        let name = shoot_name("enable-disable-reenable-delete", 0xabcdef);
+        let name = shoot_name("enable-disable-reenable-delete", DEFAULT_PROJECT_NAMESPACE, 0xabcdef);
         assert_eq!(name, "e2e-edrd-abcdef");
-        assert!(shoot_name("x", u32::MAX).len() <= MAX_SHOOT_NAME);
-        assert_ne!(shoot_name("a-b", 1), shoot_name("a-b", 2));
+        for project in ["garden-local", "garden-dev", "garden-a-longer-one", "garden-fourteen-chars"] {
+            let budget = MAX_PROJECT_AND_SHOOT_NAME - (project.len() - "garden-".len()).min(20);
+            let name = shoot_name("enable-disable-reenable-delete", project, u32::MAX);
+            assert!(name.len() <= budget && !name.is_empty() && !name.ends_with('-'), "{project}: {name:?}");
+            assert_ne!(shoot_name("a-b", project, 1), shoot_name("a-b", project, 2), "{project}");
+        }
+        assert_eq!(shoot_name("a-b", "garden-a-longer-one", 0xabcdef), "ab-abcdef", "initials dropped last");
+        assert_eq!(shoot_name("a-b", "garden-a-much-longer", 0xabcdef), "eabcdef", "the suffix kept longest");
     }
 }
 

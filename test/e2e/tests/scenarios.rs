@@ -23,13 +23,17 @@ use gardener_extension_cri_resmgr::constants::{
     MANAGED_RESOURCE_SECRET_PREFIX, NODE_BINARY_PATH, NODE_ENV_FILE, NODE_FALLBACK_CONFIG_PATH, NODE_STATE_DIR,
     NODE_SYSTEMD_UNIT_DIR, RELAY_SOCKET_ENDPOINT, SHOOT_MANAGED_RESOURCE_NAME, SHOOT_SYSTEM_NAMESPACE, UNIT_NAME,
 };
-use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetStatus};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use kube::api::{Api, DeleteParams, ObjectMeta, PostParams};
 use tokio_util::sync::CancellationToken;
 
 const AGENT_DEFAULT_CONFIG: &str = "cri-resmgr-config.default";
+/// How often a scenario looks again at a real landscape while it converges.
+const REAL_LANDSCAPE_POLL: Duration = Duration::from_secs(2);
+/// How long the stand-in's caller waits before it retries a failed shoot reconcile, as gardenlet would.
+const RECONCILE_RETRY: Duration = Duration::from_secs(2);
 /// What the Extension's last operation says while its deletion waits for the node cleaner.
 const CLEANER_WAITING: &str = "Waiting until cri-resmgr is removed from every node";
 /// How long a garbage-collectable Secret may outlive its ManagedResource: gardener-resource-manager's collector
@@ -95,7 +99,7 @@ impl Scenario {
         if !matches!(landscape, Landscape::Local(_)) {
             for_local_gardener(&mut shoot);
         }
-        let name = shoot_name(scenario, std::process::id());
+        let name = shoot_name(scenario, &project_namespace, std::process::id());
         shoot.metadata.name = Some(name.clone());
         shoot.metadata.namespace = Some(project_namespace.clone());
         change(&mut shoot);
@@ -172,7 +176,7 @@ impl Scenario {
                 return value;
             }
             assert!(tokio::time::Instant::now() < deadline, "timed out waiting until {what}");
-            tokio::time::sleep(Duration::from_secs(2)).await;
+            tokio::time::sleep(REAL_LANDSCAPE_POLL).await;
         }
     }
 
@@ -194,7 +198,7 @@ impl Scenario {
             match check().await {
                 Ok(()) => return,
                 Err(problem) if tokio::time::Instant::now() > deadline => panic!("{problem}"),
-                Err(_) => tokio::time::sleep(Duration::from_secs(2)).await,
+                Err(_) => tokio::time::sleep(REAL_LANDSCAPE_POLL).await,
             }
         }
     }
@@ -255,13 +259,24 @@ impl Scenario {
         machines
     }
 
-    /// The number of machines of `pool`: the agent's pods expected there.
+    /// The number of machines of `pool`: the agent's pods expected there. In a real landscape it waits until at
+    /// least one has joined, so that "ready on every node" is never judged over none.
     async fn node_count(&self, pool: &str) -> i32 {
         if self.is_local() {
             return 1;
         }
-        let nodes = self.landscape.nodes(&self.name, pool).await.unwrap_or_else(|e| panic!("the nodes of {pool}: {e}"));
-        nodes.len() as i32
+        self.eventually(&format!("a node of {pool} joined"), || async {
+            let nodes = self.landscape.nodes(&self.name, pool).await.ok()?;
+            i32::try_from(nodes.len()).ok().filter(|count| *count > 0)
+        })
+        .await
+    }
+
+    /// Whether the agent's DaemonSet is ready on the `nodes` of a pool: locally exactly there (one machine per
+    /// pool); in a real landscape on at least those (other selected pools add theirs), every scheduled pod ready.
+    fn agent_ready_on(&self, status: &DaemonSetStatus, nodes: i32) -> bool {
+        let (desired, ready) = (status.desired_number_scheduled, status.number_ready);
+        if self.is_local() { (desired, ready) == (nodes, nodes) } else { desired >= nodes && ready == desired }
     }
 
     /// The first pool's node has applied its pool's current reconcile OSC; its kubelet's runtime endpoint.
@@ -285,11 +300,6 @@ impl Scenario {
         self.landscape.runtime_endpoint(&self.namespace, pool, node).await
     }
 
-    /// Whether `path` exists on the first pool's node.
-    async fn on_node(&self, path: &str) -> bool {
-        self.on(&self.pool, path).await
-    }
-
     /// Whether `path` exists on a node of `pool`.
     async fn on(&self, pool: &str, path: &str) -> bool {
         let node = self.node_of(pool).await;
@@ -297,15 +307,35 @@ impl Scenario {
     }
 
     async fn on_machine(&self, node: &str, path: &str) -> bool {
+        self.try_on_machine(node, path).await.unwrap_or_else(|problem| panic!("{problem}"))
+    }
+
+    /// [`Self::on`] for [`Self::assert_on_nodes`], where a failed look is asked again in a real landscape.
+    async fn try_on(&self, pool: &str, path: &str) -> Result<bool, String> {
+        let node = self.node_of(pool).await;
+        self.try_on_machine(&node, path).await
+    }
+
+    async fn try_on_machine(&self, node: &str, path: &str) -> Result<bool, String> {
         let exists = self.landscape.path_exists(&self.namespace, node, path).await;
-        exists.unwrap_or_else(|e| panic!("looking for {path} on {node}: {e}"))
+        exists.map_err(|e| format!("looking for {path} on {node}: {e}"))
+    }
+
+    /// [`Self::endpoint_of`] for [`Self::assert_on_nodes`].
+    async fn try_endpoint(&self, pool: &str) -> Result<Option<String>, String> {
+        self.try_endpoint_of(pool).await.map_err(|e| format!("a node of {pool} applies its OSC: {e}"))
     }
 
     /// What the file at `path` on a node of `pool` holds (empty when it is missing).
     async fn read_on(&self, pool: &str, path: &str) -> String {
+        self.try_read_on(pool, path).await.unwrap_or_else(|problem| panic!("{problem}"))
+    }
+
+    /// [`Self::read_on`] for use inside `eventually`, where a failed read is asked again.
+    async fn try_read_on(&self, pool: &str, path: &str) -> Result<String, String> {
         let node = self.node_of(pool).await;
         let content = self.landscape.read_file(&self.namespace, &node, path).await;
-        content.unwrap_or_else(|e| panic!("reading {path} on {node}: {e}"))
+        content.map_err(|e| format!("reading {path} on {node}: {e}"))
     }
 
     async fn assert_enabled(&self) {
@@ -329,15 +359,15 @@ impl Scenario {
         // The machine joins after the shoot reconcile wrote it; the kubelets report the agent's pod then.
         self.eventually("the agent runs on the node", || async {
             let agent = daemonsets.get(AGENT_NAME).await.ok()?.status?;
-            ((agent.desired_number_scheduled, agent.number_ready) == (nodes, nodes)).then_some(())
+            self.agent_ready_on(&agent, nodes).then_some(())
         })
         .await;
         self.assert_on_nodes(|| async {
-            let endpoint = self.node_endpoint().await;
+            let endpoint = self.try_endpoint(&self.pool).await?;
             if endpoint.as_deref() != Some(RELAY_SOCKET_ENDPOINT) {
                 return Err(format!("kubelet → cri-resmgr: kubelet's endpoint is {endpoint:?}"));
             }
-            if !self.on_node(NODE_BINARY_PATH).await {
+            if !self.try_on(&self.pool, NODE_BINARY_PATH).await? {
                 return Err("the cri-resmgr binary is on the node: it is not".to_string());
             }
             Ok(())
@@ -358,10 +388,10 @@ impl Scenario {
                 if endpoint.as_deref() != Some(CONTAINERD_SOCKET_ENDPOINT) {
                     return Err(format!("kubelet → containerd again on {node}: kubelet's endpoint is {endpoint:?}"));
                 }
-                if self.on_machine(&node, NODE_BINARY_PATH).await {
+                if self.try_on_machine(&node, NODE_BINARY_PATH).await? {
                     return Err(format!("no cri-resmgr binary on {node}: it is there"));
                 }
-                if self.on_machine(&node, NODE_STATE_DIR).await {
+                if self.try_on_machine(&node, NODE_STATE_DIR).await? {
                     return Err(format!("the cleaner removed cri-resmgr's state from {node}: it is there"));
                 }
                 Ok(())
@@ -587,7 +617,11 @@ async fn hibernate_and_wake() {
             gardener_extension_cri_resmgr::contract::status::is_ready(&extension).then_some(())
         })
         .await;
-    println!("proven: hibernated — the Extension stays ready, the machines and the agent's pods are gone");
+    if scenario.is_local() {
+        println!("proven: hibernated — the Extension stays ready, the machines and the agent's pods are gone");
+    } else {
+        println!("proven: hibernated — the Extension stays ready");
+    }
     // The machine is gone with its disk; the one that comes back starts empty (a real one is a new machine).
     if let Landscape::Local(topology) = &scenario.landscape {
         let _ = std::fs::remove_dir_all(topology.node_agent.root(&local_node(&scenario.pool)));
@@ -640,7 +674,7 @@ async fn config_change_reaches_agent_and_node() {
     let fallback_after = scenario
         .eventually("the node's fallback file is the new one", || async {
             scenario.try_endpoint_of(&scenario.pool).await.ok()?;
-            let fallback = scenario.read_on(&scenario.pool, NODE_FALLBACK_CONFIG_PATH).await;
+            let fallback = scenario.try_read_on(&scenario.pool, NODE_FALLBACK_CONFIG_PATH).await.ok()?;
             fallback.contains("1500m").then_some(fallback)
         })
         .await;
@@ -697,13 +731,13 @@ async fn pool_selection_change() {
     );
     scenario
         .assert_on_nodes(|| async {
-            let endpoint = scenario.endpoint_of(&first_pool).await;
+            let endpoint = scenario.try_endpoint(&first_pool).await?;
             if endpoint.as_deref() != Some(CONTAINERD_SOCKET_ENDPOINT) {
                 return Err(format!("the deselected node's kubelet is back on containerd: it is on {endpoint:?}"));
             }
             let unit = format!("{NODE_SYSTEMD_UNIT_DIR}/{UNIT_NAME}");
             for path in [NODE_BINARY_PATH, NODE_FALLBACK_CONFIG_PATH, NODE_ENV_FILE, unit.as_str()] {
-                if scenario.on(&first_pool, path).await {
+                if scenario.try_on(&first_pool, path).await? {
                     return Err(format!("{path} is gone from the deselected node: it is there"));
                 }
             }
@@ -717,7 +751,7 @@ async fn pool_selection_change() {
             let agent = daemonsets.get(AGENT_NAME).await.ok()?;
             let affinity = serde_json::to_string(&agent.spec.as_ref()?.template.spec.as_ref()?.affinity).ok()?;
             let status = agent.status?;
-            ((status.desired_number_scheduled, status.number_ready) == (nodes, nodes)
+            (scenario.agent_ready_on(&status, nodes)
                 && affinity.contains(SECOND_POOL)
                 && !affinity.contains(&first_pool))
             .then_some(())
@@ -936,7 +970,7 @@ async fn reconcile_until_done(scenario: &Scenario, shoot: &Shoot) {
             Ok(()) => return,
             Err(e) => last = e.to_string(),
         }
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        tokio::time::sleep(RECONCILE_RETRY).await;
     }
     panic!("the shoot reconcile never succeeded: {last}\n{}", scenario.topology().logs());
 }

@@ -354,6 +354,15 @@ fn yaml_alias_bomb() -> String {
     text
 }
 
+/// Few YAML nodes, many bytes: one anchored 60 KiB string and 30 aliases of it (1.8 MiB expanded) in a list option.
+fn yaml_long_string_aliased() -> String {
+    let aliases = vec!["*long"; 30].join(", ");
+    format!(
+        "policy:\n  Active: balloons\n  balloons:\n    BalloonTypes: [&long \"{}\", {aliases}]\n",
+        "x".repeat(60 * 1024)
+    )
+}
+
 #[tokio::test]
 async fn malformed_and_hostile_reviews_get_their_exact_answer() {
     let server_ok = || assert_direct_server_healthy();
@@ -489,6 +498,14 @@ async fn malformed_and_hostile_reviews_get_their_exact_answer() {
             "a YAML alias bomb in a config",
             create_review(shoot_with_provider_config(json!({"configs": {"default": yaml_alias_bomb()}}))),
             Outcome::Denied(&[CONFIG_DEFAULT, "aliases"]),
+        ),
+        (
+            "aliases of one long string in a config",
+            create_review(shoot_with_provider_config(json!({"configs": {"default": yaml_long_string_aliased()}}))),
+            Outcome::Denied(&[
+                CONFIG_DEFAULT,
+                "values add up to more than 1048576 bytes with aliases (*name) expanded",
+            ]),
         ),
         (
             "deep YAML (flow) in a config",

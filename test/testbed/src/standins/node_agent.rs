@@ -120,9 +120,16 @@ impl NodeAgent {
             .find(|osc| osc.spec.purpose == OscPurpose::Reconcile)
             .ok_or_else(|| NodeAgentError::NoOsc { namespace: namespace.to_string(), pool: pool.to_string() })?;
         let root = self.root(node);
-        let report = apply_osc(&root, node, &osc)?;
-        verify_units(&root, node, &all_units(&osc))?;
-        Ok(report)
+        let node = node.to_string();
+        // File work and `systemd-analyze` block: they run beside the async workers, which the other stand-ins and
+        // the scenario itself share (two of them in a test).
+        let applied = tokio::task::spawn_blocking(move || {
+            let report = apply_osc(&root, &node, &osc)?;
+            verify_units(&root, &node, &all_units(&osc))?;
+            Ok(report)
+        })
+        .await;
+        applied.unwrap_or_else(|failed| std::panic::resume_unwind(failed.into_panic()))
     }
 }
 

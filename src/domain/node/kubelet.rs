@@ -22,7 +22,9 @@
 //! the YAML proves that exactly this field changed, and the file is re-encoded with its own encoding. Comments,
 //! quoting and key order survive. A file that does not set the field is not touched.
 
+use std::collections::HashMap;
 use std::ops::Range;
+use std::sync::{LazyLock, Mutex, MutexGuard};
 
 use serde_json::Value;
 
@@ -137,10 +139,70 @@ fn switch_kubelet_config_content(content: &FileContent, install: bool) -> Result
     Ok(Some(encode_inline(&inline.encoding, &switched)))
 }
 
+/// What [`switch_config_endpoint`] gives, kept by the text it was asked for: gardenlet sends the same
+/// KubeletConfiguration in every OSC of a pool and again on every shoot reconcile, and reading it (twice: once to
+/// find the field, once to prove the edit) is most of what mutating an OSC costs. The answer depends on the text
+/// and the direction only, so a kept one is the one a fresh reading would give.
+///
+/// Bounded: texts longer than [`SWITCH_MEMO_MAX_TEXT`] are not kept, and when the kept texts and answers would
+/// exceed [`SWITCH_MEMO_BYTES`], everything kept is forgotten at once (a seed's working set is a few files).
+struct SwitchMemo {
+    /// Per direction (`install` false, true): text → answer.
+    answers: [HashMap<String, Result<Option<String>, String>>; 2],
+    bytes: usize,
+}
+
+/// The longest kubelet config text [`SwitchMemo`] keeps (Gardener's are a few KiB).
+pub const SWITCH_MEMO_MAX_TEXT: usize = 64 * 1024;
+/// How many bytes of texts and answers [`SwitchMemo`] keeps at most.
+pub const SWITCH_MEMO_BYTES: usize = 1024 * 1024;
+
+static SWITCH_MEMO: LazyLock<Mutex<SwitchMemo>> =
+    LazyLock::new(|| Mutex::new(SwitchMemo { answers: [HashMap::new(), HashMap::new()], bytes: 0 }));
+
+/// The memo; a panic elsewhere while it was held leaves it consistent (each change completes before the guard
+/// is dropped), so a poisoned lock is used as is.
+fn switch_memo() -> MutexGuard<'static, SwitchMemo> {
+    SWITCH_MEMO.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The bytes [`SwitchMemo`] holds now.
+#[cfg(test)]
+pub(crate) fn switch_memo_bytes() -> usize {
+    switch_memo().bytes
+}
+
+/// [`switch_config_endpoint_uncached`], from [`SwitchMemo`] when the text was switched before.
+pub(super) fn switch_config_endpoint(text: &str, install: bool) -> Result<Option<String>, String> {
+    let direction = usize::from(install);
+    if text.len() > SWITCH_MEMO_MAX_TEXT {
+        return switch_config_endpoint_uncached(text, install);
+    }
+    if let Some(answer) = switch_memo().answers[direction].get(text) {
+        return answer.clone();
+    }
+    // Read outside the lock, so that other OSCs are served meanwhile.
+    let answer = switch_config_endpoint_uncached(text, install);
+    let bytes = text.len()
+        + match &answer {
+            Ok(switched) => switched.as_ref().map_or(0, String::len),
+            Err(problem) => problem.len(),
+        };
+    let mut memo = switch_memo();
+    if memo.bytes + bytes > SWITCH_MEMO_BYTES {
+        memo.answers.iter_mut().for_each(HashMap::clear);
+        memo.bytes = 0;
+    }
+    if memo.answers[direction].insert(text.to_owned(), answer.clone()).is_none() {
+        memo.bytes += bytes;
+    }
+    answer
+}
+
 /// A KubeletConfiguration text with `containerRuntimeEndpoint` switched, `None` when it does not set the field or
 /// already has the desired value. The value's text is replaced where it occurs, taking the first occurrence after
 /// which the YAML reads exactly as before except for that field, so nothing else of the file changes.
-fn switch_config_endpoint(text: &str, install: bool) -> Result<Option<String>, String> {
+pub(super) fn switch_config_endpoint_uncached(text: &str, install: bool) -> Result<Option<String>, String> {
     let (desired, replaceable) = endpoints(install);
     let field = KUBELET_CONFIG_CONTAINER_RUNTIME_ENDPOINT;
     let parsed: Value = crate::yaml::from_str(text).map_err(|e| format!("not a KubeletConfiguration: {e}"))?;

@@ -227,3 +227,40 @@ fn malformed_kubelet_unit_is_left_alone_with_a_warning() {
     assert!(outcome.warnings[0].contains("the OSC has no kubelet.service unit"), "{:?}", outcome.warnings);
     assert_eq!(outcome.osc.spec.units.len(), 1);
 }
+
+#[test]
+fn a_kept_kubelet_config_answer_is_the_fresh_one_for_its_direction() {
+    use crate::domain::node::kubelet::{
+        SWITCH_MEMO_BYTES, switch_config_endpoint, switch_config_endpoint_uncached, switch_memo_bytes,
+    };
+    let texts = [
+        format!("kind: KubeletConfiguration\ncontainerRuntimeEndpoint: {CONTAINERD_SOCKET_ENDPOINT}\n# memo a\n"),
+        format!("kind: KubeletConfiguration\ncontainerRuntimeEndpoint: {RELAY_SOCKET_ENDPOINT}\n# memo b\n"),
+        "kind: KubeletConfiguration\ncgroupDriver: systemd\n# memo c\n".to_owned(),
+        "kind: KubeletConfiguration\ncontainerRuntimeEndpoint: unix:///run/other.sock\n# memo d\n".to_owned(),
+        "containerRuntimeEndpoint: [\n# memo e\n".to_owned(),
+    ];
+    // Installing first, then removing: a memo that forgot the direction would answer the removal with the
+    // installation's answer.
+    for text in &texts {
+        for install in [true, false, true, false] {
+            assert_eq!(
+                switch_config_endpoint(text, install),
+                switch_config_endpoint_uncached(text, install),
+                "install {install}: {text}"
+            );
+        }
+    }
+    assert!(switch_config_endpoint(&texts[0], true).expect("switched").is_some());
+    assert_eq!(switch_config_endpoint(&texts[0], false), Ok(None));
+
+    // Many distinct files never hold more than the bound.
+    for i in 0..400 {
+        let padding = "#".repeat(4096);
+        let text = format!(
+            "kind: KubeletConfiguration\ncontainerRuntimeEndpoint: {CONTAINERD_SOCKET_ENDPOINT}\n# {i}{padding}\n"
+        );
+        assert!(switch_config_endpoint(&text, true).expect("switched").is_some());
+        assert!(switch_memo_bytes() <= SWITCH_MEMO_BYTES, "{} bytes", switch_memo_bytes());
+    }
+}

@@ -38,6 +38,8 @@ struct State {
 struct Entry {
     verdict: Arc<Verdict>,
     last_used: u64,
+    /// What [`Verdict::bytes`] counted when it was kept: counting again walks the parsed body.
+    bytes: usize,
 }
 
 /// What [`validate_config_body`] said about a text, independent of the path it was asked at.
@@ -172,7 +174,7 @@ impl ConfigBodyCache {
         }
         let mut state = self.state();
         if let Some(replaced) = state.entries.remove(text) {
-            state.bytes -= replaced.verdict.bytes(text);
+            state.bytes -= replaced.bytes;
         }
         while state.entries.len() >= self.max_entries || state.bytes + bytes > self.max_bytes {
             // A linear search for the oldest: the cache is small, and this runs only after a body was parsed, which
@@ -182,13 +184,13 @@ impl ConfigBodyCache {
                 break;
             };
             if let Some(evicted) = state.entries.remove(&oldest) {
-                state.bytes -= evicted.verdict.bytes(&oldest);
+                state.bytes -= evicted.bytes;
             }
         }
         state.clock += 1;
         let last_used = state.clock;
         state.bytes += bytes;
-        state.entries.insert(text.to_owned(), Entry { verdict, last_used });
+        state.entries.insert(text.to_owned(), Entry { verdict, last_used, bytes });
     }
 
     /// The state; a panic elsewhere while it was held leaves it consistent (every change is completed before the

@@ -76,6 +76,15 @@ impl Scenario {
         Scenario::create_with(scenario, |_| {}).await
     }
 
+    /// [`Scenario::create`], then the Shoot reconciled and the extension asserted enabled: where most scenarios
+    /// start.
+    async fn enabled(scenario: &str) -> Scenario {
+        let created = Scenario::create(scenario).await;
+        created.reconcile(&created.shoot().await).await;
+        created.assert_enabled().await;
+        created
+    }
+
     /// As [`Scenario::create`], with `change` applied to the example Shoot before it is created.
     async fn create_with(scenario: &str, change: impl FnOnce(&mut Shoot)) -> Scenario {
         let target = Target::from_env().unwrap_or_else(|e| panic!("{e}"));
@@ -515,18 +524,14 @@ fn local_node(pool: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_enable_delete() {
-    let scenario = Scenario::create("create-enable-delete").await;
-    scenario.reconcile(&scenario.shoot().await).await;
-    scenario.assert_enabled().await;
+    let scenario = Scenario::enabled("create-enable-delete").await;
     scenario.delete().await;
     scenario.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enable_disable_delete() {
-    let scenario = Scenario::create("enable-disable-delete").await;
-    scenario.reconcile(&scenario.shoot().await).await;
-    scenario.assert_enabled().await;
+    let scenario = Scenario::enabled("enable-disable-delete").await;
     scenario.update(|shoot| shoot.spec.extensions.clear()).await;
     scenario.assert_disabled().await;
     scenario.delete().await;
@@ -535,10 +540,8 @@ async fn enable_disable_delete() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enable_disable_reenable_delete() {
-    let scenario = Scenario::create("enable-disable-reenable-delete").await;
+    let scenario = Scenario::enabled("enable-disable-reenable-delete").await;
     let enabled = scenario.shoot().await.spec.extensions;
-    scenario.reconcile(&scenario.shoot().await).await;
-    scenario.assert_enabled().await;
     scenario.update(|shoot| shoot.spec.extensions.clear()).await;
     scenario.assert_disabled().await;
     scenario.update(|shoot| shoot.spec.extensions = enabled).await;
@@ -586,9 +589,7 @@ async fn invalid_shoot_is_rejected_in_the_garden() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hibernate_and_wake() {
-    let scenario = Scenario::create("hibernate-and-wake").await;
-    scenario.reconcile(&scenario.shoot().await).await;
-    scenario.assert_enabled().await;
+    let scenario = Scenario::enabled("hibernate-and-wake").await;
     let hibernation = |enabled: bool| {
         move |shoot: &mut Shoot| {
             shoot.spec.hibernation = Some(gardener_extension_cri_resmgr::apis::core::Hibernation {
@@ -641,9 +642,7 @@ fn set_configs(shoot: &mut Shoot, configs: serde_json::Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_change_reaches_agent_and_node() {
-    let scenario = Scenario::create("config-change").await;
-    scenario.reconcile(&scenario.shoot().await).await;
-    scenario.assert_enabled().await;
+    let scenario = Scenario::enabled("config-change").await;
     let fallback_before = scenario.read_on(&scenario.pool, NODE_FALLBACK_CONFIG_PATH).await;
     assert!(fallback_before.contains("750m"), "the example's fallback is on the node: {fallback_before}");
 
@@ -789,9 +788,7 @@ async fn force_delete() {
     // codes (ERR_CLEANUP_CLUSTER_RESOURCES, ERR_CONFIGURATION_PROBLEM, ERR_INFRA_*), and this scenario stops the
     // shoot's apiserver: neither can a test bring about in a healthy real landscape.
     local_only!("force deletion needs a Shoot whose deletion failed with specific errors (and a stoppable apiserver)");
-    let mut scenario = Scenario::create("force-delete").await;
-    scenario.reconcile(&scenario.shoot().await).await;
-    scenario.assert_enabled().await;
+    let mut scenario = Scenario::enabled("force-delete").await;
 
     // The user deletes the Shoot; its deletion is stuck (the shoot's apiserver is broken), so they confirm force
     // deletion. The garden keeps the Shoot (gardener's finalizer) until gardenlet is done.
@@ -866,9 +863,7 @@ async fn migrate_and_restore() {
     use gardener_extension_cri_resmgr::apis::resources::{CONDITION_RESOURCES_APPLIED, CONDITION_RESOURCES_HEALTHY};
     use gardener_extension_cri_resmgr::constants::ANNOTATION_OPERATION;
     local_only!("a control-plane migration needs a second seed, which the scenarios only start locally");
-    let scenario = Scenario::create("migrate-restore").await;
-    scenario.reconcile(&scenario.shoot().await).await;
-    scenario.assert_enabled().await;
+    let scenario = Scenario::enabled("migrate-restore").await;
     let topology = scenario.topology();
     let shoot_client = topology.shoot_client.clone();
     let daemonsets: Api<DaemonSet> = Api::namespaced(shoot_client.clone(), SHOOT_SYSTEM_NAMESPACE);
@@ -1013,9 +1008,7 @@ async fn seed_apiserver_and_etcd_restarted_mid_reconcile_converge() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_killed_as_a_change_arrives_the_other_replica_finishes() {
     use k8s_openapi::api::coordination::v1::Lease;
-    let mut scenario = Scenario::create("leader-killed").await;
-    scenario.reconcile(&scenario.shoot().await).await;
-    scenario.assert_enabled().await;
+    let mut scenario = Scenario::enabled("leader-killed").await;
     if let Landscape::Gardener(gardener) = &scenario.landscape {
         leader_killed_in_a_gardener(&scenario, gardener).await;
         scenario.delete().await;
@@ -1095,9 +1088,7 @@ async fn leader_killed_in_a_gardener(scenario: &Scenario, gardener: &cri_resmgr_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_killed_mid_long_reconcile_the_other_replica_finishes() {
     local_only!("a real landscape's nodes cannot be paused to keep the deletion waiting for the cleaner");
-    let mut scenario = Scenario::create("leader-killed-mid-deletion").await;
-    scenario.reconcile(&scenario.shoot().await).await;
-    scenario.assert_enabled().await;
+    let mut scenario = Scenario::enabled("leader-killed-mid-deletion").await;
 
     // Disabling is the extension's longest operation: its deletion deploys the node cleaner and waits until every
     // node has dropped cri-resmgr. The nodes are slow here: node-agent is paused, so the deletion keeps waiting.

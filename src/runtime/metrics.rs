@@ -512,6 +512,7 @@ pub struct WebhookMetrics {
     requests: Family<WebhookResultLabels, Counter>,
     request_duration: HistogramFamily<WebhookLabels>,
     denials: Family<DenialLabels, Counter>,
+    reused: Family<WebhookLabels, Counter>,
     certificate_expiry: Gauge<f64, AtomicU64>,
 }
 
@@ -521,6 +522,7 @@ impl WebhookMetrics {
             requests: Family::default(),
             request_duration: Family::new_with_constructor(webhook_histogram),
             denials: Family::default(),
+            reused: Family::default(),
             certificate_expiry: Gauge::default(),
         }
     }
@@ -543,6 +545,12 @@ impl WebhookMetrics {
             self.denials.clone(),
         );
         registry.register(
+            "webhook_answers_reused",
+            "Admission requests answered with the answer kept for the same review before (counted in \
+             webhook_requests too)",
+            self.reused.clone(),
+        );
+        registry.register(
             "webhook_certificate_expiry_timestamp_seconds",
             "When the served webhook certificate expires (Unix time); 0 before one is loaded",
             self.certificate_expiry.clone(),
@@ -557,6 +565,11 @@ impl WebhookMetrics {
         if let Some(reason) = denial {
             self.denials.get_or_create(&DenialLabels { webhook, reason }).inc();
         }
+    }
+
+    /// `webhook` gave the answer it kept for the same review before (see [`super::answer_memo`]).
+    pub fn reused(&self, webhook: &str) {
+        self.reused.get_or_create(&WebhookLabels { webhook: webhook.to_string() }).inc();
     }
 
     /// `webhook` could not answer with a review (the body was none, or the answer did not encode).

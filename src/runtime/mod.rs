@@ -5,6 +5,7 @@
 //!   and `/readyz` (ready once certificate material is loaded), and resolves each TLS handshake with the latest
 //!   certificate its owner published.
 //! - [`review`]: the handler abstraction ([`AdmissionHandler`]) and the AdmissionReview plumbing.
+//! - [`answer_memo`]: the answers kept for reviews that come again with only a new uid.
 //! - [`registration`]: the Validating-/MutatingWebhookConfigurations pointing the apiserver at the server.
 //! - [`serving`]: the options of a webhook-serving command, the start of the certificate owner they choose, and the
 //!   bind → register → serve sequence; the registrar re-registers when the published CA bundle changes.
@@ -19,6 +20,7 @@
 //!   Extensions, the base configs), so that neither asks the apiserver per call.
 //! - [`signals`]: SIGTERM / Ctrl-C.
 
+pub mod answer_memo;
 pub mod inputs;
 pub mod metrics;
 pub mod registration;

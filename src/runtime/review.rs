@@ -298,9 +298,55 @@ type DynamicAdmissionRequest = AdmissionRequest<DynamicObject>;
 /// (allow), `.deny(reason)` or `.with_patch(patch)`. The server always echoes the request's `uid`
 /// and sets the `admission.k8s.io/v1` envelope, whatever the handler filled in. A handler that
 /// panics is answered with a denial ("internal error"); it does not take the server down.
+///
+/// A handler that knows what its answer depends on implements [`admit_reusable`](Self::admit_reusable) too, so
+/// that the server may give the same answer to a review that comes again (see [`super::answer_memo`]); the
+/// default says "never reuse", which is always right.
 pub trait AdmissionHandler: Send + Sync + 'static {
     /// Decides on one admission request.
     fn admit(&self, request: RawAdmissionRequest) -> impl Future<Output = AdmissionResponse> + Send;
+
+    /// Decides on one admission request and says for how long the answer holds for a review that differs from
+    /// this one in nothing but its `uid`.
+    fn admit_reusable(&self, request: RawAdmissionRequest) -> impl Future<Output = Answer> + Send {
+        async move { Answer { response: self.admit(request).await, reuse: Reuse::Never } }
+    }
+}
+
+/// A handler's answer and whether the server may give it again.
+pub struct Answer {
+    pub response: AdmissionResponse,
+    pub reuse: Reuse,
+}
+
+/// For how long an answer holds for a review that repeats the answered one in everything but its `uid`.
+#[derive(Clone)]
+pub enum Reuse {
+    /// The answer follows from the review alone (and the process's fixed settings).
+    Always,
+    /// The answer also depends on state outside the review; it holds while the check says that state is what it
+    /// was. The check runs on every reuse, so it must be cheap and must not block (e.g. compare versions in a
+    /// watch-backed store).
+    While(Arc<dyn Fn() -> bool + Send + Sync>),
+    /// The answer must not be given again (e.g. it came from a read that may be stale, or from a failure).
+    Never,
+}
+
+impl Reuse {
+    /// Reuse while `check` holds.
+    pub fn while_(check: impl Fn() -> bool + Send + Sync + 'static) -> Self {
+        Reuse::While(Arc::new(check))
+    }
+}
+
+impl fmt::Debug for Reuse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Reuse::Always => "Always",
+            Reuse::While(_) => "While(..)",
+            Reuse::Never => "Never",
+        })
+    }
 }
 
 impl<F, Fut> AdmissionHandler for F
@@ -315,12 +361,12 @@ where
 
 /// Object-safe form of [`AdmissionHandler`], so handlers of different types share one router.
 pub(crate) trait DynHandler: Send + Sync {
-    fn call(self: Arc<Self>, request: RawAdmissionRequest) -> BoxFuture<'static, AdmissionResponse>;
+    fn call(self: Arc<Self>, request: RawAdmissionRequest) -> BoxFuture<'static, Answer>;
 }
 
 impl<H: AdmissionHandler> DynHandler for H {
-    fn call(self: Arc<Self>, request: RawAdmissionRequest) -> BoxFuture<'static, AdmissionResponse> {
-        Box::pin(async move { self.admit(request).await })
+    fn call(self: Arc<Self>, request: RawAdmissionRequest) -> BoxFuture<'static, Answer> {
+        Box::pin(async move { self.admit_reusable(request).await })
     }
 }
 

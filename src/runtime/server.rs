@@ -48,8 +48,11 @@ use tower_http::trace::TraceLayer;
 use tracing::{debug, error, info, warn};
 
 use super::AbortOnDrop;
+use super::answer_memo::{AnswerMemo, Outcome, Reused};
 use super::metrics::{AdmissionResult, DenialReason, WebhookMetrics};
-use super::review::{AdmissionHandler, DynHandler, denial_reason, internal_error, into_review, parse_review};
+use super::review::{
+    AdmissionHandler, Answer, DynHandler, Reuse, denial_reason, internal_error, into_review, parse_review,
+};
 use crate::runtime::tls::{self, CertReceiver, CertState};
 
 /// kube-apiserver's limit for the body of a write request (3 MiB): the largest object it can put into a review.
@@ -390,6 +393,8 @@ fn observed_router(
     for (path, handler) in handlers {
         let (handler, path_label): (Arc<dyn DynHandler>, Arc<str>) = (handler.clone(), Arc::from(path.as_str()));
         let observer = metrics.clone().map(|metrics| Observer { metrics, webhook: Arc::from(webhook_name(path)) });
+        // Each webhook keeps its own answers: the same review gets different answers from different webhooks.
+        let memo = Arc::new(<AnswerMemo>::default());
         router = router.route(
             path,
             post(move |body: Bytes| async move {
@@ -400,8 +405,11 @@ fn observed_router(
                         observer.too_large(response.status(), started);
                     }
                     response
+                } else if let Some(reused) = memo.reuse(&body) {
+                    // A kept answer walks no object, so it needs neither the admission runtime nor a task.
+                    answered_again(&path_label, observer.as_ref(), reused, started)
                 } else {
-                    admit(handler.clone(), path_label.clone(), observer.clone(), body).await
+                    admit(handler.clone(), path_label.clone(), observer.clone(), memo.clone(), body).await
                 };
                 response.extensions_mut().insert(Observed);
                 response
@@ -445,6 +453,11 @@ impl Observer {
             (AdmissionResult::Denied, Some(denial_reason(response)))
         };
         self.metrics.answered(&self.webhook, result, denial, started.elapsed());
+    }
+
+    fn answered_again(&self, outcome: &Outcome, started: Instant) {
+        self.metrics.answered(&self.webhook, outcome.result, outcome.denial, started.elapsed());
+        self.metrics.reused(&self.webhook);
     }
 
     fn too_large(&self, status: StatusCode, started: Instant) {
@@ -523,9 +536,31 @@ fn first_uid(body: &[u8]) -> Option<String> {
     (!uid.is_empty() && rest.get(end) == Some(&b'"')).then(|| uid.to_owned())
 }
 
+/// The answer kept for a review that came again: counted and logged as the first one was, with its new uid.
+fn answered_again(path: &str, observer: Option<&Observer>, reused: Reused, started: Instant) -> Response {
+    let Reused { body, uid, outcome } = reused;
+    if let Some(observer) = observer {
+        observer.answered_again(&outcome, started);
+    }
+    let Outcome { operation, kind, namespace, name, .. } = &*outcome;
+    let elapsed_ms = started.elapsed().as_millis();
+    if outcome.result == AdmissionResult::Allowed {
+        debug!(%path, %uid, ?operation, %kind, %namespace, %name, elapsed_ms, patched = outcome.patched, reused = true, "admitted");
+    } else {
+        info!(%path, %uid, ?operation, %kind, %namespace, %name, elapsed_ms, reason = %outcome.message, reused = true, "denied");
+    }
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
 /// One admission call, on the admission runtime (see [`ADMISSION_THREAD_STACK_BYTES`]): every step that walks the
 /// object runs there, and only the encoded answer comes back.
-async fn admit(handler: Arc<dyn DynHandler>, path: Arc<str>, observer: Option<Observer>, body: Bytes) -> Response {
+async fn admit(
+    handler: Arc<dyn DynHandler>,
+    path: Arc<str>,
+    observer: Option<Observer>,
+    memo: Arc<AnswerMemo>,
+    body: Bytes,
+) -> Response {
     let runtime = match admission_runtime() {
         Ok(runtime) => runtime,
         Err(reason) => {
@@ -536,7 +571,7 @@ async fn admit(handler: Arc<dyn DynHandler>, path: Arc<str>, observer: Option<Ob
             return (StatusCode::INTERNAL_SERVER_ERROR, "the admission runtime is not available").into_response();
         }
     };
-    match AbortOnDrop(runtime.spawn(admit_here(handler, path.clone(), observer.clone(), body))).await {
+    match AbortOnDrop(runtime.spawn(admit_here(handler, path.clone(), observer.clone(), memo, body))).await {
         Ok(response) => response,
         Err(e) => {
             error!(%path, reason = %join_error_reason(e), "admission task failed");
@@ -567,8 +602,15 @@ fn admission_runtime() -> Result<&'static tokio::runtime::Handle, &'static str> 
     }
 }
 
-/// One admission call: decode, run the handler isolated in its own task, wrap its answer.
-async fn admit_here(handler: Arc<dyn DynHandler>, path: Arc<str>, observer: Option<Observer>, body: Bytes) -> Response {
+/// One admission call: decode, run the handler isolated in its own task, wrap its answer, and keep it in `memo` when
+/// the handler says it holds for the same review again.
+async fn admit_here(
+    handler: Arc<dyn DynHandler>,
+    path: Arc<str>,
+    observer: Option<Observer>,
+    memo: Arc<AnswerMemo>,
+    body: Bytes,
+) -> Response {
     let request = match parse_review(&body) {
         Ok(request) => request,
         Err(e) => {
@@ -586,11 +628,11 @@ async fn admit_here(handler: Arc<dyn DynHandler>, path: Arc<str>, observer: Opti
 
     // A separate task turns a panic into a JoinError instead of a dropped connection; AbortOnDrop
     // stops the handler when the request itself is abandoned (timeout, client gone).
-    let response = match AbortOnDrop(tokio::spawn(handler.call(request))).await {
-        Ok(response) => response,
+    let Answer { response, reuse } = match AbortOnDrop(tokio::spawn(handler.call(request))).await {
+        Ok(answer) => answer,
         Err(e) => {
             error!(%path, %uid, ?operation, %kind, %namespace, %name, reason = %join_error_reason(e), "admission handler failed; denying");
-            internal_error(&uid)
+            Answer { response: internal_error(&uid), reuse: Reuse::Never }
         }
     };
     let elapsed_ms = started.elapsed().as_millis();
@@ -602,9 +644,15 @@ async fn admit_here(handler: Arc<dyn DynHandler>, path: Arc<str>, observer: Opti
     } else {
         info!(%path, %uid, ?operation, %kind, %namespace, %name, elapsed_ms, reason = %response.result.message, "denied");
     }
+    let outcome = (!matches!(reuse, Reuse::Never)).then(|| Outcome::of(&response, operation, kind, namespace, name));
 
     match serde_json::to_vec(&into_review(&uid, response)) {
-        Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
+        Ok(json) => {
+            if let Some(outcome) = outcome {
+                memo.remember(&body, &uid, &json, outcome, reuse);
+            }
+            ([(header::CONTENT_TYPE, "application/json")], json).into_response()
+        }
         Err(e) => {
             error!(%path, %uid, error = %e, "cannot serialize the admission response");
             (StatusCode::INTERNAL_SERVER_ERROR, "cannot serialize the admission response").into_response()

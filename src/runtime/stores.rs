@@ -43,6 +43,30 @@ pub struct SeedStores {
     base_configs_changed: tokio::sync::watch::Receiver<u64>,
 }
 
+/// The `resourceVersion`s of the seed objects an answer for a shoot namespace is made from: the same versions are the
+/// same objects (see [`SeedStores::stored_versions`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputVersions {
+    pub cluster: String,
+    pub extension: String,
+    /// `None`: there is no base-configs ConfigMap.
+    pub base_configs: Option<String>,
+}
+
+impl InputVersions {
+    /// The versions of these objects; `None` when one has none (only objects read from an apiserver have one).
+    pub fn of(cluster: &Cluster, extension: &Extension, base_configs: Option<&ConfigMap>) -> Option<Self> {
+        Some(InputVersions {
+            cluster: cluster.metadata.resource_version.clone()?,
+            extension: extension.metadata.resource_version.clone()?,
+            base_configs: match base_configs {
+                Some(config_map) => Some(config_map.metadata.resource_version.clone()?),
+                None => None,
+            },
+        })
+    }
+}
+
 /// Where the stores watch.
 #[derive(Debug, Clone)]
 pub struct StoreScope {
@@ -150,19 +174,39 @@ impl SeedStores {
 
     /// The operator's base configs (none without the ConfigMap).
     pub async fn base_configs(&self) -> Result<BTreeMap<String, String>, PlanError> {
-        let key = ObjectRef::new(BASE_CONFIGS_CONFIG_MAP).within(&self.configmap_namespace);
-        let config_map = if is_ready(&self.base_configs) {
-            // Synced: the store is authoritative for this one object (see the module's documentation).
-            self.base_configs.get(&key)
-        } else {
-            let api = Api::<ConfigMap>::namespaced(self.client.clone(), &self.configmap_namespace);
-            let live = api.get_opt(BASE_CONFIGS_CONFIG_MAP).await.map_err(|source| PlanError::Kube {
-                action: format!("reading ConfigMap {}/{BASE_CONFIGS_CONFIG_MAP}", self.configmap_namespace),
-                source,
-            })?;
-            live.map(Arc::new)
-        };
+        let config_map = self.base_config_map().await?;
         Ok(configs::base_configs(config_map.as_deref()).map_err(DesiredError::Config)?)
+    }
+
+    /// The operator's base-configs ConfigMap, if there is one.
+    pub async fn base_config_map(&self) -> Result<Option<Arc<ConfigMap>>, PlanError> {
+        if is_ready(&self.base_configs) {
+            // Synced: the store is authoritative for this one object (see the module's documentation).
+            return Ok(self.base_configs.get(&self.base_configs_key()));
+        }
+        let api = Api::<ConfigMap>::namespaced(self.client.clone(), &self.configmap_namespace);
+        let live = api.get_opt(BASE_CONFIGS_CONFIG_MAP).await.map_err(|source| PlanError::Kube {
+            action: format!("reading ConfigMap {}/{BASE_CONFIGS_CONFIG_MAP}", self.configmap_namespace),
+            source,
+        })?;
+        Ok(live.map(Arc::new))
+    }
+
+    /// The versions of the shoot namespace's Cluster and Extension and of the base configs as the stores hold them
+    /// now, without a read from the apiserver; `None` until the stores are synced, and while the Cluster or the
+    /// Extension is not in its store. An answer made from objects of these versions is made from the same objects.
+    pub fn stored_versions(&self, namespace: &str) -> Option<InputVersions> {
+        if !self.is_synced() {
+            return None;
+        }
+        let cluster = self.clusters.get(&ObjectRef::new(namespace))?;
+        let extension = self.extensions.get(&ObjectRef::new(EXTENSION_TYPE).within(namespace))?;
+        let base_configs = self.base_configs.get(&self.base_configs_key());
+        InputVersions::of(&cluster, &extension, base_configs.as_deref())
+    }
+
+    fn base_configs_key(&self) -> ObjectRef<ConfigMap> {
+        ObjectRef::new(BASE_CONFIGS_CONFIG_MAP).within(&self.configmap_namespace)
     }
 
     /// The stored object, once the store is synced; `None` sends the caller to the apiserver.

@@ -8,39 +8,69 @@ use kube::core::admission::{AdmissionResponse, Operation};
 
 use crate::apis::extensions::OperatingSystemConfig;
 use crate::constants::EXTENSION_TYPE;
+use crate::domain::configs;
 use crate::domain::desired;
+use crate::domain::desired::DesiredError;
 use crate::domain::images::ImageVector;
 use crate::domain::node::should_mutate;
 use crate::domain::osc::{ShootContext, desired_osc};
 use crate::runtime::inputs::PlanError;
 use crate::runtime::metrics::DenialReason;
-use crate::runtime::review::deny;
-use crate::runtime::stores::SeedStores;
+use crate::runtime::review::{Answer, Reuse, deny};
+use crate::runtime::stores::{InputVersions, SeedStores};
 use crate::runtime::{AdmissionHandler, RawAdmissionRequest};
 
+/// What a shoot's context was made from: the context (or why there is none), and the versions of the objects read
+/// when every one of them was there (`None` when one was missing: a miss may be a watch event still on its way).
+struct ContextRead {
+    context: Result<Option<ShootContext>, PlanError>,
+    versions: Option<InputVersions>,
+}
+
+impl ContextRead {
+    fn without_versions(context: Result<Option<ShootContext>, PlanError>) -> Self {
+        ContextRead { context, versions: None }
+    }
+}
+
 /// The Cluster, the Extension and the base configs of a shoot namespace (from the process's watch-backed stores)
-/// and the plan they make. `Ok(None)` when there is no Cluster (not a shoot namespace we can judge).
-pub async fn shoot_context(
+/// and the plan they make; the context is `None` when there is no Cluster (not a shoot namespace we can judge).
+/// `Err` when the apiserver could not be read.
+async fn read_shoot_context(
     stores: &SeedStores,
     namespace: &str,
     images: &ImageVector,
-) -> Result<Option<ShootContext>, PlanError> {
+) -> Result<ContextRead, PlanError> {
     let kube_err = |action: String| move |source| PlanError::Kube { action, source };
     let Some(cluster) = stores.cluster(namespace).await.map_err(kube_err(format!("reading Cluster {namespace}")))?
     else {
-        return Ok(None);
+        return Ok(ContextRead::without_versions(Ok(None)));
     };
     let extension = stores
         .extension(namespace)
         .await
         .map_err(kube_err(format!("reading Extension {namespace}/{EXTENSION_TYPE}")))?;
-    // Once the Extension goes, cri-resmgr goes from the nodes: the OSC comes back without our additions.
-    let Some(extension) = extension.filter(|e| e.metadata.deletion_timestamp.is_none()) else {
-        return Ok(Some(ShootContext { shoot: cluster.spec.shoot.clone(), desired: None }));
+    let Some(extension) = extension else {
+        return Ok(ContextRead::without_versions(Ok(Some(ShootContext {
+            shoot: cluster.spec.shoot.clone(),
+            desired: None,
+        }))));
     };
-    let base = stores.base_configs().await?;
-    let desired = desired::compute(&cluster.spec.shoot, extension.spec.provider_config.as_ref(), &base, images)?;
-    Ok(Some(ShootContext { shoot: cluster.spec.shoot.clone(), desired: Some(desired) }))
+    // Once the Extension goes, cri-resmgr goes from the nodes: the OSC comes back without our additions (a passing
+    // state: that answer is not kept).
+    if extension.metadata.deletion_timestamp.is_some() {
+        let context = ShootContext { shoot: cluster.spec.shoot.clone(), desired: None };
+        return Ok(ContextRead::without_versions(Ok(Some(context))));
+    }
+    let base = stores.base_config_map().await?;
+    let versions = InputVersions::of(&cluster, &extension, base.as_deref());
+    let desired =
+        configs::base_configs(base.as_deref()).map_err(|e| PlanError::Desired(DesiredError::Config(e))).and_then(
+            |base| Ok(desired::compute(&cluster.spec.shoot, extension.spec.provider_config.as_ref(), &base, images)?),
+        );
+    let context =
+        desired.map(|desired| Some(ShootContext { shoot: cluster.spec.shoot.clone(), desired: Some(desired) }));
+    Ok(ContextRead { context, versions })
 }
 
 /// Why an OperatingSystemConfig is denied; the text is what gardenlet sees (and retries on).
@@ -82,54 +112,102 @@ pub struct OscMutator {
 }
 
 impl OscMutator {
-    async fn mutate(&self, request: &RawAdmissionRequest) -> Result<Option<json_patch::Patch>, OscMutationError> {
-        let object = request.object.as_ref().ok_or(OscMutationError::NoObject)?;
+    /// The patch for the OSC in `request` (none when it stays as it is), and for how long that answer holds.
+    async fn mutate(
+        &self,
+        request: &RawAdmissionRequest,
+    ) -> (Result<Option<json_patch::Patch>, OscMutationError>, Reuse) {
+        let object = match request.object.as_ref() {
+            Some(object) => object,
+            None => return (Err(OscMutationError::NoObject), Reuse::Always),
+        };
         // The patch is the difference between the object as sent and the mutated one, so the OSC is read from that
         // tree (its `other` maps keep what it does not model, which the patch therefore leaves alone).
-        let original = object.to_tree().map_err(OscMutationError::Decode)?;
-        let osc: OperatingSystemConfig = crate::decode::from_ref(&original).map_err(OscMutationError::Decode)?;
+        let decoded = object.to_tree().and_then(|original| {
+            let osc: OperatingSystemConfig = crate::decode::from_ref(&original)?;
+            Ok((original, osc))
+        });
+        let (original, osc) = match decoded {
+            Ok(decoded) => decoded,
+            Err(e) => return (Err(OscMutationError::Decode(e)), Reuse::Always),
+        };
         // Provision OSCs and OSCs being deleted need no plan: answer before reading anything.
         if !should_mutate(&osc) {
-            return Ok(None);
+            return (Ok(None), Reuse::Always);
         }
         let namespace = request.namespace.clone().unwrap_or_default();
         let plan_error = |source| OscMutationError::Plan { namespace: namespace.clone(), source };
-        let context = shoot_context(&self.stores, &namespace, &self.images).await.map_err(plan_error)?;
-        let Some(context) = context else {
-            tracing::warn!(namespace, "no Cluster for this namespace; leaving the OperatingSystemConfig alone");
-            return Ok(None);
+        let read = match read_shoot_context(&self.stores, &namespace, &self.images).await {
+            Ok(read) => read,
+            // The apiserver could not be read: the next try may succeed.
+            Err(e) => return (Err(plan_error(e)), Reuse::Never),
         };
-        let outcome = desired_osc(&osc, &context, &self.images).map_err(|e| plan_error(PlanError::Desired(e)))?;
+        // The answer follows from the OSC and the objects of these versions; it holds while the stores have them.
+        let reuse = match read.versions {
+            Some(versions) => {
+                let (stores, namespace) = (self.stores.clone(), namespace.clone());
+                Reuse::while_(move || stores.stored_versions(&namespace).as_ref() == Some(&versions))
+            }
+            None => Reuse::Never,
+        };
+        let context = match read.context {
+            Ok(Some(context)) => context,
+            Ok(None) => {
+                tracing::warn!(namespace, "no Cluster for this namespace; leaving the OperatingSystemConfig alone");
+                return (Ok(None), reuse);
+            }
+            Err(e) => return (Err(plan_error(e)), reuse),
+        };
+        let outcome = match desired_osc(&osc, &context, &self.images) {
+            Ok(outcome) => outcome,
+            Err(e) => return (Err(plan_error(PlanError::Desired(e))), reuse),
+        };
         for warning in &outcome.warnings {
             tracing::warn!(namespace, osc = %request.name, warning, "OperatingSystemConfig only partly mutated");
         }
-        let mutated = serde_json::to_value(&outcome.osc).map_err(OscMutationError::Encode)?;
+        let mutated = match serde_json::to_value(&outcome.osc) {
+            Ok(mutated) => mutated,
+            Err(e) => return (Err(OscMutationError::Encode(e)), Reuse::Never),
+        };
         let patch = json_patch::diff(&original, &mutated);
-        Ok((!patch.0.is_empty()).then_some(patch))
+        (Ok((!patch.0.is_empty()).then_some(patch)), reuse)
     }
 }
 
 impl AdmissionHandler for OscMutator {
     async fn admit(&self, request: RawAdmissionRequest) -> AdmissionResponse {
+        self.admit_reusable(request).await.response
+    }
+
+    async fn admit_reusable(&self, request: RawAdmissionRequest) -> Answer {
         let response = AdmissionResponse::from(&request);
         if request.kind.group != OperatingSystemConfig::group(&())
             || request.kind.kind != OperatingSystemConfig::kind(&())
             || !matches!(request.operation, Operation::Create | Operation::Update)
         {
-            return response;
+            return Answer { response, reuse: Reuse::Always };
         }
-        match self.mutate(&request).await {
+        let (mutation, reuse) = self.mutate(&request).await;
+        let response = match mutation {
             Ok(None) => response,
             Ok(Some(patch)) => match response.clone().with_patch(patch) {
                 Ok(patched) => patched,
                 Err(e) => {
-                    deny(response, DenialReason::Internal, format!("internal error: cannot serialise the patch: {e}"))
+                    return Answer {
+                        response: deny(
+                            response,
+                            DenialReason::Internal,
+                            format!("internal error: cannot serialise the patch: {e}"),
+                        ),
+                        reuse: Reuse::Never,
+                    };
                 }
             },
             Err(error) => {
                 tracing::warn!(namespace = ?request.namespace, osc = %request.name, reason = %error, "denied an OSC");
                 deny(response, error.denial_reason(), error.to_string())
             }
-        }
+        };
+        Answer { response, reuse }
     }
 }

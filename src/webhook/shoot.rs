@@ -10,7 +10,7 @@ use kube::core::admission::{AdmissionResponse, Operation};
 use crate::apis::core::Shoot;
 use crate::domain::validation::{ConfigBodyCache, default_shoot, join_errors, validate_shoot_with};
 use crate::runtime::metrics::DenialReason;
-use crate::runtime::review::deny;
+use crate::runtime::review::{Answer, Reuse, deny};
 use crate::runtime::{AdmissionHandler, RawAdmissionRequest, RawObject};
 
 /// Validates Shoots on CREATE and UPDATE.
@@ -56,6 +56,11 @@ fn decode(object: &RawObject) -> Result<Shoot, crate::decode::DecodeError> {
 }
 
 impl AdmissionHandler for ShootValidator {
+    // The verdict follows from the review alone (the config-body cache only remembers verdicts).
+    async fn admit_reusable(&self, request: RawAdmissionRequest) -> Answer {
+        Answer { response: self.admit(request).await, reuse: Reuse::Always }
+    }
+
     async fn admit(&self, request: RawAdmissionRequest) -> AdmissionResponse {
         let response = AdmissionResponse::from(&request);
         match shoot_of(&request) {
@@ -79,6 +84,11 @@ impl AdmissionHandler for ShootValidator {
 }
 
 impl AdmissionHandler for ShootDefaulter {
+    // The defaults follow from the review alone.
+    async fn admit_reusable(&self, request: RawAdmissionRequest) -> Answer {
+        Answer { response: self.admit(request).await, reuse: Reuse::Always }
+    }
+
     async fn admit(&self, request: RawAdmissionRequest) -> AdmissionResponse {
         let response = AdmissionResponse::from(&request);
         match shoot_of(&request) {

@@ -385,13 +385,13 @@ fn start_shoot_requests(
         let mut failures = Vec::new();
         while !stop.is_cancelled() {
             let bundle = trust.borrow().clone();
-            let target = Target {
-                address: SocketAddr::from(([127, 0, 0, 1], port)),
-                server_name: rustls::pki_types::ServerName::try_from("localhost").expect("name"),
-                tls: std::sync::Arc::new(certs::client_config_trusting(bundle.as_bytes()).expect("CA bundle")),
-                path: gardener_extension_cri_resmgr::runtime::registration::PATH_VALIDATE_SHOOT.to_string(),
-                body: body.clone(),
-            };
+            let target = Target::new(
+                SocketAddr::from(([127, 0, 0, 1], port)),
+                rustls::pki_types::ServerName::try_from("localhost").expect("name"),
+                std::sync::Arc::new(certs::client_config_trusting(bundle.as_bytes()).expect("CA bundle")),
+                gardener_extension_cri_resmgr::runtime::registration::PATH_VALIDATE_SHOOT,
+                body.clone(),
+            );
             let request = sent.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
             match target.once().await {
                 Ok((status, answer)) => {

@@ -9,7 +9,7 @@ use gardener_extension_cri_resmgr::apis::extensions::{Cluster, Extension, Operat
 use gardener_extension_cri_resmgr::constants::{BASE_CONFIGS_CONFIG_MAP, EXTENSION_TYPE};
 use gardener_extension_cri_resmgr::domain::images::ImageVector;
 use gardener_extension_cri_resmgr::runtime::AdmissionHandler as _;
-use gardener_extension_cri_resmgr::runtime::review::parse_review;
+use gardener_extension_cri_resmgr::runtime::review::{Answer, Reuse, parse_review};
 use gardener_extension_cri_resmgr::runtime::stores::{SeedStores, StoreScope};
 use gardener_extension_cri_resmgr::webhook::osc::OscMutator;
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -20,6 +20,20 @@ use crate::support::{TestEnv, eventually, example};
 
 /// How the stored OSC would look after the webhook's answer: `None` when the answer carries no patch.
 async fn mutated(mutator: &OscMutator, osc: &Value) -> Option<Value> {
+    mutated_and_kept(mutator, osc).await.0
+}
+
+/// Whether an answer the server keeps for a review that comes again still holds (what the server asks on reuse).
+fn holds(reuse: &Reuse) -> bool {
+    match reuse {
+        Reuse::Always => true,
+        Reuse::While(check) => check(),
+        Reuse::Never => false,
+    }
+}
+
+/// [`mutated`], and for how long the server may give the same answer to the same review again.
+async fn mutated_and_kept(mutator: &OscMutator, osc: &Value) -> (Option<Value>, Reuse) {
     let review = json!({
         "apiVersion": "admission.k8s.io/v1",
         "kind": "AdmissionReview",
@@ -37,12 +51,13 @@ async fn mutated(mutator: &OscMutator, osc: &Value) -> Option<Value> {
         }
     });
     let request = parse_review(&serde_json::to_vec(&review).expect("review")).expect("a review");
-    let response = mutator.admit(request).await;
+    let Answer { response, reuse } = mutator.admit_reusable(request).await;
     assert!(response.allowed, "denied: {}", response.result.message);
-    let patch: json_patch::Patch = serde_json::from_slice(response.patch.as_ref()?).expect("a JSON patch");
+    let Some(patch) = response.patch.as_ref() else { return (None, reuse) };
+    let patch: json_patch::Patch = serde_json::from_slice(patch).expect("a JSON patch");
     let mut object = osc.clone();
     json_patch::patch(&mut object, &patch).expect("the patch applies");
-    Some(object)
+    (Some(object), reuse)
 }
 
 /// The inline text of the file at `path` in a mutated OSC (base64 or plain).
@@ -93,8 +108,16 @@ async fn the_osc_webhook_answers_from_stores_that_follow_cluster_extension_and_b
     let mut osc: OperatingSystemConfig = example("30-osc-cpu-worker.yaml");
     osc.metadata.namespace = Some(env.namespace.clone());
     let osc = serde_json::to_value(&osc).expect("OSC as JSON");
-    let first = mutated(&mutator, &osc).await.expect("the selected pool's OSC is mutated");
+    let (first, kept) = mutated_and_kept(&mutator, &osc).await;
+    let first = first.expect("the selected pool's OSC is mutated");
     assert!(file_text(&first, FORCE_FILE).is_none(), "no force config yet");
+    // The answer may be given again while the stores hold the objects it was made from; each change below ends
+    // that, once the watch delivered it (the answers after each change come from the stores as they are then).
+    assert!(holds(&kept), "the answer holds while nothing changed");
+    let kept_answer = |reuse: Reuse| {
+        assert!(holds(&reuse), "a fresh answer holds");
+        reuse
+    };
 
     // The Extension's providerConfig changes: the answer carries the new configuration.
     let body = json!({"spec": {"providerConfig": {"configs": {"force": "policy:\n  Active: balloons\n"}}}});
@@ -103,6 +126,8 @@ async fn the_osc_webhook_answers_from_stores_that_follow_cluster_extension_and_b
         answer.and_then(|o| file_text(o, FORCE_FILE)).is_some_and(|force| force.contains("balloons"))
     })
     .await;
+    assert!(!holds(&kept), "the answer from before the Extension changed is not given again");
+    let kept = kept_answer(mutated_and_kept(&mutator, &osc).await.1);
 
     // The operator's base configs appear, then change.
     let config_maps: Api<ConfigMap> = Api::namespaced(env.client.clone(), &env.namespace);
@@ -118,6 +143,8 @@ async fn the_osc_webhook_answers_from_stores_that_follow_cluster_extension_and_b
         answer.and_then(|o| file_text(o, ENV_FILE)).is_some_and(|env| env.contains("--metrics-interval=7s"))
     })
     .await;
+    assert!(!holds(&kept), "the answer from before the base configs appeared is not given again");
+    let kept = kept_answer(mutated_and_kept(&mutator, &osc).await.1);
     config_maps
         .replace(BASE_CONFIGS_CONFIG_MAP, &PostParams::default(), &base("--metrics-interval=9s"))
         .await
@@ -126,6 +153,8 @@ async fn the_osc_webhook_answers_from_stores_that_follow_cluster_extension_and_b
         answer.and_then(|o| file_text(o, ENV_FILE)).is_some_and(|env| env.contains("--metrics-interval=9s"))
     })
     .await;
+    assert!(!holds(&kept), "the answer from before the base configs changed is not given again");
+    let kept = kept_answer(mutated_and_kept(&mutator, &osc).await.1);
 
     // The Cluster changes: the pool becomes arm64 (no cri-resmgr build), so its OSC is left alone; and back.
     let architecture = |arch: &str| {
@@ -138,14 +167,21 @@ async fn the_osc_webhook_answers_from_stores_that_follow_cluster_extension_and_b
         .await
         .expect("arm64 pool");
     answer_becomes(&mutator, &osc, "no patch for an arm64 pool", |answer| answer.is_none()).await;
+    assert!(!holds(&kept), "the answer from before the Cluster changed is not given again");
+    let kept = kept_answer(mutated_and_kept(&mutator, &osc).await.1);
     clusters
         .patch(&env.namespace, &PatchParams::default(), &Patch::Merge(&architecture("amd64")))
         .await
         .expect("amd64 pool");
     answer_becomes(&mutator, &osc, "a patch for the amd64 pool again", |answer| answer.is_some()).await;
+    assert!(!holds(&kept), "the answer for the arm64 pool is not given again");
+    let kept = kept_answer(mutated_and_kept(&mutator, &osc).await.1);
 
     // The Extension goes: the OSC comes back without cri-resmgr.
     extensions.delete(EXTENSION_TYPE, &DeleteParams::default()).await.expect("delete Extension");
     answer_becomes(&mutator, &osc, "no patch without the Extension", |answer| answer.is_none()).await;
+    assert!(!holds(&kept), "the answer from before the Extension went is not given again");
+    // Without an Extension in the store, the answer came from a live read: it is not kept.
+    assert!(matches!(mutated_and_kept(&mutator, &osc).await.1, Reuse::Never));
     watches.abort();
 }

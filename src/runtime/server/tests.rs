@@ -354,6 +354,119 @@ async fn a_stateful_struct_handler_plugs_in_by_path() {
     assert_eq!(validator.calls.load(Ordering::SeqCst), 1);
 }
 
+/// A handler whose answer holds while `holds` is set, counting its calls.
+struct Reusable {
+    holds: Arc<AtomicBool>,
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+impl AdmissionHandler for Reusable {
+    async fn admit(&self, request: RawAdmissionRequest) -> AdmissionResponse {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let response = AdmissionResponse::from(&request);
+        if request.name == "forbidden" { response.deny("name is forbidden") } else { response }
+    }
+
+    async fn admit_reusable(&self, request: RawAdmissionRequest) -> Answer {
+        let holds = self.holds.clone();
+        Answer { response: self.admit(request).await, reuse: Reuse::while_(move || holds.load(Ordering::SeqCst)) }
+    }
+}
+
+#[tokio::test]
+async fn a_review_that_comes_again_gets_the_kept_answer_while_it_holds_counted_as_an_answer() {
+    const REUSABLE: &str = "/webhooks/reusable";
+    let holds = Arc::new(AtomicBool::new(true));
+    let handler = Arc::new(Reusable { holds: holds.clone(), calls: Default::default() });
+    let mut server = handlers();
+    let shared = handler.clone();
+    server.register(REUSABLE, ReusableAdapter(shared)).expect("register");
+    let metrics = crate::runtime::metrics::Metrics::for_admission();
+    let observed =
+        observed_router(&server.config, &server.handlers, Some(metrics.webhook.clone()), readiness(true, true));
+    let ask = |uid: &'static str, name: &'static str| {
+        let router = observed.clone();
+        async move {
+            let (status, body) = call_router(router, REUSABLE, review(uid, name).into()).await;
+            assert_eq!(status, StatusCode::OK);
+            response_of(&body)
+        }
+    };
+
+    for (i, uid) in ["r-1", "r-2", "r-3"].into_iter().enumerate() {
+        let response = ask(uid, "a-shoot").await;
+        assert_eq!((response["uid"].as_str(), response["allowed"].as_bool()), (Some(uid), Some(true)), "{i}");
+    }
+    assert_eq!(handler.calls.load(Ordering::SeqCst), 1, "the same review is decided once");
+    for uid in ["d-1", "d-2"] {
+        let response = ask(uid, "forbidden").await;
+        assert_eq!((response["uid"].as_str(), response["allowed"].as_bool()), (Some(uid), Some(false)));
+        assert_eq!(response["status"]["message"], "name is forbidden");
+    }
+    assert_eq!(handler.calls.load(Ordering::SeqCst), 2, "another review is decided afresh, once");
+
+    // What the answer depended on changed: decided afresh, every time while it does not hold.
+    holds.store(false, Ordering::SeqCst);
+    ask("r-4", "a-shoot").await;
+    ask("r-5", "a-shoot").await;
+    assert_eq!(handler.calls.load(Ordering::SeqCst), 4);
+    // Once it holds again, the last answer is the kept one.
+    holds.store(true, Ordering::SeqCst);
+    ask("r-6", "a-shoot").await;
+    ask("r-7", "a-shoot").await;
+    assert_eq!(handler.calls.load(Ordering::SeqCst), 4);
+
+    // Reused answers count as answers, by result, and as reused.
+    let text = metrics.encode().expect("metrics");
+    let value = |series: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.trim().parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no {series} in {text}"))
+    };
+    assert_eq!(
+        value(r#"gardener_extension_cri_resmgr_webhook_requests_total{webhook="reusable",result="allowed"}"#),
+        7.0
+    );
+    assert_eq!(
+        value(r#"gardener_extension_cri_resmgr_webhook_requests_total{webhook="reusable",result="denied"}"#),
+        2.0
+    );
+    assert_eq!(value(r#"gardener_extension_cri_resmgr_webhook_denials_total{webhook="reusable",reason="other"}"#), 2.0);
+    assert_eq!(value(r#"gardener_extension_cri_resmgr_webhook_answers_reused_total{webhook="reusable"}"#), 5.0);
+
+    // A handler that does not say its answer holds is asked every time.
+    let before = handler.calls.load(Ordering::SeqCst);
+    let echo_calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = echo_calls.clone();
+    let mut server = handlers();
+    server
+        .register("/webhooks/counted", move |request: RawAdmissionRequest| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            echo(request)
+        })
+        .expect("register");
+    let plain = router(&server.config, &server.handlers, readiness(true, true));
+    for uid in ["e-1", "e-2", "e-3"] {
+        let (_, body) = call_router(plain.clone(), "/webhooks/counted", review(uid, "a-shoot").into()).await;
+        assert_eq!(response_of(&body)["uid"], uid);
+    }
+    assert_eq!(echo_calls.load(Ordering::SeqCst), 3);
+    assert_eq!(handler.calls.load(Ordering::SeqCst), before);
+}
+
+/// Registers a shared [`Reusable`] (the test keeps a handle on it).
+struct ReusableAdapter(Arc<Reusable>);
+
+impl AdmissionHandler for ReusableAdapter {
+    async fn admit(&self, request: RawAdmissionRequest) -> AdmissionResponse {
+        self.0.admit(request).await
+    }
+
+    async fn admit_reusable(&self, request: RawAdmissionRequest) -> Answer {
+        self.0.admit_reusable(request).await
+    }
+}
+
 #[tokio::test]
 async fn an_update_of_a_maximal_object_fits_the_default_body_limit() {
     // Object and old object of the largest write the apiserver accepts, plus the review around them.

@@ -17,6 +17,7 @@ pub mod stats;
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
@@ -53,6 +54,14 @@ const SHOOT_POOLS: usize = 4;
 /// The OSC of the OSC webhook bench is padded with Gardener-like files up to this size.
 const OSC_TARGET_BYTES: usize = 10 * 1024;
 
+/// The bench reviews' uids: this and [`BENCH_COUNTER_DIGITS`] hex digits (a UUID's shape).
+const BENCH_UID_PREFIX: &str = "0b8e2c4c-1b5e-4a8e-9c61-";
+/// How many hex digits of a bench review are a request's own number.
+const BENCH_COUNTER_DIGITS: usize = 12;
+/// An annotation of the bench reviews' objects that no webhook reads, which the load generator may fill with each
+/// request's number to make every review new.
+pub const BENCH_REQUEST_ANNOTATION: &str = "bench.cri-resmgr.extensions.gardener.cloud/request";
+
 /// Settings of a bench run.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchOptions {
@@ -83,6 +92,10 @@ pub struct BenchOptions {
     /// The scale run's controller `--max-concurrent-reconciles` (its own default when not given).
     #[arg(long)]
     pub max_concurrent_reconciles: Option<usize>,
+    /// Only reviews that come again (`again`) or only reviews seen for the first time (`first-seen`); both when not
+    /// given (e.g. to profile one path alone).
+    #[arg(long, value_enum)]
+    pub only: Option<Reviews>,
     /// A command the servers run under, e.g. `--server-wrapper=valgrind,--tool=callgrind` to profile them (their
     /// figures then say nothing about speed or memory).
     #[arg(long, value_delimiter = ',')]
@@ -247,13 +260,43 @@ pub async fn target(port: u16, cert_dir: &Path, path: &str, body: Bytes) -> Resu
     };
     let tls =
         gardener_extension_cri_resmgr::runtime::tls::certs::client_config_trusting(&ca).map_err(BenchError::Setup)?;
-    Ok(Target {
-        address: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
-        server_name: rustls::pki_types::ServerName::IpAddress(Ipv4Addr::LOCALHOST.into()),
-        tls: Arc::new(tls),
-        path: path.to_string(),
-        body,
-    })
+    let server_name = rustls::pki_types::ServerName::IpAddress(Ipv4Addr::LOCALHOST.into());
+    let fresh = fresh_parts(&body, Freshness::Uid);
+    let target = Target::new(SocketAddr::from((Ipv4Addr::LOCALHOST, port)), server_name, Arc::new(tls), path, body);
+    Ok(Target { fresh, ..target })
+}
+
+/// The two cases of reviews the webhook bench sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Reviews {
+    /// Reviews that come again with a new uid.
+    Again,
+    /// Reviews the server has not seen.
+    FirstSeen,
+}
+
+/// What of a bench review ([`review`]) is new in every request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freshness {
+    /// The uid, as in every review the apiserver sends.
+    Uid,
+    /// The uid and the object's [`BENCH_REQUEST_ANNOTATION`]: every review is one the server has not seen.
+    EveryReview,
+}
+
+/// The parts of `body` (made by [`review`]) that are new in every request.
+pub fn fresh_parts(body: &[u8], freshness: Freshness) -> Vec<Range<usize>> {
+    let after = |marker: &str, width: usize| {
+        let marker = marker.as_bytes();
+        let at = body.windows(marker.len()).position(|window| window == marker)? + marker.len();
+        Some(at..at + width)
+    };
+    let uid = after(BENCH_UID_PREFIX, BENCH_COUNTER_DIGITS);
+    let annotation = match freshness {
+        Freshness::Uid => None,
+        Freshness::EveryReview => after(&format!("\"{BENCH_REQUEST_ANNOTATION}\":\""), BENCH_COUNTER_DIGITS),
+    };
+    uid.into_iter().chain(annotation).collect()
 }
 
 /// Waits until `/readyz` answers 200 (for the controller: its stores are synced).
@@ -289,7 +332,10 @@ async fn start_limit(cert_dir: &Path, response: &Bytes, work: &Path) -> Result<(
     Ok((process, port))
 }
 
-/// One webhook against the limit at every level; prints the table and returns nothing but errors.
+/// One webhook against the limit at every level, in two cases: reviews that come again (each with a uid of its own,
+/// as the apiserver sends them: a write repeated, e.g. gardenlet applying an unchanged OSC), and reviews the server
+/// has not seen (each also differs in an annotation of its object), which it must decide afresh. Prints a table for
+/// each and returns nothing but errors.
 async fn compare(
     options: &BenchOptions,
     title: &str,
@@ -311,25 +357,55 @@ async fn compare(
     let (limit_process, limit_port) = start_limit(cert_dir, &response, work).await?;
     let limit = Target { address: SocketAddr::from((Ipv4Addr::LOCALHOST, limit_port)), ..ours.clone() };
     wait_ready(&limit, "limit server").await?;
+    let first_seen = Target { fresh: fresh_parts(&ours.body, Freshness::EveryReview), ..ours.clone() };
     println!(
         "## {title}\n\nrequest {} bytes, response {} bytes (allowed: {allowed}, patch: {patched})\n",
         ours.body.len(),
         response.len()
     );
+    let (again, first_seen, limit) = (Arc::new(ours.clone()), Arc::new(first_seen), Arc::new(limit));
+    let (warmup, window) = (Duration::from_secs(options.warmup_seconds), Duration::from_secs(options.seconds));
+    let mut levels = Vec::new();
+    for &connections in &options.connections {
+        let (mut again_runs, mut first_seen_runs, mut limit_runs) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..options.rounds.max(1) {
+            if options.only != Some(Reviews::FirstSeen) {
+                again_runs.push(load::run(&again, connections, warmup, window, Some(ours_process.pid)).await?);
+            }
+            limit_runs.push(load::run(&limit, connections, warmup, window, Some(limit_process.pid)).await?);
+            if options.only != Some(Reviews::Again) {
+                first_seen_runs
+                    .push(load::run(&first_seen, connections, warmup, window, Some(ours_process.pid)).await?);
+            }
+        }
+        levels.push((connections, merge(&again_runs), merge(&first_seen_runs), merge(&limit_runs)));
+    }
+    if options.only != Some(Reviews::FirstSeen) {
+        println!("### Reviews that come again (a new uid each, the rest as before)\n");
+        print_table(levels.iter().map(|(connections, again, _, limit)| (*connections, again, limit)));
+    }
+    if options.only != Some(Reviews::Again) {
+        println!("\n### Reviews seen for the first time (each one differs in its object too)\n");
+        print_table(levels.iter().map(|(connections, _, first_seen, limit)| (*connections, first_seen, limit)));
+    }
+    println!("\npeak RSS: ours {}, limit {}", mib(ours_process.peak_rss()), mib(limit_process.peak_rss()));
+    println!(
+        "for reference: decoding this request once into a JSON tree (serde_json::Value) takes {} µs of CPU in \
+         this process\n",
+        micros(Some(json_decode_time(&ours.body)))
+    );
+    limit_process.stop().await;
+    Ok(())
+}
+
+/// One table of ours against the limit, a row per level.
+fn print_table<'a>(rows: impl Iterator<Item = (usize, &'a Summary, &'a Summary)>) {
     println!(
         "| connections | ours req/s | limit req/s | throughput ours/limit | ours p50 / p99 / max ms | limit p50 / p99 / max ms | p99 ours/limit | server CPU µs/request ours / limit | errors |"
     );
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    let (ours, limit) = (Arc::new(ours.clone()), Arc::new(limit));
-    let (warmup, window) = (Duration::from_secs(options.warmup_seconds), Duration::from_secs(options.seconds));
-    for &connections in &options.connections {
-        let (mut ours_runs, mut limit_runs) = (Vec::new(), Vec::new());
-        for _ in 0..options.rounds.max(1) {
-            ours_runs.push(load::run(&ours, connections, warmup, window, Some(ours_process.pid)).await?);
-            limit_runs.push(load::run(&limit, connections, warmup, window, Some(limit_process.pid)).await?);
-        }
-        let (o, l) = (merge(&ours_runs), merge(&limit_runs));
-        let ratios = Ratios::of(&o, &l);
+    for (connections, o, l) in rows {
+        let ratios = Ratios::of(o, l);
         println!(
             "| {connections} | {:.0} | {:.0} | {:.2} | {} / {} / {} | {} / {} / {} | {:.2}× | {} / {} | {} |",
             o.requests_per_second,
@@ -347,14 +423,6 @@ async fn compare(
             o.errors + l.errors,
         );
     }
-    println!("\npeak RSS: ours {}, limit {}", mib(ours_process.peak_rss()), mib(limit_process.peak_rss()));
-    println!(
-        "for reference: decoding this request once into a JSON tree (serde_json::Value) takes {} µs of CPU in \
-         this process\n",
-        micros(Some(json_decode_time(&ours.body)))
-    );
-    limit_process.stop().await;
-    Ok(())
 }
 
 /// How long one decoding of `body` into a `serde_json::Value` takes (the median of many): a reference for the
@@ -439,14 +507,19 @@ fn fixture(path: &str) -> Result<Value, BenchError> {
     gardener_extension_cri_resmgr::yaml::from_str(&text).map_err(|e| BenchError::Setup(format!("{path}: {e}")))
 }
 
-/// The AdmissionReview the apiserver sends for a CREATE of `object`.
+/// The AdmissionReview the apiserver sends for a CREATE of `object`; its uid and the object's
+/// [`BENCH_REQUEST_ANNOTATION`] end in [`BENCH_COUNTER_DIGITS`] zeros, which the load generator may fill in
+/// ([`fresh_parts`]).
 pub fn review(object: &Value, group: &str, kind: &str, resource: &str, namespace: &str) -> Bytes {
     let version = object["apiVersion"].as_str().and_then(|v| v.rsplit('/').next()).unwrap_or_default();
+    let zeros = "0".repeat(BENCH_COUNTER_DIGITS);
+    let mut object = object.clone();
+    object["metadata"]["annotations"][BENCH_REQUEST_ANNOTATION] = json!(zeros);
     let review = json!({
         "apiVersion": "admission.k8s.io/v1",
         "kind": "AdmissionReview",
         "request": {
-            "uid": "0b8e2c4c-1b5e-4a8e-9c61-6f7d0f0c0001",
+            "uid": format!("{BENCH_UID_PREFIX}{zeros}"),
             "kind": {"group": group, "version": version, "kind": kind},
             "resource": {"group": group, "version": version, "resource": resource},
             "requestKind": {"group": group, "version": version, "kind": kind},
@@ -668,4 +741,45 @@ async fn bench_scale(
     println!();
     controller.stop().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decoded(body: &[u8]) -> (String, String) {
+        let review: Value = serde_json::from_slice(body).expect("the body stays JSON");
+        let request = &review["request"];
+        let annotation = request["object"]["metadata"]["annotations"][BENCH_REQUEST_ANNOTATION].clone();
+        (request["uid"].as_str().expect("uid").to_owned(), annotation.as_str().expect("annotation").to_owned())
+    }
+
+    #[test]
+    fn every_request_gets_a_uid_of_its_own_and_with_every_review_fresh_an_object_of_its_own() {
+        let object = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm"}});
+        let body = review(&object, "", "ConfigMap", "configmaps", "ns");
+        let target = |freshness| {
+            let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .expect("protocols")
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth();
+            let server_name = rustls::pki_types::ServerName::IpAddress(Ipv4Addr::LOCALHOST.into());
+            let target =
+                Target::new(SocketAddr::from((Ipv4Addr::LOCALHOST, 1)), server_name, Arc::new(tls), "/", body.clone());
+            Target { fresh: fresh_parts(&body, freshness), ..target }
+        };
+
+        let again = target(Freshness::Uid);
+        let (first, second) = (decoded(&again.next_body()), decoded(&again.next_body()));
+        assert_ne!(first.0, second.0, "a new uid for every request");
+        assert_eq!(first.1, second.1, "the same object");
+        assert_eq!(first.0.len(), 36, "a uid of a UUID's shape: {}", first.0);
+        assert_eq!(again.next_body().len(), body.len());
+
+        let fresh = target(Freshness::EveryReview);
+        let (first, second) = (decoded(&fresh.next_body()), decoded(&fresh.next_body()));
+        assert_ne!(first.0, second.0);
+        assert_ne!(first.1, second.1, "an object of its own");
+    }
 }

@@ -1,11 +1,13 @@
-//! The load generator of `make bench` (HTTP/1.1 keep-alive connections over TLS, each sending the same request back
-//! to back, as wrk does) and the limit it is compared with: a minimal rustls server that answers every request with
+//! The load generator of `make bench` (HTTP/1.1 keep-alive connections over TLS, each sending its requests back to
+//! back, as wrk does) and the limit it is compared with: a minimal rustls server that answers every request with
 //! fixed bytes.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt as _, Full};
@@ -48,7 +50,13 @@ pub struct Target {
     pub server_name: ServerName<'static>,
     pub tls: Arc<rustls::ClientConfig>,
     pub path: String,
+    /// The request body; each request writes its [`Self::fresh`] parts anew.
     pub body: Bytes,
+    /// Parts of `body` every request fills with a number of its own (lowercase hex, as wide as the part): e.g. the
+    /// review's uid, which the apiserver makes anew for every review.
+    pub fresh: Vec<Range<usize>>,
+    /// The numbers given out so far, shared by every clone (so no two requests of a run repeat one).
+    pub sent: Arc<AtomicU64>,
 }
 
 /// An open HTTP/1.1 connection over TLS.
@@ -58,6 +66,34 @@ pub struct Connection {
 }
 
 impl Target {
+    /// A target sending `body` unchanged.
+    pub fn new(
+        address: SocketAddr,
+        server_name: ServerName<'static>,
+        tls: Arc<rustls::ClientConfig>,
+        path: &str,
+        body: Bytes,
+    ) -> Self {
+        Target { address, server_name, tls, path: path.to_string(), body, fresh: Vec::new(), sent: Arc::default() }
+    }
+
+    /// The next request's body: [`Self::body`] with its fresh parts filled in.
+    pub fn next_body(&self) -> Bytes {
+        if self.fresh.is_empty() {
+            return self.body.clone();
+        }
+        let number = self.sent.fetch_add(1, Ordering::Relaxed);
+        let mut body = self.body.to_vec();
+        for part in &self.fresh {
+            let width = part.len();
+            let digits = format!("{number:0width$x}");
+            if let Some(slot) = body.get_mut(part.clone()) {
+                slot.copy_from_slice(&digits.as_bytes()[digits.len() - width..]);
+            }
+        }
+        Bytes::from(body)
+    }
+
     /// Opens a connection (TCP, TLS handshake, HTTP/1.1), outside of any measurement.
     pub async fn connect(&self) -> Result<Connection, LoadError> {
         let io = |context: &str| {
@@ -103,7 +139,7 @@ impl Target {
     /// The target's request once, on a connection of its own.
     pub async fn once(&self) -> Result<(StatusCode, Bytes), LoadError> {
         let mut connection = self.connect().await?;
-        self.send(&mut connection, &self.path, self.body.clone()).await
+        self.send(&mut connection, &self.path, self.next_body()).await
     }
 
     /// Status of `GET path` (e.g. `/readyz`) on a connection of its own.
@@ -151,7 +187,7 @@ pub async fn run(
                     if started >= end {
                         break;
                     }
-                    match target.send(&mut connection, &target.path, target.body.clone()).await {
+                    match target.send(&mut connection, &target.path, target.next_body()).await {
                         Ok((status, _)) if status.is_success() => {
                             let finished = Instant::now();
                             if started >= measured_from && finished <= end {

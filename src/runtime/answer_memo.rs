@@ -1,0 +1,338 @@
+//! Answers kept for reviews that come again.
+//!
+//! The apiserver sends a new AdmissionReview for every write, each with a fresh `request.uid`, but what it reviews
+//! often repeats byte for byte: gardenlet applies the same OperatingSystemConfig of a pool on every shoot reconcile
+//! (the apiserver reviews the write before it finds that nothing changed), and a Shoot is written again with the
+//! same spec. For the same review and the same state outside it, a handler's answer is the same but for the uid it
+//! echoes. The memo keeps, per webhook, the encoded answer of a review by every byte of the review except its uid,
+//! and answers a later review whose bytes match from it, with the new uid put in; a handler's
+//! [`Reuse`] says whether and for how long its answer holds (see
+//! [`AdmissionHandler::admit_reusable`](super::review::AdmissionHandler::admit_reusable)).
+//!
+//! Why a match gives the right answer: the kept review was decoded with its uid as one plain JSON string (no
+//! escapes) at a known place. A review with the same bytes before and after that place, and a uid there that is
+//! again a plain string (no quote, backslash or control character, valid UTF-8), decodes into the same request
+//! with only the uid changed, so every step after decoding does what it did, and the answer differs only in the uid
+//! it echoes, which is put into the kept encoding as a plain string too. A review that differs in any other byte is
+//! decoded and answered afresh.
+//!
+//! The memo is bounded ([`MEMO_MAX_BYTES`], counting the reviews it keeps and their answers; least recently used
+//! first out), and a lookup costs one hash and one comparison of the body, no decoding.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher as _};
+use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use kube::core::admission::{AdmissionResponse, Operation};
+use serde::Deserialize;
+
+use super::metrics::{AdmissionResult, DenialReason};
+use super::review::{ADMISSION_REVIEW_API_VERSION, ADMISSION_REVIEW_KIND, Reuse, denial_reason};
+
+/// What the kept reviews and answers of one webhook may add up to.
+pub const MEMO_MAX_BYTES: usize = 4 * 1024 * 1024;
+/// Reviews larger than this are not kept: a few of them would push every other one out.
+pub const MEMO_MAX_REVIEW_BYTES: usize = 256 * 1024;
+/// Longest uid a kept answer is given again for (the apiserver's are 36-character UUIDs).
+pub const MEMO_MAX_UID_BYTES: usize = 128;
+/// What an entry costs besides its bytes (the entry, its map slot, the log fields), for the bound.
+const ENTRY_OVERHEAD_BYTES: usize = 256;
+/// How many different uid positions are tried on a lookup; the apiserver writes `request.uid` first, so its reviews
+/// all have it at the same place.
+const MAX_UID_OFFSETS: usize = 4;
+
+/// How an answer was counted and logged when it was made: given again with the same result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub result: AdmissionResult,
+    pub denial: Option<DenialReason>,
+    pub patched: bool,
+    /// The denial's message (empty when allowed), for the log line of a denial given again.
+    pub message: String,
+    /// What the review was about, for the log lines.
+    pub operation: Operation,
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl Outcome {
+    /// The outcome of `response` to a review about `request`'s operation, kind and object.
+    pub fn of(
+        response: &AdmissionResponse,
+        operation: Operation,
+        kind: String,
+        namespace: String,
+        name: String,
+    ) -> Self {
+        let (result, denial) = if response.allowed {
+            (AdmissionResult::Allowed, None)
+        } else {
+            (AdmissionResult::Denied, Some(denial_reason(response)))
+        };
+        let message = if response.allowed { String::new() } else { response.result.message.clone() };
+        Outcome { result, denial, patched: response.patch.is_some(), message, operation, kind, namespace, name }
+    }
+}
+
+/// A kept answer given to a review that came again.
+#[derive(Debug)]
+pub struct Reused {
+    /// The encoded AdmissionReview to send, with the new review's uid.
+    pub body: Vec<u8>,
+    /// The new review's uid.
+    pub uid: String,
+    pub outcome: Arc<Outcome>,
+}
+
+/// The kept answers of one webhook. Shared by every request to it. `S` hashes the reviews (a seeded hash, so that no
+/// one can aim reviews at one bucket; tests use one under which every review collides).
+pub struct AnswerMemo<S = foldhash::fast::RandomState> {
+    hasher: S,
+    state: Mutex<State>,
+    /// Lookups answered from the memo, and those that were not (for tests and the bench; metrics count per webhook).
+    hits: AtomicU64,
+}
+
+#[derive(Default)]
+struct State {
+    /// Entries by the hash of their review without its uid; a bucket holds the (rare) entries whose hashes collide.
+    entries: HashMap<u64, Vec<Arc<Entry>>>,
+    /// The places kept reviews had their uid at, most recent first.
+    uid_offsets: [Option<usize>; MAX_UID_OFFSETS],
+    bytes: usize,
+    /// The clock of least-recently-used eviction.
+    tick: u64,
+}
+
+struct Entry {
+    /// The review as it came, its uid included.
+    review: Box<[u8]>,
+    /// Where the review's uid is in `review`.
+    uid: Range<usize>,
+    /// The encoded answer before and after its uid.
+    answer_head: Box<[u8]>,
+    answer_tail: Box<[u8]>,
+    outcome: Arc<Outcome>,
+    reuse: Reuse,
+    last_used: AtomicU64,
+}
+
+impl Entry {
+    fn cost(&self) -> usize {
+        self.review.len() + self.answer_head.len() + self.answer_tail.len() + ENTRY_OVERHEAD_BYTES
+    }
+
+    /// Whether `body` is this entry's review with `uid_at` as its uid.
+    fn matches(&self, body: &[u8], uid_at: &Range<usize>) -> bool {
+        self.uid.start == uid_at.start
+            && self.review.len() - self.uid.len() == body.len() - uid_at.len()
+            && self.review[..self.uid.start] == body[..uid_at.start]
+            && self.review[self.uid.end..] == body[uid_at.end..]
+    }
+}
+
+impl<S: BuildHasher + Default> Default for AnswerMemo<S> {
+    fn default() -> Self {
+        AnswerMemo { hasher: S::default(), state: Mutex::default(), hits: AtomicU64::new(0) }
+    }
+}
+
+impl<S> std::fmt::Debug for AnswerMemo<S> {
+    // Reviews carry users' objects: only the size is shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = self.lock();
+        f.debug_struct("AnswerMemo")
+            .field("entries", &state.entries.values().map(Vec::len).sum::<usize>())
+            .field("bytes", &state.bytes)
+            .finish()
+    }
+}
+
+impl<S> AnswerMemo<S> {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // The state stays consistent at every step a panic could interrupt; a poisoned lock is still usable.
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl<S: BuildHasher> AnswerMemo<S> {
+    /// The kept answer for `body`, if it repeats a kept review but for its uid and the answer still holds.
+    pub fn reuse(&self, body: &[u8]) -> Option<Reused> {
+        let offsets = self.lock().uid_offsets;
+        let (uid_at, key, entry) = offsets.into_iter().flatten().find_map(|offset| {
+            let uid_at = plain_uid_at(body, offset)?;
+            let key = self.key(body, &uid_at);
+            let mut state = self.lock();
+            state.tick += 1;
+            let tick = state.tick;
+            let entry = state.entries.get(&key)?.iter().find(|entry| entry.matches(body, &uid_at))?.clone();
+            entry.last_used.store(tick, Ordering::Relaxed);
+            Some((uid_at, key, entry))
+        })?;
+        let holds = match &entry.reuse {
+            Reuse::Always => true,
+            Reuse::While(check) => check(),
+            Reuse::Never => false,
+        };
+        if !holds {
+            self.forget(key, &entry);
+            return None;
+        }
+        let uid = &body[uid_at];
+        let mut answer = Vec::with_capacity(entry.answer_head.len() + uid.len() + entry.answer_tail.len());
+        answer.extend_from_slice(&entry.answer_head);
+        answer.extend_from_slice(uid);
+        answer.extend_from_slice(&entry.answer_tail);
+        self.hits.fetch_add(1, Ordering::Relaxed);
+        // `plain_uid_at` checked that the uid is UTF-8.
+        let uid = String::from_utf8_lossy(uid).into_owned();
+        Some(Reused { body: answer, uid, outcome: entry.outcome.clone() })
+    }
+
+    /// Keeps `answer` (the encoded AdmissionReview answering `body`, whose request's uid is `uid`) for reviews that
+    /// repeat `body`, as long as `reuse` allows. Nothing is kept when the uid is not a plain string at a place the
+    /// memo can prove, or when the review or the answer is too large.
+    pub fn remember(&self, body: &[u8], uid: &str, answer: &[u8], outcome: Outcome, reuse: Reuse) {
+        if matches!(reuse, Reuse::Never) || body.len() > MEMO_MAX_REVIEW_BYTES || answer.len() > MEMO_MAX_REVIEW_BYTES {
+            return;
+        }
+        let Some(uid_at) = request_uid_span(body).filter(|span| &body[span.clone()] == uid.as_bytes()) else {
+            return;
+        };
+        if plain_uid_at(body, uid_at.start).as_ref() != Some(&uid_at) {
+            return;
+        }
+        let head = answer_head(uid);
+        if !answer.starts_with(head.as_bytes()) || answer[head.len()..].first() != Some(&b'"') {
+            return;
+        }
+        let entry = Arc::new(Entry {
+            review: body.into(),
+            uid: uid_at.clone(),
+            answer_head: answer[..head.len() - uid.len()].into(),
+            answer_tail: answer[head.len()..].into(),
+            outcome: Arc::new(outcome),
+            reuse,
+            last_used: AtomicU64::new(0),
+        });
+        let key = self.key(body, &uid_at);
+        let mut state = self.lock();
+        state.tick += 1;
+        entry.last_used.store(state.tick, Ordering::Relaxed);
+        let bucket = state.entries.entry(key).or_default();
+        let replaced: usize =
+            bucket.iter().filter(|kept| kept.matches(body, &uid_at)).map(|kept| kept.cost()).sum::<usize>();
+        bucket.retain(|kept| !kept.matches(body, &uid_at));
+        let cost = entry.cost();
+        bucket.push(entry);
+        state.bytes = state.bytes - replaced + cost;
+        if !state.uid_offsets.contains(&Some(uid_at.start)) {
+            state.uid_offsets.rotate_right(1);
+            state.uid_offsets[0] = Some(uid_at.start);
+        }
+        while state.bytes > MEMO_MAX_BYTES {
+            state.evict_least_recently_used();
+        }
+    }
+
+    /// How many lookups were answered from the memo.
+    pub fn hits(&self) -> u64 {
+        self.hits.load(Ordering::Relaxed)
+    }
+
+    /// How many answers are kept, and their bytes.
+    pub fn size(&self) -> (usize, usize) {
+        let state = self.lock();
+        (state.entries.values().map(Vec::len).sum(), state.bytes)
+    }
+
+    fn forget(&self, key: u64, entry: &Arc<Entry>) {
+        let mut state = self.lock();
+        let Some(bucket) = state.entries.get_mut(&key) else { return };
+        let before = bucket.len();
+        bucket.retain(|kept| !Arc::ptr_eq(kept, entry));
+        let removed = before - bucket.len();
+        if bucket.is_empty() {
+            state.entries.remove(&key);
+        }
+        state.bytes -= removed * entry.cost();
+    }
+
+    /// The hash of `body` without the uid at `uid_at` (and of where that was).
+    fn key(&self, body: &[u8], uid_at: &Range<usize>) -> u64 {
+        let mut hasher = self.hasher.build_hasher();
+        hasher.write_usize(uid_at.start);
+        hasher.write(&body[..uid_at.start]);
+        hasher.write(&body[uid_at.end..]);
+        hasher.finish()
+    }
+}
+
+impl State {
+    fn evict_least_recently_used(&mut self) {
+        let oldest = self
+            .entries
+            .iter()
+            .flat_map(|(key, bucket)| bucket.iter().map(move |entry| (*key, entry)))
+            .min_by_key(|(_, entry)| entry.last_used.load(Ordering::Relaxed))
+            .map(|(key, entry)| (key, entry.clone()));
+        let Some((key, oldest)) = oldest else {
+            self.bytes = 0;
+            return;
+        };
+        if let Some(bucket) = self.entries.get_mut(&key) {
+            bucket.retain(|kept| !Arc::ptr_eq(kept, &oldest));
+            if bucket.is_empty() {
+                self.entries.remove(&key);
+            }
+        }
+        self.bytes -= oldest.cost();
+    }
+}
+
+/// The span of the plain uid string whose first byte is at `offset` in `body`: after a quote, up to the next quote,
+/// without backslashes or control characters, valid UTF-8, at most [`MEMO_MAX_UID_BYTES`].
+fn plain_uid_at(body: &[u8], offset: usize) -> Option<Range<usize>> {
+    if offset == 0 || body.get(offset - 1) != Some(&b'"') {
+        return None;
+    }
+    let rest = body.get(offset..)?;
+    let end = memchr::memchr(b'"', &rest[..rest.len().min(MEMO_MAX_UID_BYTES + 1)])?;
+    let uid = &rest[..end];
+    if uid.iter().any(|&byte| byte == b'\\' || byte < 0x20) || std::str::from_utf8(uid).is_err() {
+        return None;
+    }
+    Some(offset..offset + end)
+}
+
+/// Where the review's `request.uid` string is in `body`, when it is written without escapes (so that its text is
+/// its value): found by decoding the body once more, borrowing the uid from it.
+fn request_uid_span(body: &[u8]) -> Option<Range<usize>> {
+    #[derive(Deserialize)]
+    struct Review<'a> {
+        #[serde(borrow)]
+        request: Request<'a>,
+    }
+    #[derive(Deserialize)]
+    struct Request<'a> {
+        #[serde(borrow)]
+        uid: std::borrow::Cow<'a, str>,
+    }
+    let review: Review<'_> = serde_json::from_slice(body).ok()?;
+    let std::borrow::Cow::Borrowed(uid) = review.request.uid else { return None };
+    let start = (uid.as_ptr() as usize).checked_sub(body.as_ptr() as usize)?;
+    (start + uid.len() <= body.len()).then_some(start..start + uid.len())
+}
+
+/// The beginning of every encoded answer up to the end of its uid (see `review::into_review`).
+fn answer_head(uid: &str) -> String {
+    format!(
+        r#"{{"apiVersion":"{ADMISSION_REVIEW_API_VERSION}","kind":"{ADMISSION_REVIEW_KIND}","response":{{"uid":"{uid}"#
+    )
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,279 @@
+use std::sync::atomic::AtomicBool;
+
+use kube::core::admission::AdmissionResponse;
+use proptest::prelude::*;
+
+use super::*;
+use crate::runtime::review::{into_review, parse_review};
+
+/// A review of a ConfigMap whose `request.uid` is the raw JSON text `uid_text` (so tests can write escapes), with
+/// `object` (JSON text) as its object.
+fn review_with(uid_text: &str, object: &str) -> Vec<u8> {
+    format!(
+        r#"{{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{{"uid":"{uid_text}","kind":{{"group":"","version":"v1","kind":"ConfigMap"}},"resource":{{"group":"","version":"v1","resource":"configmaps"}},"name":"cm","namespace":"ns","operation":"CREATE","userInfo":{{"username":"u"}},"object":{object},"oldObject":null,"dryRun":false}}}}"#
+    )
+    .into_bytes()
+}
+
+fn review(uid_text: &str) -> Vec<u8> {
+    review_with(uid_text, r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"cm","uid":"object-uid"}}"#)
+}
+
+/// What the server answers for `body` when `allowed`, with a patch: the encoded answer and its outcome.
+fn answer(body: &[u8], allowed: bool) -> (String, Vec<u8>, Outcome) {
+    let request = parse_review(body).expect("a review");
+    let mut response = AdmissionResponse::from(&request);
+    if allowed {
+        response = response
+            .with_patch(json_patch::diff(&serde_json::json!({"data": 1}), &serde_json::json!({})))
+            .expect("patch");
+    } else {
+        response = crate::runtime::review::deny(response, DenialReason::Invalid, "spec.x: not allowed");
+    }
+    let outcome = Outcome::of(
+        &response,
+        request.operation.clone(),
+        request.kind.kind.clone(),
+        request.namespace.clone().unwrap_or_default(),
+        request.name.clone(),
+    );
+    let json = serde_json::to_vec(&into_review(&request.uid, response)).expect("encode");
+    (request.uid, json, outcome)
+}
+
+fn remembered<S: std::hash::BuildHasher>(memo: &AnswerMemo<S>, body: &[u8], allowed: bool, reuse: Reuse) -> Vec<u8> {
+    let (uid, json, outcome) = answer(body, allowed);
+    memo.remember(body, &uid, &json, outcome, reuse);
+    json
+}
+
+#[test]
+fn a_review_that_comes_again_with_a_new_uid_gets_the_kept_answer_with_that_uid() {
+    let memo = <AnswerMemo>::default();
+    let first = review("0b8e2c4c-1b5e-4a8e-9c61-6f7d0f0c0001");
+    remembered(&memo, &first, true, Reuse::Always);
+    assert_eq!(memo.size().0, 1);
+
+    let again = review("0b8e2c4c-1b5e-4a8e-9c61-6f7d0f0c0002");
+    let reused = memo.reuse(&again).expect("the kept answer");
+    let (_, fresh, outcome) = answer(&again, true);
+    assert_eq!(String::from_utf8_lossy(&reused.body), String::from_utf8_lossy(&fresh));
+    assert_eq!(reused.uid, "0b8e2c4c-1b5e-4a8e-9c61-6f7d0f0c0002");
+    assert_eq!(*reused.outcome, outcome);
+    assert_eq!(memo.hits(), 1);
+
+    // A uid of another length is put in as well.
+    let short = review("x");
+    let (_, fresh, _) = answer(&short, true);
+    assert_eq!(memo.reuse(&short).expect("the kept answer").body, fresh);
+}
+
+#[test]
+fn denials_are_kept_and_given_again_with_their_reason() {
+    let memo = <AnswerMemo>::default();
+    remembered(&memo, &review("a"), false, Reuse::Always);
+    let again = review("b");
+    let reused = memo.reuse(&again).expect("the kept denial");
+    let (_, fresh, outcome) = answer(&again, false);
+    assert_eq!(reused.body, fresh);
+    assert_eq!(reused.outcome.result, AdmissionResult::Denied);
+    assert_eq!(reused.outcome.denial, Some(DenialReason::Invalid));
+    assert_eq!(reused.outcome.message, "spec.x: not allowed");
+    assert_eq!(*reused.outcome, outcome);
+}
+
+#[test]
+fn a_review_that_differs_in_any_other_byte_is_answered_afresh() {
+    let memo = <AnswerMemo>::default();
+    let first = review("a");
+    remembered(&memo, &first, true, Reuse::Always);
+    let uid_at = first.windows(3).position(|w| w == b"\"a\"").expect("uid") + 1;
+    for at in (0..first.len()).filter(|&at| at != uid_at) {
+        // Change the byte at `at` of the review with the new uid (same length, so same positions).
+        let mut changed = review("b");
+        changed[at] = if changed[at] == b'x' { b'y' } else { b'x' };
+        assert!(memo.reuse(&changed).is_none(), "byte {at} changed ({:?})", String::from_utf8_lossy(&changed));
+    }
+    // Longer or shorter by a byte at the end.
+    let mut longer = review("b");
+    longer.push(b' ');
+    assert!(memo.reuse(&longer).is_none());
+    let shorter = &review("b")[..first.len() - 1];
+    assert!(memo.reuse(shorter).is_none());
+}
+
+#[test]
+fn a_uid_that_is_not_a_plain_string_is_never_put_into_a_kept_answer() {
+    let memo = <AnswerMemo>::default();
+    remembered(&memo, &review("plain"), true, Reuse::Always);
+    for uid_text in [r#"a\"b"#, r"a\\b", r"\u0061", "a\u{1}b", &"u".repeat(MEMO_MAX_UID_BYTES + 1)] {
+        let body = review(uid_text);
+        assert!(memo.reuse(&body).is_none(), "uid {uid_text:?} was put into a kept answer");
+    }
+    // A uid cut short by a quote turns the rest into other tokens: no match either.
+    let body = review(r#"a","x":"b"#);
+    assert!(memo.reuse(&body).is_none());
+    // Invalid UTF-8 in the uid.
+    let mut body = review("ab");
+    let at = body.windows(4).position(|w| w == b"\"ab\"").expect("uid") + 1;
+    body[at] = 0xff;
+    assert!(memo.reuse(&body).is_none());
+}
+
+#[test]
+fn an_empty_uid_is_given_the_answer_when_the_decoder_accepts_it() {
+    // The decoder accepts an empty uid (kube's type has no rule against it), so the memo does too.
+    let memo = <AnswerMemo>::default();
+    remembered(&memo, &review("a"), true, Reuse::Always);
+    let body = review("");
+    let (_, fresh, _) = answer(&body, true);
+    assert_eq!(memo.reuse(&body).map(|r| r.body), Some(fresh));
+}
+
+#[test]
+fn a_review_whose_uid_has_escapes_is_not_kept() {
+    let memo = <AnswerMemo>::default();
+    remembered(&memo, &review(r"\u0061bc"), true, Reuse::Always);
+    assert_eq!(memo.size().0, 0);
+    assert!(memo.reuse(&review(r"\u0061bc")).is_none());
+}
+
+#[test]
+fn the_uid_is_the_requests_even_where_another_uid_comes_first() {
+    // `object` before `uid`, with the object's uid equal to the request's: the memo must use the request's.
+    let body_with = |request_uid: &str, object_uid: &str| {
+        format!(
+            r#"{{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{{"object":{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"cm","uid":"{object_uid}"}}}},"uid":"{request_uid}","kind":{{"group":"","version":"v1","kind":"ConfigMap"}},"resource":{{"group":"","version":"v1","resource":"configmaps"}},"name":"cm","operation":"CREATE","userInfo":{{}}}}}}"#
+        )
+        .into_bytes()
+    };
+    let memo = <AnswerMemo>::default();
+    remembered(&memo, &body_with("same", "same"), true, Reuse::Always);
+    let again = body_with("other", "same");
+    let (_, fresh, _) = answer(&again, true);
+    assert_eq!(memo.reuse(&again).map(|r| r.body), Some(fresh));
+    // The object's uid is part of the review like any other byte.
+    assert!(memo.reuse(&body_with("same", "xxxx")).is_none());
+}
+
+#[test]
+fn an_answer_that_no_longer_holds_is_forgotten_and_never_kept_ones_are_not_kept() {
+    let memo = <AnswerMemo>::default();
+    let holds = Arc::new(AtomicBool::new(true));
+    let check = holds.clone();
+    remembered(&memo, &review("a"), true, Reuse::while_(move || check.load(Ordering::SeqCst)));
+    assert!(memo.reuse(&review("b")).is_some());
+    holds.store(false, Ordering::SeqCst);
+    assert!(memo.reuse(&review("c")).is_none());
+    assert_eq!(memo.size(), (0, 0), "the answer that no longer holds is dropped");
+    holds.store(true, Ordering::SeqCst);
+    assert!(memo.reuse(&review("d")).is_none(), "a dropped answer does not come back");
+
+    remembered(&memo, &review("a"), true, Reuse::Never);
+    assert_eq!(memo.size(), (0, 0));
+}
+
+#[test]
+fn an_answer_that_does_not_start_as_the_server_writes_them_is_not_kept() {
+    let memo = <AnswerMemo>::default();
+    let body = review("a");
+    let (uid, _, outcome) = answer(&body, true);
+    let odd = format!(
+        r#"{{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","response":{{"uid":"{uid}","allowed":true}}}}"#
+    );
+    memo.remember(&body, &uid, odd.as_bytes(), outcome.clone(), Reuse::Always);
+    assert_eq!(memo.size().0, 0);
+    // Nor one for a uid other than the review's.
+    let (_, json, _) = answer(&review("b"), true);
+    memo.remember(&body, "b", &json, outcome, Reuse::Always);
+    assert_eq!(memo.size().0, 0);
+}
+
+#[test]
+fn the_memo_stays_within_its_bytes_and_drops_the_least_recently_used_first() {
+    let memo = <AnswerMemo>::default();
+    let padding = "p".repeat(64 * 1024);
+    let object = |i: usize| {
+        format!(r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"cm{i}"}},"data":{{"p":"{padding}"}}}}"#)
+    };
+    let (first, second) = (review_with("a", &object(0)), review_with("a", &object(1)));
+    remembered(&memo, &first, true, Reuse::Always);
+    remembered(&memo, &second, true, Reuse::Always);
+    for i in 2..200 {
+        // The first stays in use; the second does not.
+        assert!(memo.reuse(&review_with("z", &object(0))).is_some(), "the first was dropped at {i}");
+        remembered(&memo, &review_with("a", &object(i)), true, Reuse::Always);
+        assert!(memo.size().1 <= MEMO_MAX_BYTES, "{} bytes kept", memo.size().1);
+    }
+    assert!(memo.reuse(&review_with("z", &object(1))).is_none(), "the least recently used one was kept");
+    assert!(memo.size().0 > 10, "only {} answers kept", memo.size().0);
+
+    // Reviews over the size limit are not kept at all.
+    let huge = review_with("a", &format!(r#"{{"data":"{}"}}"#, "h".repeat(MEMO_MAX_REVIEW_BYTES)));
+    remembered(&memo, &huge, true, Reuse::Always);
+    assert!(memo.reuse(&review_with("b", &format!(r#"{{"data":"{}"}}"#, "h".repeat(MEMO_MAX_REVIEW_BYTES)))).is_none());
+}
+
+/// A hash under which every review collides, to prove that the bytes, not the hash, decide a match.
+#[derive(Default)]
+struct Colliding;
+
+impl std::hash::BuildHasher for Colliding {
+    type Hasher = CollidingHasher;
+    fn build_hasher(&self) -> CollidingHasher {
+        CollidingHasher
+    }
+}
+
+struct CollidingHasher;
+
+impl std::hash::Hasher for CollidingHasher {
+    fn finish(&self) -> u64 {
+        0
+    }
+    fn write(&mut self, _: &[u8]) {}
+}
+
+#[test]
+fn reviews_whose_hashes_collide_keep_their_own_answers() {
+    let memo = AnswerMemo::<Colliding>::default();
+    let object = |name: &str| format!(r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"{name}"}}}}"#);
+    let (allowed, denied) = (review_with("a", &object("one")), review_with("a", &object("two")));
+    remembered(&memo, &allowed, true, Reuse::Always);
+    remembered(&memo, &denied, false, Reuse::Always);
+    assert_eq!(memo.size().0, 2);
+    assert_eq!(memo.reuse(&review_with("b", &object("one"))).map(|r| r.outcome.result), Some(AdmissionResult::Allowed));
+    assert_eq!(memo.reuse(&review_with("b", &object("two"))).map(|r| r.outcome.result), Some(AdmissionResult::Denied));
+    assert!(memo.reuse(&review_with("b", &object("own"))).is_none());
+    assert!(memo.reuse(&review_with("b", &object("tw"))).is_none());
+}
+
+#[test]
+fn keeping_the_same_review_twice_keeps_one_answer() {
+    let memo = <AnswerMemo>::default();
+    remembered(&memo, &review("a"), true, Reuse::Always);
+    let bytes = memo.size().1;
+    remembered(&memo, &review("b"), true, Reuse::Always);
+    assert_eq!(memo.size(), (1, bytes));
+}
+
+proptest! {
+    /// Whatever text stands where the uid was, the memo answers only when decoding that review gives the same
+    /// request with that text as its uid, and then exactly what answering it afresh gives.
+    #[test]
+    fn a_kept_answer_is_given_only_where_decoding_would_give_it(uid_text in "[a-f0-9\\-\"\\\\ /\u{1}\u{7f}é€,:{}]{0,40}") {
+        let memo = <AnswerMemo>::default();
+        remembered(&memo, &review("0b8e2c4c-1b5e-4a8e-9c61-6f7d0f0c0001"), true, Reuse::Always);
+        let body = review(&uid_text);
+        if let Some(reused) = memo.reuse(&body) {
+            let request = parse_review(&body).expect("a review the memo answered decodes");
+            prop_assert_eq!(&request.uid, &uid_text);
+            let (_, fresh, _) = answer(&body, true);
+            prop_assert_eq!(reused.body, fresh);
+        } else {
+            // Plain uids always match.
+            let plain = !uid_text.contains(['"', '\\']) && !uid_text.bytes().any(|b| b < 0x20);
+            prop_assert!(!plain || uid_text.len() > MEMO_MAX_UID_BYTES, "plain uid {:?} was not matched", uid_text);
+        }
+    }
+}

@@ -43,6 +43,9 @@ const START_TIMEOUT: Duration = Duration::from_secs(90);
 const STOP_GRACE: Duration = Duration::from_secs(10);
 const CRD_ESTABLISH_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The namespaces kube-apiserver creates itself after it started, which tests write into.
+const SYSTEM_NAMESPACES: [&str; 2] = ["default", "kube-system"];
+
 /// What can go wrong while starting or using the control plane.
 #[derive(Debug, thiserror::Error)]
 pub enum TestbedError {
@@ -263,7 +266,26 @@ impl ControlPlane {
             .map_err(|e| TestbedError::Kubeconfig(e.to_string()))?;
         std::fs::write(&self.kubeconfig_path, yaml).map_err(io_err("writing kubeconfig"))?;
         self.start_etcd().await?;
-        self.start_apiserver().await
+        self.start_apiserver().await?;
+        self.wait_for_system_namespaces().await
+    }
+
+    /// Waits until the apiserver's own controller has created the namespaces every cluster has (`default`,
+    /// `kube-system`): `/readyz` can answer before it did, and a write into one of them would then be refused.
+    async fn wait_for_system_namespaces(&self) -> Result<(), TestbedError> {
+        let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(self.client().await?);
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            let default = namespaces.get_opt(SYSTEM_NAMESPACES[0]).await?;
+            let system = namespaces.get_opt(SYSTEM_NAMESPACES[1]).await?;
+            if default.is_some() && system.is_some() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(not_ready("the apiserver's system namespaces", &self.dir.join("kube-apiserver.log")));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     fn tokens_file(&self) -> PathBuf {

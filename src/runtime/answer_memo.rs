@@ -26,10 +26,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use kube::core::admission::{AdmissionResponse, Operation};
-use serde::Deserialize;
 
 use super::metrics::{AdmissionResult, DenialReason};
-use super::review::{ADMISSION_REVIEW_API_VERSION, ADMISSION_REVIEW_KIND, Reuse, denial_reason};
+use super::review::{ADMISSION_REVIEW_API_VERSION, ADMISSION_REVIEW_KIND, Reuse, result_of};
 
 /// What the kept reviews and answers of one webhook may add up to.
 pub const MEMO_MAX_BYTES: usize = 4 * 1024 * 1024;
@@ -67,11 +66,7 @@ impl Outcome {
         namespace: String,
         name: String,
     ) -> Self {
-        let (result, denial) = if response.allowed {
-            (AdmissionResult::Allowed, None)
-        } else {
-            (AdmissionResult::Denied, Some(denial_reason(response)))
-        };
+        let (result, denial) = result_of(response);
         let message = if response.allowed { String::new() } else { response.result.message.clone() };
         Outcome { result, denial, patched: response.patch.is_some(), message, operation, kind, namespace, name }
     }
@@ -309,20 +304,71 @@ fn plain_uid_at(body: &[u8], offset: usize) -> Option<Range<usize>> {
 }
 
 /// Where the review's `request.uid` string is in `body`, when it is written without escapes (so that its text is
-/// its value): found by decoding the body once more, borrowing the uid from it.
+/// its value). `body` must be a review that decoded: then the first `request` key of the top-level object and the
+/// first `uid` key in it are the only ones (duplicates are refused), so the scan stops there instead of reading
+/// the rest of the body (the apiserver writes the uid first).
 fn request_uid_span(body: &[u8]) -> Option<Range<usize>> {
-    #[derive(Deserialize)]
-    struct Review<'a> {
-        #[serde(borrow)]
-        request: Request<'a>,
+    use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+    use std::cell::Cell;
+
+    /// Visits an object until the key `key`, hands its value to `value`, and stops; `found` says it was seen.
+    struct UntilKey<'f, V> {
+        key: &'static str,
+        value: V,
+        found: &'f Cell<bool>,
     }
-    #[derive(Deserialize)]
-    struct Request<'a> {
-        #[serde(borrow)]
-        uid: std::borrow::Cow<'a, str>,
+    impl<'de, V: DeserializeSeed<'de, Value = ()>> Visitor<'de> for UntilKey<'_, V> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                if key == self.key {
+                    self.found.set(true);
+                    return map.next_value_seed(self.value);
+                }
+                map.next_value::<IgnoredAny>()?;
+            }
+            Ok(())
+        }
     }
-    let review: Review<'_> = serde_json::from_slice(body).ok()?;
-    let std::borrow::Cow::Borrowed(uid) = review.request.uid else { return None };
+    impl<'de, V: DeserializeSeed<'de, Value = ()>> DeserializeSeed<'de> for UntilKey<'_, V> {
+        type Value = ();
+        fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+            deserializer.deserialize_map(self)
+        }
+    }
+    /// Takes a string borrowed from the body.
+    struct Borrowed<'s, 'de>(&'s Cell<Option<&'de str>>);
+    impl<'de> Visitor<'de> for Borrowed<'_, 'de> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a string")
+        }
+        fn visit_borrowed_str<E>(self, text: &'de str) -> Result<(), E> {
+            self.0.set(Some(text));
+            Ok(())
+        }
+        fn visit_str<E>(self, _: &str) -> Result<(), E> {
+            Ok(()) // escaped: not its own text
+        }
+    }
+    impl<'de> DeserializeSeed<'de> for Borrowed<'_, 'de> {
+        type Value = ();
+        fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+            deserializer.deserialize_str(self)
+        }
+    }
+
+    let uid = Cell::new(None);
+    let (request_found, uid_found) = (Cell::new(false), Cell::new(false));
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let until_uid = UntilKey { key: "uid", value: Borrowed(&uid), found: &uid_found };
+    // Stopping early leaves the objects unclosed, which the decoder reports as an error: what counts is what was
+    // seen before it.
+    let _ = UntilKey { key: "request", value: until_uid, found: &request_found }.deserialize(&mut deserializer);
+    let uid = uid.get().filter(|_| request_found.get() && uid_found.get())?;
     let start = (uid.as_ptr() as usize).checked_sub(body.as_ptr() as usize)?;
     (start + uid.len() <= body.len()).then_some(start..start + uid.len())
 }

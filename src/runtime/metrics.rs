@@ -557,6 +557,21 @@ impl WebhookMetrics {
         );
     }
 
+    /// The series of `webhook`, looked up once: a server records every request into them without building labels.
+    pub fn recorder(&self, webhook: &str) -> WebhookRecorder {
+        let requests =
+            |result| self.requests.get_or_create(&WebhookResultLabels { webhook: webhook.to_string(), result }).clone();
+        WebhookRecorder {
+            allowed: requests(AdmissionResult::Allowed),
+            denied: requests(AdmissionResult::Denied),
+            error: requests(AdmissionResult::Error),
+            duration: self.request_duration.get_or_create(&WebhookLabels { webhook: webhook.to_string() }).clone(),
+            reused: self.reused.get_or_create(&WebhookLabels { webhook: webhook.to_string() }).clone(),
+            denials: self.denials.clone(),
+            webhook: webhook.to_string(),
+        }
+    }
+
     /// `webhook` answered a request with `result` after `elapsed`; `denial` classifies a denial.
     pub fn answered(&self, webhook: &str, result: AdmissionResult, denial: Option<DenialReason>, elapsed: Duration) {
         let webhook = webhook.to_string();
@@ -565,11 +580,6 @@ impl WebhookMetrics {
         if let Some(reason) = denial {
             self.denials.get_or_create(&DenialLabels { webhook, reason }).inc();
         }
-    }
-
-    /// `webhook` gave the answer it kept for the same review before (see [`super::answer_memo`]).
-    pub fn reused(&self, webhook: &str) {
-        self.reused.get_or_create(&WebhookLabels { webhook: webhook.to_string() }).inc();
     }
 
     /// `webhook` could not answer with a review (the body was none, or the answer did not encode).
@@ -582,6 +592,43 @@ impl WebhookMetrics {
     /// The served certificate expires at `unix_seconds`.
     pub fn set_certificate_expiry(&self, unix_seconds: f64) {
         self.certificate_expiry.set(unix_seconds);
+    }
+}
+
+/// The series of one webhook (see [`WebhookMetrics::recorder`]). Cheap to clone.
+#[derive(Clone)]
+pub struct WebhookRecorder {
+    allowed: Counter,
+    denied: Counter,
+    error: Counter,
+    duration: Histogram,
+    reused: Counter,
+    denials: Family<DenialLabels, Counter>,
+    webhook: String,
+}
+
+impl WebhookRecorder {
+    /// The webhook answered a request with `result` after `elapsed`; `denial` classifies a denial.
+    pub fn answered(&self, result: AdmissionResult, denial: Option<DenialReason>, elapsed: Duration) {
+        match result {
+            AdmissionResult::Allowed => self.allowed.inc(),
+            AdmissionResult::Denied => self.denied.inc(),
+            AdmissionResult::Error => self.error.inc(),
+        };
+        self.duration.observe(elapsed.as_secs_f64());
+        if let Some(reason) = denial {
+            self.denials.get_or_create(&DenialLabels { webhook: self.webhook.clone(), reason }).inc();
+        }
+    }
+
+    /// The webhook gave the answer it kept for the same review before (see [`super::answer_memo`]).
+    pub fn reused(&self) {
+        self.reused.inc();
+    }
+
+    /// The webhook could not answer with a review.
+    pub fn failed(&self) {
+        self.error.inc();
     }
 }
 

@@ -23,7 +23,7 @@ use thiserror::Error;
 
 use crate::decode::DecodeError;
 
-use super::metrics::DenialReason;
+use super::metrics::{AdmissionResult, DenialReason};
 
 /// The only AdmissionReview version served. kube-apiserver sends the first entry of a webhook's
 /// `admissionReviewVersions` it supports, and every supported apiserver supports `v1`.
@@ -587,6 +587,15 @@ pub fn deny(response: AdmissionResponse, reason: DenialReason, message: impl ToS
     let mut response = response.deny(message);
     response.result.reason = reason.status_reason().to_owned();
     response
+}
+
+/// How an answer is counted: allowed, or denied with the class of its reason.
+pub fn result_of(response: &AdmissionResponse) -> (AdmissionResult, Option<DenialReason>) {
+    if response.allowed {
+        (AdmissionResult::Allowed, None)
+    } else {
+        (AdmissionResult::Denied, Some(denial_reason(response)))
+    }
 }
 
 /// The class of a denial, from the `result.reason` [`deny`] wrote.

@@ -33,25 +33,21 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::DefaultBodyLimit;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum_server::Handle;
 use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 use rustls::ServerConfig;
 use thiserror::Error;
 use tokio::task::JoinError;
-use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
 use tracing::{debug, error, info, warn};
 
 use super::AbortOnDrop;
 use super::answer_memo::{AnswerMemo, Outcome, Reused};
-use super::metrics::{AdmissionResult, DenialReason, WebhookMetrics};
+use super::metrics::{AdmissionResult, DenialReason, WebhookMetrics, WebhookRecorder};
 use super::review::{
-    AdmissionHandler, Answer, DynHandler, Reuse, denial_reason, internal_error, into_review, parse_review,
+    AdmissionHandler, Answer, DynHandler, Reuse, internal_error, into_review, parse_review, result_of,
 };
 use crate::runtime::tls::{self, CertReceiver, CertState};
 
@@ -358,6 +354,10 @@ fn router(
 }
 
 /// The router, recording every answer in `metrics` when given.
+///
+/// Each webhook path is served by its own [`WebhookService`], which reads the body within the limits, answers and
+/// counts every answer itself. No tower layers are stacked around it: axum clones a route's whole stack of boxed
+/// layers for every request, which cost more than giving a kept answer (see [`super::answer_memo`]).
 fn observed_router(
     config: &WebhookServerConfig,
     handlers: &BTreeMap<String, Arc<dyn DynHandler>>,
@@ -370,67 +370,110 @@ fn observed_router(
             if readiness.is_ready() { (StatusCode::OK, "ok") } else { (StatusCode::SERVICE_UNAVAILABLE, "not ready") }
         }),
     );
-    let limit = config.max_body_bytes;
-    // Answers no handler gave (the request timed out, its body was beyond the hard ceiling) are counted as errors
-    // by a layer outside the timeout; the handlers' own answers carry `Observed` and are counted where they are made.
-    let webhook_names: Arc<BTreeMap<String, Arc<str>>> =
-        Arc::new(handlers.keys().map(|path| (path.clone(), Arc::from(webhook_name(path)))).collect());
-    let count_unobserved = {
-        let metrics = metrics.clone();
-        axum::middleware::from_fn(move |request: axum::extract::Request, next: axum::middleware::Next| {
-            let unobserved = metrics.clone().zip(webhook_names.get(request.uri().path()).cloned());
-            async move {
-                let response = next.run(request).await;
-                if let Some((metrics, webhook)) = unobserved
-                    && response.extensions().get::<Observed>().is_none()
-                {
-                    metrics.failed(&webhook);
-                }
-                response
-            }
-        })
-    };
     for (path, handler) in handlers {
-        let (handler, path_label): (Arc<dyn DynHandler>, Arc<str>) = (handler.clone(), Arc::from(path.as_str()));
-        let observer = metrics.clone().map(|metrics| Observer { metrics, webhook: Arc::from(webhook_name(path)) });
-        // Each webhook keeps its own answers: the same review gets different answers from different webhooks.
-        let memo = Arc::new(<AnswerMemo>::default());
-        router = router.route(
-            path,
-            post(move |body: Bytes| async move {
-                let started = Instant::now();
-                let mut response = if body.len() > limit {
-                    let response = too_large(&path_label, &body, limit);
-                    if let Some(observer) = &observer {
-                        observer.too_large(response.status(), started);
-                    }
-                    response
-                } else if let Some(reused) = memo.reuse(&body) {
-                    // A kept answer walks no object, so it needs neither the admission runtime nor a task.
-                    answered_again(&path_label, observer.as_ref(), reused, started)
-                } else {
-                    admit(handler.clone(), path_label.clone(), observer.clone(), memo.clone(), body).await
-                };
-                response.extensions_mut().insert(Observed);
-                response
-            }),
-        );
+        let observer = metrics.as_ref().map(|metrics| Observer(metrics.recorder(webhook_name(path))));
+        let webhook = Webhook {
+            handler: handler.clone(),
+            path: Arc::from(path.as_str()),
+            observer,
+            // Each webhook keeps its own answers: the same review gets different answers from different webhooks.
+            memo: Arc::new(<AnswerMemo>::default()),
+            limit: config.max_body_bytes,
+            request_timeout: config.request_timeout,
+        };
+        router = router.route_service(path, WebhookService(Arc::new(webhook)));
     }
-    let ceiling = hard_body_ceiling(limit);
     router
-        // Bodies up to the ceiling are read, so that one over the limit gets a denial that says so (see
-        // `too_large`); beyond it the answer is a bare 413. axum's own extractor limit (2 MiB by default) would
-        // otherwise win for bodies without Content-Length.
-        .layer(DefaultBodyLimit::max(ceiling))
-        .layer(RequestBodyLimitLayer::new(ceiling))
-        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, config.request_timeout))
-        .layer(count_unobserved)
-        .layer(TraceLayer::new_for_http())
 }
 
-/// Marks a response whose webhook answer was already counted.
-#[derive(Clone, Copy)]
-struct Observed;
+/// One webhook path: its handler, its kept answers, its limits and where its answers are counted.
+struct Webhook {
+    handler: Arc<dyn DynHandler>,
+    path: Arc<str>,
+    observer: Option<Observer>,
+    memo: Arc<AnswerMemo>,
+    /// See [`WebhookServerConfig::max_body_bytes`].
+    limit: usize,
+    request_timeout: Duration,
+}
+
+/// The service of one webhook path (cheap to clone, as axum does per request).
+#[derive(Clone)]
+struct WebhookService(Arc<Webhook>);
+
+impl tower::Service<axum::extract::Request> for WebhookService {
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future = futures::future::BoxFuture<'static, Result<Response, Self::Error>>;
+
+    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: axum::extract::Request) -> Self::Future {
+        let webhook = self.0.clone();
+        Box::pin(async move { Ok(webhook.serve(request).await) })
+    }
+}
+
+impl Webhook {
+    /// Answers one HTTP request: only POST, within the request timeout (reading the body included, so a client that
+    /// sends its body slowly is answered 408), with the body read up to [`hard_body_ceiling`]. Every answer is
+    /// counted: those without a review as failed.
+    async fn serve(&self, request: axum::extract::Request) -> Response {
+        if request.method() != axum::http::Method::POST {
+            self.failed();
+            return (StatusCode::METHOD_NOT_ALLOWED, [(header::ALLOW, "POST")]).into_response();
+        }
+        match tokio::time::timeout(self.request_timeout, self.read_and_answer(request.into_body())).await {
+            Ok(response) => response,
+            Err(_) => {
+                warn!(path = %self.path, timeout = ?self.request_timeout, "admission request timed out");
+                self.failed();
+                StatusCode::REQUEST_TIMEOUT.into_response()
+            }
+        }
+    }
+
+    async fn read_and_answer(&self, body: axum::body::Body) -> Response {
+        let ceiling = hard_body_ceiling(self.limit);
+        // A body announced beyond the ceiling is refused before it is read.
+        if usize::try_from(http_body::Body::size_hint(&body).lower()).map_or(true, |announced| announced > ceiling) {
+            self.failed();
+            return StatusCode::PAYLOAD_TOO_LARGE.into_response();
+        }
+        let body = match http_body_util::BodyExt::collect(http_body_util::Limited::new(body, ceiling)).await {
+            Ok(collected) => collected.to_bytes(),
+            Err(e) => {
+                self.failed();
+                if e.is::<http_body_util::LengthLimitError>() {
+                    return StatusCode::PAYLOAD_TOO_LARGE.into_response();
+                }
+                debug!(path = %self.path, error = %e, "cannot read an admission request's body");
+                return (StatusCode::BAD_REQUEST, "cannot read the request body").into_response();
+            }
+        };
+        let started = Instant::now();
+        if body.len() > self.limit {
+            let response = too_large(&self.path, &body, self.limit);
+            if let Some(observer) = &self.observer {
+                observer.too_large(response.status(), started);
+            }
+            response
+        } else if let Some(reused) = self.memo.reuse(&body) {
+            // A kept answer walks no object, so it needs neither the admission runtime nor a task.
+            answered_again(&self.path, self.observer.as_ref(), reused, started)
+        } else {
+            admit(self.handler.clone(), self.path.clone(), self.observer.clone(), self.memo.clone(), body).await
+        }
+    }
+
+    fn failed(&self) {
+        if let Some(observer) = &self.observer {
+            observer.failed();
+        }
+    }
+}
 
 /// The name a webhook's metrics carry: the last segment of its path (`validate-shoot` for
 /// `/webhooks/cri-resmgr/validate-shoot`).
@@ -440,41 +483,29 @@ pub fn webhook_name(path: &str) -> &str {
 
 /// Records the answers of one webhook.
 #[derive(Clone)]
-struct Observer {
-    metrics: WebhookMetrics,
-    webhook: Arc<str>,
-}
+struct Observer(WebhookRecorder);
 
 impl Observer {
     fn answered(&self, response: &kube::core::admission::AdmissionResponse, started: Instant) {
-        let (result, denial) = if response.allowed {
-            (AdmissionResult::Allowed, None)
-        } else {
-            (AdmissionResult::Denied, Some(denial_reason(response)))
-        };
-        self.metrics.answered(&self.webhook, result, denial, started.elapsed());
+        let (result, denial) = result_of(response);
+        self.0.answered(result, denial, started.elapsed());
     }
 
     fn answered_again(&self, outcome: &Outcome, started: Instant) {
-        self.metrics.answered(&self.webhook, outcome.result, outcome.denial, started.elapsed());
-        self.metrics.reused(&self.webhook);
+        self.0.answered(outcome.result, outcome.denial, started.elapsed());
+        self.0.reused();
     }
 
     fn too_large(&self, status: StatusCode, started: Instant) {
         if status.is_success() {
-            self.metrics.answered(
-                &self.webhook,
-                AdmissionResult::Denied,
-                Some(DenialReason::TooLarge),
-                started.elapsed(),
-            );
+            self.0.answered(AdmissionResult::Denied, Some(DenialReason::TooLarge), started.elapsed());
         } else {
-            self.metrics.failed(&self.webhook);
+            self.0.failed();
         }
     }
 
     fn failed(&self) {
-        self.metrics.failed(&self.webhook);
+        self.0.failed();
     }
 }
 

@@ -77,9 +77,17 @@ impl Outcome {
 pub struct Reused {
     /// The encoded AdmissionReview to send, with the new review's uid.
     pub body: Vec<u8>,
-    /// The new review's uid.
-    pub uid: String,
+    /// Where the new review's uid is in `body`.
+    uid_at: Range<usize>,
     pub outcome: Arc<Outcome>,
+}
+
+impl Reused {
+    /// The new review's uid.
+    pub fn uid(&self) -> &str {
+        // The memo put it in only after checking that it is UTF-8.
+        std::str::from_utf8(&self.body[self.uid_at.clone()]).unwrap_or_default()
+    }
 }
 
 /// The kept answers of one webhook. Shared by every request to it. `S` hashes the reviews (a seeded hash, so that no
@@ -182,9 +190,8 @@ impl<S: BuildHasher> AnswerMemo<S> {
         answer.extend_from_slice(uid);
         answer.extend_from_slice(&entry.answer_tail);
         self.hits.fetch_add(1, Ordering::Relaxed);
-        // `plain_uid_at` checked that the uid is UTF-8.
-        let uid = String::from_utf8_lossy(uid).into_owned();
-        Some(Reused { body: answer, uid, outcome: entry.outcome.clone() })
+        let uid_at = entry.answer_head.len()..entry.answer_head.len() + uid.len();
+        Some(Reused { body: answer, uid_at, outcome: entry.outcome.clone() })
     }
 
     /// Keeps `answer` (the encoded AdmissionReview answering `body`, whose request's uid is `uid`) for reviews that

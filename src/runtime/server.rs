@@ -305,7 +305,11 @@ impl BoundWebhookServer {
         // handshake, the head of every request, the first request, each request with its body). HTTP/1.1 only, as
         // controller-runtime's webhook servers do since the HTTP/2 rapid-reset attacks: HTTP/2 would need bounds of
         // its own (streams, idle connections) and gives an admission webhook nothing the apiserver needs.
-        let acceptor = RustlsAcceptor::new(tls).handshake_timeout(config.tls_handshake_timeout);
+        // Answers go out at once (TCP_NODELAY): an answer written in more than one segment must not wait for the
+        // acknowledgement of the first, which a client delays when it has nothing to send.
+        let acceptor = RustlsAcceptor::new(tls)
+            .handshake_timeout(config.tls_handshake_timeout)
+            .acceptor(axum_server::accept::NoDelayAcceptor::new());
         let result = match axum_server::from_tcp(listener) {
             Ok(server) => {
                 let mut server =
@@ -569,18 +573,18 @@ fn first_uid(body: &[u8]) -> Option<String> {
 
 /// The answer kept for a review that came again: counted and logged as the first one was, with its new uid.
 fn answered_again(path: &str, observer: Option<&Observer>, reused: Reused, started: Instant) -> Response {
-    let Reused { body, uid, outcome } = reused;
     if let Some(observer) = observer {
-        observer.answered_again(&outcome, started);
+        observer.answered_again(&reused.outcome, started);
     }
-    let Outcome { operation, kind, namespace, name, .. } = &*outcome;
+    let (uid, outcome) = (reused.uid(), &*reused.outcome);
+    let Outcome { operation, kind, namespace, name, .. } = outcome;
     let elapsed_ms = started.elapsed().as_millis();
     if outcome.result == AdmissionResult::Allowed {
         debug!(%path, %uid, ?operation, %kind, %namespace, %name, elapsed_ms, patched = outcome.patched, reused = true, "admitted");
     } else {
         info!(%path, %uid, ?operation, %kind, %namespace, %name, elapsed_ms, reason = %outcome.message, reused = true, "denied");
     }
-    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+    ([(header::CONTENT_TYPE, "application/json")], reused.body).into_response()
 }
 
 /// One admission call, on the admission runtime (see [`ADMISSION_THREAD_STACK_BYTES`]): every step that walks the

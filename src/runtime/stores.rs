@@ -67,6 +67,25 @@ impl InputVersions {
     }
 }
 
+/// The keys of a shoot namespace's inputs in the stores.
+#[derive(Debug, Clone)]
+pub struct StoredInputs {
+    cluster: ObjectRef<Cluster>,
+    extension: ObjectRef<Extension>,
+    base_configs: ObjectRef<ConfigMap>,
+}
+
+impl StoredInputs {
+    /// The keys of `namespace`'s Cluster and Extension and of the base configs in `stores`.
+    pub fn of(stores: &SeedStores, namespace: &str) -> Self {
+        StoredInputs {
+            cluster: ObjectRef::new(namespace),
+            extension: ObjectRef::new(EXTENSION_TYPE).within(namespace),
+            base_configs: stores.base_configs_key(),
+        }
+    }
+}
+
 /// Where the stores watch.
 #[derive(Debug, Clone)]
 pub struct StoreScope {
@@ -196,12 +215,17 @@ impl SeedStores {
     /// now, without a read from the apiserver; `None` until the stores are synced, and while the Cluster or the
     /// Extension is not in its store. An answer made from objects of these versions is made from the same objects.
     pub fn stored_versions(&self, namespace: &str) -> Option<InputVersions> {
+        self.stored_versions_of(&StoredInputs::of(self, namespace))
+    }
+
+    /// [`Self::stored_versions`] of keys made once (a check that runs on every reuse of an answer makes none).
+    pub fn stored_versions_of(&self, inputs: &StoredInputs) -> Option<InputVersions> {
         if !self.is_synced() {
             return None;
         }
-        let cluster = self.clusters.get(&ObjectRef::new(namespace))?;
-        let extension = self.extensions.get(&ObjectRef::new(EXTENSION_TYPE).within(namespace))?;
-        let base_configs = self.base_configs.get(&self.base_configs_key());
+        let cluster = self.clusters.get(&inputs.cluster)?;
+        let extension = self.extensions.get(&inputs.extension)?;
+        let base_configs = self.base_configs.get(&inputs.base_configs);
         InputVersions::of(&cluster, &extension, base_configs.as_deref())
     }
 

@@ -17,7 +17,7 @@ use crate::domain::osc::{ShootContext, desired_osc};
 use crate::runtime::inputs::PlanError;
 use crate::runtime::metrics::DenialReason;
 use crate::runtime::review::{Answer, Reuse, deny};
-use crate::runtime::stores::{InputVersions, SeedStores};
+use crate::runtime::stores::{InputVersions, SeedStores, StoredInputs};
 use crate::runtime::{AdmissionHandler, RawAdmissionRequest};
 
 /// What a shoot's context was made from: the context (or why there is none), and the versions of the objects read
@@ -145,8 +145,8 @@ impl OscMutator {
         // The answer follows from the OSC and the objects of these versions; it holds while the stores have them.
         let reuse = match read.versions {
             Some(versions) => {
-                let (stores, namespace) = (self.stores.clone(), namespace.clone());
-                Reuse::while_(move || stores.stored_versions(&namespace).as_ref() == Some(&versions))
+                let (stores, inputs) = (self.stores.clone(), StoredInputs::of(&self.stores, &namespace));
+                Reuse::while_(move || stores.stored_versions_of(&inputs).as_ref() == Some(&versions))
             }
             None => Reuse::Never,
         };

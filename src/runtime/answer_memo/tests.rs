@@ -58,7 +58,7 @@ fn a_review_that_comes_again_with_a_new_uid_gets_the_kept_answer_with_that_uid()
     let reused = memo.reuse(&again).expect("the kept answer");
     let (_, fresh, outcome) = answer(&again, true);
     assert_eq!(String::from_utf8_lossy(&reused.body), String::from_utf8_lossy(&fresh));
-    assert_eq!(reused.uid, "0b8e2c4c-1b5e-4a8e-9c61-6f7d0f0c0002");
+    assert_eq!(reused.uid(), "0b8e2c4c-1b5e-4a8e-9c61-6f7d0f0c0002");
     assert_eq!(*reused.outcome, outcome);
     assert_eq!(memo.hits(), 1);
 

@@ -16,13 +16,13 @@
 //! it echoes, which is put into the kept encoding as a plain string too. A review that differs in any other byte is
 //! decoded and answered afresh.
 //!
-//! The memo is bounded ([`MEMO_MAX_BYTES`], counting the reviews it keeps and their answers; least recently used
-//! first out), and a lookup costs one hash and one comparison of the body, no decoding.
+//! The memo is bounded ([`MEMO_MAX_BYTES`], counting the reviews it keeps and their answers; the answers not given
+//! again for longest go first, by a clock), and a lookup costs one hash and one comparison of the body, no decoding.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, Hasher as _};
 use std::ops::Range;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use kube::core::admission::{AdmissionResponse, Operation};
@@ -105,9 +105,10 @@ struct State {
     entries: HashMap<u64, Vec<Arc<Entry>>>,
     /// The places kept reviews had their uid at, most recent first.
     uid_offsets: [Option<usize>; MAX_UID_OFFSETS],
+    /// Every kept entry in the order it was kept, the hand of the eviction clock at the front.
+    ring: VecDeque<(u64, Arc<Entry>)>,
+    /// The bytes of the entries in `ring`.
     bytes: usize,
-    /// The clock of least-recently-used eviction.
-    tick: u64,
 }
 
 struct Entry {
@@ -120,7 +121,8 @@ struct Entry {
     answer_tail: Box<[u8]>,
     outcome: Arc<Outcome>,
     reuse: Reuse,
-    last_used: AtomicU64,
+    /// Given again since the eviction clock last passed it: it gets another round.
+    used: AtomicBool,
 }
 
 impl Entry {
@@ -168,11 +170,9 @@ impl<S: BuildHasher> AnswerMemo<S> {
         let (uid_at, key, entry) = offsets.into_iter().flatten().find_map(|offset| {
             let uid_at = plain_uid_at(body, offset)?;
             let key = self.key(body, &uid_at);
-            let mut state = self.lock();
-            state.tick += 1;
-            let tick = state.tick;
+            let state = self.lock();
             let entry = state.entries.get(&key)?.iter().find(|entry| entry.matches(body, &uid_at))?.clone();
-            entry.last_used.store(tick, Ordering::Relaxed);
+            entry.used.store(true, Ordering::Relaxed);
             Some((uid_at, key, entry))
         })?;
         let holds = match &entry.reuse {
@@ -218,26 +218,26 @@ impl<S: BuildHasher> AnswerMemo<S> {
             answer_tail: answer[head.len()..].into(),
             outcome: Arc::new(outcome),
             reuse,
-            last_used: AtomicU64::new(0),
+            used: AtomicBool::new(false),
         });
         let key = self.key(body, &uid_at);
         let mut state = self.lock();
-        state.tick += 1;
-        entry.last_used.store(state.tick, Ordering::Relaxed);
-        let bucket = state.entries.entry(key).or_default();
-        let replaced: usize =
-            bucket.iter().filter(|kept| kept.matches(body, &uid_at)).map(|kept| kept.cost()).sum::<usize>();
-        bucket.retain(|kept| !kept.matches(body, &uid_at));
-        let cost = entry.cost();
-        bucket.push(entry);
-        state.bytes = state.bytes - replaced + cost;
+        // The same review answered twice (two requests raced past the memo): the newer answer is kept.
+        let replaced: Vec<Arc<Entry>> = match state.entries.get(&key) {
+            Some(bucket) => bucket.iter().filter(|kept| kept.matches(body, &uid_at)).cloned().collect(),
+            None => Vec::new(),
+        };
+        for old in &replaced {
+            state.remove(key, old);
+        }
+        state.bytes += entry.cost();
+        state.entries.entry(key).or_default().push(entry.clone());
+        state.ring.push_back((key, entry));
         if !state.uid_offsets.contains(&Some(uid_at.start)) {
             state.uid_offsets.rotate_right(1);
             state.uid_offsets[0] = Some(uid_at.start);
         }
-        while state.bytes > MEMO_MAX_BYTES {
-            state.evict_least_recently_used();
-        }
+        while state.bytes > MEMO_MAX_BYTES && state.evict_one() {}
     }
 
     /// How many lookups were answered from the memo.
@@ -252,15 +252,7 @@ impl<S: BuildHasher> AnswerMemo<S> {
     }
 
     fn forget(&self, key: u64, entry: &Arc<Entry>) {
-        let mut state = self.lock();
-        let Some(bucket) = state.entries.get_mut(&key) else { return };
-        let before = bucket.len();
-        bucket.retain(|kept| !Arc::ptr_eq(kept, entry));
-        let removed = before - bucket.len();
-        if bucket.is_empty() {
-            state.entries.remove(&key);
-        }
-        state.bytes -= removed * entry.cost();
+        self.lock().remove(key, entry);
     }
 
     /// The hash of `body` without the uid at `uid_at` (and of where that was).
@@ -274,24 +266,41 @@ impl<S: BuildHasher> AnswerMemo<S> {
 }
 
 impl State {
-    fn evict_least_recently_used(&mut self) {
-        let oldest = self
-            .entries
-            .iter()
-            .flat_map(|(key, bucket)| bucket.iter().map(move |entry| (*key, entry)))
-            .min_by_key(|(_, entry)| entry.last_used.load(Ordering::Relaxed))
-            .map(|(key, entry)| (key, entry.clone()));
-        let Some((key, oldest)) = oldest else {
-            self.bytes = 0;
-            return;
-        };
+    /// Drops `entry` (kept under `key`), if it is still kept. Rare (an answer that no longer holds, or one answered
+    /// twice), so the scan of the ring is fine.
+    fn remove(&mut self, key: u64, entry: &Arc<Entry>) {
+        let Some(at) = self.ring.iter().position(|(_, kept)| Arc::ptr_eq(kept, entry)) else { return };
+        self.ring.remove(at);
+        self.bytes -= entry.cost();
         if let Some(bucket) = self.entries.get_mut(&key) {
-            bucket.retain(|kept| !Arc::ptr_eq(kept, &oldest));
+            bucket.retain(|kept| !Arc::ptr_eq(kept, entry));
             if bucket.is_empty() {
                 self.entries.remove(&key);
             }
         }
-        self.bytes -= oldest.cost();
+    }
+
+    /// Drops one entry by the clock (second chance): the hand passes over entries given again since it last came by
+    /// (and clears their mark), and drops the first that was not. Each step is O(1); least recently used ones go
+    /// first, about. `false` when nothing is kept.
+    fn evict_one(&mut self) -> bool {
+        // Two rounds at most: after the first, no entry is marked.
+        for _ in 0..2 * self.ring.len() {
+            let Some((key, entry)) = self.ring.pop_front() else { return false };
+            if entry.used.swap(false, Ordering::Relaxed) {
+                self.ring.push_back((key, entry));
+                continue;
+            }
+            self.bytes -= entry.cost();
+            if let Some(bucket) = self.entries.get_mut(&key) {
+                bucket.retain(|kept| !Arc::ptr_eq(kept, &entry));
+                if bucket.is_empty() {
+                    self.entries.remove(&key);
+                }
+            }
+            return true;
+        }
+        false
     }
 }
 

@@ -190,7 +190,7 @@ fn an_answer_that_does_not_start_as_the_server_writes_them_is_not_kept() {
 }
 
 #[test]
-fn the_memo_stays_within_its_bytes_and_drops_the_least_recently_used_first() {
+fn the_memo_stays_within_its_bytes_and_keeps_the_answers_given_again() {
     let memo = <AnswerMemo>::default();
     let padding = "p".repeat(64 * 1024);
     let object = |i: usize| {
@@ -205,7 +205,10 @@ fn the_memo_stays_within_its_bytes_and_drops_the_least_recently_used_first() {
         remembered(&memo, &review_with("a", &object(i)), true, Reuse::Always);
         assert!(memo.size().1 <= MEMO_MAX_BYTES, "{} bytes kept", memo.size().1);
     }
-    assert!(memo.reuse(&review_with("z", &object(1))).is_none(), "the least recently used one was kept");
+    assert!(
+        memo.reuse(&review_with("z", &object(1))).is_none(),
+        "an answer never given again was kept over the one in use"
+    );
     assert!(memo.size().0 > 10, "only {} answers kept", memo.size().0);
 
     // Reviews over the size limit are not kept at all.

@@ -23,7 +23,7 @@ use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, Hasher as _};
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use kube::core::admission::{AdmissionResponse, Operation};
 
@@ -94,7 +94,9 @@ impl Reused {
 /// one can aim reviews at one bucket; tests use one under which every review collides).
 pub struct AnswerMemo<S = foldhash::fast::RandomState> {
     hasher: S,
-    state: Mutex<State>,
+    /// Read-locked by lookups (which only set an atomic mark), write-locked to keep or drop answers: reviews that
+    /// come again never wait for one another.
+    state: RwLock<State>,
     /// Lookups answered from the memo, and those that were not (for tests and the bench; metrics count per webhook).
     hits: AtomicU64,
 }
@@ -141,14 +143,14 @@ impl Entry {
 
 impl<S: BuildHasher + Default> Default for AnswerMemo<S> {
     fn default() -> Self {
-        AnswerMemo { hasher: S::default(), state: Mutex::default(), hits: AtomicU64::new(0) }
+        AnswerMemo { hasher: S::default(), state: RwLock::default(), hits: AtomicU64::new(0) }
     }
 }
 
 impl<S> std::fmt::Debug for AnswerMemo<S> {
     // Reviews carry users' objects: only the size is shown.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let state = self.lock();
+        let state = self.read();
         f.debug_struct("AnswerMemo")
             .field("entries", &state.entries.values().map(Vec::len).sum::<usize>())
             .field("bytes", &state.bytes)
@@ -157,20 +159,24 @@ impl<S> std::fmt::Debug for AnswerMemo<S> {
 }
 
 impl<S> AnswerMemo<S> {
-    fn lock(&self) -> MutexGuard<'_, State> {
+    fn read(&self) -> RwLockReadGuard<'_, State> {
         // The state stays consistent at every step a panic could interrupt; a poisoned lock is still usable.
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
 impl<S: BuildHasher> AnswerMemo<S> {
     /// The kept answer for `body`, if it repeats a kept review but for its uid and the answer still holds.
     pub fn reuse(&self, body: &[u8]) -> Option<Reused> {
-        let offsets = self.lock().uid_offsets;
+        let offsets = self.read().uid_offsets;
         let (uid_at, key, entry) = offsets.into_iter().flatten().find_map(|offset| {
             let uid_at = plain_uid_at(body, offset)?;
             let key = self.key(body, &uid_at);
-            let state = self.lock();
+            let state = self.read();
             let entry = state.entries.get(&key)?.iter().find(|entry| entry.matches(body, &uid_at))?.clone();
             entry.used.store(true, Ordering::Relaxed);
             Some((uid_at, key, entry))
@@ -221,7 +227,7 @@ impl<S: BuildHasher> AnswerMemo<S> {
             used: AtomicBool::new(false),
         });
         let key = self.key(body, &uid_at);
-        let mut state = self.lock();
+        let mut state = self.write();
         // The same review answered twice (two requests raced past the memo): the newer answer is kept.
         let replaced: Vec<Arc<Entry>> = match state.entries.get(&key) {
             Some(bucket) => bucket.iter().filter(|kept| kept.matches(body, &uid_at)).cloned().collect(),
@@ -247,12 +253,12 @@ impl<S: BuildHasher> AnswerMemo<S> {
 
     /// How many answers are kept, and their bytes.
     pub fn size(&self) -> (usize, usize) {
-        let state = self.lock();
+        let state = self.read();
         (state.entries.values().map(Vec::len).sum(), state.bytes)
     }
 
     fn forget(&self, key: u64, entry: &Arc<Entry>) {
-        self.lock().remove(key, entry);
+        self.write().remove(key, entry);
     }
 
     /// The hash of `body` without the uid at `uid_at` (and of where that was).

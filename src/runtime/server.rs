@@ -1,4 +1,5 @@
-//! The TLS webhook server (axum + rustls on the ring provider).
+//! The TLS webhook server: axum routes the requests, hyper serves HTTP/1.1 over tokio-rustls (rustls on the ring
+//! provider).
 //!
 //! One HTTPS listener serves every admission webhook of the process, each on its own path, plus
 //! `/healthz` and `/readyz`:
@@ -36,8 +37,6 @@ use axum::body::Bytes;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum_server::Handle;
-use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 use rustls::ServerConfig;
 use thiserror::Error;
 use tokio::task::JoinError;
@@ -279,7 +278,6 @@ impl BoundWebhookServer {
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
         let Self { config, handlers, readiness_checks, metrics, listener, local_addr, tls } = self;
         let ServingTls { certificates, server_config } = tls;
-        let tls = RustlsConfig::from_config(Arc::new(server_config));
         let ready = Arc::new(AtomicBool::new(true));
         let _expiry =
             metrics.clone().map(|metrics| AbortOnDrop(tokio::spawn(follow_expiry(certificates.clone(), metrics))));
@@ -289,46 +287,140 @@ impl BoundWebhookServer {
             metrics,
             Readiness { serving: ready.clone(), certificates, checks: readiness_checks.into() },
         );
-
         let _timer_anchor = AbortOnDrop(tokio::spawn(anchor_timers()));
-        let handle: Handle<SocketAddr> = Handle::new();
-        let shutdown_task = AbortOnDrop(tokio::spawn({
-            let (handle, ready, grace) = (handle.clone(), ready.clone(), config.shutdown_grace);
-            async move {
-                shutdown.await;
-                info!(address = %local_addr, "webhook server shutting down");
-                ready.store(false, Ordering::SeqCst);
-                handle.graceful_shutdown(Some(grace));
-            }
-        }));
+        let serve_error = |source| ServerError::Serve { address: local_addr, source };
+        listener.set_nonblocking(true).map_err(serve_error)?;
+        let listener = tokio::net::TcpListener::from_std(listener).map_err(serve_error)?;
 
         // Slow clients must not hold connections open: each phase of a connection has its own bound (the TLS
-        // handshake, the head of every request, the first request, each request with its body). HTTP/1.1 only, as
+        // handshake, the head of every request, the first included, each request with its body). HTTP/1.1 only, as
         // controller-runtime's webhook servers do since the HTTP/2 rapid-reset attacks: HTTP/2 would need bounds of
         // its own (streams, idle connections) and gives an admission webhook nothing the apiserver needs.
-        // Answers go out at once (TCP_NODELAY): an answer written in more than one segment must not wait for the
-        // acknowledgement of the first, which a client delays when it has nothing to send.
-        let acceptor = RustlsAcceptor::new(tls)
-            .handshake_timeout(config.tls_handshake_timeout)
-            .acceptor(axum_server::accept::NoDelayAcceptor::new());
-        let result = match axum_server::from_tcp(listener) {
-            Ok(server) => {
-                let mut server =
-                    server.acceptor(acceptor).handle(handle).http1_only().first_request_timeout(config.request_timeout);
-                server.http_builder().http1().header_read_timeout(config.header_read_timeout);
-                server
-                    .serve(router.into_make_service())
-                    .await
-                    .map_err(|source| ServerError::Serve { address: local_addr, source })
-            }
-            Err(source) => Err(ServerError::Serve { address: local_addr, source }),
+        let mut http = hyper::server::conn::http1::Builder::new();
+        http.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(config.header_read_timeout);
+        let connections = Connections {
+            tls: tokio_rustls::TlsAcceptor::from(Arc::new(server_config)),
+            tls_handshake_timeout: config.tls_handshake_timeout,
+            http,
+            service: hyper_util::service::TowerToHyperService::new(router),
+            open: Arc::new(std::sync::Mutex::new(OpenConnections::default())),
+            tracker: tokio_util::task::TaskTracker::new(),
+            closing: tokio_util::sync::CancellationToken::new(),
         };
-        drop(shutdown_task);
-        match &result {
-            Ok(()) => info!(address = %local_addr, "webhook server stopped"),
-            Err(e) => error!(address = %local_addr, error = %e, "webhook server failed"),
+        tokio::pin!(shutdown);
+        loop {
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                () = &mut shutdown => break,
+            };
+            match accepted {
+                Ok((tcp, _)) => connections.serve(tcp),
+                Err(e) => {
+                    // Out of file descriptors and the like: the listener itself stays usable.
+                    warn!(address = %local_addr, error = %e, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
         }
-        result
+        info!(address = %local_addr, "webhook server shutting down");
+        ready.store(false, Ordering::SeqCst);
+        drop(listener);
+        connections.shut_down(config.shutdown_grace).await;
+        info!(address = %local_addr, "webhook server stopped");
+        Ok(())
+    }
+}
+
+/// The open connections of a serving [`BoundWebhookServer`], and how each is served.
+struct Connections {
+    tls: tokio_rustls::TlsAcceptor,
+    tls_handshake_timeout: Duration,
+    http: hyper::server::conn::http1::Builder,
+    service: hyper_util::service::TowerToHyperService<Router>,
+    open: Arc<std::sync::Mutex<OpenConnections>>,
+    tracker: tokio_util::task::TaskTracker,
+    /// Cancelled when the shutdown grace period is over: what is still open is closed.
+    closing: tokio_util::sync::CancellationToken,
+}
+
+/// How to tell each open connection that the server shuts down: a one-shot channel each, so that a connection's
+/// task learns of it without a lock shared with every other connection on every wake.
+#[derive(Default)]
+struct OpenConnections {
+    next: u64,
+    shutdown: std::collections::HashMap<u64, tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Connections {
+    /// Serves `tcp` in a task of its own: TLS handshake (bounded), then HTTP/1.1 until the client closes, a bound is
+    /// exceeded, or the server shuts down (the request in flight is finished first).
+    fn serve(&self, tcp: tokio::net::TcpStream) {
+        // Answers go out at once: an answer written in more than one segment must not wait for the
+        // acknowledgement of the first, which a client delays when it has nothing to send.
+        let _ = tcp.set_nodelay(true);
+        let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel();
+        let id = {
+            let mut open = self.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            open.next += 1;
+            let id = open.next;
+            open.shutdown.insert(id, shutdown_tx);
+            id
+        };
+        let (tls, handshake_timeout) = (self.tls.clone(), self.tls_handshake_timeout);
+        let (http, service, open) = (self.http.clone(), self.service.clone(), self.open.clone());
+        let closing = self.closing.clone();
+        self.tracker.spawn(async move {
+            let _closed = Closed { open, id };
+            let handshake = tokio::select! {
+                handshake = tokio::time::timeout(handshake_timeout, tls.accept(tcp)) => handshake,
+                () = closing.cancelled() => return,
+            };
+            let Ok(Ok(stream)) = handshake else { return };
+            let connection = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            tokio::pin!(connection);
+            // While serving, only this connection's own channel is watched (nothing shared is touched per request).
+            tokio::select! {
+                biased;
+                _ = connection.as_mut() => return,
+                _ = shutdown_rx => {}
+            }
+            // Shutting down: no new request on this connection; the one in flight is answered.
+            connection.as_mut().graceful_shutdown();
+            tokio::select! {
+                _ = connection => {}
+                () = closing.cancelled() => {}
+            }
+        });
+    }
+
+    /// Tells every open connection to finish its request in flight and close, and waits for them up to `grace`;
+    /// connections still open after it are closed.
+    async fn shut_down(self, grace: Duration) {
+        let senders: Vec<_> = {
+            let mut open = self.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            open.shutdown.drain().map(|(_, sender)| sender).collect()
+        };
+        for sender in senders {
+            let _ = sender.send(());
+        }
+        self.tracker.close();
+        if tokio::time::timeout(grace, self.tracker.wait()).await.is_err() {
+            warn!(?grace, "connections still open after the shutdown grace period; closing them");
+            self.closing.cancel();
+            self.tracker.wait().await;
+        }
+    }
+}
+
+/// Takes a connection off the list of open ones when its task ends.
+struct Closed {
+    open: Arc<std::sync::Mutex<OpenConnections>>,
+    id: u64,
+}
+
+impl Drop for Closed {
+    fn drop(&mut self) {
+        self.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner).shutdown.remove(&self.id);
     }
 }
 

@@ -24,9 +24,10 @@ use gardener_extension_cri_resmgr::domain::validation::{
     FieldError, FieldPath, decode_and_validate_provider_config, default_provider_config, validate_config_body,
     validate_extra_options,
 };
-use gardener_extension_cri_resmgr::runtime::AdmissionHandler;
-use gardener_extension_cri_resmgr::runtime::review::{into_review, parse_review};
+use gardener_extension_cri_resmgr::runtime::answer_memo::{AnswerMemo, Outcome};
+use gardener_extension_cri_resmgr::runtime::review::{Reuse, into_review, parse_review};
 use gardener_extension_cri_resmgr::runtime::stores::{SeedStores, StoreScope};
+use gardener_extension_cri_resmgr::runtime::{AdmissionHandler, RawObject};
 use gardener_extension_cri_resmgr::webhook::osc::OscMutator;
 use gardener_extension_cri_resmgr::webhook::shoot::{ShootDefaulter, ShootValidator};
 use kube::core::admission::AdmissionResponse;
@@ -244,9 +245,11 @@ fn seed_reads_client() -> kube::Client {
 /// Target `admission_review`: an HTTP body as the webhook servers receive it, decoded as they do and answered by
 /// the Shoot validator, the Shoot defaulter and the OSC mutator. Every answer echoes the uid and serialises, every
 /// patch applies to the object as it was sent, and the validator answers the same with and without the bodies it
-/// kept from earlier inputs.
+/// kept from earlier inputs. The answer kept for the review is given to a review only where answering that review
+/// afresh gives the same bytes ([`check_kept_answer`]).
 pub fn admission_review(data: &[u8]) {
     let Ok(request) = parse_review(data) else { return };
+    check_kept_answer(data, &request);
     let webhooks = webhooks();
     // The object as the apiserver sent it: a patch must apply to that, not only to our reading of it.
     let object = request.object.as_ref().map(|o| decode::from_str::<Value>(o.json()).expect("the object as JSON"));
@@ -263,6 +266,44 @@ pub fn admission_review(data: &[u8]) {
     });
     for response in responses {
         check_response(&request.uid, object.as_ref(), response);
+    }
+}
+
+/// The Shoot defaulter's encoded answer to `body` (it answers every review, and its answer depends on the review
+/// alone), or `None` when `body` is not a review.
+fn defaulter_answer(body: &[u8]) -> Option<(String, Vec<u8>, AdmissionResponse)> {
+    let request = parse_review(body).ok()?;
+    let response = webhooks().runtime.block_on(ShootDefaulter.admit(request.clone()));
+    let json = serde_json::to_vec(&into_review(&request.uid, response.clone())).expect("the answer serialises");
+    Some((request.uid, json, response))
+}
+
+/// Keeps the defaulter's answer to `data` in an answer memo, then asks the memo for reviews made from `data`: with
+/// its uid's text replaced by other plain and not so plain texts, and with a byte changed besides. Whatever the memo
+/// answers must be, byte for byte, what answering that review afresh gives.
+fn check_kept_answer(data: &[u8], request: &kube::core::admission::AdmissionRequest<RawObject>) {
+    let Some((uid, json, response)) = defaulter_answer(data) else { return };
+    let memo = <AnswerMemo>::default();
+    let outcome =
+        Outcome::of(&response, request.operation.clone(), request.kind.kind.clone(), String::new(), String::new());
+    memo.remember(data, &uid, &json, outcome, Reuse::Always);
+    let Some(at) = (!uid.is_empty()).then(|| memchr::memmem::find(data, uid.as_bytes())).flatten() else { return };
+    let with_uid = |text: &[u8]| [&data[..at], text, &data[at + uid.len()..]].concat();
+    let mut variants: Vec<Vec<u8>> =
+        [&b"0b8e2c4c-1b5e-4a8e-9c61-000000000001"[..], b"", br"x\y", br#"x"y"#, br"\u0041", b"a\tb", b"\xff"]
+            .iter()
+            .map(|text| with_uid(text))
+            .collect();
+    // A byte changed away from the uid, keeping the new uid.
+    let mut changed = with_uid(b"u-2");
+    if let Some(byte) = changed.get_mut(data.len() / 2 + 3) {
+        *byte ^= 0x01;
+    }
+    variants.push(changed);
+    for variant in variants {
+        let Some(reused) = memo.reuse(&variant) else { continue };
+        let (_, fresh, _) = defaulter_answer(&variant).expect("a review the memo answered decodes");
+        assert_eq!(reused.body, fresh, "the kept answer differs from the fresh one");
     }
 }
 

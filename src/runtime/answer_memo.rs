@@ -22,7 +22,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, Hasher as _};
 use std::ops::Range;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use kube::core::admission::{AdmissionResponse, Operation};
@@ -97,8 +97,6 @@ pub struct AnswerMemo<S = foldhash::fast::RandomState> {
     /// Read-locked by lookups (which only set an atomic mark), write-locked to keep or drop answers: reviews that
     /// come again never wait for one another.
     state: RwLock<State>,
-    /// Lookups answered from the memo, and those that were not (for tests and the bench; metrics count per webhook).
-    hits: AtomicU64,
 }
 
 #[derive(Default)]
@@ -125,11 +123,15 @@ struct Entry {
     reuse: Reuse,
     /// Given again since the eviction clock last passed it: it gets another round.
     used: AtomicBool,
+    /// Dropped from the map (it no longer held, or a newer answer replaced it); the clock frees its bytes.
+    dropped: AtomicBool,
 }
 
 impl Entry {
     fn cost(&self) -> usize {
-        self.review.len() + self.answer_head.len() + self.answer_tail.len() + ENTRY_OVERHEAD_BYTES
+        let Outcome { message, kind, namespace, name, .. } = &*self.outcome;
+        let outcome = message.len() + kind.len() + namespace.len() + name.len();
+        self.review.len() + self.answer_head.len() + self.answer_tail.len() + outcome + ENTRY_OVERHEAD_BYTES
     }
 
     /// Whether `body` is this entry's review with `uid_at` as its uid.
@@ -143,7 +145,7 @@ impl Entry {
 
 impl<S: BuildHasher + Default> Default for AnswerMemo<S> {
     fn default() -> Self {
-        AnswerMemo { hasher: S::default(), state: RwLock::default(), hits: AtomicU64::new(0) }
+        AnswerMemo { hasher: S::default(), state: RwLock::default() }
     }
 }
 
@@ -172,6 +174,9 @@ impl<S> AnswerMemo<S> {
 impl<S: BuildHasher> AnswerMemo<S> {
     /// The kept answer for `body`, if it repeats a kept review but for its uid and the answer still holds.
     pub fn reuse(&self, body: &[u8]) -> Option<Reused> {
+        if body.len() > MEMO_MAX_REVIEW_BYTES + MEMO_MAX_UID_BYTES {
+            return None; // no review that large is kept
+        }
         let offsets = self.read().uid_offsets;
         let (uid_at, key, entry) = offsets.into_iter().flatten().find_map(|offset| {
             let uid_at = plain_uid_at(body, offset)?;
@@ -181,12 +186,7 @@ impl<S: BuildHasher> AnswerMemo<S> {
             entry.used.store(true, Ordering::Relaxed);
             Some((uid_at, key, entry))
         })?;
-        let holds = match &entry.reuse {
-            Reuse::Always => true,
-            Reuse::While(check) => check(),
-            Reuse::Never => false,
-        };
-        if !holds {
+        if !entry.reuse.holds() {
             self.forget(key, &entry);
             return None;
         }
@@ -195,7 +195,6 @@ impl<S: BuildHasher> AnswerMemo<S> {
         answer.extend_from_slice(&entry.answer_head);
         answer.extend_from_slice(uid);
         answer.extend_from_slice(&entry.answer_tail);
-        self.hits.fetch_add(1, Ordering::Relaxed);
         let uid_at = entry.answer_head.len()..entry.answer_head.len() + uid.len();
         Some(Reused { body: answer, uid_at, outcome: entry.outcome.clone() })
     }
@@ -225,6 +224,7 @@ impl<S: BuildHasher> AnswerMemo<S> {
             outcome: Arc::new(outcome),
             reuse,
             used: AtomicBool::new(false),
+            dropped: AtomicBool::new(false),
         });
         let key = self.key(body, &uid_at);
         let mut state = self.write();
@@ -246,12 +246,8 @@ impl<S: BuildHasher> AnswerMemo<S> {
         while state.bytes > MEMO_MAX_BYTES && state.evict_one() {}
     }
 
-    /// How many lookups were answered from the memo.
-    pub fn hits(&self) -> u64 {
-        self.hits.load(Ordering::Relaxed)
-    }
-
-    /// How many answers are kept, and their bytes.
+    /// How many answers are kept, and the bytes the memo holds (dropped answers included until the clock passes).
+    #[cfg(test)]
     pub fn size(&self) -> (usize, usize) {
         let state = self.read();
         (state.entries.values().map(Vec::len).sum(), state.bytes)
@@ -272,18 +268,17 @@ impl<S: BuildHasher> AnswerMemo<S> {
 }
 
 impl State {
-    /// Drops `entry` (kept under `key`), if it is still kept. Rare (an answer that no longer holds, or one answered
-    /// twice), so the scan of the ring is fine.
+    /// Drops `entry` (kept under `key`) from the map at once; its bytes stay counted until the clock reaches it, so
+    /// that dropping is O(1) however many answers are kept (after a base-configs change every kept OSC answer is
+    /// dropped, one by one).
     fn remove(&mut self, key: u64, entry: &Arc<Entry>) {
-        let Some(at) = self.ring.iter().position(|(_, kept)| Arc::ptr_eq(kept, entry)) else { return };
-        self.ring.remove(at);
-        self.bytes -= entry.cost();
         if let Some(bucket) = self.entries.get_mut(&key) {
             bucket.retain(|kept| !Arc::ptr_eq(kept, entry));
             if bucket.is_empty() {
                 self.entries.remove(&key);
             }
         }
+        entry.dropped.store(true, Ordering::Relaxed);
     }
 
     /// Drops one entry by the clock (second chance): the hand passes over entries given again since it last came by
@@ -293,6 +288,10 @@ impl State {
         // Two rounds at most: after the first, no entry is marked.
         for _ in 0..2 * self.ring.len() {
             let Some((key, entry)) = self.ring.pop_front() else { return false };
+            if entry.dropped.load(Ordering::Relaxed) {
+                self.bytes -= entry.cost();
+                return true;
+            }
             if entry.used.swap(false, Ordering::Relaxed) {
                 self.ring.push_back((key, entry));
                 continue;

@@ -535,7 +535,7 @@ impl WebhookMetrics {
         );
         registry.register_with_unit(
             "webhook_request_duration",
-            "Time from a decoded admission request to its answer, by webhook",
+            "Time from a read admission request to its answer, by webhook",
             Unit::Seconds,
             self.request_duration.clone(),
         );
@@ -570,23 +570,6 @@ impl WebhookMetrics {
             denials: self.denials.clone(),
             webhook: webhook.to_string(),
         }
-    }
-
-    /// `webhook` answered a request with `result` after `elapsed`; `denial` classifies a denial.
-    pub fn answered(&self, webhook: &str, result: AdmissionResult, denial: Option<DenialReason>, elapsed: Duration) {
-        let webhook = webhook.to_string();
-        self.requests.get_or_create(&WebhookResultLabels { webhook: webhook.clone(), result }).inc();
-        self.request_duration.get_or_create(&WebhookLabels { webhook: webhook.clone() }).observe(elapsed.as_secs_f64());
-        if let Some(reason) = denial {
-            self.denials.get_or_create(&DenialLabels { webhook, reason }).inc();
-        }
-    }
-
-    /// `webhook` could not answer with a review (the body was none, or the answer did not encode).
-    pub fn failed(&self, webhook: &str) {
-        self.requests
-            .get_or_create(&WebhookResultLabels { webhook: webhook.to_string(), result: AdmissionResult::Error })
-            .inc();
     }
 
     /// The served certificate expires at `unix_seconds`.
@@ -909,16 +892,12 @@ mod tests {
     #[test]
     fn webhook_answers_denials_and_the_certificate_expiry_are_exported_and_admission_has_no_reconciler_metrics() {
         let metrics = Metrics::for_admission();
-        let webhook = &metrics.webhook;
-        webhook.answered("validate-shoot", AdmissionResult::Allowed, None, Duration::from_millis(3));
-        webhook.answered(
-            "validate-shoot",
-            AdmissionResult::Denied,
-            Some(DenialReason::Invalid),
-            Duration::from_millis(4),
-        );
-        webhook.failed("validate-shoot");
-        webhook.set_certificate_expiry(1_900_000_000.0);
+        let webhook = metrics.webhook.recorder("validate-shoot");
+        webhook.answered(AdmissionResult::Allowed, None, Duration::from_millis(3));
+        webhook.answered(AdmissionResult::Denied, Some(DenialReason::Invalid), Duration::from_millis(4));
+        webhook.failed();
+        webhook.reused();
+        metrics.webhook.set_certificate_expiry(1_900_000_000.0);
         let text = metrics.encode().expect("encode");
         for expected in [
             "gardener_extension_cri_resmgr_webhook_requests_total{webhook=\"validate-shoot\",result=\"allowed\"} 1",
@@ -926,6 +905,7 @@ mod tests {
             "gardener_extension_cri_resmgr_webhook_requests_total{webhook=\"validate-shoot\",result=\"error\"} 1",
             "gardener_extension_cri_resmgr_webhook_denials_total{webhook=\"validate-shoot\",reason=\"invalid\"} 1",
             "gardener_extension_cri_resmgr_webhook_request_duration_seconds_count{webhook=\"validate-shoot\"} 2",
+            "gardener_extension_cri_resmgr_webhook_answers_reused_total{webhook=\"validate-shoot\"} 1",
             "gardener_extension_cri_resmgr_webhook_certificate_expiry_timestamp_seconds 1900000000",
         ] {
             assert!(text.contains(expected), "{expected} in {text}");

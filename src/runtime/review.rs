@@ -307,7 +307,8 @@ pub trait AdmissionHandler: Send + Sync + 'static {
     fn admit(&self, request: RawAdmissionRequest) -> impl Future<Output = AdmissionResponse> + Send;
 
     /// Decides on one admission request and says for how long the answer holds for a review that differs from
-    /// this one in nothing but its `uid`.
+    /// this one in nothing but its `uid`. The answer given again is the same but for the uid the server echoes, so
+    /// an answer that holds must not use the uid anywhere else (in a message, say).
     fn admit_reusable(&self, request: RawAdmissionRequest) -> impl Future<Output = Answer> + Send {
         async move { Answer { response: self.admit(request).await, reuse: Reuse::Never } }
     }
@@ -325,8 +326,8 @@ pub enum Reuse {
     /// The answer follows from the review alone (and the process's fixed settings).
     Always,
     /// The answer also depends on state outside the review; it holds while the check says that state is what it
-    /// was. The check runs on every reuse, so it must be cheap and must not block (e.g. compare versions in a
-    /// watch-backed store).
+    /// was. The check runs on every reuse, on the server's connection task (outside the handler's panic isolation),
+    /// so it must be cheap, must not block and must not panic (e.g. compare versions in a watch-backed store).
     While(Arc<dyn Fn() -> bool + Send + Sync>),
     /// The answer must not be given again (e.g. it came from a read that may be stale, or from a failure).
     Never,
@@ -334,8 +335,17 @@ pub enum Reuse {
 
 impl Reuse {
     /// Reuse while `check` holds.
-    pub fn while_(check: impl Fn() -> bool + Send + Sync + 'static) -> Self {
+    pub fn while_holds(check: impl Fn() -> bool + Send + Sync + 'static) -> Self {
         Reuse::While(Arc::new(check))
+    }
+
+    /// Whether the answer may be given again now.
+    pub fn holds(&self) -> bool {
+        match self {
+            Reuse::Always => true,
+            Reuse::While(check) => check(),
+            Reuse::Never => false,
+        }
     }
 }
 

@@ -94,8 +94,8 @@ pub struct WebhookServerConfig {
     /// Larger admission reviews are denied with a message naming the limit, other larger bodies and any beyond
     /// [`hard_body_ceiling`] answered with 413 (default: [`DEFAULT_MAX_BODY_BYTES`]).
     pub max_body_bytes: usize,
-    /// Requests taking longer (including reading the body) are answered with 408; a connection that sends no
-    /// request within it is closed.
+    /// Requests taking longer (including reading the body) are answered with 408. (How long a connection may take to
+    /// send a request's head, the first one included, is [`Self::header_read_timeout`].)
     pub request_timeout: Duration,
     /// HTTP/1.1 connections that do not deliver a request's head within it are closed (see
     /// [`DEFAULT_HEADER_READ_TIMEOUT`]).
@@ -371,8 +371,11 @@ impl Connections {
         let closing = self.closing.clone();
         self.tracker.spawn(async move {
             let _closed = Closed { open, id };
+            let mut shutdown_rx = shutdown_rx;
+            // A connection still in its handshake when the server shuts down has no request to finish: it is closed.
             let handshake = tokio::select! {
                 handshake = tokio::time::timeout(handshake_timeout, tls.accept(tcp)) => handshake,
+                _ = &mut shutdown_rx => return,
                 () = closing.cancelled() => return,
             };
             let Ok(Ok(stream)) = handshake else { return };

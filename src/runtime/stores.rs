@@ -193,8 +193,7 @@ impl SeedStores {
 
     /// The operator's base configs (none without the ConfigMap).
     pub async fn base_configs(&self) -> Result<BTreeMap<String, String>, PlanError> {
-        let config_map = self.base_config_map().await?;
-        Ok(configs::base_configs(config_map.as_deref()).map_err(DesiredError::Config)?)
+        base_configs_of(self.base_config_map().await?.as_deref())
     }
 
     /// The operator's base-configs ConfigMap, if there is one.
@@ -211,15 +210,11 @@ impl SeedStores {
         Ok(live.map(Arc::new))
     }
 
-    /// The versions of the shoot namespace's Cluster and Extension and of the base configs as the stores hold them
-    /// now, without a read from the apiserver; `None` until the stores are synced, and while the Cluster or the
-    /// Extension is not in its store. An answer made from objects of these versions is made from the same objects.
-    pub fn stored_versions(&self, namespace: &str) -> Option<InputVersions> {
-        self.stored_versions_of(&StoredInputs::of(self, namespace))
-    }
-
-    /// [`Self::stored_versions`] of keys made once (a check that runs on every reuse of an answer makes none).
-    pub fn stored_versions_of(&self, inputs: &StoredInputs) -> Option<InputVersions> {
+    /// The versions of a shoot namespace's Cluster and Extension (`inputs`, see [`StoredInputs::of`]) and of the base
+    /// configs as the stores hold them now, without a read from the apiserver; `None` until the stores are synced,
+    /// and while the Cluster or the Extension is not in its store. An answer made from objects of these versions is
+    /// made from the same objects.
+    pub fn stored_versions(&self, inputs: &StoredInputs) -> Option<InputVersions> {
         if !self.is_synced() {
             return None;
         }
@@ -240,6 +235,11 @@ impl SeedStores {
     {
         if is_ready(store) { store.get(&key) } else { None }
     }
+}
+
+/// The base configs the operator's ConfigMap holds (none without one).
+pub fn base_configs_of(config_map: Option<&ConfigMap>) -> Result<BTreeMap<String, String>, PlanError> {
+    Ok(configs::base_configs(config_map).map_err(DesiredError::Config)?)
 }
 
 fn is_ready<K>(store: &Store<K>) -> bool

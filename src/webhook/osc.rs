@@ -8,16 +8,14 @@ use kube::core::admission::{AdmissionResponse, Operation};
 
 use crate::apis::extensions::OperatingSystemConfig;
 use crate::constants::EXTENSION_TYPE;
-use crate::domain::configs;
 use crate::domain::desired;
-use crate::domain::desired::DesiredError;
 use crate::domain::images::ImageVector;
 use crate::domain::node::should_mutate;
 use crate::domain::osc::{ShootContext, desired_osc};
 use crate::runtime::inputs::PlanError;
 use crate::runtime::metrics::DenialReason;
 use crate::runtime::review::{Answer, Reuse, deny};
-use crate::runtime::stores::{InputVersions, SeedStores, StoredInputs};
+use crate::runtime::stores::{InputVersions, SeedStores, StoredInputs, base_configs_of};
 use crate::runtime::{AdmissionHandler, RawAdmissionRequest};
 
 /// What a shoot's context was made from: the context (or why there is none), and the versions of the objects read
@@ -64,10 +62,9 @@ async fn read_shoot_context(
     }
     let base = stores.base_config_map().await?;
     let versions = InputVersions::of(&cluster, &extension, base.as_deref());
-    let desired =
-        configs::base_configs(base.as_deref()).map_err(|e| PlanError::Desired(DesiredError::Config(e))).and_then(
-            |base| Ok(desired::compute(&cluster.spec.shoot, extension.spec.provider_config.as_ref(), &base, images)?),
-        );
+    let desired = base_configs_of(base.as_deref()).and_then(|base| {
+        Ok(desired::compute(&cluster.spec.shoot, extension.spec.provider_config.as_ref(), &base, images)?)
+    });
     let context =
         desired.map(|desired| Some(ShootContext { shoot: cluster.spec.shoot.clone(), desired: Some(desired) }));
     Ok(ContextRead { context, versions })
@@ -146,7 +143,7 @@ impl OscMutator {
         let reuse = match read.versions {
             Some(versions) => {
                 let (stores, inputs) = (self.stores.clone(), StoredInputs::of(&self.stores, &namespace));
-                Reuse::while_(move || stores.stored_versions_of(&inputs).as_ref() == Some(&versions))
+                Reuse::while_holds(move || stores.stored_versions(&inputs).as_ref() == Some(&versions))
             }
             None => Reuse::Never,
         };

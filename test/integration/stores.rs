@@ -23,15 +23,6 @@ async fn mutated(mutator: &OscMutator, osc: &Value) -> Option<Value> {
     mutated_and_kept(mutator, osc).await.0
 }
 
-/// Whether an answer the server keeps for a review that comes again still holds (what the server asks on reuse).
-fn holds(reuse: &Reuse) -> bool {
-    match reuse {
-        Reuse::Always => true,
-        Reuse::While(check) => check(),
-        Reuse::Never => false,
-    }
-}
-
 /// [`mutated`], and for how long the server may give the same answer to the same review again.
 async fn mutated_and_kept(mutator: &OscMutator, osc: &Value) -> (Option<Value>, Reuse) {
     let review = json!({
@@ -113,9 +104,9 @@ async fn the_osc_webhook_answers_from_stores_that_follow_cluster_extension_and_b
     assert!(file_text(&first, FORCE_FILE).is_none(), "no force config yet");
     // The answer may be given again while the stores hold the objects it was made from; each change below ends
     // that, once the watch delivered it (the answers after each change come from the stores as they are then).
-    assert!(holds(&kept), "the answer holds while nothing changed");
+    assert!(kept.holds(), "the answer holds while nothing changed");
     let kept_answer = |reuse: Reuse| {
-        assert!(holds(&reuse), "a fresh answer holds");
+        assert!(reuse.holds(), "a fresh answer holds");
         reuse
     };
 
@@ -126,7 +117,7 @@ async fn the_osc_webhook_answers_from_stores_that_follow_cluster_extension_and_b
         answer.and_then(|o| file_text(o, FORCE_FILE)).is_some_and(|force| force.contains("balloons"))
     })
     .await;
-    assert!(!holds(&kept), "the answer from before the Extension changed is not given again");
+    assert!(!kept.holds(), "the answer from before the Extension changed is not given again");
     let kept = kept_answer(mutated_and_kept(&mutator, &osc).await.1);
 
     // The operator's base configs appear, then change.
@@ -143,7 +134,7 @@ async fn the_osc_webhook_answers_from_stores_that_follow_cluster_extension_and_b
         answer.and_then(|o| file_text(o, ENV_FILE)).is_some_and(|env| env.contains("--metrics-interval=7s"))
     })
     .await;
-    assert!(!holds(&kept), "the answer from before the base configs appeared is not given again");
+    assert!(!kept.holds(), "the answer from before the base configs appeared is not given again");
     let kept = kept_answer(mutated_and_kept(&mutator, &osc).await.1);
     config_maps
         .replace(BASE_CONFIGS_CONFIG_MAP, &PostParams::default(), &base("--metrics-interval=9s"))
@@ -153,7 +144,7 @@ async fn the_osc_webhook_answers_from_stores_that_follow_cluster_extension_and_b
         answer.and_then(|o| file_text(o, ENV_FILE)).is_some_and(|env| env.contains("--metrics-interval=9s"))
     })
     .await;
-    assert!(!holds(&kept), "the answer from before the base configs changed is not given again");
+    assert!(!kept.holds(), "the answer from before the base configs changed is not given again");
     let kept = kept_answer(mutated_and_kept(&mutator, &osc).await.1);
 
     // The Cluster changes: the pool becomes arm64 (no cri-resmgr build), so its OSC is left alone; and back.
@@ -167,20 +158,20 @@ async fn the_osc_webhook_answers_from_stores_that_follow_cluster_extension_and_b
         .await
         .expect("arm64 pool");
     answer_becomes(&mutator, &osc, "no patch for an arm64 pool", |answer| answer.is_none()).await;
-    assert!(!holds(&kept), "the answer from before the Cluster changed is not given again");
+    assert!(!kept.holds(), "the answer from before the Cluster changed is not given again");
     let kept = kept_answer(mutated_and_kept(&mutator, &osc).await.1);
     clusters
         .patch(&env.namespace, &PatchParams::default(), &Patch::Merge(&architecture("amd64")))
         .await
         .expect("amd64 pool");
     answer_becomes(&mutator, &osc, "a patch for the amd64 pool again", |answer| answer.is_some()).await;
-    assert!(!holds(&kept), "the answer for the arm64 pool is not given again");
+    assert!(!kept.holds(), "the answer for the arm64 pool is not given again");
     let kept = kept_answer(mutated_and_kept(&mutator, &osc).await.1);
 
     // The Extension goes: the OSC comes back without cri-resmgr.
     extensions.delete(EXTENSION_TYPE, &DeleteParams::default()).await.expect("delete Extension");
     answer_becomes(&mutator, &osc, "no patch without the Extension", |answer| answer.is_none()).await;
-    assert!(!holds(&kept), "the answer from before the Extension went is not given again");
+    assert!(!kept.holds(), "the answer from before the Extension went is not given again");
     // Without an Extension in the store, the answer came from a live read: it is not kept.
     assert!(matches!(mutated_and_kept(&mutator, &osc).await.1, Reuse::Never));
     watches.abort();

@@ -369,7 +369,7 @@ impl AdmissionHandler for Reusable {
 
     async fn admit_reusable(&self, request: RawAdmissionRequest) -> Answer {
         let holds = self.holds.clone();
-        Answer { response: self.admit(request).await, reuse: Reuse::while_(move || holds.load(Ordering::SeqCst)) }
+        Answer { response: self.admit(request).await, reuse: Reuse::while_holds(move || holds.load(Ordering::SeqCst)) }
     }
 }
 
@@ -972,6 +972,36 @@ async fn shutdown_lets_in_flight_requests_finish() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(response_of(&body)["uid"], "in-flight");
     tokio::time::timeout(Duration::from_secs(10), task).await.expect("stops").expect("task").expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn shutdown_closes_connections_that_sent_no_request_and_refuses_new_ones() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let _certs = generate_certs(dir.path());
+    let certificates = watch_dir(dir.path());
+    let mut config = WebhookServerConfig::new((Ipv4Addr::LOCALHOST, 0).into());
+    config.shutdown_grace = Duration::from_secs(30);
+    config.tls_handshake_timeout = Duration::from_secs(30);
+    let mut server = WebhookServer::new(config);
+    register_handlers(&mut server);
+    let bound = server.bind(certificates.subscribe()).await.expect("bind");
+    let addr = bound.local_addr();
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(bound.serve(async move {
+        let _ = rx.await;
+    }));
+    // A client that connected but never began its handshake (a TCP probe, a stalled client).
+    let mut silent = TcpStream::connect(addr).await.expect("connect");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let started = Instant::now();
+    tx.send(()).expect("signal shutdown");
+    tokio::time::timeout(Duration::from_secs(5), task).await.expect("stops at once").expect("task").expect("clean");
+    assert!(started.elapsed() < Duration::from_secs(5), "waited for the silent connection");
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(Duration::from_secs(5), silent.read(&mut byte)).await.expect("closed, not open");
+    assert!(matches!(read, Ok(0) | Err(_)), "the silent connection is closed: {read:?}");
+    assert!(TcpStream::connect(addr).await.is_err(), "no new connection after shutdown");
 }
 
 fn fs_create(dir: &Path) {

@@ -261,7 +261,7 @@ pub async fn target(port: u16, cert_dir: &Path, path: &str, body: Bytes) -> Resu
     let tls =
         gardener_extension_cri_resmgr::runtime::tls::certs::client_config_trusting(&ca).map_err(BenchError::Setup)?;
     let server_name = rustls::pki_types::ServerName::IpAddress(Ipv4Addr::LOCALHOST.into());
-    let fresh = fresh_parts(&body, Freshness::Uid);
+    let fresh = fresh_parts(&body, Freshness::Uid)?;
     let target = Target::new(SocketAddr::from((Ipv4Addr::LOCALHOST, port)), server_name, Arc::new(tls), path, body);
     Ok(Target { fresh, ..target })
 }
@@ -284,19 +284,21 @@ pub enum Freshness {
     EveryReview,
 }
 
-/// The parts of `body` (made by [`review`]) that are new in every request.
-pub fn fresh_parts(body: &[u8], freshness: Freshness) -> Vec<Range<usize>> {
-    let after = |marker: &str, width: usize| {
-        let marker = marker.as_bytes();
-        let at = body.windows(marker.len()).position(|window| window == marker)? + marker.len();
-        Some(at..at + width)
+/// The parts of `body` (made by [`review`]) that are new in every request; an error when one is not in `body` (the
+/// bench would measure another case than it says).
+pub fn fresh_parts(body: &[u8], freshness: Freshness) -> Result<Vec<Range<usize>>, BenchError> {
+    let after = |marker: &str| -> Result<Range<usize>, BenchError> {
+        let bytes = marker.as_bytes();
+        let at = body.windows(bytes.len()).position(|window| window == bytes).ok_or_else(|| {
+            BenchError::Setup(format!("the bench review has no {marker:?} to make each request's own"))
+        })? + bytes.len();
+        Ok(at..at + BENCH_COUNTER_DIGITS)
     };
-    let uid = after(BENCH_UID_PREFIX, BENCH_COUNTER_DIGITS);
-    let annotation = match freshness {
-        Freshness::Uid => None,
-        Freshness::EveryReview => after(&format!("\"{BENCH_REQUEST_ANNOTATION}\":\""), BENCH_COUNTER_DIGITS),
-    };
-    uid.into_iter().chain(annotation).collect()
+    let mut parts = vec![after(BENCH_UID_PREFIX)?];
+    if freshness == Freshness::EveryReview {
+        parts.push(after(&format!("\"{BENCH_REQUEST_ANNOTATION}\":\""))?);
+    }
+    Ok(parts)
 }
 
 /// Waits until `/readyz` answers 200 (for the controller: its stores are synced).
@@ -357,7 +359,7 @@ async fn compare(
     let (limit_process, limit_port) = start_limit(cert_dir, &response, work).await?;
     let limit = Target { address: SocketAddr::from((Ipv4Addr::LOCALHOST, limit_port)), ..ours.clone() };
     wait_ready(&limit, "limit server").await?;
-    let first_seen = Target { fresh: fresh_parts(&ours.body, Freshness::EveryReview), ..ours.clone() };
+    let first_seen = Target { fresh: fresh_parts(&ours.body, Freshness::EveryReview)?, ..ours.clone() };
     println!(
         "## {title}\n\nrequest {} bytes, response {} bytes (allowed: {allowed}, patch: {patched})\n",
         ours.body.len(),
@@ -767,7 +769,7 @@ mod tests {
             let server_name = rustls::pki_types::ServerName::IpAddress(Ipv4Addr::LOCALHOST.into());
             let target =
                 Target::new(SocketAddr::from((Ipv4Addr::LOCALHOST, 1)), server_name, Arc::new(tls), "/", body.clone());
-            Target { fresh: fresh_parts(&body, freshness), ..target }
+            Target { fresh: fresh_parts(&body, freshness).expect("the review's fresh parts"), ..target }
         };
 
         let again = target(Freshness::Uid);

@@ -1,10 +1,10 @@
 //! Answers kept for reviews that come again.
 //!
-//! The apiserver sends a new AdmissionReview for every write, each with a fresh `request.uid`, but what it reviews
-//! often repeats byte for byte: gardenlet applies the same OperatingSystemConfig of a pool on every shoot reconcile
-//! (the apiserver reviews the write before it finds that nothing changed), and a Shoot is written again with the
-//! same spec. For the same review and the same state outside it, a handler's answer is the same but for the uid it
-//! echoes. The memo keeps, per webhook, the encoded answer of a review by every byte of the review except its uid,
+//! The apiserver sends a new AdmissionReview for every write, each with a fresh `request.uid`, and sometimes what it
+//! reviews repeats byte for byte: a client retries a write whose answer it did not get, a tool applies unchanged
+//! manifests again (the apiserver reviews the write before it finds that nothing changed). gardenlet's own OSC writes
+//! do not repeat: each carries a new `gardener.cloud/timestamp`. For the same review and the same state outside it, a
+//! handler's answer is the same but for the uid it echoes. The memo keeps, per webhook, the encoded answer of a review by every byte of the review except its uid,
 //! and answers a later review whose bytes match from it, with the new uid put in; a handler's
 //! [`Reuse`] says whether and for how long its answer holds (see
 //! [`AdmissionHandler::admit_reusable`](super::review::AdmissionHandler::admit_reusable)).

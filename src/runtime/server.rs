@@ -538,7 +538,7 @@ impl Webhook {
     /// Answers one HTTP request: only POST, within the request timeout (reading the body included, so a client that
     /// sends its body slowly is answered 408), with the body read up to [`hard_body_ceiling`]. Every answer is
     /// counted: those without a review as failed.
-    async fn serve(&self, request: axum::extract::Request) -> Response {
+    async fn serve(self: &Arc<Self>, request: axum::extract::Request) -> Response {
         if request.method() != axum::http::Method::POST {
             self.failed();
             return (StatusCode::METHOD_NOT_ALLOWED, [(header::ALLOW, "POST")]).into_response();
@@ -553,7 +553,7 @@ impl Webhook {
         }
     }
 
-    async fn read_and_answer(&self, body: axum::body::Body) -> Response {
+    async fn read_and_answer(self: &Arc<Self>, body: axum::body::Body) -> Response {
         let ceiling = hard_body_ceiling(self.limit);
         // A body announced beyond the ceiling is refused before it is read.
         if usize::try_from(http_body::Body::size_hint(&body).lower()).map_or(true, |announced| announced > ceiling) {
@@ -582,7 +582,7 @@ impl Webhook {
             // A kept answer walks no object, so it needs neither the admission runtime nor a task.
             answered_again(&self.path, self.observer.as_ref(), reused, started)
         } else {
-            admit(self.handler.clone(), self.path.clone(), self.observer.clone(), self.memo.clone(), body).await
+            admit(self.clone(), body).await
         }
     }
 
@@ -703,30 +703,21 @@ fn answered_again(path: &str, observer: Option<&Observer>, reused: Reused, start
 
 /// One admission call, on the admission runtime (see [`ADMISSION_THREAD_STACK_BYTES`]): every step that walks the
 /// object runs there, and only the encoded answer comes back.
-async fn admit(
-    handler: Arc<dyn DynHandler>,
-    path: Arc<str>,
-    observer: Option<Observer>,
-    memo: Arc<AnswerMemo>,
-    body: Bytes,
-) -> Response {
+async fn admit(webhook: Arc<Webhook>, body: Bytes) -> Response {
+    let path = webhook.path.clone();
     let runtime = match admission_runtime() {
         Ok(runtime) => runtime,
         Err(reason) => {
             error!(%path, reason, "no admission runtime; cannot answer");
-            if let Some(observer) = &observer {
-                observer.failed();
-            }
+            webhook.failed();
             return (StatusCode::INTERNAL_SERVER_ERROR, "the admission runtime is not available").into_response();
         }
     };
-    match AbortOnDrop(runtime.spawn(admit_here(handler, path.clone(), observer.clone(), memo, body))).await {
+    match AbortOnDrop(runtime.spawn(admit_here(webhook.clone(), body))).await {
         Ok(response) => response,
         Err(e) => {
             error!(%path, reason = %join_error_reason(e), "admission task failed");
-            if let Some(observer) = &observer {
-                observer.failed();
-            }
+            webhook.failed();
             (StatusCode::INTERNAL_SERVER_ERROR, "admission failed").into_response()
         }
     }
@@ -753,20 +744,13 @@ fn admission_runtime() -> Result<&'static tokio::runtime::Handle, &'static str> 
 
 /// One admission call: decode, run the handler isolated in its own task, wrap its answer, and keep it in `memo` when
 /// the handler says it holds for the same review again.
-async fn admit_here(
-    handler: Arc<dyn DynHandler>,
-    path: Arc<str>,
-    observer: Option<Observer>,
-    memo: Arc<AnswerMemo>,
-    body: Bytes,
-) -> Response {
+async fn admit_here(webhook: Arc<Webhook>, body: Bytes) -> Response {
+    let Webhook { handler, path, observer, memo, .. } = &*webhook;
     let request = match parse_review(&body) {
         Ok(request) => request,
         Err(e) => {
             warn!(%path, error = %e, "rejecting a request that is not an admission review");
-            if let Some(observer) = &observer {
-                observer.failed();
-            }
+            webhook.failed();
             return (StatusCode::BAD_REQUEST, e.to_string()).into_response();
         }
     };
@@ -777,7 +761,7 @@ async fn admit_here(
 
     // A separate task turns a panic into a JoinError instead of a dropped connection; AbortOnDrop
     // stops the handler when the request itself is abandoned (timeout, client gone).
-    let Answer { response, reuse } = match AbortOnDrop(tokio::spawn(handler.call(request))).await {
+    let Answer { response, reuse } = match AbortOnDrop(tokio::spawn(handler.clone().call(request))).await {
         Ok(answer) => answer,
         Err(e) => {
             error!(%path, %uid, ?operation, %kind, %namespace, %name, reason = %join_error_reason(e), "admission handler failed; denying");

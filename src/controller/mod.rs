@@ -164,6 +164,14 @@ pub async fn run_controller(
     reporting: Reporting,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
+    // Reconciles read the Clusters and the base configs from the stores: they start once the stores hold their first
+    // lists, so that no reconcile reads the base configs from the apiserver and then misses a change that the first
+    // list already holds (the list wakes no re-reconcile, see `stores`).
+    let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
+    tokio::select! {
+        () = stores.synced() => {}
+        () = shutdown.clone() => return,
+    }
     let extensions: Api<Extension> = match &config.watch_namespace {
         Some(namespace) => Api::namespaced(client.clone(), namespace),
         None => Api::all(client.clone()),

@@ -122,11 +122,7 @@ impl SeedStores {
             named(BASE_CONFIGS_CONFIG_MAP),
             |config_map: &mut ConfigMap| config_map.metadata.managed_fields = None,
             // The event has reached the store when this runs: whoever reacts reads the new configs.
-            move |event: &watcher::Event<ConfigMap>| {
-                if !matches!(event, watcher::Event::Init | watcher::Event::InitApply(_)) {
-                    changed.send_modify(|generation| *generation += 1);
-                }
-            },
+            base_configs_trigger(changed),
         );
         let stores = SeedStores {
             client,
@@ -254,6 +250,24 @@ fn named(name: &str) -> watcher::Config {
     watcher::Config::default().fields(&format!("metadata.name={name}"))
 }
 
+/// What wakes a re-reconcile of every Extension after a base-configs event: a change, and the end of every list but
+/// the first. A list after a watch outage may hold a change the watch missed; the first list holds nothing that a
+/// reconcile has not read (until the store is synced, reconciles read the ConfigMap from the apiserver), and waking
+/// on it would reconcile every Extension a second time at every start of the controller.
+fn base_configs_trigger(changed: tokio::sync::watch::Sender<u64>) -> impl FnMut(&watcher::Event<ConfigMap>) + Send {
+    let mut listed_before = false;
+    move |event| {
+        let wake = match event {
+            watcher::Event::Init | watcher::Event::InitApply(_) => false,
+            watcher::Event::InitDone => std::mem::replace(&mut listed_before, true),
+            watcher::Event::Apply(_) | watcher::Event::Delete(_) => true,
+        };
+        if wake {
+            changed.send_modify(|generation| *generation += 1);
+        }
+    }
+}
+
 /// A store and the future that fills it from a watch; `slim` drops what no reader needs before an object is kept,
 /// `applied` sees each event once the store holds it.
 fn reflect<K>(
@@ -292,6 +306,25 @@ mod tests {
     use kube::ResourceExt as _;
 
     use super::*;
+
+    #[test]
+    fn base_configs_wake_reconciles_on_changes_and_on_lists_after_the_first() {
+        let (changed, generation) = tokio::sync::watch::channel(0u64);
+        let mut trigger = base_configs_trigger(changed);
+        let config_map = ConfigMap::default();
+        let mut seen = |event: watcher::Event<ConfigMap>| {
+            trigger(&event);
+            *generation.borrow()
+        };
+        assert_eq!(seen(watcher::Event::Init), 0);
+        assert_eq!(seen(watcher::Event::InitApply(config_map.clone())), 0);
+        assert_eq!(seen(watcher::Event::InitDone), 0, "the first list wakes nothing");
+        assert_eq!(seen(watcher::Event::Apply(config_map.clone())), 1);
+        assert_eq!(seen(watcher::Event::Delete(config_map.clone())), 2);
+        assert_eq!(seen(watcher::Event::Init), 2);
+        assert_eq!(seen(watcher::Event::InitApply(config_map)), 2);
+        assert_eq!(seen(watcher::Event::InitDone), 3, "a list after an outage wakes reconciles");
+    }
 
     #[test]
     fn a_stored_cluster_keeps_the_shoot_and_drops_what_no_reader_needs() {

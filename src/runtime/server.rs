@@ -45,9 +45,7 @@ use tracing::{debug, error, info, warn};
 use super::AbortOnDrop;
 use super::answer_memo::{AnswerMemo, Outcome, Reused};
 use super::metrics::{AdmissionResult, DenialReason, WebhookMetrics, WebhookRecorder};
-use super::review::{
-    AdmissionHandler, Answer, DynHandler, Reuse, internal_error, into_review, parse_review, result_of,
-};
+use super::review::{AdmissionHandler, Answer, DynHandler, Reuse, internal_error, into_review, parse_review};
 use crate::runtime::tls::{self, CertReceiver, CertState};
 
 /// kube-apiserver's limit for the body of a write request (3 MiB): the largest object it can put into a review.
@@ -604,14 +602,12 @@ pub fn webhook_name(path: &str) -> &str {
 struct Observer(WebhookRecorder);
 
 impl Observer {
-    fn answered(&self, response: &kube::core::admission::AdmissionResponse, started: Instant) {
-        let (result, denial) = result_of(response);
-        self.0.answered(result, denial, started.elapsed());
-    }
-
-    fn answered_again(&self, outcome: &Outcome, started: Instant) {
+    /// An answer, the handler's or (`reused`) the one kept for the same review before.
+    fn answered(&self, outcome: &Outcome, started: Instant, reused: bool) {
         self.0.answered(outcome.result, outcome.denial, started.elapsed());
-        self.0.reused();
+        if reused {
+            self.0.reused();
+        }
     }
 
     fn too_large(&self, status: StatusCode, started: Instant) {
@@ -687,18 +683,22 @@ fn first_uid(body: &[u8]) -> Option<String> {
 
 /// The answer kept for a review that came again: counted and logged as the first one was, with its new uid.
 fn answered_again(path: &str, observer: Option<&Observer>, reused: Reused, started: Instant) -> Response {
+    record(path, observer, reused.uid(), &reused.outcome, started, true);
+    ([(header::CONTENT_TYPE, "application/json")], reused.body).into_response()
+}
+
+/// Counts and logs an answer to the review `uid`: the handler's, or (`reused`) the one kept for the same review.
+fn record(path: &str, observer: Option<&Observer>, uid: &str, outcome: &Outcome, started: Instant, reused: bool) {
     if let Some(observer) = observer {
-        observer.answered_again(&reused.outcome, started);
+        observer.answered(outcome, started, reused);
     }
-    let (uid, outcome) = (reused.uid(), &*reused.outcome);
     let Outcome { operation, kind, namespace, name, .. } = outcome;
     let elapsed_ms = started.elapsed().as_millis();
     if outcome.result == AdmissionResult::Allowed {
-        debug!(%path, %uid, ?operation, %kind, %namespace, %name, elapsed_ms, patched = outcome.patched, reused = true, "admitted");
+        debug!(%path, %uid, ?operation, %kind, %namespace, %name, elapsed_ms, patched = outcome.patched, reused, "admitted");
     } else {
-        info!(%path, %uid, ?operation, %kind, %namespace, %name, elapsed_ms, reason = %outcome.message, reused = true, "denied");
+        info!(%path, %uid, ?operation, %kind, %namespace, %name, elapsed_ms, reason = %outcome.message, reused, "denied");
     }
-    ([(header::CONTENT_TYPE, "application/json")], reused.body).into_response()
 }
 
 /// One admission call, on the admission runtime (see [`ADMISSION_THREAD_STACK_BYTES`]): every step that walks the
@@ -768,22 +768,12 @@ async fn admit_here(webhook: Arc<Webhook>, body: Bytes) -> Response {
             Answer { response: internal_error(&uid), reuse: Reuse::Never }
         }
     };
-    let elapsed_ms = started.elapsed().as_millis();
-    if let Some(observer) = &observer {
-        observer.answered(&response, started);
-    }
-    if response.allowed {
-        debug!(%path, %uid, ?operation, %kind, %namespace, %name, elapsed_ms, patched = response.patch.is_some(), "admitted");
-    } else {
-        info!(%path, %uid, ?operation, %kind, %namespace, %name, elapsed_ms, reason = %response.result.message, "denied");
-    }
-    let outcome = (!matches!(reuse, Reuse::Never)).then(|| Outcome::of(&response, operation, kind, namespace, name));
+    let outcome = Outcome::of(&response, operation, kind, namespace, name);
+    record(path, observer.as_ref(), &uid, &outcome, started, false);
 
     match serde_json::to_vec(&into_review(&uid, response)) {
         Ok(json) => {
-            if let Some(outcome) = outcome {
-                memo.remember(&body, &uid, &json, outcome, reuse);
-            }
+            memo.remember(&body, &uid, &json, outcome, reuse);
             ([(header::CONTENT_TYPE, "application/json")], json).into_response()
         }
         Err(e) => {

@@ -16,6 +16,14 @@
 //! it echoes, which is put into the kept encoding as a plain string too. A review that differs in any other byte is
 //! decoded and answered afresh.
 //!
+//! A webhook may also name strings of its reviews whose text its answers do not depend on
+//! ([`VolatileString`]): gardenlet writes every OperatingSystemConfig with a new `gardener.cloud/timestamp`, and each
+//! write also carries a new `resourceVersion`, new `managedFields` times and the OS extension's newer
+//! `lastUpdateTime`. The same argument covers them: each is kept as a place in the review where any plain string (of
+//! the kind named: any text, or a timestamp written as Kubernetes writes it) may stand, the bytes between the places
+//! must be equal, and the new review decodes into the same request but for those strings. Only allowed answers are
+//! kept with such places (a denial's words might come from them); denials need the review again but for its uid.
+//!
 //! The memo is bounded ([`MEMO_MAX_BYTES`], counting the reviews it keeps and their answers; the answers not given
 //! again for longest go first, by a clock), and a lookup costs one hash and one comparison of the body, no decoding.
 
@@ -41,6 +49,37 @@ const ENTRY_OVERHEAD_BYTES: usize = 256;
 /// How many different uid positions are tried on a lookup; the apiserver writes `request.uid` first, so its reviews
 /// all have it at the same place.
 const MAX_UID_OFFSETS: usize = 4;
+/// Where the request's objects begin in a review as the apiserver writes it (after the uid, kind, resource, name,
+/// namespace, operation and user): a memo with [`VolatileString`]s looks kept reviews up by what comes before it.
+const OBJECT_KEY: &[u8] = b"\"object\":";
+
+/// One step of a path into the review's `request`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// The value of this key of an object.
+    Key(&'static str),
+    /// Every element of an array.
+    Each,
+}
+
+/// What may stand at a [`VolatileString`]'s place in a review that gets a kept answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VolatileText {
+    /// Any plain string.
+    Any,
+    /// A timestamp that Kubernetes' `Time` reads and writes back as the same text, and not the Unix epoch (which the
+    /// extension's types leave out when they write an object): a webhook that decodes and re-encodes the object
+    /// makes the same patch for any such text.
+    Time,
+}
+
+/// A string at `path` (from the review's `request`) whose text a webhook's answers do not depend on, as long as it is
+/// of the kind `text` says: reviews that differ only in such strings (and the uid) get the same kept answer.
+#[derive(Debug, Clone, Copy)]
+pub struct VolatileString {
+    pub path: &'static [Step],
+    pub text: VolatileText,
+}
 
 /// How an answer was counted and logged when it was made: given again with the same result.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,6 +133,8 @@ impl Reused {
 /// one can aim reviews at one bucket; tests use one under which every review collides).
 pub struct AnswerMemo<S = foldhash::fast::RandomState> {
     hasher: S,
+    /// The webhook's volatile strings, as a tree of paths from the review's root.
+    volatile: Option<PathTree>,
     /// Read-locked by lookups (which only set an atomic mark), write-locked to keep or drop answers: reviews that
     /// come again never wait for one another.
     state: RwLock<State>,
@@ -114,8 +155,8 @@ struct State {
 struct Entry {
     /// The review as it came, its uid included.
     review: Box<[u8]>,
-    /// Where the review's uid is in `review`.
-    uid: Range<usize>,
+    /// The places in `review` where another plain string may stand, in order: the uid first.
+    spans: Box<[(Range<usize>, SpanText)]>,
     /// The encoded answer before and after its uid.
     answer_head: Box<[u8]>,
     answer_tail: Box<[u8]>,
@@ -131,21 +172,87 @@ impl Entry {
     fn cost(&self) -> usize {
         let Outcome { message, kind, namespace, name, .. } = &*self.outcome;
         let outcome = message.len() + kind.len() + namespace.len() + name.len();
-        self.review.len() + self.answer_head.len() + self.answer_tail.len() + outcome + ENTRY_OVERHEAD_BYTES
+        let spans = self.spans.len() * std::mem::size_of::<(Range<usize>, SpanText)>();
+        self.review.len() + spans + self.answer_head.len() + self.answer_tail.len() + outcome + ENTRY_OVERHEAD_BYTES
     }
 
-    /// Whether `body` is this entry's review with `uid_at` as its uid.
-    fn matches(&self, body: &[u8], uid_at: &Range<usize>) -> bool {
-        self.uid.start == uid_at.start
-            && self.review.len() - self.uid.len() == body.len() - uid_at.len()
-            && self.review[..self.uid.start] == body[..uid_at.start]
-            && self.review[self.uid.end..] == body[uid_at.end..]
+    /// Where `body`'s uid is, when `body` is this entry's review with other plain strings of their kind at its
+    /// places: every byte outside them equal, in the same order.
+    fn matches(&self, body: &[u8]) -> Option<Range<usize>> {
+        let (mut kept_at, mut at, mut uid) = (0, 0, None);
+        for (span, text) in &*self.spans {
+            let fixed = &self.review[kept_at..span.start];
+            if body.get(at..at + fixed.len())? != fixed {
+                return None;
+            }
+            at += fixed.len();
+            let length = plain_string_length(&body[at..], *text)?;
+            if *text == SpanText::Uid {
+                uid = Some(at..at + length);
+            }
+            (kept_at, at) = (span.end, at + length);
+        }
+        (body.get(at..)? == &self.review[kept_at..]).then_some(uid?)
+    }
+}
+
+/// What may stand at a place of a kept review: the uid (put into the answer), or a [`VolatileText`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SpanText {
+    Uid,
+    Volatile(VolatileText),
+}
+
+/// The length of the plain string `rest` begins with (up to the quote that ends it): no backslash or control
+/// character, valid UTF-8, and of the kind `text` says.
+fn plain_string_length(rest: &[u8], text: SpanText) -> Option<usize> {
+    let scanned = match text {
+        SpanText::Uid => &rest[..rest.len().min(MEMO_MAX_UID_BYTES + 1)],
+        SpanText::Volatile(_) => rest,
+    };
+    let end = memchr::memchr2(b'"', b'\\', scanned)?;
+    let string = &rest[..end];
+    if rest[end] != b'"' || string.iter().any(|&byte| byte < 0x20) {
+        return None;
+    }
+    let string = std::str::from_utf8(string).ok()?;
+    match text {
+        SpanText::Uid | SpanText::Volatile(VolatileText::Any) => Some(end),
+        SpanText::Volatile(VolatileText::Time) => is_written_back_as_read(string).then_some(end),
+    }
+}
+
+/// Whether Kubernetes' `Time` reads `text` and writes it back as `text`, and it is not the Unix epoch.
+fn is_written_back_as_read(text: &str) -> bool {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    let quoted = format!("\"{text}\"");
+    match serde_json::from_str::<Time>(&quoted) {
+        Ok(time) => {
+            !crate::apis::common::is_unset_time(&time)
+                && serde_json::to_string(&time).is_ok_and(|written| written == quoted)
+        }
+        Err(_) => false,
     }
 }
 
 impl<S: BuildHasher + Default> Default for AnswerMemo<S> {
     fn default() -> Self {
-        AnswerMemo { hasher: S::default(), state: RwLock::default() }
+        AnswerMemo { hasher: S::default(), volatile: None, state: RwLock::default() }
+    }
+}
+
+impl<S: BuildHasher + Default> AnswerMemo<S> {
+    /// A memo for a webhook whose answers do not depend on the text of `volatile` strings of its reviews.
+    pub fn with_volatile_strings(volatile: &[VolatileString]) -> Self {
+        let volatile = (!volatile.is_empty()).then(|| {
+            let mut root = PathTree::default();
+            for string in volatile {
+                let request = root.child(Step::Key("request"));
+                string.path.iter().fold(request, |node, step| node.child(*step)).leaf = Some(string.text);
+            }
+            root
+        });
+        AnswerMemo { volatile, ..Self::default() }
     }
 }
 
@@ -182,9 +289,10 @@ impl<S: BuildHasher> AnswerMemo<S> {
             let uid_at = plain_uid_at(body, offset)?;
             let key = self.key(body, &uid_at);
             let state = self.read();
-            let entry = state.entries.get(&key)?.iter().find(|entry| entry.matches(body, &uid_at))?.clone();
+            let (uid_at, entry) =
+                state.entries.get(&key)?.iter().find_map(|entry| Some((entry.matches(body)?, entry)))?;
             entry.used.store(true, Ordering::Relaxed);
-            Some((uid_at, key, entry))
+            Some((uid_at, key, entry.clone()))
         })?;
         if !entry.reuse.holds() {
             self.forget(key, &entry);
@@ -216,9 +324,18 @@ impl<S: BuildHasher> AnswerMemo<S> {
         if !answer.starts_with(head.as_bytes()) || answer[head.len()..].first() != Some(&b'"') {
             return;
         }
+        let mut spans = vec![(uid_at.clone(), SpanText::Uid)];
+        if let Some(volatile) = self.volatile.as_ref().filter(|_| outcome.result == AdmissionResult::Allowed) {
+            // A string that is not of its kind here (or has escapes) stays a part that must be equal.
+            let of_their_kind = volatile_spans(body, volatile).into_iter().filter(|(span, text)| {
+                span.start > uid_at.end
+                    && plain_string_length(&body[span.start..], SpanText::Volatile(*text)) == Some(span.len())
+            });
+            spans.extend(of_their_kind.map(|(span, text)| (span, SpanText::Volatile(text))));
+        }
         let entry = Arc::new(Entry {
             review: body.into(),
-            uid: uid_at.clone(),
+            spans: spans.into(),
             answer_head: answer[..head.len() - uid.len()].into(),
             answer_tail: answer[head.len()..].into(),
             outcome: Arc::new(outcome),
@@ -230,7 +347,7 @@ impl<S: BuildHasher> AnswerMemo<S> {
         let mut state = self.write();
         // The same review answered twice (two requests raced past the memo): the newer answer is kept.
         let replaced: Vec<Arc<Entry>> = match state.entries.get(&key) {
-            Some(bucket) => bucket.iter().filter(|kept| kept.matches(body, &uid_at)).cloned().collect(),
+            Some(bucket) => bucket.iter().filter(|kept| kept.matches(body).is_some()).cloned().collect(),
             None => Vec::new(),
         };
         for old in &replaced {
@@ -257,12 +374,18 @@ impl<S: BuildHasher> AnswerMemo<S> {
         self.write().remove(key, entry);
     }
 
-    /// The hash of `body` without the uid at `uid_at` (and of where that was).
+    /// The hash of `body` without the uid at `uid_at` (and of where that was). With volatile strings, only up to the
+    /// request's `object`: they are in the objects, and which places a review has is known only once its kept
+    /// review is found (its answer is then given only when [`Entry::matches`] the whole body).
     fn key(&self, body: &[u8], uid_at: &Range<usize>) -> u64 {
+        let end = match self.volatile {
+            None => body.len(),
+            Some(_) => memchr::memmem::find(&body[uid_at.end..], OBJECT_KEY).map_or(body.len(), |at| uid_at.end + at),
+        };
         let mut hasher = self.hasher.build_hasher();
         hasher.write_usize(uid_at.start);
         hasher.write(&body[..uid_at.start]);
-        hasher.write(&body[uid_at.end..]);
+        hasher.write(&body[uid_at.end..end]);
         hasher.finish()
     }
 }
@@ -392,6 +515,116 @@ fn request_uid_span(body: &[u8]) -> Option<Range<usize>> {
     let uid = uid.get().filter(|_| request_found.get() && uid_found.get())?;
     let start = (uid.as_ptr() as usize).checked_sub(body.as_ptr() as usize)?;
     (start + uid.len() <= body.len()).then_some(start..start + uid.len())
+}
+
+/// Paths to volatile strings, merged into a tree: the root is the review.
+#[derive(Debug, Default)]
+struct PathTree {
+    keys: Vec<(&'static str, PathTree)>,
+    each: Option<Box<PathTree>>,
+    /// A string here is volatile.
+    leaf: Option<VolatileText>,
+}
+
+impl PathTree {
+    fn child(&mut self, step: Step) -> &mut PathTree {
+        match step {
+            Step::Key(key) => {
+                let at = match self.keys.iter().position(|(known, _)| *known == key) {
+                    Some(at) => at,
+                    None => {
+                        self.keys.push((key, PathTree::default()));
+                        self.keys.len() - 1
+                    }
+                };
+                &mut self.keys[at].1
+            }
+            Step::Each => self.each.get_or_insert_with(Box::default),
+        }
+    }
+}
+
+/// The places of the strings at the paths of `tree` in `body` (a review that decoded), in the order they come, each
+/// written without escapes (a string with escapes is not its own text, and is left out). Empty when `body` cannot
+/// be read this way (nested beyond the decoder's default depth, say): then nothing is volatile.
+fn volatile_spans(body: &[u8], tree: &PathTree) -> Vec<(Range<usize>, VolatileText)> {
+    use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+    use std::cell::RefCell;
+
+    /// Walks one value at `tree`'s place, noting the volatile strings in it.
+    struct Walk<'t, 'f, 'de> {
+        tree: &'t PathTree,
+        found: &'f RefCell<Vec<(&'de str, VolatileText)>>,
+    }
+    impl<'de> DeserializeSeed<'de> for Walk<'_, '_, 'de> {
+        type Value = ();
+        fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+            deserializer.deserialize_any(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Walk<'_, '_, 'de> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_borrowed_str<E>(self, text: &'de str) -> Result<(), E> {
+            if let Some(kind) = self.tree.leaf {
+                self.found.borrow_mut().push((text, kind));
+            }
+            Ok(())
+        }
+        fn visit_str<E>(self, _: &str) -> Result<(), E> {
+            Ok(()) // escaped: not its own text
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_unit<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            match &self.tree.each {
+                Some(each) => while seq.next_element_seed(Walk { tree: each, found: self.found })?.is_some() {},
+                None => while seq.next_element::<IgnoredAny>()?.is_some() {},
+            }
+            Ok(())
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                match self.tree.keys.iter().find(|(known, _)| *known == key) {
+                    Some((_, tree)) => map.next_value_seed(Walk { tree, found: self.found })?,
+                    None => {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+            }
+            Ok(())
+        }
+    }
+
+    let found = RefCell::new(Vec::new());
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    if (Walk { tree, found: &found }).deserialize(&mut deserializer).is_err() {
+        return Vec::new();
+    }
+    let start_of = |text: &str| (text.as_ptr() as usize).checked_sub(body.as_ptr() as usize);
+    found
+        .into_inner()
+        .into_iter()
+        .filter_map(|(text, kind)| {
+            let start = start_of(text)?;
+            (start + text.len() <= body.len()).then_some((start..start + text.len(), kind))
+        })
+        .collect()
 }
 
 /// The beginning of every encoded answer up to the end of its uid (see `review::into_review`).

@@ -23,6 +23,7 @@ use thiserror::Error;
 
 use crate::decode::DecodeError;
 
+use super::answer_memo::VolatileString;
 use super::metrics::{AdmissionResult, DenialReason};
 
 /// The only AdmissionReview version served. kube-apiserver sends the first entry of a webhook's
@@ -312,6 +313,13 @@ pub trait AdmissionHandler: Send + Sync + 'static {
     fn admit_reusable(&self, request: RawAdmissionRequest) -> impl Future<Output = Answer> + Send {
         async move { Answer { response: self.admit(request).await, reuse: Reuse::Never } }
     }
+
+    /// Strings of the reviews whose text this handler's answers do not depend on (as long as each is of its kind):
+    /// an allowed answer that holds is also given again to a review that differs from the answered one only in them
+    /// (and its uid). Nothing by default.
+    fn volatile_strings(&self) -> &'static [VolatileString] {
+        &[]
+    }
 }
 
 /// A handler's answer and whether the server may give it again.
@@ -372,11 +380,16 @@ where
 /// Object-safe form of [`AdmissionHandler`], so handlers of different types share one router.
 pub(crate) trait DynHandler: Send + Sync {
     fn call(self: Arc<Self>, request: RawAdmissionRequest) -> BoxFuture<'static, Answer>;
+    fn volatile_strings(&self) -> &'static [VolatileString];
 }
 
 impl<H: AdmissionHandler> DynHandler for H {
     fn call(self: Arc<Self>, request: RawAdmissionRequest) -> BoxFuture<'static, Answer> {
         Box::pin(async move { self.admit_reusable(request).await })
+    }
+
+    fn volatile_strings(&self) -> &'static [VolatileString] {
+        AdmissionHandler::volatile_strings(self)
     }
 }
 

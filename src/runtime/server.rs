@@ -493,7 +493,7 @@ fn observed_router(
             path: Arc::from(path.as_str()),
             observer,
             // Each webhook keeps its own answers: the same review gets different answers from different webhooks.
-            memo: Arc::new(<AnswerMemo>::default()),
+            memo: Arc::new(AnswerMemo::with_volatile_strings(handler.volatile_strings())),
             limit: config.max_body_bytes,
             request_timeout: config.request_timeout,
         };

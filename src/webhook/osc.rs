@@ -7,11 +7,12 @@ use kube::Resource;
 use kube::core::admission::{AdmissionResponse, Operation};
 
 use crate::apis::extensions::OperatingSystemConfig;
-use crate::constants::EXTENSION_TYPE;
+use crate::constants::{ANNOTATION_TIMESTAMP, EXTENSION_TYPE};
 use crate::domain::desired;
 use crate::domain::images::ImageVector;
 use crate::domain::node::should_mutate;
 use crate::domain::osc::{ShootContext, desired_osc};
+use crate::runtime::answer_memo::{Step, VolatileString, VolatileText};
 use crate::runtime::inputs::PlanError;
 use crate::runtime::metrics::DenialReason;
 use crate::runtime::review::{Answer, Reuse, deny};
@@ -100,6 +101,30 @@ impl OscMutationError {
         }
     }
 }
+
+/// What changes in an OSC review from one gardenlet write to the next when nothing else changed (the timestamp
+/// gardenlet sets on every deploy, the versions and times the apiserver and the OS extension write), in the object
+/// and in the old object. The answer reads none of them: it comes from the OSC's spec, purpose, pool label and
+/// deletion, and the shoot's objects; its patch is the difference between the object as sent and the mutated one,
+/// which writes these fields back as it read them (the timestamps as long as they are of their kind, see
+/// [`VolatileText::Time`]).
+pub const OSC_VOLATILE_STRINGS: &[VolatileString] = &{
+    use Step::{Each, Key};
+    use VolatileText::{Any, Time};
+    const fn at(path: &'static [Step], text: VolatileText) -> VolatileString {
+        VolatileString { path, text }
+    }
+    [
+        at(&[Key("object"), Key("metadata"), Key("annotations"), Key(ANNOTATION_TIMESTAMP)], Any),
+        at(&[Key("object"), Key("metadata"), Key("resourceVersion")], Any),
+        at(&[Key("object"), Key("metadata"), Key("managedFields"), Each, Key("time")], Time),
+        at(&[Key("object"), Key("status"), Key("lastOperation"), Key("lastUpdateTime")], Time),
+        at(&[Key("oldObject"), Key("metadata"), Key("annotations"), Key(ANNOTATION_TIMESTAMP)], Any),
+        at(&[Key("oldObject"), Key("metadata"), Key("resourceVersion")], Any),
+        at(&[Key("oldObject"), Key("metadata"), Key("managedFields"), Each, Key("time")], Time),
+        at(&[Key("oldObject"), Key("status"), Key("lastOperation"), Key("lastUpdateTime")], Time),
+    ]
+};
 
 /// The mutating webhook for OperatingSystemConfigs.
 pub struct OscMutator {
@@ -206,5 +231,9 @@ impl AdmissionHandler for OscMutator {
             }
         };
         Answer { response, reuse }
+    }
+
+    fn volatile_strings(&self) -> &'static [VolatileString] {
+        OSC_VOLATILE_STRINGS
     }
 }

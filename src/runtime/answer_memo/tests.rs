@@ -279,3 +279,160 @@ proptest! {
         }
     }
 }
+
+/// The strings of [`written_again`] reviews that a webhook like the OSC one says its answers do not depend on.
+const VOLATILE: &[VolatileString] = &[
+    VolatileString {
+        path: &[Step::Key("object"), Step::Key("metadata"), Step::Key("annotations"), Step::Key("stamp")],
+        text: VolatileText::Any,
+    },
+    VolatileString {
+        path: &[Step::Key("object"), Step::Key("metadata"), Step::Key("resourceVersion")],
+        text: VolatileText::Any,
+    },
+    VolatileString {
+        path: &[Step::Key("object"), Step::Key("metadata"), Step::Key("managedFields"), Step::Each, Step::Key("time")],
+        text: VolatileText::Time,
+    },
+    VolatileString {
+        path: &[Step::Key("oldObject"), Step::Key("metadata"), Step::Key("resourceVersion")],
+        text: VolatileText::Any,
+    },
+];
+
+/// The review of an UPDATE whose object and old object carry the given raw JSON texts at the [`VOLATILE`] places:
+/// the stamp annotation, the resourceVersion, two managedFields times, and the old object's resourceVersion.
+fn written_again(uid: &str, stamp: &str, version: &str, times: [&str; 2], old_version: &str) -> Vec<u8> {
+    let [first, second] = times;
+    let object = format!(
+        r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"annotations":{{"note":"a \"quoted\"\nline","stamp":"{stamp}"}},"managedFields":[{{"manager":"gardenlet","operation":"Update","time":"{first}"}},{{"manager":"os","operation":"Update","subresource":"status","time":"{second}"}}],"name":"cm","resourceVersion":"{version}"}},"data":{{"resourceVersion":"41"}}}}"#
+    );
+    let old = format!(
+        r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"cm","resourceVersion":"{old_version}"}}}}"#
+    );
+    review_with(uid, &object).replace(br#""oldObject":null"#.as_slice(), format!(r#""oldObject":{old}"#).as_bytes())
+}
+
+trait ReplaceBytes {
+    fn replace(self, from: &[u8], to: &[u8]) -> Vec<u8>;
+}
+
+impl ReplaceBytes for Vec<u8> {
+    fn replace(self, from: &[u8], to: &[u8]) -> Vec<u8> {
+        let at = memchr::memmem::find(&self, from).expect("the text to replace");
+        [&self[..at], to, &self[at + from.len()..]].concat()
+    }
+}
+
+const T1: &str = "2026-12-01T15:38:20Z";
+const T2: &str = "2026-12-01T16:40:01Z";
+
+#[test]
+fn a_review_written_again_with_new_volatile_strings_gets_the_kept_allowed_answer() {
+    let memo = <AnswerMemo>::with_volatile_strings(VOLATILE);
+    remembered(
+        &memo,
+        &written_again("u1", "2026-12-01T15:38:20.123456789Z", "41", [T1, T1], "40"),
+        true,
+        Reuse::Always,
+    );
+
+    // Another uid, a stamp of another length, new versions and times: the same answer with the new uid.
+    let again = written_again("u2", "2026-12-01T16:40:01.5Z", "1041", [T2, T1], "1040");
+    let reused = memo.reuse(&again).expect("the kept answer");
+    let (_, fresh, outcome) = answer(&again, true);
+    assert_eq!(String::from_utf8_lossy(&reused.body), String::from_utf8_lossy(&fresh));
+    assert_eq!(reused.uid(), "u2");
+    assert_eq!(*reused.outcome, outcome);
+
+    // The same string outside its place (`data.resourceVersion`) is not volatile.
+    let elsewhere = written_again("u3", "s", "1041", [T1, T1], "40")
+        .replace(br#""data":{"resourceVersion":"41"}"#, br#""data":{"resourceVersion":"42"}"#);
+    assert!(memo.reuse(&elsewhere).is_none());
+    // Nor is any other byte.
+    let other = written_again("u3", "s", "41", [T1, T1], "40").replace(b"\"os\"", b"\"ot\"");
+    assert!(memo.reuse(&other).is_none());
+    // A memo without volatile strings needs every byte but the uid again.
+    let plain = <AnswerMemo>::default();
+    remembered(&plain, &written_again("u1", "a", "41", [T1, T1], "40"), true, Reuse::Always);
+    assert!(plain.reuse(&written_again("u2", "a", "41", [T1, T1], "40")).is_some());
+    assert!(plain.reuse(&written_again("u2", "b", "41", [T1, T1], "40")).is_none());
+}
+
+#[test]
+fn a_volatile_string_not_of_its_kind_gets_a_fresh_answer() {
+    let memo = <AnswerMemo>::with_volatile_strings(VOLATILE);
+    remembered(&memo, &written_again("u1", "s1", "41", [T1, T1], "40"), true, Reuse::Always);
+    let with = |stamp: &str, time: &str| memo.reuse(&written_again("u2", stamp, "42", [time, T1], "41"));
+    assert!(with("s2", T2).is_some());
+    // Escapes and control characters: the string is not its own text.
+    assert!(with(r"s\n2", T2).is_none());
+    assert!(with(r#"s\"2"#, T2).is_none());
+    assert!(with("s\u{1}2", T2).is_none());
+    // Times the decoder refuses, or writes back otherwise (the patch of a fresh answer would change them).
+    for time in [
+        "yesterday",
+        "2026-13-01T15:38:20Z",
+        "2026-12-01T15:38:20+00:00",
+        "2026-12-01T15:38:20.5Z",
+        "1970-01-01T00:00:00Z",
+        "",
+    ] {
+        assert!(with("s2", time).is_none(), "{time}");
+    }
+}
+
+#[test]
+fn denials_and_volatile_strings_with_escapes_need_the_same_text_again() {
+    let memo = <AnswerMemo>::with_volatile_strings(VOLATILE);
+    remembered(&memo, &written_again("u1", "s1", "41", [T1, T1], "40"), false, Reuse::Always);
+    assert!(memo.reuse(&written_again("u2", "s1", "41", [T1, T1], "40")).is_some());
+    assert!(memo.reuse(&written_again("u2", "s2", "41", [T1, T1], "40")).is_none());
+
+    let memo = <AnswerMemo>::with_volatile_strings(VOLATILE);
+    remembered(&memo, &written_again("u1", r"s\t1", "41", [T1, T1], "40"), true, Reuse::Always);
+    assert!(memo.reuse(&written_again("u2", r"s\t1", "42", [T2, T2], "41")).is_some());
+    assert!(memo.reuse(&written_again("u2", "s2", "42", [T2, T2], "41")).is_none());
+}
+
+/// `value` without the strings at the [`VOLATILE`] places and without the uid.
+fn without_volatile(mut value: serde_json::Value) -> serde_json::Value {
+    let request = &mut value["request"];
+    request["uid"].take();
+    request["object"]["metadata"]["annotations"]["stamp"].take();
+    request["object"]["metadata"]["resourceVersion"].take();
+    request["oldObject"]["metadata"]["resourceVersion"].take();
+    if let Some(fields) = request["object"]["metadata"]["managedFields"].as_array_mut() {
+        for field in fields {
+            field["time"].take();
+        }
+    }
+    value
+}
+
+proptest! {
+    /// Whatever texts stand at the volatile places, the memo answers only when the review decodes into the kept
+    /// one but for the strings there (and then with what answering it afresh gives).
+    #[test]
+    fn a_kept_answer_is_given_only_where_the_review_differs_in_volatile_strings(
+        stamp in "[a-z0-9\"\\\\ \u{1}é:.{}]{0,12}",
+        version in "[0-9\"\\\\,}]{0,6}",
+        time in prop_oneof![Just(T2.to_owned()), "[0-9TZ:.\\-\"\\\\]{0,22}"],
+    ) {
+        let memo = <AnswerMemo>::with_volatile_strings(VOLATILE);
+        let kept = written_again("u1", "s1", "41", [T1, T1], "40");
+        remembered(&memo, &kept, true, Reuse::Always);
+        let body = written_again("u2", &stamp, &version, [&time, T1], &version);
+        if let Some(reused) = memo.reuse(&body) {
+            parse_review(&body).expect("a review the memo answered decodes");
+            let decoded: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+            let kept: serde_json::Value = serde_json::from_slice(&kept).expect("JSON");
+            prop_assert_eq!(without_volatile(decoded), without_volatile(kept));
+            let (_, fresh, _) = answer(&body, true);
+            prop_assert_eq!(reused.body, fresh);
+        } else {
+            let plain = |text: &str| !text.contains(['"', '\\']) && !text.bytes().any(|b| b < 0x20);
+            prop_assert!(!(plain(&stamp) && plain(&version) && time == T2), "plain texts were not matched");
+        }
+    }
+}

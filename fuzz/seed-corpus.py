@@ -96,6 +96,32 @@ def reviews():
                                       "resource": osc_resource, "name": osc["metadata"]["name"],
                                       "namespace": "shoot--dev--local", "operation": "CREATE",
                                       "userInfo": {"username": "gardenlet"}, "object": osc})
+    # gardenlet's write of an OSC it wrote before: a new timestamp, versions, managedFields and status times in the
+    # object and the old object (the strings the OSC webhook's kept answers do not depend on).
+    for name, osc in oscs():
+        if name != "example":
+            continue
+        written = {}
+        for version, stamp in (("1041", "2026-12-01T16:40:01.5Z"), ("1040", "2026-12-01T15:38:20.123456789Z")):
+            again = copy.deepcopy(osc)
+            again["metadata"].update({
+                "namespace": "shoot--dev--local", "resourceVersion": version,
+                "annotations": {"gardener.cloud/timestamp": stamp, "gardener.cloud/operation": "reconcile"},
+                "managedFields": [
+                    {"manager": "gardenlet", "operation": "Update", "apiVersion": "extensions.gardener.cloud/v1alpha1",
+                     "time": "2026-12-01T15:38:20Z", "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {}}},
+                    {"manager": "os-gardenlinux", "operation": "Update", "subresource": "status",
+                     "apiVersion": "extensions.gardener.cloud/v1alpha1", "time": "2026-12-01T15:39:02Z",
+                     "fieldsType": "FieldsV1", "fieldsV1": {"f:status": {}}}]})
+            again["status"] = {"lastOperation": {"type": "Reconcile", "state": "Succeeded", "progress": 100,
+                                                 "description": "Successfully reconciled",
+                                                 "lastUpdateTime": "2026-12-01T15:39:02Z"}}
+            written[version] = again
+        yield "osc-written-again", review({"uid": "6c1c1e7a-1d0b-4a55-8f7c-3c3b0f9b2a03", "kind": osc_kind,
+                                            "resource": osc_resource, "name": osc["metadata"]["name"],
+                                            "namespace": "shoot--dev--local", "operation": "UPDATE",
+                                            "userInfo": {"username": "gardenlet"}, "object": written["1041"],
+                                            "oldObject": written["1040"]})
 
 
 def main():

@@ -24,13 +24,13 @@ use gardener_extension_cri_resmgr::domain::validation::{
     FieldError, FieldPath, decode_and_validate_provider_config, default_provider_config, validate_config_body,
     validate_extra_options,
 };
-use gardener_extension_cri_resmgr::runtime::answer_memo::{AnswerMemo, Outcome};
+use gardener_extension_cri_resmgr::runtime::answer_memo::{AnswerMemo, Outcome, Step, VolatileText};
 use gardener_extension_cri_resmgr::runtime::review::{Reuse, into_review, parse_review};
 use gardener_extension_cri_resmgr::runtime::stores::{SeedStores, StoreScope};
 use gardener_extension_cri_resmgr::runtime::{AdmissionHandler, RawObject};
-use gardener_extension_cri_resmgr::webhook::osc::OscMutator;
+use gardener_extension_cri_resmgr::webhook::osc::{OSC_VOLATILE_STRINGS, OscMutator};
 use gardener_extension_cri_resmgr::webhook::shoot::{ShootDefaulter, ShootValidator};
-use kube::core::admission::AdmissionResponse;
+use kube::core::admission::{AdmissionResponse, Operation};
 use serde_json::{Value, json};
 
 const EXAMPLE_SHOOT: &str = include_str!("../../examples/shoot.yaml");
@@ -250,6 +250,7 @@ fn seed_reads_client() -> kube::Client {
 pub fn admission_review(data: &[u8]) {
     let Ok(request) = parse_review(data) else { return };
     check_kept_answer(data, &request);
+    check_kept_osc_answer(data);
     let webhooks = webhooks();
     // The object as the apiserver sent it: a patch must apply to that, not only to our reading of it.
     let object = request.object.as_ref().map(|o| decode::from_str::<Value>(o.json()).expect("the object as JSON"));
@@ -304,6 +305,71 @@ fn check_kept_answer(data: &[u8], request: &kube::core::admission::AdmissionRequ
         let Some(reused) = memo.reuse(&variant) else { continue };
         let (_, fresh, _) = defaulter_answer(&variant).expect("a review the memo answered decodes");
         assert_eq!(reused.body, fresh, "the kept answer differs from the fresh one");
+    }
+}
+
+/// The OSC webhook's encoded answer to `body`, or `None` when `body` is not a review.
+fn osc_answer(body: &[u8]) -> Option<(String, Vec<u8>, AdmissionResponse)> {
+    let request = parse_review(body).ok()?;
+    let webhooks = webhooks();
+    let response = webhooks.runtime.block_on(webhooks.osc.admit(request.clone()));
+    let json = serde_json::to_vec(&into_review(&request.uid, response.clone())).expect("the answer serialises");
+    Some((request.uid, json, response))
+}
+
+/// The values at `path` in `value` (every element of an array for [`Step::Each`]).
+fn values_at<'v>(value: &'v Value, path: &[Step]) -> Vec<&'v Value> {
+    match path.split_first() {
+        None => vec![value],
+        Some((Step::Key(key), rest)) => value.get(*key).map(|child| values_at(child, rest)).unwrap_or_default(),
+        Some((Step::Each, rest)) => match value.as_array() {
+            Some(elements) => elements.iter().flat_map(|element| values_at(element, rest)).collect(),
+            None => Vec::new(),
+        },
+    }
+}
+
+/// Keeps the OSC webhook's allowed answer to `data` in a memo with the webhook's volatile strings, then asks it for
+/// `data` with each of those strings (wherever its text stands) and the uid replaced: by texts of their kind, and
+/// by times the decoder writes back otherwise. Whatever the memo answers must be what the webhook answers afresh.
+fn check_kept_osc_answer(data: &[u8]) {
+    let Some((uid, json, response)) = osc_answer(data) else { return };
+    let Ok(review) = serde_json::from_slice::<Value>(data) else { return };
+    if !response.allowed || uid.is_empty() {
+        return;
+    }
+    let memo = <AnswerMemo>::with_volatile_strings(OSC_VOLATILE_STRINGS);
+    let outcome = Outcome::of(&response, Operation::Update, String::new(), String::new(), String::new());
+    memo.remember(data, &uid, &json, outcome, Reuse::Always);
+    let replace_all = |body: &[u8], from: &str, to: &str| -> Vec<u8> {
+        let (from, to) = (format!("\"{from}\""), format!("\"{to}\""));
+        let mut out = Vec::with_capacity(body.len());
+        let mut rest = body;
+        while let Some(at) = memchr::memmem::find(rest, from.as_bytes()) {
+            out.extend_from_slice(&rest[..at]);
+            out.extend_from_slice(to.as_bytes());
+            rest = &rest[at + from.len()..];
+        }
+        out.extend_from_slice(rest);
+        out
+    };
+    for (any, time) in
+        [("again-1", "2031-05-06T07:08:09Z"), ("", "2031-05-06T07:08:09+00:00"), ("x", "1970-01-01T00:00:00Z")]
+    {
+        let mut variant = replace_all(data, &uid, "0b8e2c4c-1b5e-4a8e-9c61-000000000002");
+        for string in OSC_VOLATILE_STRINGS {
+            for value in values_at(&review["request"], string.path) {
+                let Some(text) = value.as_str() else { continue };
+                let new = match string.text {
+                    VolatileText::Any => any,
+                    VolatileText::Time => time,
+                };
+                variant = replace_all(&variant, text, new);
+            }
+        }
+        let Some(reused) = memo.reuse(&variant) else { continue };
+        let (_, fresh, _) = osc_answer(&variant).expect("a review the memo answered decodes");
+        assert_eq!(reused.body, fresh, "the kept OSC answer differs from the fresh one");
     }
 }
 

@@ -155,7 +155,7 @@ struct State {
 struct Entry {
     /// The review as it came, its uid included.
     review: Box<[u8]>,
-    /// The places in `review` where another plain string may stand, in order: the uid first.
+    /// The places in `review` where another plain string may stand (the uid among them), in order.
     spans: Box<[(Range<usize>, SpanText)]>,
     /// The encoded answer before and after its uid.
     answer_head: Box<[u8]>,
@@ -328,10 +328,11 @@ impl<S: BuildHasher> AnswerMemo<S> {
         if let Some(volatile) = self.volatile.as_ref().filter(|_| outcome.result == AdmissionResult::Allowed) {
             // A string that is not of its kind here (or has escapes) stays a part that must be equal.
             let of_their_kind = volatile_spans(body, volatile).into_iter().filter(|(span, text)| {
-                span.start > uid_at.end
+                (span.end < uid_at.start || span.start > uid_at.end)
                     && plain_string_length(&body[span.start..], SpanText::Volatile(*text)) == Some(span.len())
             });
             spans.extend(of_their_kind.map(|(span, text)| (span, SpanText::Volatile(text))));
+            spans.sort_by_key(|(span, _)| span.start);
         }
         let entry = Arc::new(Entry {
             review: body.into(),
@@ -374,18 +375,20 @@ impl<S: BuildHasher> AnswerMemo<S> {
         self.write().remove(key, entry);
     }
 
-    /// The hash of `body` without the uid at `uid_at` (and of where that was). With volatile strings, only up to the
-    /// request's `object`: they are in the objects, and which places a review has is known only once its kept
-    /// review is found (its answer is then given only when [`Entry::matches`] the whole body).
+    /// The hash of `body` without the uid at `uid_at` (and of where that was). With volatile strings, only of what
+    /// comes before the first `"object":` (the apiserver writes the uid, kind, resource, name, namespace, operation
+    /// and user before the objects; other writers may write the uid after them): the volatile strings are in the
+    /// objects, and which places a review has is known only once its kept review is found (its answer is then given
+    /// only when [`Entry::matches`] the whole body).
     fn key(&self, body: &[u8], uid_at: &Range<usize>) -> u64 {
         let end = match self.volatile {
             None => body.len(),
-            Some(_) => memchr::memmem::find(&body[uid_at.end..], OBJECT_KEY).map_or(body.len(), |at| uid_at.end + at),
+            Some(_) => memchr::memmem::find(body, OBJECT_KEY).unwrap_or(body.len()),
         };
         let mut hasher = self.hasher.build_hasher();
         hasher.write_usize(uid_at.start);
-        hasher.write(&body[..uid_at.start]);
-        hasher.write(&body[uid_at.end..end]);
+        hasher.write(&body[..uid_at.start.min(end)]);
+        hasher.write(&body[uid_at.end.min(end)..end]);
         hasher.finish()
     }
 }

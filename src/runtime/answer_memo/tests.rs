@@ -436,3 +436,20 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_review_with_its_uid_after_the_objects_gets_the_kept_answer_too() {
+    // Written with sorted keys (as a JSON library may): the objects, and their volatile strings, before the uid.
+    let sorted = |uid: &str, stamp: &str| -> Vec<u8> {
+        let value: serde_json::Value =
+            serde_json::from_slice(&written_again(uid, stamp, "41", [T1, T1], "40")).expect("JSON");
+        serde_json::to_vec(&value).expect("JSON")
+    };
+    let kept = sorted("u1", "s1");
+    assert!(memchr::memmem::find(&kept, b"\"object\":") < memchr::memmem::find(&kept, b"\"uid\":\"u1\""));
+    let memo = <AnswerMemo>::with_volatile_strings(VOLATILE);
+    remembered(&memo, &kept, true, Reuse::Always);
+    let again = sorted("u2", "s2");
+    let (_, fresh, _) = answer(&again, true);
+    assert_eq!(memo.reuse(&again).expect("the kept answer").body, fresh);
+}

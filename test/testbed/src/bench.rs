@@ -28,7 +28,7 @@ use gardener_extension_cri_resmgr::apis::common::LastOperationState;
 use gardener_extension_cri_resmgr::apis::extensions::{Cluster, Extension};
 use gardener_extension_cri_resmgr::apis::resources::ManagedResource;
 use gardener_extension_cri_resmgr::constants::{
-    BASE_CONFIGS_CONFIG_MAP, EXTENSION_TYPE, LABEL_WORKER_POOL, SHOOT_MANAGED_RESOURCE_NAME,
+    ANNOTATION_TIMESTAMP, BASE_CONFIGS_CONFIG_MAP, EXTENSION_TYPE, LABEL_WORKER_POOL, SHOOT_MANAGED_RESOURCE_NAME,
 };
 use gardener_extension_cri_resmgr::runtime::registration::{PATH_MUTATE_OSC, PATH_VALIDATE_SHOOT};
 use gardener_extension_cri_resmgr::runtime::tls::certs::{CA_CERT_FILE, TLS_CERT_FILE, TLS_KEY_FILE};
@@ -58,6 +58,9 @@ const OSC_TARGET_BYTES: usize = 10 * 1024;
 const BENCH_UID_PREFIX: &str = "0b8e2c4c-1b5e-4a8e-9c61-";
 /// How many hex digits of a bench review are a request's own number.
 const BENCH_COUNTER_DIGITS: usize = 12;
+/// The bench OSC's `gardener.cloud/timestamp` up to its fraction of a second, which [`Freshness::WrittenAgain`]
+/// fills in.
+const BENCH_TIMESTAMP_PREFIX: &str = "2026-12-01T15:38:20.";
 /// An annotation of the bench reviews' objects that no webhook reads, which the load generator may fill with each
 /// request's number to make every review new.
 pub const BENCH_REQUEST_ANNOTATION: &str = "bench.cri-resmgr.extensions.gardener.cloud/request";
@@ -273,6 +276,9 @@ pub enum Reviews {
     Again,
     /// Reviews the server has not seen.
     FirstSeen,
+    /// OSC reviews as gardenlet's writes of an unchanged OSC send them: a new uid, `gardener.cloud/timestamp` and
+    /// `resourceVersion` each.
+    WrittenAgain,
 }
 
 /// What of a bench review ([`review`]) is new in every request.
@@ -282,6 +288,8 @@ pub enum Freshness {
     Uid,
     /// The uid and the object's [`BENCH_REQUEST_ANNOTATION`]: every review is one the server has not seen.
     EveryReview,
+    /// The uid, the object's `gardener.cloud/timestamp` and its `resourceVersion` (an OSC review by [`osc_review`]).
+    WrittenAgain,
 }
 
 /// The parts of `body` (made by [`review`]) that are new in every request; an error when one is not in `body` (the
@@ -295,8 +303,13 @@ pub fn fresh_parts(body: &[u8], freshness: Freshness) -> Result<Vec<Range<usize>
         Ok(at..at + BENCH_COUNTER_DIGITS)
     };
     let mut parts = vec![after(BENCH_UID_PREFIX)?];
-    if freshness == Freshness::EveryReview {
-        parts.push(after(&format!("\"{BENCH_REQUEST_ANNOTATION}\":\""))?);
+    match freshness {
+        Freshness::Uid => {}
+        Freshness::EveryReview => parts.push(after(&format!("\"{BENCH_REQUEST_ANNOTATION}\":\""))?),
+        Freshness::WrittenAgain => {
+            parts.push(after(&format!("\"{ANNOTATION_TIMESTAMP}\":\"{BENCH_TIMESTAMP_PREFIX}"))?);
+            parts.push(after("\"resourceVersion\":\"")?);
+        }
     }
     Ok(parts)
 }
@@ -338,9 +351,11 @@ async fn start_limit(cert_dir: &Path, response: &Bytes, work: &Path) -> Result<(
 /// as the apiserver sends them: a write repeated, e.g. gardenlet applying an unchanged OSC), and reviews the server
 /// has not seen (each also differs in an annotation of its object), which it must decide afresh. Prints a table for
 /// each and returns nothing but errors.
+#[allow(clippy::too_many_arguments)]
 async fn compare(
     options: &BenchOptions,
     title: &str,
+    written_again: bool,
     ours: &Target,
     ours_process: &ServerProcess,
     cert_dir: &Path,
@@ -360,6 +375,10 @@ async fn compare(
     let limit = Target { address: SocketAddr::from((Ipv4Addr::LOCALHOST, limit_port)), ..ours.clone() };
     wait_ready(&limit, "limit server").await?;
     let first_seen = Target { fresh: fresh_parts(&ours.body, Freshness::EveryReview)?, ..ours.clone() };
+    let written = match written_again && options.only.is_none_or(|only| only == Reviews::WrittenAgain) {
+        true => Some(Arc::new(Target { fresh: fresh_parts(&ours.body, Freshness::WrittenAgain)?, ..ours.clone() })),
+        false => None,
+    };
     println!(
         "## {title}\n\nrequest {} bytes, response {} bytes (allowed: {allowed}, patch: {patched})\n",
         ours.body.len(),
@@ -370,27 +389,43 @@ async fn compare(
     let mut levels = Vec::new();
     for &connections in &options.connections {
         let (mut again_runs, mut first_seen_runs, mut limit_runs) = (Vec::new(), Vec::new(), Vec::new());
+        let mut written_runs = Vec::new();
         for _ in 0..options.rounds.max(1) {
-            if options.only != Some(Reviews::FirstSeen) {
+            if options.only.is_none_or(|only| only == Reviews::Again) {
                 again_runs.push(load::run(&again, connections, warmup, window, Some(ours_process.pid)).await?);
             }
             limit_runs.push(load::run(&limit, connections, warmup, window, Some(limit_process.pid)).await?);
-            if options.only != Some(Reviews::Again) {
+            if options.only.is_none_or(|only| only == Reviews::FirstSeen) {
                 first_seen_runs
                     .push(load::run(&first_seen, connections, warmup, window, Some(ours_process.pid)).await?);
             }
+            if let Some(written) = &written {
+                written_runs.push(load::run(written, connections, warmup, window, Some(ours_process.pid)).await?);
+            }
         }
-        levels.push((connections, merge(&again_runs), merge(&first_seen_runs), merge(&limit_runs)));
+        let runs = [merge(&again_runs), merge(&first_seen_runs), merge(&written_runs)];
+        levels.push((connections, runs, merge(&limit_runs)));
     }
-    if options.only != Some(Reviews::FirstSeen) {
-        println!("### Reviews that come again (a new uid each, the rest as before)\n");
-        print_table(levels.iter().map(|(connections, again, _, limit)| (*connections, again, limit)));
+    let cases = [
+        (Reviews::Again, "Reviews that come again (a new uid each, the rest as before)"),
+        (Reviews::FirstSeen, "Reviews seen for the first time (each one differs in its object too)"),
+        (
+            Reviews::WrittenAgain,
+            "Reviews of gardenlet's writes of an unchanged OSC (a new uid, timestamp and resourceVersion each)",
+        ),
+    ];
+    for (case, (reviews, heading)) in cases.into_iter().enumerate() {
+        let measured = match reviews {
+            Reviews::WrittenAgain => written.is_some(),
+            _ => options.only.is_none_or(|only| only == reviews),
+        };
+        if measured {
+            println!("### {heading}\n");
+            print_table(levels.iter().map(|(connections, runs, limit)| (*connections, &runs[case], limit)));
+            println!();
+        }
     }
-    if options.only != Some(Reviews::Again) {
-        println!("\n### Reviews seen for the first time (each one differs in its object too)\n");
-        print_table(levels.iter().map(|(connections, _, first_seen, limit)| (*connections, first_seen, limit)));
-    }
-    println!("\npeak RSS: ours {}, limit {}", mib(ours_process.peak_rss()), mib(limit_process.peak_rss()));
+    println!("peak RSS: ours {}, limit {}", mib(ours_process.peak_rss()), mib(limit_process.peak_rss()));
     println!(
         "for reference: decoding this request once into a JSON tree (serde_json::Value) takes {} µs of CPU in \
          this process\n",
@@ -484,7 +519,7 @@ async fn bench_webhooks(options: &BenchOptions, plane: &ControlPlane, server: &P
     )?;
     let osc = target(port, &cert_dir, PATH_MUTATE_OSC, osc_review(BENCH_OSC_NAMESPACE)?).await?;
     wait_ready(&osc, "controller's OSC webhook").await?;
-    compare(options, "OSC webhook (controller)", &osc, &controller, &cert_dir, &work).await?;
+    compare(options, "OSC webhook (controller)", true, &osc, &controller, &cert_dir, &work).await?;
     controller.stop().await;
 
     let port = control_plane::free_port()?;
@@ -498,7 +533,7 @@ async fn bench_webhooks(options: &BenchOptions, plane: &ControlPlane, server: &P
     )?;
     let shoot = target(port, &cert_dir, PATH_VALIDATE_SHOOT, shoot_review()?).await?;
     wait_ready(&shoot, "admission server").await?;
-    compare(options, "Shoot validating webhook (admission)", &shoot, &admission, &cert_dir, &work).await?;
+    compare(options, "Shoot validating webhook (admission)", false, &shoot, &admission, &cert_dir, &work).await?;
     admission.stop().await;
     Ok(())
 }
@@ -547,6 +582,10 @@ pub fn osc_review(namespace: &str) -> Result<Bytes, BenchError> {
     osc["metadata"]["namespace"] = json!(namespace);
     // The pool of the bench's Cluster (`examples/10-cluster.yaml`), so that the OSC is mutated.
     osc["metadata"]["labels"][LABEL_WORKER_POOL] = json!(BENCH_WORKER_POOL);
+    // What gardenlet's writes change: the timestamp it sets on every deploy, and the version it read.
+    let zeros = "0".repeat(BENCH_COUNTER_DIGITS);
+    osc["metadata"]["annotations"][ANNOTATION_TIMESTAMP] = json!(format!("{BENCH_TIMESTAMP_PREFIX}{zeros}Z"));
+    osc["metadata"]["resourceVersion"] = json!(zeros);
     let ca_like = "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1JSUM".repeat(24);
     let mut n = 0;
     while serde_json::to_vec(&osc).map_or(usize::MAX, |v| v.len()) < OSC_TARGET_BYTES {
@@ -783,5 +822,35 @@ mod tests {
         let (first, second) = (decoded(&fresh.next_body()), decoded(&fresh.next_body()));
         assert_ne!(first.0, second.0);
         assert_ne!(first.1, second.1, "an object of its own");
+    }
+
+    #[test]
+    fn gardenlets_writes_get_a_new_timestamp_and_resource_version_each() {
+        let body = osc_review("ns").expect("the bench OSC review");
+        let parts = fresh_parts(&body, Freshness::WrittenAgain).expect("the review's fresh parts");
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("protocols")
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+        let server_name = rustls::pki_types::ServerName::IpAddress(Ipv4Addr::LOCALHOST.into());
+        let target = Target::new(SocketAddr::from((Ipv4Addr::LOCALHOST, 1)), server_name, Arc::new(tls), "/", body);
+        let target = Target { fresh: parts, ..target };
+        let written = |body: Bytes| -> Value { serde_json::from_slice(&body).expect("JSON") };
+        let (first, second) = (written(target.next_body()), written(target.next_body()));
+        let metadata = |review: &Value| review["request"]["object"]["metadata"].clone();
+        assert_ne!(first["request"]["uid"], second["request"]["uid"]);
+        assert_ne!(
+            metadata(&first)["annotations"][ANNOTATION_TIMESTAMP],
+            metadata(&second)["annotations"][ANNOTATION_TIMESTAMP]
+        );
+        assert_ne!(metadata(&first)["resourceVersion"], metadata(&second)["resourceVersion"]);
+        let rest = |mut review: Value| {
+            review["request"]["uid"].take();
+            review["request"]["object"]["metadata"]["annotations"][ANNOTATION_TIMESTAMP].take();
+            review["request"]["object"]["metadata"]["resourceVersion"].take();
+            review
+        };
+        assert_eq!(rest(first), rest(second), "nothing else changes");
     }
 }

@@ -3,10 +3,10 @@
 //! The apiserver sends a new AdmissionReview for every write, each with a fresh `request.uid`, and sometimes what it
 //! reviews repeats byte for byte: a client retries a write whose answer it did not get, a tool applies unchanged
 //! manifests again (the apiserver reviews the write before it finds that nothing changed). gardenlet's own OSC writes
-//! do not repeat: each carries a new `gardener.cloud/timestamp`. For the same review and the same state outside it, a
-//! handler's answer is the same but for the uid it echoes. The memo keeps, per webhook, the encoded answer of a review by every byte of the review except its uid,
-//! and answers a later review whose bytes match from it, with the new uid put in; a handler's
-//! [`Reuse`] says whether and for how long its answer holds (see
+//! repeat but for a few volatile strings (see below). For the same review and the same state outside it, a handler's
+//! answer is the same but for the uid it echoes. The memo keeps, per webhook, the encoded answer of a review by every
+//! byte of the review except its uid (and the webhook's volatile strings), and answers a later review whose bytes
+//! match from it, with the new uid put in; a handler's [`Reuse`] says whether and for how long its answer holds (see
 //! [`AdmissionHandler::admit_reusable`](super::review::AdmissionHandler::admit_reusable)).
 //!
 //! Why a match gives the right answer: the kept review was decoded with its uid as one plain JSON string (no
@@ -25,7 +25,13 @@
 //! kept with such places (a denial's words might come from them); denials need the review again but for its uid.
 //!
 //! The memo is bounded ([`MEMO_MAX_BYTES`], counting the reviews it keeps and their answers; the answers not given
-//! again for longest go first, by a clock), and a lookup costs one hash and one comparison of the body, no decoding.
+//! again for longest go first, by a clock), and a lookup costs one hash and a comparison of the body with the few
+//! kept reviews of the same kind, name, namespace and user (newest first, at most [`MAX_ENTRIES_PER_KEY`]), no
+//! decoding but of the volatile timestamps.
+//!
+//! The uid is looked for at the places kept reviews had it: the apiserver writes it first. A review that has it after
+//! its objects (as a writer of sorted keys does) gets a kept answer only while its volatile strings keep their
+//! lengths.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, Hasher as _};
@@ -49,6 +55,10 @@ const ENTRY_OVERHEAD_BYTES: usize = 256;
 /// How many different uid positions are tried on a lookup; the apiserver writes `request.uid` first, so its reviews
 /// all have it at the same place.
 const MAX_UID_OFFSETS: usize = 4;
+/// How many kept answers share a key at most. With volatile strings the key covers only what comes before the
+/// objects, so every version of one object shares one: the oldest goes when a newer one is kept, and a lookup
+/// compares the body with no more than these.
+const MAX_ENTRIES_PER_KEY: usize = 4;
 /// Where the request's objects begin in a review as the apiserver writes it (after the uid, kind, resource, name,
 /// namespace, operation and user): a memo with [`VolatileString`]s looks kept reviews up by what comes before it.
 const OBJECT_KEY: &[u8] = b"\"object\":";
@@ -142,7 +152,8 @@ pub struct AnswerMemo<S = foldhash::fast::RandomState> {
 
 #[derive(Default)]
 struct State {
-    /// Entries by the hash of their review without its uid; a bucket holds the (rare) entries whose hashes collide.
+    /// Entries by [`AnswerMemo::key`], oldest first: entries whose hashes collide, and (with volatile strings) the
+    /// kept versions of one object.
     entries: HashMap<u64, Vec<Arc<Entry>>>,
     /// The places kept reviews had their uid at, most recent first.
     uid_offsets: [Option<usize>; MAX_UID_OFFSETS],
@@ -222,7 +233,9 @@ fn plain_string_length(rest: &[u8], text: SpanText) -> Option<usize> {
     }
 }
 
-/// Whether Kubernetes' `Time` reads `text` and writes it back as `text`, and it is not the Unix epoch.
+/// Whether Kubernetes' `Time` reads `text` and writes it back as `text`, and it is not the Unix epoch: the
+/// extension's status types read an absent time as the epoch and leave it out when they write
+/// ([`crate::apis::common::is_unset_time`]), so a handler that decodes and re-encodes them would not write it back.
 fn is_written_back_as_read(text: &str) -> bool {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
     let quoted = format!("\"{text}\"");
@@ -279,10 +292,11 @@ impl<S> AnswerMemo<S> {
 }
 
 impl<S: BuildHasher> AnswerMemo<S> {
-    /// The kept answer for `body`, if it repeats a kept review but for its uid and the answer still holds.
+    /// The kept answer for `body`, if it repeats a kept review but for its uid (and the webhook's volatile strings)
+    /// and the answer still holds.
     pub fn reuse(&self, body: &[u8]) -> Option<Reused> {
         if body.len() > MEMO_MAX_REVIEW_BYTES + MEMO_MAX_UID_BYTES {
-            return None; // no review that large is kept
+            return None; // not looked up: a review this large is not kept, and one that differs this much is not alike
         }
         let offsets = self.read().uid_offsets;
         let (uid_at, key, entry) = offsets.into_iter().flatten().find_map(|offset| {
@@ -290,7 +304,7 @@ impl<S: BuildHasher> AnswerMemo<S> {
             let key = self.key(body, &uid_at);
             let state = self.read();
             let (uid_at, entry) =
-                state.entries.get(&key)?.iter().find_map(|entry| Some((entry.matches(body)?, entry)))?;
+                state.entries.get(&key)?.iter().rev().find_map(|entry| Some((entry.matches(body)?, entry)))?;
             entry.used.store(true, Ordering::Relaxed);
             Some((uid_at, key, entry.clone()))
         })?;
@@ -355,7 +369,12 @@ impl<S: BuildHasher> AnswerMemo<S> {
             state.remove(key, old);
         }
         state.bytes += entry.cost();
-        state.entries.entry(key).or_default().push(entry.clone());
+        let bucket = state.entries.entry(key).or_default();
+        let oldest = (bucket.len() >= MAX_ENTRIES_PER_KEY).then(|| bucket[0].clone());
+        bucket.push(entry.clone());
+        if let Some(oldest) = oldest {
+            state.remove(key, &oldest);
+        }
         state.ring.push_back((key, entry));
         if !state.uid_offsets.contains(&Some(uid_at.start)) {
             state.uid_offsets.rotate_right(1);

@@ -453,3 +453,18 @@ fn a_review_with_its_uid_after_the_objects_gets_the_kept_answer_too() {
     let (_, fresh, _) = answer(&again, true);
     assert_eq!(memo.reuse(&again).expect("the kept answer").body, fresh);
 }
+
+#[test]
+fn only_the_newest_versions_of_an_object_are_kept() {
+    let memo = <AnswerMemo>::with_volatile_strings(VOLATILE);
+    // Versions of one object that differ outside the volatile strings share the key of what precedes the objects.
+    let version = |n: usize, uid: &str| {
+        written_again(uid, "s", "41", [T1, T1], "40").replace(b"\"os\"", format!("\"os-{n}\"").as_bytes())
+    };
+    for n in 0..MAX_ENTRIES_PER_KEY + 2 {
+        remembered(&memo, &version(n, "u1"), true, Reuse::Always);
+    }
+    assert_eq!(memo.size().0, MAX_ENTRIES_PER_KEY);
+    assert!(memo.reuse(&version(0, "u2")).is_none(), "the oldest went");
+    assert!(memo.reuse(&version(MAX_ENTRIES_PER_KEY + 1, "u2")).is_some(), "the newest stays");
+}

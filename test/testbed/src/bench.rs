@@ -269,7 +269,7 @@ pub async fn target(port: u16, cert_dir: &Path, path: &str, body: Bytes) -> Resu
     Ok(Target { fresh, ..target })
 }
 
-/// The two cases of reviews the webhook bench sends.
+/// The cases of reviews the webhook bench sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Reviews {
     /// Reviews that come again with a new uid.

@@ -44,7 +44,7 @@ pub struct SeedStores {
 }
 
 /// The `resourceVersion`s of the seed objects an answer for a shoot namespace is made from: the same versions are the
-/// same objects (see [`SeedStores::stored_versions`]).
+/// same objects.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InputVersions {
     pub cluster: String,
@@ -66,6 +66,81 @@ impl InputVersions {
         })
     }
 }
+
+/// A fingerprint of what an OSC answer reads of a shoot namespace's seed objects: the Shoot's name, namespace and
+/// spec in the Cluster (not its status, which gardenlet rewrites in every shoot reconcile), the Extension's
+/// `providerConfig`, and the base-configs ConfigMap's `data` and `binaryData`. Two 64-bit hashes with seeds of their
+/// own per process, so equal fingerprints are equal contents but with a chance no one can aim at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InputFingerprint(u64, u64);
+
+impl InputFingerprint {
+    /// The fingerprint of these objects; `None` for an Extension being deleted (its answer is not kept).
+    pub fn of(cluster: &Cluster, extension: &Extension, base_configs: Option<&ConfigMap>) -> Option<Self> {
+        use std::hash::BuildHasher as _;
+        static SEEDS: std::sync::OnceLock<(foldhash::quality::RandomState, foldhash::quality::RandomState)> =
+            std::sync::OnceLock::new();
+        if extension.metadata.deletion_timestamp.is_some() {
+            return None;
+        }
+        let shoot = &cluster.spec.shoot;
+        let read = (
+            (&shoot.metadata.name, &shoot.metadata.namespace, &shoot.spec),
+            &extension.spec.provider_config,
+            base_configs.map(|config_map| (&config_map.data, &config_map.binary_data)),
+        );
+        let text = serde_json::to_vec(&read).ok()?;
+        let (first, second) = SEEDS.get_or_init(Default::default);
+        Some(InputFingerprint(first.hash_one(&text), second.hash_one(&text)))
+    }
+}
+
+/// What an OSC answer for a shoot namespace was made from, and whether the stores still hold it: the same versions
+/// of the Cluster, the Extension and the base configs, or other versions with the same [`InputFingerprint`] (gardenlet
+/// rewrites the Cluster, with the Shoot's status, and the controller the Extension's status, in every shoot
+/// reconcile, before gardenlet writes the OSCs again).
+#[derive(Debug)]
+pub struct MadeFrom {
+    versions: InputVersions,
+    fingerprint: InputFingerprint,
+    /// The last other versions looked at, and whether their content was the same: a fingerprint is taken once per
+    /// change of the objects, not per reuse.
+    last_other: std::sync::Mutex<Option<(InputVersions, bool)>>,
+}
+
+impl MadeFrom {
+    /// What an answer made from these objects was made from; `None` when it must not be kept (see
+    /// [`InputVersions::of`], [`InputFingerprint::of`]).
+    pub fn of(cluster: &Cluster, extension: &Extension, base_configs: Option<&ConfigMap>) -> Option<Self> {
+        Some(MadeFrom {
+            versions: InputVersions::of(cluster, extension, base_configs)?,
+            fingerprint: InputFingerprint::of(cluster, extension, base_configs)?,
+            last_other: std::sync::Mutex::default(),
+        })
+    }
+
+    /// Whether `stores` hold what the answer was made from, for the shoot namespace of `inputs`: `false` until they
+    /// are synced and while its Cluster or Extension is not in them.
+    pub fn holds_in(&self, stores: &SeedStores, inputs: &StoredInputs) -> bool {
+        let Some((cluster, extension, base_configs)) = stores.stored_inputs(inputs) else { return false };
+        let Some(versions) = InputVersions::of(&cluster, &extension, base_configs.as_deref()) else { return false };
+        if versions == self.versions {
+            return true;
+        }
+        let last = || self.last_other.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((seen, same)) = &*last()
+            && *seen == versions
+        {
+            return *same;
+        }
+        let same = InputFingerprint::of(&cluster, &extension, base_configs.as_deref()) == Some(self.fingerprint);
+        *last() = Some((versions, same));
+        same
+    }
+}
+
+/// A shoot namespace's Cluster and Extension and the base configs, as stored.
+pub type StoredObjects = (Arc<Cluster>, Arc<Extension>, Option<Arc<ConfigMap>>);
 
 /// The keys of a shoot namespace's inputs in the stores.
 #[derive(Debug, Clone)]
@@ -206,18 +281,16 @@ impl SeedStores {
         Ok(live.map(Arc::new))
     }
 
-    /// The versions of a shoot namespace's Cluster and Extension (`inputs`, see [`StoredInputs::of`]) and of the base
-    /// configs as the stores hold them now, without a read from the apiserver; `None` until the stores are synced,
-    /// and while the Cluster or the Extension is not in its store. An answer made from objects of these versions is
-    /// made from the same objects.
-    pub fn stored_versions(&self, inputs: &StoredInputs) -> Option<InputVersions> {
+    /// A shoot namespace's Cluster and Extension (`inputs`, see [`StoredInputs::of`]) and the base configs as the
+    /// stores hold them now, without a read from the apiserver; `None` until the stores are synced, and while the
+    /// Cluster or the Extension is not in its store.
+    pub fn stored_inputs(&self, inputs: &StoredInputs) -> Option<StoredObjects> {
         if !self.is_synced() {
             return None;
         }
         let cluster = self.clusters.get(&inputs.cluster)?;
         let extension = self.extensions.get(&inputs.extension)?;
-        let base_configs = self.base_configs.get(&inputs.base_configs);
-        InputVersions::of(&cluster, &extension, base_configs.as_deref())
+        Some((cluster, extension, self.base_configs.get(&inputs.base_configs)))
     }
 
     fn base_configs_key(&self) -> ObjectRef<ConfigMap> {
@@ -348,5 +421,49 @@ mod tests {
         assert_eq!(cluster.metadata.managed_fields, None);
         assert_eq!(cluster.spec.shoot.metadata.managed_fields, None);
         assert_eq!(cluster.name_any(), "shoot--p--s");
+    }
+
+    #[test]
+    fn the_fingerprint_follows_what_an_osc_answer_reads_and_nothing_else() {
+        let cluster: Cluster = crate::yaml::from_str(include_str!("../../examples/10-cluster.yaml")).expect("Cluster");
+        let extension: Extension =
+            crate::yaml::from_str(include_str!("../../examples/20-extension.yaml")).expect("Extension");
+        let base: ConfigMap =
+            serde_json::from_value(serde_json::json!({"data": {"default": "policy: {}"}})).expect("cm");
+        let of = |cluster: &Cluster, extension: &Extension, base: Option<&ConfigMap>| {
+            InputFingerprint::of(cluster, extension, base).expect("a fingerprint")
+        };
+        let original = of(&cluster, &extension, Some(&base));
+        assert_eq!(of(&cluster, &extension, Some(&base)), original);
+
+        // What gardenlet and the controller rewrite in every shoot reconcile: the same fingerprint.
+        let (mut rewritten, mut reported) = (cluster.clone(), extension.clone());
+        rewritten.metadata.resource_version = Some("999".into());
+        rewritten.spec.shoot.metadata.resource_version = Some("998".into());
+        rewritten.spec.shoot.metadata.generation = Some(42);
+        rewritten.spec.shoot.status =
+            Some(serde_json::from_value(serde_json::json!({"technicalID": "x"})).expect("status"));
+        reported.metadata.resource_version = Some("997".into());
+        reported.status = Some(Default::default());
+        assert_eq!(of(&rewritten, &reported, Some(&base)), original);
+
+        // What the answer reads: another fingerprint.
+        let mut other_spec = cluster.clone();
+        other_spec.spec.shoot.spec.kubernetes.version = Some("1.99.0".into());
+        assert_ne!(of(&other_spec, &extension, Some(&base)), original);
+        let mut other_config = extension.clone();
+        other_config.spec.provider_config = Some(serde_json::json!({"configs": {"force": "policy: {}"}}));
+        assert_ne!(of(&cluster, &other_config, Some(&base)), original);
+        let mut other_base = base.clone();
+        other_base.data.get_or_insert_default().insert("default".into(), "policy: {Active: static}".into());
+        assert_ne!(of(&cluster, &extension, Some(&other_base)), original);
+        assert_ne!(of(&cluster, &extension, None), original);
+        let mut deleting = extension.clone();
+        deleting.metadata.deletion_timestamp = Some(crate::apis::common::unset_time());
+        assert_eq!(
+            InputFingerprint::of(&cluster, &deleting, Some(&base)),
+            None,
+            "a deleting Extension's answer is not kept"
+        );
     }
 }

@@ -16,19 +16,19 @@ use crate::runtime::answer_memo::{Step, VolatileString, VolatileText};
 use crate::runtime::inputs::PlanError;
 use crate::runtime::metrics::DenialReason;
 use crate::runtime::review::{Answer, Reuse, deny};
-use crate::runtime::stores::{InputVersions, SeedStores, StoredInputs, base_configs_of};
+use crate::runtime::stores::{MadeFrom, SeedStores, StoredInputs, base_configs_of};
 use crate::runtime::{AdmissionHandler, RawAdmissionRequest};
 
-/// What a shoot's context was made from: the context (or why there is none), and the versions of the objects read
-/// when every one of them was there (`None` when one was missing: a miss may be a watch event still on its way).
+/// A shoot's context (or why there is none), and what it was made from when every object was there (`None` when
+/// one was missing: a miss may be a watch event still on its way).
 struct ContextRead {
     context: Result<Option<ShootContext>, PlanError>,
-    versions: Option<InputVersions>,
+    made_from: Option<MadeFrom>,
 }
 
 impl ContextRead {
-    fn without_versions(context: Result<Option<ShootContext>, PlanError>) -> Self {
-        ContextRead { context, versions: None }
+    fn not_kept(context: Result<Option<ShootContext>, PlanError>) -> Self {
+        ContextRead { context, made_from: None }
     }
 }
 
@@ -43,32 +43,29 @@ async fn read_shoot_context(
     let kube_err = |action: String| move |source| PlanError::Kube { action, source };
     let Some(cluster) = stores.cluster(namespace).await.map_err(kube_err(format!("reading Cluster {namespace}")))?
     else {
-        return Ok(ContextRead::without_versions(Ok(None)));
+        return Ok(ContextRead::not_kept(Ok(None)));
     };
     let extension = stores
         .extension(namespace)
         .await
         .map_err(kube_err(format!("reading Extension {namespace}/{EXTENSION_TYPE}")))?;
     let Some(extension) = extension else {
-        return Ok(ContextRead::without_versions(Ok(Some(ShootContext {
-            shoot: cluster.spec.shoot.clone(),
-            desired: None,
-        }))));
+        return Ok(ContextRead::not_kept(Ok(Some(ShootContext { shoot: cluster.spec.shoot.clone(), desired: None }))));
     };
     // Once the Extension goes, cri-resmgr goes from the nodes: the OSC comes back without our additions (a passing
     // state: that answer is not kept).
     if extension.metadata.deletion_timestamp.is_some() {
         let context = ShootContext { shoot: cluster.spec.shoot.clone(), desired: None };
-        return Ok(ContextRead::without_versions(Ok(Some(context))));
+        return Ok(ContextRead::not_kept(Ok(Some(context))));
     }
     let base = stores.base_config_map().await?;
-    let versions = InputVersions::of(&cluster, &extension, base.as_deref());
+    let made_from = MadeFrom::of(&cluster, &extension, base.as_deref());
     let desired = base_configs_of(base.as_deref()).and_then(|base| {
         Ok(desired::compute(&cluster.spec.shoot, extension.spec.provider_config.as_ref(), &base, images)?)
     });
     let context =
         desired.map(|desired| Some(ShootContext { shoot: cluster.spec.shoot.clone(), desired: Some(desired) }));
-    Ok(ContextRead { context, versions })
+    Ok(ContextRead { context, made_from })
 }
 
 /// Why an OperatingSystemConfig is denied; the text is what gardenlet sees (and retries on).
@@ -164,11 +161,11 @@ impl OscMutator {
             // The apiserver could not be read: the next try may succeed.
             Err(e) => return (Err(plan_error(e)), Reuse::Never),
         };
-        // The answer follows from the OSC and the objects of these versions; it holds while the stores have them.
-        let reuse = match read.versions {
-            Some(versions) => {
+        // The answer follows from the OSC and what it read of these objects; it holds while the stores have that.
+        let reuse = match read.made_from {
+            Some(made_from) => {
                 let (stores, inputs) = (self.stores.clone(), StoredInputs::of(&self.stores, &namespace));
-                Reuse::while_holds(move || stores.stored_versions(&inputs).as_ref() == Some(&versions))
+                Reuse::while_holds(move || made_from.holds_in(&stores, &inputs))
             }
             None => Reuse::Never,
         };

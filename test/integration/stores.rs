@@ -105,6 +105,25 @@ async fn the_osc_webhook_answers_from_stores_that_follow_cluster_extension_and_b
     // The answer may be given again while the stores hold the objects it was made from; each change below ends
     // that, once the watch delivered it (the answers after each change come from the stores as they are then).
     assert!(kept.holds(), "the answer holds while nothing changed");
+
+    // In every shoot reconcile gardenlet rewrites the Cluster with the Shoot's status, and the controller writes the
+    // Extension's status: new versions of both, but nothing the answer reads changed, so it still holds.
+    let status = json!({"spec": {"shoot": {"status": {"technicalID": "rewritten"}}}});
+    let rewritten =
+        clusters.patch(&env.namespace, &PatchParams::default(), &Patch::Merge(&status)).await.expect("Cluster");
+    let status = json!({"status": {"observedGeneration": 7}});
+    let reported = extensions.patch_status(EXTENSION_TYPE, &PatchParams::default(), &Patch::Merge(&status)).await;
+    let reported = reported.expect("Extension status");
+    eventually("the stores hold the rewritten Cluster and the reported Extension", || async {
+        let cluster = stores.cluster(&env.namespace).await.ok()??;
+        let extension = stores.extension(&env.namespace).await.ok()??;
+        (cluster.metadata.resource_version == rewritten.metadata.resource_version
+            && extension.metadata.resource_version == reported.metadata.resource_version)
+            .then_some(())
+    })
+    .await;
+    assert!(kept.holds(), "the answer holds while what it read of the objects is the same");
+    assert_eq!(mutated(&mutator, &osc).await, Some(first.clone()), "a fresh answer is the same");
     let kept_answer = |reuse: Reuse| {
         assert!(reuse.holds(), "a fresh answer holds");
         reuse

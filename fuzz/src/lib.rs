@@ -250,7 +250,7 @@ fn seed_reads_client() -> kube::Client {
 pub fn admission_review(data: &[u8]) {
     let Ok(request) = parse_review(data) else { return };
     check_kept_answer(data, &request);
-    check_kept_osc_answer(data);
+    kept_osc_answers(data);
     let webhooks = webhooks();
     // The object as the apiserver sent it: a patch must apply to that, not only to our reading of it.
     let object = request.object.as_ref().map(|o| decode::from_str::<Value>(o.json()).expect("the object as JSON"));
@@ -332,14 +332,16 @@ fn values_at<'v>(value: &'v Value, path: &[Step]) -> Vec<&'v Value> {
 /// Keeps the OSC webhook's allowed answer to `data` in a memo with the webhook's volatile strings, then asks it for
 /// `data` with each of those strings (wherever its text stands) and the uid replaced: by texts of their kind, and
 /// by times the decoder writes back otherwise. Whatever the memo answers must be what the webhook answers afresh.
-fn check_kept_osc_answer(data: &[u8]) {
-    let Some((uid, json, response)) = osc_answer(data) else { return };
-    let Ok(review) = serde_json::from_slice::<Value>(data) else { return };
+/// Returns how many of these reviews the memo answered (a seed test checks that gardenlet's write of an OSC gets it).
+pub fn kept_osc_answers(data: &[u8]) -> usize {
+    let Some((uid, json, response)) = osc_answer(data) else { return 0 };
+    let Ok(review) = serde_json::from_slice::<Value>(data) else { return 0 };
     if !response.allowed || uid.is_empty() {
-        return;
+        return 0;
     }
+    let operation = serde_json::from_value(review["request"]["operation"].clone()).unwrap_or(Operation::Update);
     let memo = <AnswerMemo>::with_volatile_strings(OSC_VOLATILE_STRINGS);
-    let outcome = Outcome::of(&response, Operation::Update, String::new(), String::new(), String::new());
+    let outcome = Outcome::of(&response, operation, String::new(), String::new(), String::new());
     memo.remember(data, &uid, &json, outcome, Reuse::Always);
     let replace_all = |body: &[u8], from: &str, to: &str| -> Vec<u8> {
         let (from, to) = (format!("\"{from}\""), format!("\"{to}\""));
@@ -353,6 +355,7 @@ fn check_kept_osc_answer(data: &[u8]) {
         out.extend_from_slice(rest);
         out
     };
+    let mut answered = 0;
     for (any, time) in
         [("again-1", "2031-05-06T07:08:09Z"), ("", "2031-05-06T07:08:09+00:00"), ("x", "1970-01-01T00:00:00Z")]
     {
@@ -370,7 +373,9 @@ fn check_kept_osc_answer(data: &[u8]) {
         let Some(reused) = memo.reuse(&variant) else { continue };
         let (_, fresh, _) = osc_answer(&variant).expect("a review the memo answered decodes");
         assert_eq!(reused.body, fresh, "the kept OSC answer differs from the fresh one");
+        answered += 1;
     }
+    answered
 }
 
 fn check_response(uid: &str, object: Option<&Value>, response: AdmissionResponse) {

@@ -29,6 +29,15 @@ fn admission_review_seeds() {
     replay("admission_review", cri_resmgr_fuzz::admission_review);
 }
 
+/// gardenlet's write of an OSC it wrote before, with another timestamp, versions and times, gets the kept answer
+/// (which the target checks against a fresh one): the kept-answer check is not vacuous.
+#[test]
+fn gardenlets_write_of_an_osc_it_wrote_before_gets_the_kept_answer() {
+    let seed = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus/admission_review/osc-written-again.json");
+    let data = std::fs::read(seed).expect("seed input");
+    assert!(cri_resmgr_fuzz::kept_osc_answers(&data) >= 1);
+}
+
 #[test]
 fn image_vector_seeds() {
     replay("image_vector", cri_resmgr_fuzz::image_vector);

@@ -62,6 +62,8 @@ const MAX_ENTRIES_PER_KEY: usize = 4;
 /// Where the request's objects begin in a review as the apiserver writes it (after the uid, kind, resource, name,
 /// namespace, operation and user): a memo with [`VolatileString`]s looks kept reviews up by what comes before it.
 const OBJECT_KEY: &[u8] = b"\"object\":";
+/// The key of an AdmissionReview's request, where [`VolatileString`] paths start.
+const REQUEST_KEY: &str = "request";
 
 /// One step of a path into the review's `request`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -260,7 +262,7 @@ impl<S: BuildHasher + Default> AnswerMemo<S> {
         let volatile = (!volatile.is_empty()).then(|| {
             let mut root = PathTree::default();
             for string in volatile {
-                let request = root.child(Step::Key("request"));
+                let request = root.child(Step::Key(REQUEST_KEY));
                 string.path.iter().fold(request, |node, step| node.child(*step)).leaf = Some(string.text);
             }
             root
@@ -454,19 +456,14 @@ impl State {
     }
 }
 
-/// The span of the plain uid string whose first byte is at `offset` in `body`: after a quote, up to the next quote,
-/// without backslashes or control characters, valid UTF-8, at most [`MEMO_MAX_UID_BYTES`].
+/// The span of the plain uid string whose first byte is at `offset` in `body` (after a quote; see
+/// [`plain_string_length`]).
 fn plain_uid_at(body: &[u8], offset: usize) -> Option<Range<usize>> {
     if offset == 0 || body.get(offset - 1) != Some(&b'"') {
         return None;
     }
-    let rest = body.get(offset..)?;
-    let end = memchr::memchr(b'"', &rest[..rest.len().min(MEMO_MAX_UID_BYTES + 1)])?;
-    let uid = &rest[..end];
-    if uid.iter().any(|&byte| byte == b'\\' || byte < 0x20) || std::str::from_utf8(uid).is_err() {
-        return None;
-    }
-    Some(offset..offset + end)
+    let length = plain_string_length(body.get(offset..)?, SpanText::Uid)?;
+    Some(offset..offset + length)
 }
 
 /// Where the review's `request.uid` string is in `body`, when it is written without escapes (so that its text is

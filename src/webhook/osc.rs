@@ -119,7 +119,8 @@ pub const OSC_VOLATILE_STRINGS: &[VolatileString] = &{
         at(&[Key("oldObject"), Key("metadata"), Key("annotations"), Key(ANNOTATION_TIMESTAMP)], Any),
         at(&[Key("oldObject"), Key("metadata"), Key("resourceVersion")], Any),
         at(&[Key("oldObject"), Key("metadata"), Key("managedFields"), Each, Key("time")], Time),
-        at(&[Key("oldObject"), Key("status"), Key("lastOperation"), Key("lastUpdateTime")], Time),
+        // Nothing decodes the old object's status: any text.
+        at(&[Key("oldObject"), Key("status"), Key("lastOperation"), Key("lastUpdateTime")], Any),
     ]
 };
 

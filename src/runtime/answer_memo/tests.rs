@@ -310,18 +310,13 @@ fn written_again(uid: &str, stamp: &str, version: &str, times: [&str; 2], old_ve
     let old = format!(
         r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"cm","resourceVersion":"{old_version}"}}}}"#
     );
-    review_with(uid, &object).replace(br#""oldObject":null"#.as_slice(), format!(r#""oldObject":{old}"#).as_bytes())
+    replaced(&review_with(uid, &object), br#""oldObject":null"#, format!(r#""oldObject":{old}"#).as_bytes())
 }
 
-trait ReplaceBytes {
-    fn replace(self, from: &[u8], to: &[u8]) -> Vec<u8>;
-}
-
-impl ReplaceBytes for Vec<u8> {
-    fn replace(self, from: &[u8], to: &[u8]) -> Vec<u8> {
-        let at = memchr::memmem::find(&self, from).expect("the text to replace");
-        [&self[..at], to, &self[at + from.len()..]].concat()
-    }
+/// `body` with the first `from` replaced by `to`.
+fn replaced(body: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    let at = memchr::memmem::find(body, from).expect("the text to replace");
+    [&body[..at], to, &body[at + from.len()..]].concat()
 }
 
 const T1: &str = "2026-12-01T15:38:20Z";
@@ -346,11 +341,14 @@ fn a_review_written_again_with_new_volatile_strings_gets_the_kept_allowed_answer
     assert_eq!(*reused.outcome, outcome);
 
     // The same string outside its place (`data.resourceVersion`) is not volatile.
-    let elsewhere = written_again("u3", "s", "1041", [T1, T1], "40")
-        .replace(br#""data":{"resourceVersion":"41"}"#, br#""data":{"resourceVersion":"42"}"#);
+    let elsewhere = replaced(
+        &written_again("u3", "s", "1041", [T1, T1], "40"),
+        br#""data":{"resourceVersion":"41"}"#,
+        br#""data":{"resourceVersion":"42"}"#,
+    );
     assert!(memo.reuse(&elsewhere).is_none());
     // Nor is any other byte.
-    let other = written_again("u3", "s", "41", [T1, T1], "40").replace(b"\"os\"", b"\"ot\"");
+    let other = replaced(&written_again("u3", "s", "41", [T1, T1], "40"), b"\"os\"", b"\"ot\"");
     assert!(memo.reuse(&other).is_none());
     // A memo without volatile strings needs every byte but the uid again.
     let plain = <AnswerMemo>::default();
@@ -459,7 +457,7 @@ fn only_the_newest_versions_of_an_object_are_kept() {
     let memo = <AnswerMemo>::with_volatile_strings(VOLATILE);
     // Versions of one object that differ outside the volatile strings share the key of what precedes the objects.
     let version = |n: usize, uid: &str| {
-        written_again(uid, "s", "41", [T1, T1], "40").replace(b"\"os\"", format!("\"os-{n}\"").as_bytes())
+        replaced(&written_again(uid, "s", "41", [T1, T1], "40"), b"\"os\"", format!("\"os-{n}\"").as_bytes())
     };
     for n in 0..MAX_ENTRIES_PER_KEY + 2 {
         remembered(&memo, &version(n, "u1"), true, Reuse::Always);

@@ -264,10 +264,14 @@ pub async fn target(port: u16, cert_dir: &Path, path: &str, body: Bytes) -> Resu
     let tls =
         gardener_extension_cri_resmgr::runtime::tls::certs::client_config_trusting(&ca).map_err(BenchError::Setup)?;
     let server_name = rustls::pki_types::ServerName::IpAddress(Ipv4Addr::LOCALHOST.into());
-    // A review gets a uid of its own per request; an empty body (a GET of `/readyz`) has nothing to fill in.
-    let fresh = if body.is_empty() { Vec::new() } else { fresh_parts(&body, Freshness::Uid)? };
+    let fresh = uid_parts(&body)?;
     let target = Target::new(SocketAddr::from((Ipv4Addr::LOCALHOST, port)), server_name, Arc::new(tls), path, body);
     Ok(Target { fresh, ..target })
+}
+
+/// The uid of a review, which every request fills in anew; nothing in an empty body (a GET of `/readyz`).
+fn uid_parts(body: &[u8]) -> Result<Vec<Range<usize>>, BenchError> {
+    if body.is_empty() { Ok(Vec::new()) } else { fresh_parts(body, Freshness::Uid) }
 }
 
 /// The cases of reviews the webhook bench sends.
@@ -855,5 +859,13 @@ mod tests {
             review
         };
         assert_eq!(rest(first), rest(second), "nothing else changes");
+    }
+
+    #[test]
+    fn a_get_has_no_uid_to_fill_in_and_a_review_must_have_one() {
+        assert_eq!(uid_parts(b"").expect("nothing to fill in"), Vec::<Range<usize>>::new());
+        let object = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm"}});
+        assert_eq!(uid_parts(&review(&object, "", "ConfigMap", "configmaps", "ns")).expect("the uid").len(), 1);
+        assert!(uid_parts(b"{}").is_err(), "a review without the bench's uid is refused");
     }
 }

@@ -802,21 +802,24 @@ mod tests {
         (request["uid"].as_str().expect("uid").to_owned(), annotation.as_str().expect("annotation").to_owned())
     }
 
+    /// A target sending `body` with its `freshness` parts filled in, to nowhere (only its bodies are looked at).
+    fn unconnected_target(body: Bytes, freshness: Freshness) -> Target {
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("protocols")
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+        let server_name = rustls::pki_types::ServerName::IpAddress(Ipv4Addr::LOCALHOST.into());
+        let fresh = fresh_parts(&body, freshness).expect("the review's fresh parts");
+        let target = Target::new(SocketAddr::from((Ipv4Addr::LOCALHOST, 1)), server_name, Arc::new(tls), "/", body);
+        Target { fresh, ..target }
+    }
+
     #[test]
     fn every_request_gets_a_uid_of_its_own_and_with_every_review_fresh_an_object_of_its_own() {
         let object = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm"}});
         let body = review(&object, "", "ConfigMap", "configmaps", "ns");
-        let target = |freshness| {
-            let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                .with_safe_default_protocol_versions()
-                .expect("protocols")
-                .with_root_certificates(rustls::RootCertStore::empty())
-                .with_no_client_auth();
-            let server_name = rustls::pki_types::ServerName::IpAddress(Ipv4Addr::LOCALHOST.into());
-            let target =
-                Target::new(SocketAddr::from((Ipv4Addr::LOCALHOST, 1)), server_name, Arc::new(tls), "/", body.clone());
-            Target { fresh: fresh_parts(&body, freshness).expect("the review's fresh parts"), ..target }
-        };
+        let target = |freshness| unconnected_target(body.clone(), freshness);
 
         let again = target(Freshness::Uid);
         let (first, second) = (decoded(&again.next_body()), decoded(&again.next_body()));
@@ -833,16 +836,7 @@ mod tests {
 
     #[test]
     fn gardenlets_writes_get_a_new_timestamp_and_resource_version_each() {
-        let body = osc_review("ns").expect("the bench OSC review");
-        let parts = fresh_parts(&body, Freshness::WrittenAgain).expect("the review's fresh parts");
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .expect("protocols")
-            .with_root_certificates(rustls::RootCertStore::empty())
-            .with_no_client_auth();
-        let server_name = rustls::pki_types::ServerName::IpAddress(Ipv4Addr::LOCALHOST.into());
-        let target = Target::new(SocketAddr::from((Ipv4Addr::LOCALHOST, 1)), server_name, Arc::new(tls), "/", body);
-        let target = Target { fresh: parts, ..target };
+        let target = unconnected_target(osc_review("ns").expect("the bench OSC review"), Freshness::WrittenAgain);
         let written = |body: Bytes| -> Value { serde_json::from_slice(&body).expect("JSON") };
         let (first, second) = (written(target.next_body()), written(target.next_body()));
         let metadata = |review: &Value| review["request"]["object"]["metadata"].clone();

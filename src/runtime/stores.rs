@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use futures::{FutureExt as _, StreamExt as _};
 use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
 use kube::api::Api;
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -25,6 +26,7 @@ use kube::runtime::{WatchStreamExt as _, watcher};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use crate::apis::core::Shoot;
 use crate::apis::extensions::{Cluster, Extension};
 use crate::constants::{BASE_CONFIGS_CONFIG_MAP, EXTENSION_TYPE};
 use crate::domain::configs;
@@ -67,31 +69,42 @@ impl InputVersions {
     }
 }
 
-/// A fingerprint of what an OSC answer reads of a shoot namespace's seed objects: the Shoot's name, namespace and
-/// spec in the Cluster (not its status, which gardenlet rewrites in every shoot reconcile), the Extension's
-/// `providerConfig`, and the base-configs ConfigMap's `data` and `binaryData`. Two 64-bit hashes with seeds of their
-/// own per process, so equal fingerprints are equal contents but with a chance no one can aim at.
+/// The Shoot of `cluster` as an OSC answer reads it: its name, namespace and spec; not its status or the rest of its
+/// metadata, which gardenlet rewrites in every shoot reconcile. The OSC webhook plans from this, so that its answer
+/// cannot depend on anything [`InputFingerprint`] leaves out.
+pub fn shoot_as_answers_read(cluster: &Cluster) -> Shoot {
+    let shoot = &cluster.spec.shoot;
+    Shoot {
+        metadata: ObjectMeta {
+            name: shoot.metadata.name.clone(),
+            namespace: shoot.metadata.namespace.clone(),
+            ..ObjectMeta::default()
+        },
+        spec: shoot.spec.clone(),
+        status: None,
+    }
+}
+
+/// A fingerprint (SHA-256) of what an OSC answer reads of a shoot namespace's seed objects: the Shoot as
+/// [`shoot_as_answers_read`], the Extension's `providerConfig`, and the base-configs ConfigMap's `data` and
+/// `binaryData`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct InputFingerprint(u64, u64);
+pub struct InputFingerprint([u8; 32]);
 
 impl InputFingerprint {
     /// The fingerprint of these objects; `None` for an Extension being deleted (its answer is not kept).
     pub fn of(cluster: &Cluster, extension: &Extension, base_configs: Option<&ConfigMap>) -> Option<Self> {
-        use std::hash::BuildHasher as _;
-        static SEEDS: std::sync::OnceLock<(foldhash::quality::RandomState, foldhash::quality::RandomState)> =
-            std::sync::OnceLock::new();
+        use sha2::Digest as _;
         if extension.metadata.deletion_timestamp.is_some() {
             return None;
         }
-        let shoot = &cluster.spec.shoot;
         let read = (
-            (&shoot.metadata.name, &shoot.metadata.namespace, &shoot.spec),
+            shoot_as_answers_read(cluster),
             &extension.spec.provider_config,
             base_configs.map(|config_map| (&config_map.data, &config_map.binary_data)),
         );
         let text = serde_json::to_vec(&read).ok()?;
-        let (first, second) = SEEDS.get_or_init(Default::default);
-        Some(InputFingerprint(first.hash_one(&text), second.hash_one(&text)))
+        Some(InputFingerprint(sha2::Sha256::digest(&text).into()))
     }
 }
 
@@ -122,7 +135,12 @@ impl MadeFrom {
     /// Whether `stores` hold what the answer was made from, for the shoot namespace of `inputs`: `false` until they
     /// are synced and while its Cluster or Extension is not in them.
     pub fn holds_in(&self, stores: &SeedStores, inputs: &StoredInputs) -> bool {
-        let Some((cluster, extension, base_configs)) = stores.stored_inputs(inputs) else { return false };
+        self.holds_for(stores.stored_inputs(inputs))
+    }
+
+    /// Whether `stored` (`None`: a Cluster or Extension missing) is what the answer was made from.
+    fn holds_for(&self, stored: Option<StoredObjects>) -> bool {
+        let Some((cluster, extension, base_configs)) = stored else { return false };
         let Some(versions) = InputVersions::of(&cluster, &extension, base_configs.as_deref()) else { return false };
         if versions == self.versions {
             return true;
@@ -443,7 +461,16 @@ mod tests {
         rewritten.spec.shoot.metadata.generation = Some(42);
         rewritten.spec.shoot.status =
             Some(serde_json::from_value(serde_json::json!({"technicalID": "x"})).expect("status"));
+        let shoot_metadata = &mut rewritten.spec.shoot.metadata;
+        shoot_metadata.uid = Some("another-uid".into());
+        shoot_metadata.labels.get_or_insert_default().insert("shoot.gardener.cloud/status".into(), "healthy".into());
+        shoot_metadata.annotations.get_or_insert_default().insert("gardener.cloud/timestamp".into(), "t2".into());
         reported.metadata.resource_version = Some("997".into());
+        reported
+            .metadata
+            .annotations
+            .get_or_insert_default()
+            .insert("gardener.cloud/operation".into(), "reconcile".into());
         reported.status = Some(Default::default());
         assert_eq!(of(&rewritten, &reported, Some(&base)), original);
 
@@ -465,5 +492,46 @@ mod tests {
             None,
             "a deleting Extension's answer is not kept"
         );
+    }
+
+    #[test]
+    fn an_answer_holds_for_the_same_versions_or_the_same_content() {
+        let mut cluster: Cluster =
+            crate::yaml::from_str(include_str!("../../examples/10-cluster.yaml")).expect("Cluster");
+        let mut extension: Extension =
+            crate::yaml::from_str(include_str!("../../examples/20-extension.yaml")).expect("Extension");
+        cluster.metadata.resource_version = Some("1".into());
+        extension.metadata.resource_version = Some("2".into());
+        let made_from = MadeFrom::of(&cluster, &extension, None).expect("kept");
+        let stored = |cluster: &Cluster, extension: &Extension, base: Option<&ConfigMap>| {
+            Some((Arc::new(cluster.clone()), Arc::new(extension.clone()), base.cloned().map(Arc::new)))
+        };
+        assert!(made_from.holds_for(stored(&cluster, &extension, None)));
+        assert!(!made_from.holds_for(None), "a Cluster or Extension missing from the stores");
+
+        // New versions, the same content: holds (and again, from what was found the first time).
+        let (mut rewritten, mut reported) = (cluster.clone(), extension.clone());
+        rewritten.metadata.resource_version = Some("3".into());
+        rewritten.spec.shoot.status =
+            Some(serde_json::from_value(serde_json::json!({"technicalID": "x"})).expect("status"));
+        reported.metadata.resource_version = Some("4".into());
+        assert!(made_from.holds_for(stored(&rewritten, &reported, None)));
+        assert!(made_from.holds_for(stored(&rewritten, &reported, None)));
+
+        // The Extension being deleted, the base configs appearing: no longer.
+        let mut deleting = reported.clone();
+        deleting.metadata.resource_version = Some("5".into());
+        deleting.metadata.deletion_timestamp = Some(crate::apis::common::unset_time());
+        assert!(!made_from.holds_for(stored(&rewritten, &deleting, None)));
+        let mut base: ConfigMap =
+            serde_json::from_value(serde_json::json!({"data": {"default": "policy: {}"}})).expect("ConfigMap");
+        base.metadata.resource_version = Some("6".into());
+        assert!(!made_from.holds_for(stored(&rewritten, &reported, Some(&base))));
+        // An object without a version (not from an apiserver) is never taken for the same.
+        let mut unversioned = reported.clone();
+        unversioned.metadata.resource_version = None;
+        assert!(!made_from.holds_for(stored(&rewritten, &unversioned, None)));
+        // Back to the content it was made from: holds again.
+        assert!(made_from.holds_for(stored(&cluster, &extension, None)));
     }
 }

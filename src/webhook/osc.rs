@@ -16,11 +16,11 @@ use crate::runtime::answer_memo::{Step, VolatileString, VolatileText};
 use crate::runtime::inputs::PlanError;
 use crate::runtime::metrics::DenialReason;
 use crate::runtime::review::{Answer, Reuse, deny};
-use crate::runtime::stores::{MadeFrom, SeedStores, StoredInputs, base_configs_of};
+use crate::runtime::stores::{MadeFrom, SeedStores, StoredInputs, base_configs_of, shoot_as_answers_read};
 use crate::runtime::{AdmissionHandler, RawAdmissionRequest};
 
-/// A shoot's context (or why there is none), and what it was made from when every object was there (`None` when
-/// one was missing: a miss may be a watch event still on its way).
+/// A shoot's context (or why there is none), and what it was made from when every object exists (`None` when the
+/// Cluster or the Extension does not, or the Extension is being deleted: the answer is not kept).
 struct ContextRead {
     context: Result<Option<ShootContext>, PlanError>,
     made_from: Option<MadeFrom>,
@@ -49,22 +49,21 @@ async fn read_shoot_context(
         .extension(namespace)
         .await
         .map_err(kube_err(format!("reading Extension {namespace}/{EXTENSION_TYPE}")))?;
+    // The answer reads no more of the Shoot than what is kept with it (see `MadeFrom`).
+    let shoot = shoot_as_answers_read(&cluster);
     let Some(extension) = extension else {
-        return Ok(ContextRead::not_kept(Ok(Some(ShootContext { shoot: cluster.spec.shoot.clone(), desired: None }))));
+        return Ok(ContextRead::not_kept(Ok(Some(ShootContext { shoot, desired: None }))));
     };
     // Once the Extension goes, cri-resmgr goes from the nodes: the OSC comes back without our additions (a passing
     // state: that answer is not kept).
     if extension.metadata.deletion_timestamp.is_some() {
-        let context = ShootContext { shoot: cluster.spec.shoot.clone(), desired: None };
-        return Ok(ContextRead::not_kept(Ok(Some(context))));
+        return Ok(ContextRead::not_kept(Ok(Some(ShootContext { shoot, desired: None }))));
     }
     let base = stores.base_config_map().await?;
     let made_from = MadeFrom::of(&cluster, &extension, base.as_deref());
-    let desired = base_configs_of(base.as_deref()).and_then(|base| {
-        Ok(desired::compute(&cluster.spec.shoot, extension.spec.provider_config.as_ref(), &base, images)?)
-    });
-    let context =
-        desired.map(|desired| Some(ShootContext { shoot: cluster.spec.shoot.clone(), desired: Some(desired) }));
+    let desired = base_configs_of(base.as_deref())
+        .and_then(|base| Ok(desired::compute(&shoot, extension.spec.provider_config.as_ref(), &base, images)?));
+    let context = desired.map(|desired| Some(ShootContext { shoot, desired: Some(desired) }));
     Ok(ContextRead { context, made_from })
 }
 
@@ -185,6 +184,8 @@ impl OscMutator {
         for warning in &outcome.warnings {
             tracing::warn!(namespace, osc = %request.name, warning, "OperatingSystemConfig only partly mutated");
         }
+        // A warning is logged for every write that gets it: such an answer is not given again without it.
+        let reuse = if outcome.warnings.is_empty() { reuse } else { Reuse::Never };
         let mutated = match serde_json::to_value(&outcome.osc) {
             Ok(mutated) => mutated,
             Err(e) => return (Err(OscMutationError::Encode(e)), Reuse::Never),

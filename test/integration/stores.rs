@@ -102,8 +102,9 @@ async fn the_osc_webhook_answers_from_stores_that_follow_cluster_extension_and_b
     let (first, kept) = mutated_and_kept(&mutator, &osc).await;
     let first = first.expect("the selected pool's OSC is mutated");
     assert!(file_text(&first, FORCE_FILE).is_none(), "no force config yet");
-    // The answer may be given again while the stores hold the objects it was made from; each change below ends
-    // that, once the watch delivered it (the answers after each change come from the stores as they are then).
+    // The answer may be given again while the stores hold what it read of the objects it was made from; each change
+    // of that below ends it, once the watch delivered it (the answers after each change come from the stores as they
+    // are then).
     assert!(kept.holds(), "the answer holds while nothing changed");
 
     // In every shoot reconcile gardenlet rewrites the Cluster with the Shoot's status, and the controller writes the

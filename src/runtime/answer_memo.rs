@@ -301,9 +301,10 @@ impl<S: BuildHasher> AnswerMemo<S> {
             return None; // not looked up: a review this large is not kept, and one that differs this much is not alike
         }
         let offsets = self.read().uid_offsets;
+        let key_end = self.key_end(body);
         let (uid_at, key, entry) = offsets.into_iter().flatten().find_map(|offset| {
             let uid_at = plain_uid_at(body, offset)?;
-            let key = self.key(body, &uid_at);
+            let key = self.key(body, &uid_at, key_end);
             let state = self.read();
             let (uid_at, entry) =
                 state.entries.get(&key)?.iter().rev().find_map(|entry| Some((entry.matches(body)?, entry)))?;
@@ -360,7 +361,7 @@ impl<S: BuildHasher> AnswerMemo<S> {
             used: AtomicBool::new(false),
             dropped: AtomicBool::new(false),
         });
-        let key = self.key(body, &uid_at);
+        let key = self.key(body, &uid_at, self.key_end(body));
         let mut state = self.write();
         // The same review answered twice (two requests raced past the memo): the newer answer is kept.
         let replaced: Vec<Arc<Entry>> = match state.entries.get(&key) {
@@ -396,16 +397,20 @@ impl<S: BuildHasher> AnswerMemo<S> {
         self.write().remove(key, entry);
     }
 
-    /// The hash of `body` without the uid at `uid_at` (and of where that was). With volatile strings, only of what
-    /// comes before the first `"object":` (the apiserver writes the uid, kind, resource, name, namespace, operation
-    /// and user before the objects; other writers may write the uid after them): the volatile strings are in the
+    /// Where the part of `body` that [`Self::key`] hashes ends: the whole body, or with volatile strings what comes
+    /// before the first `"object":` (the apiserver writes the uid, kind, resource, name, namespace, operation and
+    /// user before the objects; other writers may write the uid after them). The volatile strings are in the
     /// objects, and which places a review has is known only once its kept review is found (its answer is then given
     /// only when [`Entry::matches`] the whole body).
-    fn key(&self, body: &[u8], uid_at: &Range<usize>) -> u64 {
-        let end = match self.volatile {
+    fn key_end(&self, body: &[u8]) -> usize {
+        match self.volatile {
             None => body.len(),
             Some(_) => memchr::memmem::find(body, OBJECT_KEY).unwrap_or(body.len()),
-        };
+        }
+    }
+
+    /// The hash of `body` up to `end` ([`Self::key_end`]) without the uid at `uid_at` (and of where that was).
+    fn key(&self, body: &[u8], uid_at: &Range<usize>, end: usize) -> u64 {
         let mut hasher = self.hasher.build_hasher();
         hasher.write_usize(uid_at.start);
         hasher.write(&body[..uid_at.start.min(end)]);

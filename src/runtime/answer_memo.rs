@@ -536,9 +536,13 @@ fn request_uid_span(body: &[u8]) -> Option<Range<usize>> {
     // Stopping early leaves the objects unclosed, which the decoder reports as an error: what counts is what was
     // seen before it.
     let _ = UntilKey { key: "request", value: until_uid, found: &request_found }.deserialize(&mut deserializer);
-    let uid = uid.get().filter(|_| request_found.get() && uid_found.get())?;
-    let start = (uid.as_ptr() as usize).checked_sub(body.as_ptr() as usize)?;
-    (start + uid.len() <= body.len()).then_some(start..start + uid.len())
+    span_in(body, uid.get().filter(|_| request_found.get() && uid_found.get())?)
+}
+
+/// Where `text`, a string the decoder borrowed from `body`, is in `body`.
+fn span_in(body: &[u8], text: &str) -> Option<Range<usize>> {
+    let start = (text.as_ptr() as usize).checked_sub(body.as_ptr() as usize)?;
+    (start + text.len() <= body.len()).then_some(start..start + text.len())
 }
 
 /// Paths to volatile strings, merged into a tree: the root is the review.
@@ -640,15 +644,7 @@ fn volatile_spans(body: &[u8], tree: &PathTree) -> Vec<(Range<usize>, VolatileTe
     if (Walk { tree, found: &found }).deserialize(&mut deserializer).is_err() {
         return Vec::new();
     }
-    let start_of = |text: &str| (text.as_ptr() as usize).checked_sub(body.as_ptr() as usize);
-    found
-        .into_inner()
-        .into_iter()
-        .filter_map(|(text, kind)| {
-            let start = start_of(text)?;
-            (start + text.len() <= body.len()).then_some((start..start + text.len(), kind))
-        })
-        .collect()
+    found.into_inner().into_iter().filter_map(|(text, kind)| Some((span_in(body, text)?, kind))).collect()
 }
 
 /// The beginning of every encoded answer up to the end of its uid (see `review::into_review`).

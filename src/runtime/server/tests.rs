@@ -976,27 +976,18 @@ async fn shutdown_lets_in_flight_requests_finish() {
 
 #[tokio::test]
 async fn shutdown_closes_connections_that_sent_no_request_and_refuses_new_ones() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let _certs = generate_certs(dir.path());
-    let certificates = watch_dir(dir.path());
-    let mut config = WebhookServerConfig::new((Ipv4Addr::LOCALHOST, 0).into());
-    config.shutdown_grace = Duration::from_secs(30);
-    config.tls_handshake_timeout = Duration::from_secs(30);
-    let mut server = WebhookServer::new(config);
-    register_handlers(&mut server);
-    let bound = server.bind(certificates.subscribe()).await.expect("bind");
-    let addr = bound.local_addr();
-    let (tx, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(bound.serve(async move {
-        let _ = rx.await;
-    }));
+    let server = TestServer::start(|config| {
+        config.shutdown_grace = Duration::from_secs(30);
+        config.tls_handshake_timeout = Duration::from_secs(30);
+    })
+    .await;
+    let addr = server.addr;
     // A client that connected but never began its handshake (a TCP probe, a stalled client).
     let mut silent = TcpStream::connect(addr).await.expect("connect");
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     let started = Instant::now();
-    tx.send(()).expect("signal shutdown");
-    tokio::time::timeout(Duration::from_secs(5), task).await.expect("stops at once").expect("task").expect("clean");
+    server.stop().await.expect("clean");
     assert!(started.elapsed() < Duration::from_secs(5), "waited for the silent connection");
     let mut byte = [0u8; 1];
     let read = tokio::time::timeout(Duration::from_secs(5), silent.read(&mut byte)).await.expect("closed, not open");

@@ -9,7 +9,9 @@ use base64::Engine as _;
 use gardener_extension_cri_resmgr::apis::common::LastOperationState;
 use gardener_extension_cri_resmgr::apis::extensions::{Cluster, Extension, OperatingSystemConfig};
 use gardener_extension_cri_resmgr::commands::controller;
-use gardener_extension_cri_resmgr::constants::{ANNOTATION_TIMESTAMP, EXTENSION_TYPE, NAMESPACE_EXTENSION_LABEL};
+use gardener_extension_cri_resmgr::constants::{
+    ANNOTATION_OPERATION, ANNOTATION_TIMESTAMP, EXTENSION_TYPE, NAMESPACE_EXTENSION_LABEL,
+};
 use gardener_extension_cri_resmgr::domain::images::ImageVector;
 use gardener_extension_cri_resmgr::runtime::metrics::{METRIC_PREFIX, Metrics};
 use gardener_extension_cri_resmgr::runtime::registration::CONTROLLER_CONFIG_NAME;
@@ -218,15 +220,13 @@ async fn osc_is_stored_untouched_when_unlabelled_provision_or_not_selected() {
 }
 
 /// gardenlet's part of a shoot reconcile for one pool: it renders the pool's reconcile OSC from scratch and writes
-/// it with the operation annotation (the webhook mutates it on that write).
+/// it with the operation annotation and a new timestamp (the webhook mutates it on that write).
 async fn gardenlet_writes_osc(env: &TestEnv) -> OperatingSystemConfig {
     let mut regenerated = oscs(env).get(OSC_NAME).await.expect("OSC");
     regenerated.spec = original_osc(env).spec;
-    regenerated
-        .metadata
-        .annotations
-        .get_or_insert_with(Default::default)
-        .insert("gardener.cloud/operation".to_string(), "reconcile".to_string());
+    let annotations = regenerated.metadata.annotations.get_or_insert_with(Default::default);
+    annotations.insert(ANNOTATION_OPERATION.to_string(), "reconcile".to_string());
+    annotations.insert(ANNOTATION_TIMESTAMP.to_string(), k8s_openapi::jiff::Timestamp::now().to_string());
     oscs(env).replace(OSC_NAME, &PostParams::default(), &regenerated).await.expect("gardenlet writes the OSC")
 }
 
@@ -242,11 +242,7 @@ async fn gardenlets_writes_of_an_unchanged_osc_get_the_kept_answer() {
     assert!(has_cri_resmgr(&first), "the created OSC is mutated");
     let reused_before = osc_answers_reused();
     for write in 1..=4 {
-        let mut regenerated = oscs(&env).get(OSC_NAME).await.expect("OSC");
-        regenerated.spec = original_osc(&env).spec;
-        let annotations = regenerated.metadata.annotations.get_or_insert_with(Default::default);
-        annotations.insert(ANNOTATION_TIMESTAMP.to_string(), format!("2026-12-01T17:0{write}:00.{write}23456Z"));
-        let stored = oscs(&env).replace(OSC_NAME, &PostParams::default(), &regenerated).await.expect("write");
+        let stored = gardenlet_writes_osc(&env).await;
         assert_eq!(stored.spec, first.spec, "write {write} stores the OSC mutated as before");
     }
     // The first write's old object is the created one (it has no timestamp yet): the second write is the first

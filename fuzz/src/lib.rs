@@ -27,10 +27,10 @@ use gardener_extension_cri_resmgr::domain::validation::{
 use gardener_extension_cri_resmgr::runtime::answer_memo::{AnswerMemo, Outcome, Step, VolatileText};
 use gardener_extension_cri_resmgr::runtime::review::{Reuse, into_review, parse_review};
 use gardener_extension_cri_resmgr::runtime::stores::{SeedStores, StoreScope};
-use gardener_extension_cri_resmgr::runtime::{AdmissionHandler, RawObject};
+use gardener_extension_cri_resmgr::runtime::{AdmissionHandler, RawAdmissionRequest};
 use gardener_extension_cri_resmgr::webhook::osc::{OSC_VOLATILE_STRINGS, OscMutator};
 use gardener_extension_cri_resmgr::webhook::shoot::{ShootDefaulter, ShootValidator};
-use kube::core::admission::{AdmissionResponse, Operation};
+use kube::core::admission::AdmissionResponse;
 use serde_json::{Value, json};
 
 const EXAMPLE_SHOOT: &str = include_str!("../../examples/shoot.yaml");
@@ -270,24 +270,44 @@ pub fn admission_review(data: &[u8]) {
     }
 }
 
-/// The Shoot defaulter's encoded answer to `body` (it answers every review, and its answer depends on the review
-/// alone), or `None` when `body` is not a review.
-fn defaulter_answer(body: &[u8]) -> Option<(String, Vec<u8>, AdmissionResponse)> {
+/// `handler`'s encoded answer to `body` and the answer itself, or `None` when `body` is not a review.
+fn encoded_answer(
+    handler: &impl AdmissionHandler,
+    body: &[u8],
+) -> Option<(RawAdmissionRequest, Vec<u8>, AdmissionResponse)> {
     let request = parse_review(body).ok()?;
-    let response = webhooks().runtime.block_on(ShootDefaulter.admit(request.clone()));
+    let response = webhooks().runtime.block_on(handler.admit(request.clone()));
     let json = serde_json::to_vec(&into_review(&request.uid, response.clone())).expect("the answer serialises");
-    Some((request.uid, json, response))
+    Some((request, json, response))
 }
 
-/// Keeps the defaulter's answer to `data` in an answer memo, then asks the memo for reviews made from `data`: with
-/// its uid's text replaced by other plain and not so plain texts, and with a byte changed besides. Whatever the memo
-/// answers must be, byte for byte, what answering that review afresh gives.
-fn check_kept_answer(data: &[u8], request: &kube::core::admission::AdmissionRequest<RawObject>) {
-    let Some((uid, json, response)) = defaulter_answer(data) else { return };
-    let memo = <AnswerMemo>::default();
+/// Keeps `handler`'s answer to `data` in `memo`, then asks the memo for each of `variants`: whatever it answers must
+/// be, byte for byte, what `handler` answers that review afresh. Returns how many it answered.
+fn kept_answers_are_fresh(
+    memo: &AnswerMemo,
+    handler: &impl AdmissionHandler,
+    data: &[u8],
+    variants: impl IntoIterator<Item = Vec<u8>>,
+) -> usize {
+    let Some((request, json, response)) = encoded_answer(handler, data) else { return 0 };
     let outcome =
         Outcome::of(&response, request.operation.clone(), request.kind.kind.clone(), String::new(), String::new());
-    memo.remember(data, &uid, &json, outcome, Reuse::Always);
+    memo.remember(data, &request.uid, &json, outcome, Reuse::Always);
+    let mut answered = 0;
+    for variant in variants {
+        let Some(reused) = memo.reuse(&variant) else { continue };
+        let (_, fresh, _) = encoded_answer(handler, &variant).expect("a review the memo answered decodes");
+        assert_eq!(reused.body, fresh, "the kept answer differs from the fresh one");
+        answered += 1;
+    }
+    answered
+}
+
+/// Keeps the Shoot defaulter's answer to `data` (it answers every review, and its answer depends on the review
+/// alone) in an answer memo, then asks the memo for reviews made from `data`: with its uid's text replaced by other
+/// plain and not so plain texts, and with a byte changed besides ([`kept_answers_are_fresh`]).
+fn check_kept_answer(data: &[u8], request: &RawAdmissionRequest) {
+    let uid = &request.uid;
     let Some(at) = (!uid.is_empty()).then(|| memchr::memmem::find(data, uid.as_bytes())).flatten() else { return };
     let with_uid = |text: &[u8]| [&data[..at], text, &data[at + uid.len()..]].concat();
     let mut variants: Vec<Vec<u8>> =
@@ -301,20 +321,7 @@ fn check_kept_answer(data: &[u8], request: &kube::core::admission::AdmissionRequ
         *byte ^= 0x01;
     }
     variants.push(changed);
-    for variant in variants {
-        let Some(reused) = memo.reuse(&variant) else { continue };
-        let (_, fresh, _) = defaulter_answer(&variant).expect("a review the memo answered decodes");
-        assert_eq!(reused.body, fresh, "the kept answer differs from the fresh one");
-    }
-}
-
-/// The OSC webhook's encoded answer to `body`, or `None` when `body` is not a review.
-fn osc_answer(body: &[u8]) -> Option<(String, Vec<u8>, AdmissionResponse)> {
-    let request = parse_review(body).ok()?;
-    let webhooks = webhooks();
-    let response = webhooks.runtime.block_on(webhooks.osc.admit(request.clone()));
-    let json = serde_json::to_vec(&into_review(&request.uid, response.clone())).expect("the answer serialises");
-    Some((request.uid, json, response))
+    kept_answers_are_fresh(&<AnswerMemo>::default(), &ShootDefaulter, data, variants);
 }
 
 /// The values at `path` in `value` (every element of an array for [`Step::Each`]).
@@ -329,53 +336,48 @@ fn values_at<'v>(value: &'v Value, path: &[Step]) -> Vec<&'v Value> {
     }
 }
 
-/// Keeps the OSC webhook's allowed answer to `data` in a memo with the webhook's volatile strings, then asks it for
-/// `data` with each of those strings (wherever its text stands) and the uid replaced: by texts of their kind, and
-/// by times the decoder writes back otherwise. Whatever the memo answers must be what the webhook answers afresh.
-/// Returns how many of these reviews the memo answered (a seed test checks that gardenlet's write of an OSC gets it).
+/// `body` with every `"from"` replaced by `"to"` (JSON strings of these texts).
+fn with_strings_replaced(body: &[u8], from: &str, to: &str) -> Vec<u8> {
+    let (from, to) = (format!("\"{from}\""), format!("\"{to}\""));
+    let mut out = Vec::with_capacity(body.len());
+    let mut rest = body;
+    while let Some(at) = memchr::memmem::find(rest, from.as_bytes()) {
+        out.extend_from_slice(&rest[..at]);
+        out.extend_from_slice(to.as_bytes());
+        rest = &rest[at + from.len()..];
+    }
+    out.extend_from_slice(rest);
+    out
+}
+
+/// Keeps the OSC webhook's answer to `data` in a memo with the webhook's volatile strings, then asks it for `data`
+/// with each of those strings (wherever its text stands) and the uid replaced: by texts of their kind, and by times
+/// the decoder writes back otherwise ([`kept_answers_are_fresh`]). Returns how many of these reviews the memo
+/// answered (a seed test checks that gardenlet's write of an OSC gets it).
 pub fn kept_osc_answers(data: &[u8]) -> usize {
-    let Some((uid, json, response)) = osc_answer(data) else { return 0 };
+    let Ok(request) = parse_review(data) else { return 0 };
     let Ok(review) = serde_json::from_slice::<Value>(data) else { return 0 };
-    if !response.allowed || uid.is_empty() {
+    if request.uid.is_empty() {
         return 0;
     }
-    let operation = serde_json::from_value(review["request"]["operation"].clone()).unwrap_or(Operation::Update);
-    let memo = <AnswerMemo>::with_volatile_strings(OSC_VOLATILE_STRINGS);
-    let outcome = Outcome::of(&response, operation, String::new(), String::new(), String::new());
-    memo.remember(data, &uid, &json, outcome, Reuse::Always);
-    let replace_all = |body: &[u8], from: &str, to: &str| -> Vec<u8> {
-        let (from, to) = (format!("\"{from}\""), format!("\"{to}\""));
-        let mut out = Vec::with_capacity(body.len());
-        let mut rest = body;
-        while let Some(at) = memchr::memmem::find(rest, from.as_bytes()) {
-            out.extend_from_slice(&rest[..at]);
-            out.extend_from_slice(to.as_bytes());
-            rest = &rest[at + from.len()..];
-        }
-        out.extend_from_slice(rest);
-        out
-    };
-    let mut answered = 0;
-    for (any, time) in
-        [("again-1", "2031-05-06T07:08:09Z"), ("", "2031-05-06T07:08:09+00:00"), ("x", "1970-01-01T00:00:00Z")]
-    {
-        let mut variant = replace_all(data, &uid, "0b8e2c4c-1b5e-4a8e-9c61-000000000002");
-        for string in OSC_VOLATILE_STRINGS {
-            for value in values_at(&review["request"], string.path) {
-                let Some(text) = value.as_str() else { continue };
-                let new = match string.text {
-                    VolatileText::Any => any,
-                    VolatileText::Time => time,
-                };
-                variant = replace_all(&variant, text, new);
-            }
-        }
-        let Some(reused) = memo.reuse(&variant) else { continue };
-        let (_, fresh, _) = osc_answer(&variant).expect("a review the memo answered decodes");
-        assert_eq!(reused.body, fresh, "the kept OSC answer differs from the fresh one");
-        answered += 1;
-    }
-    answered
+    let variants =
+        [("again-1", "2031-05-06T07:08:09Z"), ("", "2031-05-06T07:08:09+00:00"), ("x", "1970-01-01T00:00:00Z")].map(
+            |(any, time)| {
+                let mut variant = with_strings_replaced(data, &request.uid, "0b8e2c4c-1b5e-4a8e-9c61-000000000002");
+                for string in OSC_VOLATILE_STRINGS {
+                    for value in values_at(&review["request"], string.path) {
+                        let Some(text) = value.as_str() else { continue };
+                        let new = match string.text {
+                            VolatileText::Any => any,
+                            VolatileText::Time => time,
+                        };
+                        variant = with_strings_replaced(&variant, text, new);
+                    }
+                }
+                variant
+            },
+        );
+    kept_answers_are_fresh(&AnswerMemo::with_volatile_strings(OSC_VOLATILE_STRINGS), &webhooks().osc, data, variants)
 }
 
 fn check_response(uid: &str, object: Option<&Value>, response: AdmissionResponse) {

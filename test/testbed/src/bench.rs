@@ -365,7 +365,27 @@ async fn compare(
     cert_dir: &Path,
     work: &Path,
 ) -> Result<(), BenchError> {
-    if options.only == Some(Reviews::WrittenAgain) && !written_again {
+    let wanted = |reviews| options.only.is_none_or(|only| only == reviews);
+    let cases = [
+        (Reviews::Again, Freshness::Uid, "Reviews that come again (a new uid each, the rest as before)"),
+        (
+            Reviews::FirstSeen,
+            Freshness::EveryReview,
+            "Reviews seen for the first time (each one differs in its object too)",
+        ),
+        (
+            Reviews::WrittenAgain,
+            Freshness::WrittenAgain,
+            "Reviews of gardenlet's writes of an unchanged OSC (a new uid, timestamp and resourceVersion each)",
+        ),
+    ];
+    let mut measured = Vec::new();
+    for (reviews, freshness, heading) in cases {
+        if wanted(reviews) && (reviews != Reviews::WrittenAgain || written_again) {
+            measured.push((heading, Arc::new(Target { fresh: fresh_parts(&ours.body, freshness)?, ..ours.clone() })));
+        }
+    }
+    if measured.is_empty() {
         return Ok(()); // nothing of this webhook to measure
     }
     let (status, response) = ours.once().await?;
@@ -381,56 +401,28 @@ async fn compare(
     let (limit_process, limit_port) = start_limit(cert_dir, &response, work).await?;
     let limit = Target { address: SocketAddr::from((Ipv4Addr::LOCALHOST, limit_port)), ..ours.clone() };
     wait_ready(&limit, "limit server").await?;
-    let first_seen = Target { fresh: fresh_parts(&ours.body, Freshness::EveryReview)?, ..ours.clone() };
-    let written = (written_again && options.only.is_none_or(|only| only == Reviews::WrittenAgain))
-        .then(|| fresh_parts(&ours.body, Freshness::WrittenAgain))
-        .transpose()?
-        .map(|fresh| Arc::new(Target { fresh, ..ours.clone() }));
     println!(
         "## {title}\n\nrequest {} bytes, response {} bytes (allowed: {allowed}, patch: {patched})\n",
         ours.body.len(),
         response.len()
     );
-    let (again, first_seen, limit) = (Arc::new(ours.clone()), Arc::new(first_seen), Arc::new(limit));
+    let limit = Arc::new(limit);
     let (warmup, window) = (Duration::from_secs(options.warmup_seconds), Duration::from_secs(options.seconds));
     let mut levels = Vec::new();
     for &connections in &options.connections {
-        let (mut again_runs, mut first_seen_runs, mut limit_runs) = (Vec::new(), Vec::new(), Vec::new());
-        let mut written_runs = Vec::new();
+        let (mut case_runs, mut limit_runs) = (vec![Vec::new(); measured.len()], Vec::new());
         for _ in 0..options.rounds.max(1) {
-            if options.only.is_none_or(|only| only == Reviews::Again) {
-                again_runs.push(load::run(&again, connections, warmup, window, Some(ours_process.pid)).await?);
-            }
             limit_runs.push(load::run(&limit, connections, warmup, window, Some(limit_process.pid)).await?);
-            if options.only.is_none_or(|only| only == Reviews::FirstSeen) {
-                first_seen_runs
-                    .push(load::run(&first_seen, connections, warmup, window, Some(ours_process.pid)).await?);
-            }
-            if let Some(written) = &written {
-                written_runs.push(load::run(written, connections, warmup, window, Some(ours_process.pid)).await?);
+            for ((_, target), runs) in measured.iter().zip(&mut case_runs) {
+                runs.push(load::run(target, connections, warmup, window, Some(ours_process.pid)).await?);
             }
         }
-        let runs = [merge(&again_runs), merge(&first_seen_runs), merge(&written_runs)];
-        levels.push((connections, runs, merge(&limit_runs)));
+        levels.push((connections, case_runs.iter().map(|runs| merge(runs)).collect::<Vec<_>>(), merge(&limit_runs)));
     }
-    let cases = [
-        (Reviews::Again, "Reviews that come again (a new uid each, the rest as before)"),
-        (Reviews::FirstSeen, "Reviews seen for the first time (each one differs in its object too)"),
-        (
-            Reviews::WrittenAgain,
-            "Reviews of gardenlet's writes of an unchanged OSC (a new uid, timestamp and resourceVersion each)",
-        ),
-    ];
-    for (case, (reviews, heading)) in cases.into_iter().enumerate() {
-        let measured = match reviews {
-            Reviews::WrittenAgain => written.is_some(),
-            _ => options.only.is_none_or(|only| only == reviews),
-        };
-        if measured {
-            println!("### {heading}\n");
-            print_table(levels.iter().map(|(connections, runs, limit)| (*connections, &runs[case], limit)));
-            println!();
-        }
+    for (case, (heading, _)) in measured.iter().enumerate() {
+        println!("### {heading}\n");
+        print_table(levels.iter().map(|(connections, runs, limit)| (*connections, &runs[case], limit)));
+        println!();
     }
     println!("peak RSS: ours {}, limit {}", mib(ours_process.peak_rss()), mib(limit_process.peak_rss()));
     println!(

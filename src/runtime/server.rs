@@ -1,5 +1,5 @@
-//! The TLS webhook server: axum routes the requests, hyper serves HTTP/1.1 over tokio-rustls (rustls on the ring
-//! provider).
+//! The TLS webhook server: hyper serves HTTP/1.1 over tokio-rustls (rustls on the ring provider), a map from path
+//! to webhook routes the requests, and the answers are axum responses.
 //!
 //! One HTTPS listener serves every admission webhook of the process, each on its own path, plus
 //! `/healthz` and `/readyz`:
@@ -32,11 +32,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use rustls::ServerConfig;
 use thiserror::Error;
 use tokio::task::JoinError;
@@ -334,7 +332,7 @@ struct Connections {
     tls: tokio_rustls::TlsAcceptor,
     tls_handshake_timeout: Duration,
     http: hyper::server::conn::http1::Builder,
-    service: hyper_util::service::TowerToHyperService<Router>,
+    service: hyper_util::service::TowerToHyperService<Routes>,
     open: Arc<std::sync::Mutex<OpenConnections>>,
     tracker: tokio_util::task::TaskTracker,
     /// Cancelled when the shutdown grace period is over: what is still open is closed.
@@ -465,41 +463,93 @@ fn router(
     config: &WebhookServerConfig,
     handlers: &BTreeMap<String, Arc<dyn DynHandler>>,
     readiness: Readiness,
-) -> Router {
+) -> Routes {
     observed_router(config, handlers, None, readiness)
 }
 
-/// The router, recording every answer in `metrics` when given.
+/// The routes, recording every answer in `metrics` when given.
 ///
-/// Each webhook path is served by its own [`WebhookService`], which reads the body within the limits, answers and
-/// counts every answer itself. No tower layers are stacked around it: axum clones a route's whole stack of boxed
-/// layers for every request, which cost more than giving a kept answer (see [`super::answer_memo`]).
+/// Each webhook path is served by its own [`Webhook`], which reads the body within the limits, answers and counts
+/// every answer itself. No tower layers are stacked around it: axum clones a route's whole stack of boxed layers for
+/// every request, which cost more than giving a kept answer (see [`super::answer_memo`]).
 fn observed_router(
     config: &WebhookServerConfig,
     handlers: &BTreeMap<String, Arc<dyn DynHandler>>,
     metrics: Option<WebhookMetrics>,
     readiness: Readiness,
-) -> Router {
-    let mut router = Router::new().route(HEALTHZ_PATH, get(|| async { "ok" })).route(
-        READYZ_PATH,
-        get(move || async move {
-            if readiness.is_ready() { (StatusCode::OK, "ok") } else { (StatusCode::SERVICE_UNAVAILABLE, "not ready") }
-        }),
-    );
-    for (path, handler) in handlers {
-        let observer = metrics.as_ref().map(|metrics| Observer(metrics.recorder(webhook_name(path))));
-        let webhook = Webhook {
-            handler: handler.clone(),
-            path: Arc::from(path.as_str()),
-            observer,
-            // Each webhook keeps its own answers: the same review gets different answers from different webhooks.
-            memo: Arc::new(AnswerMemo::with_volatile_strings(handler.volatile_strings())),
-            limit: config.max_body_bytes,
-            request_timeout: config.request_timeout,
-        };
-        router = router.route_service(path, WebhookService(Arc::new(webhook)));
+) -> Routes {
+    let webhooks = handlers
+        .iter()
+        .map(|(path, handler)| {
+            let observer = metrics.as_ref().map(|metrics| Observer(metrics.recorder(webhook_name(path))));
+            let webhook = Webhook {
+                handler: handler.clone(),
+                path: Arc::from(path.as_str()),
+                observer,
+                // Each webhook keeps its own answers: the same review gets different answers from different webhooks.
+                memo: Arc::new(AnswerMemo::with_volatile_strings(handler.volatile_strings())),
+                limit: config.max_body_bytes,
+                request_timeout: config.request_timeout,
+            };
+            (Box::<str>::from(path.as_str()), Arc::new(webhook))
+        })
+        .collect();
+    Routes(Arc::new(RouteTable { webhooks, readiness }))
+}
+
+/// What the server answers on which path: each webhook on its own, [`HEALTHZ_PATH`] and [`READYZ_PATH`]; any other
+/// path is 404.
+///
+/// A map lookup by the exact path rather than axum's `Router`, which for every request clones the matched route's
+/// boxed service and records the matched path in the request's extensions: allocations that a kept answer, which
+/// allocates once, need not pay (server CPU per kept OSC answer at 64 connections 14 → 12 µs in one run).
+#[derive(Clone)]
+struct Routes(Arc<RouteTable>);
+
+struct RouteTable {
+    webhooks: std::collections::HashMap<Box<str>, Arc<Webhook>>,
+    readiness: Readiness,
+}
+
+impl<B> tower::Service<axum::http::Request<B>> for Routes
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future = futures::future::BoxFuture<'static, Result<Response, Self::Error>>;
+
+    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
     }
-    router
+
+    fn call(&mut self, request: axum::http::Request<B>) -> Self::Future {
+        let path = request.uri().path();
+        if let Some(webhook) = self.0.webhooks.get(path) {
+            let webhook = webhook.clone();
+            return Box::pin(async move { Ok(webhook.serve(request.map(axum::body::Body::new)).await) });
+        }
+        let response = match path {
+            HEALTHZ_PATH => probe(request.method(), true),
+            READYZ_PATH => probe(request.method(), self.0.readiness.is_ready()),
+            _ => StatusCode::NOT_FOUND.into_response(),
+        };
+        Box::pin(std::future::ready(Ok(response)))
+    }
+}
+
+/// The answer of a health probe (GET or HEAD): 200 when `ok`, 503 otherwise.
+fn probe(method: &axum::http::Method, ok: bool) -> Response {
+    use axum::http::Method;
+    if method != Method::GET && method != Method::HEAD {
+        return (StatusCode::METHOD_NOT_ALLOWED, [(header::ALLOW, "GET,HEAD")]).into_response();
+    }
+    if ok {
+        (StatusCode::OK, "ok").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response()
+    }
 }
 
 /// One webhook path: its handler, its kept answers, its limits and where its answers are counted.
@@ -513,25 +563,6 @@ struct Webhook {
     request_timeout: Duration,
 }
 
-/// The service of one webhook path (cheap to clone, as axum does per request).
-#[derive(Clone)]
-struct WebhookService(Arc<Webhook>);
-
-impl tower::Service<axum::extract::Request> for WebhookService {
-    type Response = Response;
-    type Error = std::convert::Infallible;
-    type Future = futures::future::BoxFuture<'static, Result<Response, Self::Error>>;
-
-    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: axum::extract::Request) -> Self::Future {
-        let webhook = self.0.clone();
-        Box::pin(async move { Ok(webhook.serve(request).await) })
-    }
-}
-
 impl Webhook {
     /// Answers one HTTP request: only POST, within the request timeout (reading the body included, so a client that
     /// sends its body slowly is answered 408), with the body read up to [`hard_body_ceiling`]. Every answer is
@@ -541,7 +572,15 @@ impl Webhook {
             self.failed();
             return (StatusCode::METHOD_NOT_ALLOWED, [(header::ALLOW, "POST")]).into_response();
         }
-        match tokio::time::timeout(self.request_timeout, self.read_and_answer(request.into_body())).await {
+        let answer = self.read_and_answer(request.into_body());
+        tokio::pin!(answer);
+        // Most requests arrive whole with their head, and a kept answer waits for nothing: such a request is answered
+        // in this first poll, without arming a timer (arming and clearing one showed in a profile of kept answers at
+        // about half the cost of the memo's lookup). Anything that waits is bounded by the timeout from here on.
+        if let Some(response) = futures::future::poll_immediate(answer.as_mut()).await {
+            return response;
+        }
+        match tokio::time::timeout(self.request_timeout, answer).await {
             Ok(response) => response,
             Err(_) => {
                 warn!(path = %self.path, timeout = ?self.request_timeout, "admission request timed out");
@@ -603,8 +642,8 @@ struct Observer(WebhookRecorder);
 
 impl Observer {
     /// An answer, the handler's or (`reused`) the one kept for the same review before.
-    fn answered(&self, outcome: &Outcome, started: Instant, reused: bool) {
-        self.0.answered(outcome.result, outcome.denial, started.elapsed());
+    fn answered(&self, outcome: &Outcome, elapsed: Duration, reused: bool) {
+        self.0.answered(outcome.result, outcome.denial, elapsed);
         if reused {
             self.0.reused();
         }
@@ -689,11 +728,12 @@ fn answered_again(path: &str, observer: Option<&Observer>, reused: Reused, start
 
 /// Counts and logs an answer to the review `uid`: the handler's, or (`reused`) the one kept for the same review.
 fn record(path: &str, observer: Option<&Observer>, uid: &str, outcome: &Outcome, started: Instant, reused: bool) {
+    let elapsed = started.elapsed();
     if let Some(observer) = observer {
-        observer.answered(outcome, started, reused);
+        observer.answered(outcome, elapsed, reused);
     }
     let Outcome { operation, kind, namespace, name, .. } = outcome;
-    let elapsed_ms = started.elapsed().as_millis();
+    let elapsed_ms = elapsed.as_millis();
     if outcome.result == AdmissionResult::Allowed {
         debug!(%path, %uid, ?operation, %kind, %namespace, %name, elapsed_ms, patched = outcome.patched, reused, "admitted");
     } else {

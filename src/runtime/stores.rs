@@ -43,6 +43,9 @@ pub struct SeedStores {
     base_configs: Store<ConfigMap>,
     /// Bumped after every change of the base-configs store has been applied to it.
     base_configs_changed: tokio::sync::watch::Receiver<u64>,
+    /// Set once every store is synced, which then stays so: every kept OSC answer asks, and asking the stores takes
+    /// a lock in each.
+    synced: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The `resourceVersion`s of the seed objects an answer for a shoot namespace is made from: the same versions are the
@@ -66,6 +69,16 @@ impl InputVersions {
                 None => None,
             },
         })
+    }
+
+    /// Whether these are the versions of these objects (compared in place: a kept answer asks on every reuse).
+    fn are_of(&self, cluster: &Cluster, extension: &Extension, base_configs: Option<&ConfigMap>) -> bool {
+        fn version(meta: &ObjectMeta) -> Option<&str> {
+            meta.resource_version.as_deref()
+        }
+        version(&cluster.metadata) == Some(self.cluster.as_str())
+            && version(&extension.metadata) == Some(self.extension.as_str())
+            && base_configs.map(|config_map| version(&config_map.metadata)) == self.base_configs.as_deref().map(Some)
     }
 }
 
@@ -141,10 +154,10 @@ impl MadeFrom {
     /// Whether `stored` (`None`: a Cluster or Extension missing) is what the answer was made from.
     fn holds_for(&self, stored: Option<StoredObjects>) -> bool {
         let Some((cluster, extension, base_configs)) = stored else { return false };
-        let Some(versions) = InputVersions::of(&cluster, &extension, base_configs.as_deref()) else { return false };
-        if versions == self.versions {
+        if self.versions.are_of(&cluster, &extension, base_configs.as_deref()) {
             return true;
         }
+        let Some(versions) = InputVersions::of(&cluster, &extension, base_configs.as_deref()) else { return false };
         let last = || self.last_other.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some((seen, same)) = &*last()
             && *seen == versions
@@ -224,6 +237,7 @@ impl SeedStores {
             extensions,
             base_configs,
             base_configs_changed,
+            synced: Arc::default(),
         };
         let watches = async move {
             futures::join!(watch_clusters, watch_extensions, watch_base_configs);
@@ -242,7 +256,15 @@ impl SeedStores {
 
     /// Whether every store holds the result of its first list (and so every object that existed then).
     pub fn is_synced(&self) -> bool {
-        is_ready(&self.clusters) && is_ready(&self.extensions) && is_ready(&self.base_configs)
+        use std::sync::atomic::Ordering;
+        if self.synced.load(Ordering::Acquire) {
+            return true;
+        }
+        let synced = is_ready(&self.clusters) && is_ready(&self.extensions) && is_ready(&self.base_configs);
+        if synced {
+            self.synced.store(true, Ordering::Release);
+        }
+        synced
     }
 
     /// Waits until [`is_synced`](Self::is_synced); never returns if the watches do not run.

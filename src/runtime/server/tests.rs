@@ -269,7 +269,7 @@ async fn eventually<T, Fut: Future<Output = Option<T>>>(what: &str, mut check: i
 // ---------------------------------------------------------------------------------------------
 // Router (in process, no TLS)
 
-async fn call_router(router: Router, path: &str, body: Body) -> (StatusCode, Vec<u8>) {
+async fn call_router(router: Routes, path: &str, body: Body) -> (StatusCode, Vec<u8>) {
     let request = Request::builder().method("POST").uri(path).body(body).expect("request");
     let response = router.oneshot(request).await.expect("infallible");
     let status = response.status();
@@ -278,11 +278,11 @@ async fn call_router(router: Router, path: &str, body: Body) -> (StatusCode, Vec
 
 /// A router with the given body limit and the default request timeout: long enough that a loaded machine never
 /// turns a test's large body into a timeout.
-fn test_router(max_body_bytes: usize) -> Router {
+fn test_router(max_body_bytes: usize) -> Routes {
     test_router_timing_out_after(max_body_bytes, DEFAULT_REQUEST_TIMEOUT)
 }
 
-fn test_router_timing_out_after(max_body_bytes: usize, request_timeout: Duration) -> Router {
+fn test_router_timing_out_after(max_body_bytes: usize, request_timeout: Duration) -> Routes {
     let server = handlers();
     let mut config = server.config.clone();
     config.max_body_bytes = max_body_bytes;
@@ -597,6 +597,29 @@ async fn router_only_accepts_post_on_webhook_paths() {
     let response = router.clone().oneshot(request).await.expect("infallible");
     assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
     let (status, _) = call_router(router, "/webhooks/unknown", review("x", "y").into()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn probes_answer_get_and_head_and_refuse_other_methods() {
+    let router = test_router(DEFAULT_MAX_BODY_BYTES);
+    for path in [HEALTHZ_PATH, READYZ_PATH] {
+        for (method, expected) in
+            [("GET", StatusCode::OK), ("HEAD", StatusCode::OK), ("POST", StatusCode::METHOD_NOT_ALLOWED)]
+        {
+            let request = Request::builder().method(method).uri(path).body(Body::empty()).expect("request");
+            let response = router.clone().oneshot(request).await.expect("infallible");
+            assert_eq!(response.status(), expected, "{method} {path}");
+            if expected == StatusCode::METHOD_NOT_ALLOWED {
+                assert_eq!(response.headers()[header::ALLOW], "GET,HEAD", "{method} {path}");
+            }
+        }
+    }
+    // The path is matched without the query, and exactly: a trailing slash is another path.
+    let (status, _) =
+        call_router(router.clone(), &format!("{ECHO}?timeout=10s"), review("q-1", "a-shoot").into()).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = call_router(router, &format!("{ECHO}/"), review("q-2", "a-shoot").into()).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 

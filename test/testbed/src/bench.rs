@@ -12,6 +12,7 @@
 //! - [`stats`]: percentiles, ratios, `/proc` memory fields (pure).
 //! - [`load`]: the load generator and the limit server.
 
+pub mod cpus;
 pub mod load;
 pub mod stats;
 
@@ -23,6 +24,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use cpus::CpuSet;
 use futures::{StreamExt as _, TryStreamExt as _};
 use gardener_extension_cri_resmgr::apis::common::LastOperationState;
 use gardener_extension_cri_resmgr::apis::extensions::{Cluster, Extension};
@@ -99,10 +101,24 @@ pub struct BenchOptions {
     /// given (e.g. to profile one path alone).
     #[arg(long, value_enum)]
     pub only: Option<Reviews>,
+    /// Where the webhook bench's servers and load generator run: `split` puts the servers (ours and the limit alike)
+    /// on the upper half of the CPUs and the load generator on the rest, as the apiserver calls from other CPUs;
+    /// `shared` runs all on all. The scale run always shares them (the control plane works there too).
+    #[arg(long, value_enum, default_value_t = CpuPlacement::Split)]
+    pub cpus: CpuPlacement,
     /// A command the servers run under, e.g. `--server-wrapper=valgrind,--tool=callgrind` to profile them (their
     /// figures then say nothing about speed or memory).
     #[arg(long, value_delimiter = ',')]
     pub server_wrapper: Vec<String>,
+}
+
+/// Where the webhook bench's servers and load generator run (see [`cpus`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CpuPlacement {
+    /// The servers on one part of the CPUs, the load generator on the other.
+    Split,
+    /// Everything on every CPU.
+    Shared,
 }
 
 /// Why the bench could not run.
@@ -175,22 +191,37 @@ impl ServerProcess {
         args: &[String],
         plane: &ControlPlane,
         log: &Path,
+        cpus: Option<CpuSet>,
     ) -> Result<ServerProcess, BenchError> {
         match options.server_wrapper.split_first() {
-            None => ServerProcess::spawn(server, args, plane.kubeconfig_path(), log),
+            None => ServerProcess::spawn(server, args, plane.kubeconfig_path(), log, cpus),
             Some((wrapper, wrapper_args)) => {
                 let mut all = wrapper_args.to_vec();
                 all.push(server.display().to_string());
                 all.extend_from_slice(args);
-                ServerProcess::spawn(Path::new(wrapper), &all, plane.kubeconfig_path(), log)
+                ServerProcess::spawn(Path::new(wrapper), &all, plane.kubeconfig_path(), log, cpus)
             }
         }
     }
 
-    fn spawn(program: &Path, args: &[String], kubeconfig: &Path, log: &Path) -> Result<ServerProcess, BenchError> {
+    /// `program` with `args`, confined to `cpus` when given.
+    fn spawn(
+        program: &Path,
+        args: &[String],
+        kubeconfig: &Path,
+        log: &Path,
+        cpus: Option<CpuSet>,
+    ) -> Result<ServerProcess, BenchError> {
         let log_file = std::fs::File::create(log).map_err(io_err(format!("creating {}", log.display())))?;
         let err_file = log_file.try_clone().map_err(io_err("duplicating the log file"))?;
-        let child = tokio::process::Command::new(program)
+        let mut command = tokio::process::Command::new(program);
+        if let Some(cpus) = cpus {
+            // SAFETY: the hook only makes the async-signal-safe sched_setaffinity call.
+            unsafe {
+                command.pre_exec(move || cpus.apply_in_child());
+            }
+        }
+        let child = command
             .args(args)
             .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "warn")
@@ -335,8 +366,18 @@ async fn wait_ready(target: &Target, what: &str) -> Result<(), BenchError> {
     }
 }
 
+/// Where and how the limit server starts: with ours' certificate (`cert_dir`), its files in `work`, on the servers'
+/// CPUs when they are split off.
+#[derive(Clone, Copy)]
+struct LimitSetup<'a> {
+    cert_dir: &'a Path,
+    work: &'a Path,
+    cpus: Option<CpuSet>,
+}
+
 /// The limit server: this binary's `limit-server` command with the same certificate, answering `response`.
-async fn start_limit(cert_dir: &Path, response: &Bytes, work: &Path) -> Result<(ServerProcess, u16), BenchError> {
+async fn start_limit(setup: LimitSetup<'_>, response: &Bytes) -> Result<(ServerProcess, u16), BenchError> {
+    let LimitSetup { cert_dir, work, cpus } = setup;
     let port = control_plane::free_port()?;
     let response_file = work.join("limit-response.json");
     std::fs::write(&response_file, response).map_err(io_err("writing the limit's response"))?;
@@ -348,7 +389,7 @@ async fn start_limit(cert_dir: &Path, response: &Bytes, work: &Path) -> Result<(
         format!("--response={}", response_file.display()),
     ];
     let me = std::env::current_exe().map_err(io_err("locating the bench binary"))?;
-    let process = ServerProcess::spawn(&me, &args, Path::new("/dev/null"), &work.join("limit.log"))?;
+    let process = ServerProcess::spawn(&me, &args, Path::new("/dev/null"), &work.join("limit.log"), cpus)?;
     Ok((process, port))
 }
 
@@ -362,8 +403,7 @@ async fn compare(
     written_again: bool,
     ours: &Target,
     ours_process: &ServerProcess,
-    cert_dir: &Path,
-    work: &Path,
+    limit_setup: LimitSetup<'_>,
 ) -> Result<(), BenchError> {
     let wanted = |reviews| options.only.is_none_or(|only| only == reviews);
     let cases = [
@@ -398,7 +438,7 @@ async fn compare(
     let answer: Value = serde_json::from_slice(&response).map_err(|e| BenchError::Setup(format!("{title}: {e}")))?;
     let allowed = answer["response"]["allowed"].as_bool() == Some(true);
     let patched = answer["response"]["patch"].is_string();
-    let (limit_process, limit_port) = start_limit(cert_dir, &response, work).await?;
+    let (limit_process, limit_port) = start_limit(limit_setup, &response).await?;
     let limit = Target { address: SocketAddr::from((Ipv4Addr::LOCALHOST, limit_port)), ..ours.clone() };
     wait_ready(&limit, "limit server").await?;
     println!(
@@ -506,6 +546,22 @@ fn micros(duration: Option<Duration>) -> String {
 async fn bench_webhooks(options: &BenchOptions, plane: &ControlPlane, server: &Path) -> Result<(), BenchError> {
     let work = plane.dir().join("bench");
     std::fs::create_dir_all(&work).map_err(io_err("creating the bench dir"))?;
+    let placement = match options.cpus {
+        CpuPlacement::Split => {
+            cpus::Placement::split_this_process().map_err(io_err("confining the load generator to its CPUs"))?
+        }
+        CpuPlacement::Shared => None,
+    };
+    match &placement {
+        Some(placement) => println!(
+            "The servers (ours and the limit) run on CPU {}, the load generator on CPU {} (`--cpus shared`: all on \
+             all).\n",
+            cpus::describe(&placement.servers),
+            cpus::describe(&placement.load)
+        ),
+        None => println!("The servers and the load generator share every CPU.\n"),
+    }
+    let server_cpus = placement.as_ref().map(cpus::Placement::server_set);
 
     let port = control_plane::free_port()?;
     let cert_dir = work.join("controller-certs");
@@ -515,10 +571,12 @@ async fn bench_webhooks(options: &BenchOptions, plane: &ControlPlane, server: &P
         &controller_args(port, &cert_dir),
         plane,
         &work.join("controller.log"),
+        server_cpus,
     )?;
     let osc = target(port, &cert_dir, PATH_MUTATE_OSC, osc_review(BENCH_OSC_NAMESPACE)?).await?;
     wait_ready(&osc, "controller's OSC webhook").await?;
-    compare(options, "OSC webhook (controller)", true, &osc, &controller, &cert_dir, &work).await?;
+    let limit_setup = LimitSetup { cert_dir: &cert_dir, work: &work, cpus: server_cpus };
+    compare(options, "OSC webhook (controller)", true, &osc, &controller, limit_setup).await?;
     controller.stop().await;
 
     let port = control_plane::free_port()?;
@@ -529,11 +587,16 @@ async fn bench_webhooks(options: &BenchOptions, plane: &ControlPlane, server: &P
         &admission_args(port, &cert_dir),
         plane,
         &work.join("admission.log"),
+        server_cpus,
     )?;
     let shoot = target(port, &cert_dir, PATH_VALIDATE_SHOOT, shoot_review()?).await?;
     wait_ready(&shoot, "admission server").await?;
-    compare(options, "Shoot validating webhook (admission)", false, &shoot, &admission, &cert_dir, &work).await?;
+    let limit_setup = LimitSetup { cert_dir: &cert_dir, work: &work, cpus: server_cpus };
+    compare(options, "Shoot validating webhook (admission)", false, &shoot, &admission, limit_setup).await?;
     admission.stop().await;
+    if let Some(placement) = placement {
+        placement.end().map_err(io_err("giving the bench its CPUs back"))?;
+    }
     Ok(())
 }
 
@@ -703,7 +766,7 @@ async fn bench_scale(
     let cert_dir = work.join("scale-certs");
     let mut args = controller_args(port, &cert_dir);
     args.extend(options.max_concurrent_reconciles.map(|n| format!("--max-concurrent-reconciles={n}")));
-    let controller = ServerProcess::extension(options, server, &args, plane, &work.join("scale-controller.log"))?;
+    let controller = ServerProcess::extension(options, server, &args, plane, &work.join("scale-controller.log"), None)?;
     wait_ready(&target(port, &cert_dir, PATH_MUTATE_OSC, Bytes::new()).await?, "controller").await?;
     let idle_rss = stats::rss_bytes(controller.pid).unwrap_or_default();
 

@@ -196,7 +196,7 @@ fn webhooks() -> &'static Webhooks {
         // The stores' watches never run here: the stores stay unsynced, so every read goes to the in-memory client.
         let scope = StoreScope { configmap_namespace: BASE_CONFIGS_NAMESPACE.to_owned(), shoot_namespace: None };
         let (stores, _watches) = SeedStores::watch(client, &scope);
-        let osc = OscMutator { stores, images };
+        let osc = OscMutator::new(stores, images);
         Webhooks { runtime, osc, shoot: ShootValidator::default() }
     })
 }

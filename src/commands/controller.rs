@@ -118,7 +118,7 @@ pub async fn serve_osc_webhook(
     let mut server = WebhookServer::new(webhook.server_config()).with_metrics(metrics);
     let synced = stores.clone();
     server.ready_when(move || synced.is_synced());
-    server.register(PATH_MUTATE_OSC, OscMutator { stores, images }).map_err(ServingError::from)?;
+    server.register(PATH_MUTATE_OSC, OscMutator::new(stores, images)).map_err(ServingError::from)?;
     let mode = webhook.client_config_mode()?;
     let register = move |ca_bundle: Vec<u8>| {
         let client = client.clone();

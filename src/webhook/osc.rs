@@ -3,6 +3,8 @@
 //! anything of ours. This adapter reads the inputs and answers; what the OSC becomes is
 //! [`crate::domain::osc::desired_osc`], the function the reconciler and `render` use too.
 
+use std::sync::Arc;
+
 use kube::Resource;
 use kube::core::admission::{AdmissionResponse, Operation};
 
@@ -16,19 +18,59 @@ use crate::runtime::answer_memo::{Step, VolatileString, VolatileText};
 use crate::runtime::inputs::PlanError;
 use crate::runtime::metrics::DenialReason;
 use crate::runtime::review::{Answer, Reuse, deny};
-use crate::runtime::stores::{MadeFrom, SeedStores, StoredInputs, base_configs_of, shoot_as_answers_read};
+use crate::runtime::stores::{
+    InputVersions, MadeFrom, SeedStores, StoredInputs, base_configs_of, shoot_as_answers_read,
+};
 use crate::runtime::{AdmissionHandler, RawAdmissionRequest};
 
 /// A shoot's context (or why there is none), and what it was made from when every object exists (`None` when the
 /// Cluster or the Extension does not, or the Extension is being deleted: the answer is not kept).
 struct ContextRead {
-    context: Result<Option<ShootContext>, PlanError>,
-    made_from: Option<MadeFrom>,
+    context: Result<Option<Arc<ShootContext>>, PlanError>,
+    made_from: Option<Arc<MadeFrom>>,
 }
 
 impl ContextRead {
-    fn not_kept(context: Result<Option<ShootContext>, PlanError>) -> Self {
-        ContextRead { context, made_from: None }
+    fn not_kept(context: Option<ShootContext>) -> Self {
+        ContextRead { context: Ok(context.map(Arc::new)), made_from: None }
+    }
+}
+
+/// How many shoots' contexts [`RecentContexts`] keeps.
+const RECENT_CONTEXTS: usize = 8;
+
+/// The plans of the shoots whose OSCs were reviewed last, by the versions of the objects each was made from.
+/// gardenlet writes the OSCs of all of a shoot's pools (two each) in one go, and every one of them would otherwise
+/// make the same plan and fingerprint from the same objects again. The same `resourceVersion`s are the same objects,
+/// so a plan found here is the one they make.
+#[derive(Default)]
+struct RecentContexts(std::sync::Mutex<std::collections::VecDeque<RecentContext>>);
+
+struct RecentContext {
+    namespace: String,
+    versions: InputVersions,
+    context: Arc<ShootContext>,
+    made_from: Arc<MadeFrom>,
+}
+
+impl RecentContexts {
+    fn find(&self, namespace: &str, versions: &InputVersions) -> Option<ContextRead> {
+        let recent = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let found = recent.iter().find(|kept| kept.namespace == namespace && kept.versions == *versions)?;
+        Some(ContextRead { context: Ok(Some(found.context.clone())), made_from: Some(found.made_from.clone()) })
+    }
+
+    /// Keeps `read` for `namespace` when it is a plan made from objects that all exist, in place of what was kept for
+    /// the namespace before; the least recently kept shoot goes first.
+    fn keep(&self, namespace: &str, versions: InputVersions, read: &ContextRead) {
+        let (Ok(Some(context)), Some(made_from)) = (&read.context, &read.made_from) else { return };
+        let mut recent = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        recent.retain(|kept| kept.namespace != namespace);
+        if recent.len() == RECENT_CONTEXTS {
+            recent.pop_front();
+        }
+        let (context, made_from) = (context.clone(), made_from.clone());
+        recent.push_back(RecentContext { namespace: namespace.to_owned(), versions, context, made_from });
     }
 }
 
@@ -37,34 +79,43 @@ impl ContextRead {
 /// `Err` when the apiserver could not be read.
 async fn read_shoot_context(
     stores: &SeedStores,
+    recent: &RecentContexts,
     namespace: &str,
     images: &ImageVector,
 ) -> Result<ContextRead, PlanError> {
     let kube_err = |action: String| move |source| PlanError::Kube { action, source };
     let Some(cluster) = stores.cluster(namespace).await.map_err(kube_err(format!("reading Cluster {namespace}")))?
     else {
-        return Ok(ContextRead::not_kept(Ok(None)));
+        return Ok(ContextRead::not_kept(None));
     };
     let extension = stores
         .extension(namespace)
         .await
         .map_err(kube_err(format!("reading Extension {namespace}/{EXTENSION_TYPE}")))?;
-    // The answer reads no more of the Shoot than what is kept with it (see `MadeFrom`).
-    let shoot = shoot_as_answers_read(&cluster);
     let Some(extension) = extension else {
-        return Ok(ContextRead::not_kept(Ok(Some(ShootContext { shoot, desired: None }))));
+        return Ok(ContextRead::not_kept(Some(ShootContext { shoot: shoot_as_answers_read(&cluster), desired: None })));
     };
     // Once the Extension goes, cri-resmgr goes from the nodes: the OSC comes back without our additions (a passing
     // state: that answer is not kept).
     if extension.metadata.deletion_timestamp.is_some() {
-        return Ok(ContextRead::not_kept(Ok(Some(ShootContext { shoot, desired: None }))));
+        return Ok(ContextRead::not_kept(Some(ShootContext { shoot: shoot_as_answers_read(&cluster), desired: None })));
     }
     let base = stores.base_config_map().await?;
-    let made_from = MadeFrom::of(&cluster, &extension, base.as_deref());
+    let versions = InputVersions::of(&cluster, &extension, base.as_deref());
+    if let Some(read) = versions.as_ref().and_then(|versions| recent.find(namespace, versions)) {
+        return Ok(read);
+    }
+    // The answer reads no more of the Shoot than what is kept with it (see `MadeFrom`).
+    let shoot = shoot_as_answers_read(&cluster);
+    let made_from = MadeFrom::of(&cluster, &extension, base.as_deref()).map(Arc::new);
     let desired = base_configs_of(base.as_deref())
         .and_then(|base| Ok(desired::compute(&shoot, extension.spec.provider_config.as_ref(), &base, images)?));
-    let context = desired.map(|desired| Some(ShootContext { shoot, desired: Some(desired) }));
-    Ok(ContextRead { context, made_from })
+    let context = desired.map(|desired| Some(Arc::new(ShootContext { shoot, desired: Some(desired) })));
+    let read = ContextRead { context, made_from };
+    if let Some(versions) = versions {
+        recent.keep(namespace, versions, &read);
+    }
+    Ok(read)
 }
 
 /// Why an OperatingSystemConfig is denied; the text is what gardenlet sees (and retries on).
@@ -126,11 +177,17 @@ pub const OSC_VOLATILE_STRINGS: &[VolatileString] = &{
 /// The mutating webhook for OperatingSystemConfigs.
 pub struct OscMutator {
     /// The seed objects the plan is made from; see [`crate::runtime::stores`] for what a miss means.
-    pub stores: SeedStores,
-    pub images: ImageVector,
+    stores: SeedStores,
+    images: ImageVector,
+    recent: RecentContexts,
 }
 
 impl OscMutator {
+    /// The webhook planning from `stores` with `images`.
+    pub fn new(stores: SeedStores, images: ImageVector) -> Self {
+        OscMutator { stores, images, recent: RecentContexts::default() }
+    }
+
     /// The patch for the OSC in `request` (none when it stays as it is), and for how long that answer holds.
     async fn mutate(
         &self,
@@ -156,7 +213,7 @@ impl OscMutator {
         }
         let namespace = request.namespace.clone().unwrap_or_default();
         let plan_error = |source| OscMutationError::Plan { namespace: namespace.clone(), source };
-        let read = match read_shoot_context(&self.stores, &namespace, &self.images).await {
+        let read = match read_shoot_context(&self.stores, &self.recent, &namespace, &self.images).await {
             Ok(read) => read,
             // The apiserver could not be read: the next try may succeed.
             Err(e) => return (Err(plan_error(e)), Reuse::Never),
@@ -234,5 +291,88 @@ impl AdmissionHandler for OscMutator {
 
     fn volatile_strings(&self) -> &'static [VolatileString] {
         OSC_VOLATILE_STRINGS
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apis::extensions::{Cluster, Extension};
+
+    fn objects(namespace: &str, cluster_version: &str) -> (Cluster, Extension) {
+        let cluster = serde_json::from_value(serde_json::json!({
+            "apiVersion": "extensions.gardener.cloud/v1alpha1",
+            "kind": "Cluster",
+            "metadata": {"name": namespace, "resourceVersion": cluster_version},
+            "spec": {"shoot": {"metadata": {"name": "s", "namespace": "garden-p"}, "spec": {}},
+                     "cloudProfile": {}, "seed": {}}
+        }))
+        .expect("cluster");
+        let extension = serde_json::from_value(serde_json::json!({
+            "apiVersion": "extensions.gardener.cloud/v1alpha1",
+            "kind": "Extension",
+            "metadata": {"name": EXTENSION_TYPE, "namespace": namespace, "resourceVersion": "7"},
+            "spec": {"type": EXTENSION_TYPE}
+        }))
+        .expect("extension");
+        (cluster, extension)
+    }
+
+    /// What `recent` gives for the objects, as (context, made_from) pointers; `None` when nothing is kept for them.
+    fn kept(recent: &RecentContexts, namespace: &str, cluster_version: &str) -> Option<(usize, usize)> {
+        let (cluster, extension) = objects(namespace, cluster_version);
+        let versions = InputVersions::of(&cluster, &extension, None).expect("versions");
+        let read = recent.find(namespace, &versions)?;
+        let Ok(Some(context)) = read.context else { panic!("a kept read has a context") };
+        Some((Arc::as_ptr(&context) as usize, Arc::as_ptr(&read.made_from.expect("made from")) as usize))
+    }
+
+    fn keep(recent: &RecentContexts, namespace: &str, cluster_version: &str) -> (usize, usize) {
+        let (cluster, extension) = objects(namespace, cluster_version);
+        let context = Arc::new(ShootContext { shoot: shoot_as_answers_read(&cluster), desired: None });
+        let made_from = Arc::new(MadeFrom::of(&cluster, &extension, None).expect("made from"));
+        let pointers = (Arc::as_ptr(&context) as usize, Arc::as_ptr(&made_from) as usize);
+        let read = ContextRead { context: Ok(Some(context)), made_from: Some(made_from) };
+        recent.keep(namespace, InputVersions::of(&cluster, &extension, None).expect("versions"), &read);
+        pointers
+    }
+
+    #[test]
+    fn a_kept_context_is_found_only_for_the_same_namespace_and_versions() {
+        let recent = RecentContexts::default();
+        let first = keep(&recent, "shoot--p--a", "1");
+        assert_eq!(kept(&recent, "shoot--p--a", "1"), Some(first));
+        assert_eq!(kept(&recent, "shoot--p--a", "2"), None, "another Cluster version");
+        assert_eq!(kept(&recent, "shoot--p--b", "1"), None, "another namespace");
+
+        let second = keep(&recent, "shoot--p--a", "2");
+        assert_eq!(kept(&recent, "shoot--p--a", "2"), Some(second));
+        assert_eq!(kept(&recent, "shoot--p--a", "1"), None, "a namespace keeps only its latest context");
+    }
+
+    #[test]
+    fn only_the_latest_shoots_are_kept() {
+        let recent = RecentContexts::default();
+        for shoot in 0..=RECENT_CONTEXTS {
+            keep(&recent, &format!("shoot--p--{shoot}"), "1");
+        }
+        assert_eq!(kept(&recent, "shoot--p--0", "1"), None, "the least recently kept shoot went");
+        for shoot in 1..=RECENT_CONTEXTS {
+            assert!(kept(&recent, &format!("shoot--p--{shoot}"), "1").is_some(), "shoot {shoot}");
+        }
+    }
+
+    #[test]
+    fn reads_that_must_not_be_kept_are_not() {
+        let recent = RecentContexts::default();
+        let (cluster, extension) = objects("shoot--p--a", "1");
+        let versions = InputVersions::of(&cluster, &extension, None).expect("versions");
+        recent.keep("shoot--p--a", versions.clone(), &ContextRead::not_kept(None));
+        let failed = ContextRead {
+            context: Err(PlanError::Desired(desired::DesiredError::MissingKubernetesVersion)),
+            made_from: MadeFrom::of(&cluster, &extension, None).map(Arc::new),
+        };
+        recent.keep("shoot--p--a", versions.clone(), &failed);
+        assert!(recent.find("shoot--p--a", &versions).is_none());
     }
 }

@@ -94,7 +94,7 @@ async fn the_osc_webhook_answers_from_stores_that_follow_cluster_extension_and_b
     let watches = tokio::spawn(watches);
     tokio::time::timeout(Duration::from_secs(30), stores.synced()).await.expect("the stores sync");
     assert!(stores.is_synced());
-    let mutator = OscMutator { stores: stores.clone(), images: ImageVector::embedded().expect("images") };
+    let mutator = OscMutator::new(stores.clone(), ImageVector::embedded().expect("images"));
 
     let mut osc: OperatingSystemConfig = example("30-osc-cpu-worker.yaml");
     osc.metadata.namespace = Some(env.namespace.clone());

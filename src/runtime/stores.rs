@@ -16,7 +16,7 @@ use std::fmt::Debug;
 use std::future::Future;
 use std::sync::Arc;
 
-use futures::{FutureExt as _, StreamExt as _};
+use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
@@ -38,9 +38,9 @@ use crate::runtime::inputs::PlanError;
 pub struct SeedStores {
     client: kube::Client,
     configmap_namespace: String,
-    clusters: Store<Cluster>,
-    extensions: Store<Extension>,
-    base_configs: Store<ConfigMap>,
+    clusters: Reflected<Cluster>,
+    extensions: Reflected<Extension>,
+    base_configs: Reflected<ConfigMap>,
     /// Bumped after every change of the base-configs store has been applied to it.
     base_configs_changed: tokio::sync::watch::Receiver<u64>,
     /// Set once every store is synced, which then stays so: every kept OSC answer asks, and asking the stores takes
@@ -260,7 +260,7 @@ impl SeedStores {
         if self.synced.load(Ordering::Acquire) {
             return true;
         }
-        let synced = is_ready(&self.clusters) && is_ready(&self.extensions) && is_ready(&self.base_configs);
+        let synced = self.clusters.is_listed() && self.extensions.is_listed() && self.base_configs.is_listed();
         if synced {
             self.synced.store(true, Ordering::Release);
         }
@@ -269,13 +269,10 @@ impl SeedStores {
 
     /// Waits until [`is_synced`](Self::is_synced); never returns if the watches do not run.
     pub async fn synced(&self) {
-        // A store's readiness only fails when its writer is gone, i.e. the watches stopped: then never.
-        for ready in [
-            self.clusters.wait_until_ready().boxed(),
-            self.extensions.wait_until_ready().boxed(),
-            self.base_configs.wait_until_ready().boxed(),
-        ] {
-            if ready.await.is_err() {
+        for mut listed in [&self.clusters.listed, &self.extensions.listed, &self.base_configs.listed].map(Clone::clone)
+        {
+            // An error means that the watch is gone without a list: the stores never sync.
+            if listed.wait_for(|listed| *listed).await.is_err() {
                 std::future::pending::<()>().await;
             }
         }
@@ -283,7 +280,7 @@ impl SeedStores {
 
     /// The Cluster of the shoot namespace `namespace`, if there is one.
     pub async fn cluster(&self, namespace: &str) -> Result<Option<Arc<Cluster>>, kube::Error> {
-        if let Some(cluster) = self.stored(&self.clusters, ObjectRef::new(namespace)) {
+        if let Some(cluster) = self.clusters.get_listed(&ObjectRef::new(namespace)) {
             return Ok(Some(cluster));
         }
         let live = Api::<Cluster>::all(self.client.clone()).get_opt(namespace).await?;
@@ -295,7 +292,7 @@ impl SeedStores {
 
     /// The Extension of our type in the shoot namespace `namespace`, if there is one.
     pub async fn extension(&self, namespace: &str) -> Result<Option<Arc<Extension>>, kube::Error> {
-        if let Some(extension) = self.stored(&self.extensions, ObjectRef::new(EXTENSION_TYPE).within(namespace)) {
+        if let Some(extension) = self.extensions.get_listed(&ObjectRef::new(EXTENSION_TYPE).within(namespace)) {
             return Ok(Some(extension));
         }
         let api = Api::<Extension>::namespaced(self.client.clone(), namespace);
@@ -309,9 +306,9 @@ impl SeedStores {
 
     /// The operator's base-configs ConfigMap, if there is one.
     pub async fn base_config_map(&self) -> Result<Option<Arc<ConfigMap>>, PlanError> {
-        if is_ready(&self.base_configs) {
+        if self.base_configs.is_listed() {
             // Synced: the store is authoritative for this one object (see the module's documentation).
-            return Ok(self.base_configs.get(&self.base_configs_key()));
+            return Ok(self.base_configs.store.get(&self.base_configs_key()));
         }
         let api = Api::<ConfigMap>::namespaced(self.client.clone(), &self.configmap_namespace);
         let live = api.get_opt(BASE_CONFIGS_CONFIG_MAP).await.map_err(|source| PlanError::Kube {
@@ -328,35 +325,19 @@ impl SeedStores {
         if !self.is_synced() {
             return None;
         }
-        let cluster = self.clusters.get(&inputs.cluster)?;
-        let extension = self.extensions.get(&inputs.extension)?;
-        Some((cluster, extension, self.base_configs.get(&inputs.base_configs)))
+        let cluster = self.clusters.store.get(&inputs.cluster)?;
+        let extension = self.extensions.store.get(&inputs.extension)?;
+        Some((cluster, extension, self.base_configs.store.get(&inputs.base_configs)))
     }
 
     fn base_configs_key(&self) -> ObjectRef<ConfigMap> {
         ObjectRef::new(BASE_CONFIGS_CONFIG_MAP).within(&self.configmap_namespace)
-    }
-
-    /// The stored object, once the store is synced; `None` sends the caller to the apiserver.
-    fn stored<K>(&self, store: &Store<K>, key: ObjectRef<K>) -> Option<Arc<K>>
-    where
-        K: Resource<DynamicType = ()> + Clone + 'static,
-    {
-        if is_ready(store) { store.get(&key) } else { None }
     }
 }
 
 /// The base configs the operator's ConfigMap holds (none without one).
 pub fn base_configs_of(config_map: Option<&ConfigMap>) -> Result<BTreeMap<String, String>, PlanError> {
     Ok(configs::base_configs(config_map).map_err(DesiredError::Config)?)
-}
-
-fn is_ready<K>(store: &Store<K>) -> bool
-where
-    K: Resource<DynamicType = ()> + Clone + 'static,
-{
-    // Readiness is set once, by the first complete list; polling it once never waits.
-    matches!(store.wait_until_ready().now_or_never(), Some(Ok(())))
 }
 
 fn named(name: &str) -> watcher::Config {
@@ -381,6 +362,33 @@ fn base_configs_trigger(changed: tokio::sync::watch::Sender<u64>) -> impl FnMut(
     }
 }
 
+/// A store filled from a watch, and whether it holds the result of its first list.
+///
+/// The readiness is our own signal, not the store's `wait_until_ready`: that one wakes only the waker of its latest
+/// poll (one slot, behind a lock), so a poll that only asks (`now_or_never`, as `/readyz` and every OSC review do)
+/// would take the wake-up from a task that waits for it, and the reconciler waiting for the first list would never
+/// start.
+#[derive(Clone)]
+struct Reflected<K: Resource<DynamicType = ()> + 'static> {
+    store: Store<K>,
+    /// Set once the first list is in the store; it stays set.
+    listed: tokio::sync::watch::Receiver<bool>,
+}
+
+impl<K> Reflected<K>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    fn is_listed(&self) -> bool {
+        *self.listed.borrow()
+    }
+
+    /// The stored object, once the first list is in; `None` sends the caller to the apiserver.
+    fn get_listed(&self, key: &ObjectRef<K>) -> Option<Arc<K>> {
+        if self.is_listed() { self.store.get(key) } else { None }
+    }
+}
+
 /// A store and the future that fills it from a watch; `slim` drops what no reader needs before an object is kept,
 /// `applied` sees each event once the store holds it.
 fn reflect<K>(
@@ -388,21 +396,28 @@ fn reflect<K>(
     config: watcher::Config,
     slim: impl FnMut(&mut K) + Send + 'static,
     mut applied: impl FnMut(&watcher::Event<K>) + Send + 'static,
-) -> (Store<K>, impl Future<Output = ()> + Send + 'static)
+) -> (Reflected<K>, impl Future<Output = ()> + Send + 'static)
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
     let (store, writer) = reflector::store();
+    let (listed_tx, listed) = tokio::sync::watch::channel(false);
     let kind = K::kind(&()).into_owned();
     let watch = watcher(api, config).default_backoff().modify(slim).reflect(writer).for_each(move |event| {
         match event {
-            Ok(event) => applied(&event),
+            Ok(event) => {
+                if matches!(event, watcher::Event::InitDone) {
+                    // The writer swapped the list into the store before it passed the event on.
+                    listed_tx.send_if_modified(|listed| !std::mem::replace(listed, true));
+                }
+                applied(&event);
+            }
             // The backoff retries; the store keeps what it had.
             Err(error) => tracing::warn!(kind, error = %error, "watch failed; retrying"),
         }
         std::future::ready(())
     });
-    (store, watch)
+    (Reflected { store, listed }, watch)
 }
 
 /// A Cluster as the stores keep it: the Shoot, without the CloudProfile and the Seed (no reader needs them, and they

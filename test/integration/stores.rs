@@ -196,3 +196,34 @@ async fn the_osc_webhook_answers_from_stores_that_follow_cluster_extension_and_b
     assert!(matches!(mutated_and_kept(&mutator, &osc).await.1, Reuse::Never));
     watches.abort();
 }
+
+/// Asking whether the stores are synced (as `/readyz` and every OSC review do) while the reconciler waits for them must
+/// not take the waiter's wake-up: the waiter sees the first lists arrive.
+#[tokio::test]
+async fn waiting_for_the_stores_survives_readiness_asked_meanwhile() {
+    let env = TestEnv::new("stores_waiter").await;
+    let scope = StoreScope { configmap_namespace: env.namespace.clone(), shoot_namespace: Some(env.namespace.clone()) };
+    let (stores, watches) = SeedStores::watch(env.client.clone(), &scope);
+    let mut synced = Box::pin(stores.synced());
+    assert!(futures::poll!(synced.as_mut()).is_pending(), "waiting before the watches run");
+    // Asked after the waiter registered and before the lists arrive: a waker-stealing readiness would leave the waiter
+    // asleep for good.
+    assert!(!stores.is_synced());
+    let watches = tokio::spawn(watches);
+    let asking = tokio::spawn({
+        let stores = stores.clone();
+        async move {
+            while !stores.is_synced() {
+                tokio::task::yield_now().await;
+            }
+        }
+    });
+    // Not `timeout`: it polls the waiter once more when its time is up, which would find the stores synced.
+    tokio::select! {
+        biased;
+        () = tokio::time::sleep(Duration::from_secs(20)) => panic!("the waiter was not woken when the stores synced"),
+        () = &mut synced => {}
+    }
+    asking.await.expect("the asking task ends once synced");
+    watches.abort();
+}

@@ -145,6 +145,11 @@ impl MadeFrom {
         })
     }
 
+    /// The versions of the objects the answer was made from.
+    pub fn versions(&self) -> &InputVersions {
+        &self.versions
+    }
+
     /// Whether `stores` hold what the answer was made from, for the shoot namespace of `inputs`: `false` until they
     /// are synced and while its Cluster or Extension is not in them.
     pub fn holds_in(&self, stores: &SeedStores, inputs: &StoredInputs) -> bool {
@@ -434,6 +439,49 @@ mod tests {
     use kube::ResourceExt as _;
 
     use super::*;
+
+    #[test]
+    fn versions_compared_in_place_agree_with_the_versions_taken() {
+        fn versioned<T: serde::de::DeserializeOwned>(object: serde_json::Value, version: Option<&str>) -> T {
+            let mut object = object;
+            if let Some(version) = version {
+                object["metadata"]["resourceVersion"] = serde_json::json!(version);
+            }
+            serde_json::from_value(object).expect("object")
+        }
+        let cluster = |version| -> Cluster {
+            versioned(
+                serde_json::json!({"metadata": {"name": "shoot--p--s"}, "spec": {"shoot": {"spec": {}}}}),
+                version,
+            )
+        };
+        let extension = |version| -> Extension {
+            versioned(serde_json::json!({"metadata": {"name": "e"}, "spec": {"type": EXTENSION_TYPE}}), version)
+        };
+        let config_map = |version| -> ConfigMap { versioned(serde_json::json!({"metadata": {"name": "c"}}), version) };
+        let kept_base_configs = [None, Some("5".to_owned())];
+        for kept in kept_base_configs.map(|base_configs| InputVersions {
+            cluster: "1".into(),
+            extension: "2".into(),
+            base_configs,
+        }) {
+            for cluster_version in [Some("1"), Some("9"), None] {
+                for extension_version in [Some("2"), Some("9"), None] {
+                    for base_configs in [None, Some(Some("5")), Some(Some("6")), Some(None)] {
+                        let (cluster, extension) = (cluster(cluster_version), extension(extension_version));
+                        let base_configs = base_configs.map(config_map);
+                        let taken = InputVersions::of(&cluster, &extension, base_configs.as_ref());
+                        assert_eq!(
+                            kept.are_of(&cluster, &extension, base_configs.as_ref()),
+                            taken.as_ref() == Some(&kept),
+                            "kept {kept:?}, objects at {taken:?} ({cluster_version:?}, {extension_version:?}, {:?})",
+                            base_configs.as_ref().map(|c| c.metadata.resource_version.clone())
+                        );
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn base_configs_wake_reconciles_on_changes_and_on_lists_after_the_first() {

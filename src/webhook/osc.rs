@@ -36,11 +36,14 @@ impl ContextRead {
     }
 }
 
-/// How many shoots' contexts [`RecentContexts`] keeps.
-const RECENT_CONTEXTS: usize = 8;
+/// How many shoots' plans [`RecentContexts`] keeps: more than the shoots gardenlet reconciles at once by default (its
+/// shoot controller's `concurrentSyncs`, 20). With more shoots in flight a plan may be gone before its shoot's next
+/// OSC, which then makes it again: a cost, not a wrong answer. A plan is the Shoot's spec and the shoot's merged
+/// configs, a few kilobytes.
+const RECENT_CONTEXTS: usize = 32;
 
-/// The plans of the shoots whose OSCs were reviewed last, by the versions of the objects each was made from.
-/// gardenlet writes the OSCs of all of a shoot's pools (two each) in one go, and every one of them would otherwise
+/// The plans of the shoots whose OSCs were planned last, by the versions of the objects each was made from.
+/// gardenlet writes the reconcile OSCs of all of a shoot's pools in one go, and every one of them would otherwise
 /// make the same plan and fingerprint from the same objects again. The same `resourceVersion`s are the same objects,
 /// so a plan found here is the one they make.
 #[derive(Default)]
@@ -61,9 +64,10 @@ impl RecentContexts {
     }
 
     /// Keeps `read` for `namespace` when it is a plan made from objects that all exist, in place of what was kept for
-    /// the namespace before; the least recently kept shoot goes first.
-    fn keep(&self, namespace: &str, versions: InputVersions, read: &ContextRead) {
+    /// the namespace before; the shoot planned longest ago goes first.
+    fn keep(&self, namespace: &str, read: &ContextRead) {
         let (Ok(Some(context)), Some(made_from)) = (&read.context, &read.made_from) else { return };
+        let versions = made_from.versions().clone();
         let mut recent = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         recent.retain(|kept| kept.namespace != namespace);
         if recent.len() == RECENT_CONTEXTS {
@@ -92,14 +96,11 @@ async fn read_shoot_context(
         .extension(namespace)
         .await
         .map_err(kube_err(format!("reading Extension {namespace}/{EXTENSION_TYPE}")))?;
-    let Some(extension) = extension else {
+    // Without the Extension, or once it goes, cri-resmgr goes from the nodes: the OSC comes back without our
+    // additions (a passing state while it is deleted: that answer is not kept).
+    let Some(extension) = extension.filter(|extension| extension.metadata.deletion_timestamp.is_none()) else {
         return Ok(ContextRead::not_kept(Some(ShootContext { shoot: shoot_as_answers_read(&cluster), desired: None })));
     };
-    // Once the Extension goes, cri-resmgr goes from the nodes: the OSC comes back without our additions (a passing
-    // state: that answer is not kept).
-    if extension.metadata.deletion_timestamp.is_some() {
-        return Ok(ContextRead::not_kept(Some(ShootContext { shoot: shoot_as_answers_read(&cluster), desired: None })));
-    }
     let base = stores.base_config_map().await?;
     let versions = InputVersions::of(&cluster, &extension, base.as_deref());
     if let Some(read) = versions.as_ref().and_then(|versions| recent.find(namespace, versions)) {
@@ -112,9 +113,7 @@ async fn read_shoot_context(
         .and_then(|base| Ok(desired::compute(&shoot, extension.spec.provider_config.as_ref(), &base, images)?));
     let context = desired.map(|desired| Some(Arc::new(ShootContext { shoot, desired: Some(desired) })));
     let read = ContextRead { context, made_from };
-    if let Some(versions) = versions {
-        recent.keep(namespace, versions, &read);
-    }
+    recent.keep(namespace, &read);
     Ok(read)
 }
 
@@ -333,7 +332,7 @@ mod tests {
         let made_from = Arc::new(MadeFrom::of(&cluster, &extension, None).expect("made from"));
         let pointers = (Arc::as_ptr(&context) as usize, Arc::as_ptr(&made_from) as usize);
         let read = ContextRead { context: Ok(Some(context)), made_from: Some(made_from) };
-        recent.keep(namespace, InputVersions::of(&cluster, &extension, None).expect("versions"), &read);
+        recent.keep(namespace, &read);
         pointers
     }
 
@@ -367,12 +366,12 @@ mod tests {
         let recent = RecentContexts::default();
         let (cluster, extension) = objects("shoot--p--a", "1");
         let versions = InputVersions::of(&cluster, &extension, None).expect("versions");
-        recent.keep("shoot--p--a", versions.clone(), &ContextRead::not_kept(None));
+        recent.keep("shoot--p--a", &ContextRead::not_kept(None));
         let failed = ContextRead {
             context: Err(PlanError::Desired(desired::DesiredError::MissingKubernetesVersion)),
             made_from: MadeFrom::of(&cluster, &extension, None).map(Arc::new),
         };
-        recent.keep("shoot--p--a", versions.clone(), &failed);
+        recent.keep("shoot--p--a", &failed);
         assert!(recent.find("shoot--p--a", &versions).is_none());
     }
 }

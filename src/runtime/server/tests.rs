@@ -287,7 +287,7 @@ fn test_router_timing_out_after(max_body_bytes: usize, request_timeout: Duration
     let mut config = server.config.clone();
     config.max_body_bytes = max_body_bytes;
     config.request_timeout = request_timeout;
-    router(&config, &server.handlers, readiness(true, true))
+    routes(&config, &server.handlers, readiness(true, true))
 }
 
 #[tokio::test]
@@ -341,7 +341,7 @@ async fn a_stateful_struct_handler_plugs_in_by_path() {
             NameValidator { forbidden: "x".to_owned(), calls: Default::default() },
         )
         .expect("register struct");
-    let router = router(&server.config, &server.handlers, readiness(true, true));
+    let router = routes(&server.config, &server.handlers, readiness(true, true));
 
     let (status, body) = call_router(router.clone(), "/webhooks/validate-shoot", review("v-1", "taken").into()).await;
     assert_eq!(status, StatusCode::OK);
@@ -383,7 +383,7 @@ async fn a_review_that_comes_again_gets_the_kept_answer_while_it_holds_counted_a
     server.register(REUSABLE, ReusableAdapter(shared)).expect("register");
     let metrics = crate::runtime::metrics::Metrics::for_admission();
     let observed =
-        observed_router(&server.config, &server.handlers, Some(metrics.webhook.clone()), readiness(true, true));
+        observed_routes(&server.config, &server.handlers, Some(metrics.webhook.clone()), readiness(true, true));
     let ask = |uid: &'static str, name: &'static str| {
         let router = observed.clone();
         async move {
@@ -445,7 +445,7 @@ async fn a_review_that_comes_again_gets_the_kept_answer_while_it_holds_counted_a
             echo(request)
         })
         .expect("register");
-    let plain = router(&server.config, &server.handlers, readiness(true, true));
+    let plain = routes(&server.config, &server.handlers, readiness(true, true));
     for uid in ["e-1", "e-2", "e-3"] {
         let (_, body) = call_router(plain.clone(), "/webhooks/counted", review(uid, "a-shoot").into()).await;
         assert_eq!(response_of(&body)["uid"], uid);
@@ -562,7 +562,7 @@ async fn a_shoot_nested_as_deep_as_the_apiserver_allows_is_decoded_and_answered(
     const DEEP: &str = "/webhooks/decode-shoot";
     let mut server = handlers();
     server.register(DEEP, decode_shoot).expect("register");
-    let router = router(server.config(), &server.handlers, readiness(true, true));
+    let router = routes(server.config(), &server.handlers, readiness(true, true));
     // 122 levels broke serde_json's default recursion limit; the apiserver itself accepts up to 10,000.
     for levels in [122, 1_000, 10_000 - 4] {
         let uid = format!("deep-{levels}");
@@ -626,7 +626,7 @@ async fn probes_answer_get_and_head_and_refuse_other_methods() {
 #[tokio::test]
 async fn readyz_is_503_when_not_ready() {
     let server = handlers();
-    let router = router(&server.config, &server.handlers, readiness(false, true));
+    let router = routes(&server.config, &server.handlers, readiness(false, true));
     let request = Request::builder().method("GET").uri(READYZ_PATH).body(Body::empty()).expect("request");
     let response = router.clone().oneshot(request).await.expect("infallible");
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
@@ -639,7 +639,7 @@ async fn readyz_is_503_when_not_ready() {
 async fn readyz_is_503_until_certificate_material_is_loaded() {
     let server = handlers();
     for (loaded, expected) in [(false, StatusCode::SERVICE_UNAVAILABLE), (true, StatusCode::OK)] {
-        let router = router(&server.config, &server.handlers, readiness(true, loaded));
+        let router = routes(&server.config, &server.handlers, readiness(true, loaded));
         let request = Request::builder().method("GET").uri(READYZ_PATH).body(Body::empty()).expect("request");
         let response = router.oneshot(request).await.expect("infallible");
         assert_eq!(response.status(), expected, "certificate material loaded: {loaded}");
@@ -657,7 +657,7 @@ async fn readyz_is_503_while_a_readiness_check_fails() {
     for (holds, expected) in [(false, StatusCode::SERVICE_UNAVAILABLE), (true, StatusCode::OK)] {
         synced.store(holds, std::sync::atomic::Ordering::SeqCst);
         let readiness = Readiness { checks: Arc::new([check.clone()]), ..readiness(true, true) };
-        let router = router(&server.config, &server.handlers, readiness);
+        let router = routes(&server.config, &server.handlers, readiness);
         let request = Request::builder().method("GET").uri(READYZ_PATH).body(Body::empty()).expect("request");
         let response = router.oneshot(request).await.expect("infallible");
         assert_eq!(response.status(), expected, "check holds: {holds}");
@@ -1033,7 +1033,7 @@ async fn every_answer_is_counted_by_webhook_and_class() {
     let server = handlers();
     let mut config = server.config.clone();
     config.max_body_bytes = 4096;
-    let router = observed_router(&config, &server.handlers, Some(metrics.webhook.clone()), readiness(true, true));
+    let router = observed_routes(&config, &server.handlers, Some(metrics.webhook.clone()), readiness(true, true));
 
     call_router(router.clone(), ECHO, review("m-1", "fine").into()).await;
     call_router(router.clone(), ECHO, review("m-2", "forbidden").into()).await;
@@ -1065,7 +1065,7 @@ async fn a_timed_out_request_is_counted_as_an_error() {
     let server = handlers();
     let mut config = server.config.clone();
     config.request_timeout = Duration::from_millis(300);
-    let router = observed_router(&config, &server.handlers, Some(metrics.webhook.clone()), readiness(true, true));
+    let router = observed_routes(&config, &server.handlers, Some(metrics.webhook.clone()), readiness(true, true));
     let (status, _) = call_router(router, SLOW, review("slow", "shoot").into()).await;
     assert_eq!(status, StatusCode::REQUEST_TIMEOUT);
     let text = metrics.encode().expect("encode");

@@ -50,19 +50,31 @@ impl CpuSet {
         self.apply_to(0)
     }
 
-    /// Confines every thread of this process to this set; threads it starts later inherit it from their creator.
+    /// Confines every thread of this process to this set; threads they start later inherit it from their creator.
+    /// A thread not yet confined may start another while the threads are gone through, so they are gone through
+    /// again until no new one appears.
     pub fn apply_to_this_process(&self) -> io::Result<()> {
-        for task in std::fs::read_dir("/proc/self/task")? {
-            let Some(tid) = task?.file_name().to_str().and_then(|name| name.parse::<libc::pid_t>().ok()) else {
-                continue;
-            };
-            match self.apply_to(tid) {
-                // A thread that ended since the directory was read.
-                Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
-                other => other?,
+        let mut confined = std::collections::BTreeSet::new();
+        loop {
+            let mut new = 0;
+            for task in std::fs::read_dir("/proc/self/task")? {
+                let Some(tid) = task?.file_name().to_str().and_then(|name| name.parse::<libc::pid_t>().ok()) else {
+                    continue;
+                };
+                if !confined.insert(tid) {
+                    continue;
+                }
+                new += 1;
+                match self.apply_to(tid) {
+                    // A thread that ended since the directory was read.
+                    Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
+                    other => other?,
+                }
+            }
+            if new == 0 {
+                return Ok(());
             }
         }
-        Ok(())
     }
 }
 
@@ -82,7 +94,7 @@ pub struct Placement {
     pub servers: Vec<usize>,
     /// The load generator's CPUs.
     pub load: Vec<usize>,
-    /// This process's CPUs before the split, given back by [`Placement::end`].
+    /// This process's CPUs before the split, given back when the placement is dropped.
     before: Vec<usize>,
 }
 
@@ -99,10 +111,14 @@ impl Placement {
     pub fn server_set(&self) -> CpuSet {
         CpuSet::of(&self.servers)
     }
+}
 
-    /// Gives this process all the CPUs it had before.
-    pub fn end(self) -> io::Result<()> {
-        CpuSet::of(&self.before).apply_to_this_process()
+impl Drop for Placement {
+    /// Gives this process all the CPUs it had before, however the webhook bench ended.
+    fn drop(&mut self) {
+        if let Err(e) = CpuSet::of(&self.before).apply_to_this_process() {
+            tracing::warn!(error = %e, "cannot give the bench its CPUs back");
+        }
     }
 }
 

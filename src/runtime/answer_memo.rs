@@ -199,7 +199,18 @@ impl Entry {
                 return None;
             }
             at += fixed.len();
-            let length = plain_string_length(&body[at..], *text)?;
+            let kept_text = &self.review[span.clone()];
+            let length = match text {
+                // The kept review's volatile strings were found of their kind when it was kept: the same text again
+                // needs no second look (a time would be parsed and written back).
+                SpanText::Volatile(_)
+                    if body.get(at..at + kept_text.len()) == Some(kept_text)
+                        && body.get(at + kept_text.len()) == Some(&b'"') =>
+                {
+                    kept_text.len()
+                }
+                _ => plain_string_length(&body[at..], *text)?,
+            };
             if *text == SpanText::Uid {
                 uid = Some(at..at + length);
             }

@@ -527,7 +527,7 @@ where
         let path = request.uri().path();
         if let Some(webhook) = self.0.webhooks.get(path) {
             let webhook = webhook.clone();
-            return Box::pin(async move { Ok(webhook.serve(request.map(axum::body::Body::new)).await) });
+            return Box::pin(async move { Ok(webhook.serve(request).await) });
         }
         let response = match path {
             HEALTHZ_PATH => probe(request.method(), true),
@@ -566,7 +566,11 @@ impl Webhook {
     /// Answers one HTTP request: only POST, within the request timeout (reading the body included, so a client that
     /// sends its body slowly is answered 408), with the body read up to [`hard_body_ceiling`]. Every answer is
     /// counted: those without a review as failed.
-    async fn serve(self: &Arc<Self>, request: axum::extract::Request) -> Response {
+    async fn serve<B>(self: &Arc<Self>, request: axum::http::Request<B>) -> Response
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<axum::BoxError>,
+    {
         if request.method() != axum::http::Method::POST {
             self.failed();
             return (StatusCode::METHOD_NOT_ALLOWED, [(header::ALLOW, "POST")]).into_response();
@@ -589,7 +593,11 @@ impl Webhook {
         }
     }
 
-    async fn read_and_answer(self: &Arc<Self>, body: axum::body::Body) -> Response {
+    async fn read_and_answer<B>(self: &Arc<Self>, body: B) -> Response
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<axum::BoxError>,
+    {
         let ceiling = hard_body_ceiling(self.limit);
         // A body announced beyond the ceiling is refused before it is read.
         if usize::try_from(http_body::Body::size_hint(&body).lower()).map_or(true, |announced| announced > ceiling) {

@@ -381,6 +381,17 @@ fn a_volatile_string_not_of_its_kind_gets_a_fresh_answer() {
 }
 
 #[test]
+fn a_volatile_string_that_begins_with_the_kept_text_is_read_to_its_end() {
+    let memo = <AnswerMemo>::with_volatile_strings(VOLATILE);
+    remembered(&memo, &written_again("u1", "s1", "41", [T1, T1], "40"), true, Reuse::Always);
+    // The same texts again are taken as they are; longer ones that begin with them are read to their end.
+    assert!(memo.reuse(&written_again("u2", "s1", "41", [T1, T1], "40")).is_some());
+    assert!(memo.reuse(&written_again("u2", "s12", "411", [T1, T1], "401")).is_some());
+    // Which for a time is then not one the decoder writes back as read.
+    assert!(memo.reuse(&written_again("u2", "s1", "41", [&format!("{T1}x"), T1], "40")).is_none());
+}
+
+#[test]
 fn denials_and_volatile_strings_with_escapes_need_the_same_text_again() {
     let memo = <AnswerMemo>::with_volatile_strings(VOLATILE);
     remembered(&memo, &written_again("u1", "s1", "41", [T1, T1], "40"), false, Reuse::Always);

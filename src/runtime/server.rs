@@ -506,7 +506,8 @@ fn observed_routes(
 struct Routes(Arc<RouteTable>);
 
 struct RouteTable {
-    webhooks: std::collections::HashMap<Box<str>, Arc<Webhook>>,
+    /// Each webhook by its path. A process serves a handful, so a scan of the paths costs less than hashing one.
+    webhooks: Vec<(Box<str>, Arc<Webhook>)>,
     readiness: Readiness,
 }
 
@@ -525,7 +526,7 @@ where
 
     fn call(&mut self, request: axum::http::Request<B>) -> Self::Future {
         let path = request.uri().path();
-        if let Some(webhook) = self.0.webhooks.get(path) {
+        if let Some((_, webhook)) = self.0.webhooks.iter().find(|(served, _)| **served == *path) {
             let webhook = webhook.clone();
             return Box::pin(async move { Ok(webhook.serve(request).await) });
         }

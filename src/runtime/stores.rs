@@ -163,8 +163,8 @@ impl MadeFrom {
             return true;
         }
         let last = || self.last_other.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        // The steady state once the Cluster or the Extension was rewritten (the health check writes the Extension's
-        // status every half minute): the versions last looked at, compared in place.
+        // The steady state once the Cluster or the Extension was rewritten (gardenlet rewrites the Cluster in every
+        // shoot reconcile, the controller then the Extension's status): the versions last looked at, in place.
         if let Some((seen, same)) = &*last()
             && seen.are_of(&cluster, &extension, base_configs.as_deref())
         {

@@ -1,5 +1,5 @@
-//! The TLS webhook server: hyper serves HTTP/1.1 over tokio-rustls (rustls on the ring provider), a map from path
-//! to webhook routes the requests, and the answers are axum responses.
+//! The TLS webhook server: hyper serves HTTP/1.1 over tokio-rustls (rustls on the ring provider), each request goes
+//! to the webhook of its exact path, and the answers are axum responses.
 //!
 //! One HTTPS listener serves every admission webhook of the process, each on its own path, plus
 //! `/healthz` and `/readyz`:
@@ -429,9 +429,10 @@ const TIMER_ANCHOR_PERIOD: Duration = Duration::from_secs(1);
 /// Keeps a timer due within [`TIMER_ANCHOR_PERIOD`] on the runtime, for as long as the server serves.
 ///
 /// Requests arm timers (hyper's header read timeout while a connection waits for its next request; the request timeout
-/// when a request is not answered in its first poll), each seconds away. tokio wakes the thread parked in its time driver whenever a timer is armed that is due
-/// earlier than any other it holds, to shorten its sleep: with no other timer, that was one more thread woken per
-/// request, which at one connection cost as much as the rest of answering a kept answer. With this timer always due
+/// when a request is not answered in its first poll), each seconds away. tokio wakes the thread parked in its time
+/// driver whenever a timer is armed that is due earlier than any other it holds, to shorten its sleep: with no other
+/// timer, that was one more thread woken per request, which at one connection cost as much as the rest of answering
+/// a kept answer. With this timer always due
 /// first, the requests' timers never are, and the parked thread sleeps on (it wakes once per period instead).
 async fn anchor_timers() {
     let mut ticks = tokio::time::interval(TIMER_ANCHOR_PERIOD);
@@ -500,8 +501,8 @@ fn observed_routes(
 /// What the server answers on which path: each webhook on its own, [`HEALTHZ_PATH`] and [`READYZ_PATH`]; any other
 /// path is 404.
 ///
-/// A map lookup by the exact path rather than axum's `Router`, which for every request clones the matched route's
-/// boxed service: an allocation more than a kept answer, which allocates once, needs.
+/// A lookup by the exact path rather than axum's `Router`, which for every request clones the matched route's boxed
+/// service: an allocation more than a kept answer, which allocates once, needs.
 #[derive(Clone)]
 struct Routes(Arc<RouteTable>);
 

@@ -51,15 +51,15 @@ struct RecentContexts(std::sync::Mutex<std::collections::VecDeque<RecentContext>
 
 struct RecentContext {
     namespace: String,
-    versions: InputVersions,
     context: Arc<ShootContext>,
+    /// What the plan was made from, with the versions it is found by.
     made_from: Arc<MadeFrom>,
 }
 
 impl RecentContexts {
     fn find(&self, namespace: &str, versions: &InputVersions) -> Option<ContextRead> {
         let recent = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let found = recent.iter().find(|kept| kept.namespace == namespace && kept.versions == *versions)?;
+        let found = recent.iter().find(|kept| kept.namespace == namespace && kept.made_from.versions() == versions)?;
         Some(ContextRead { context: Ok(Some(found.context.clone())), made_from: Some(found.made_from.clone()) })
     }
 
@@ -67,14 +67,13 @@ impl RecentContexts {
     /// the namespace before; the shoot planned longest ago goes first.
     fn keep(&self, namespace: &str, read: &ContextRead) {
         let (Ok(Some(context)), Some(made_from)) = (&read.context, &read.made_from) else { return };
-        let versions = made_from.versions().clone();
         let mut recent = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         recent.retain(|kept| kept.namespace != namespace);
         if recent.len() == RECENT_CONTEXTS {
             recent.pop_front();
         }
         let (context, made_from) = (context.clone(), made_from.clone());
-        recent.push_back(RecentContext { namespace: namespace.to_owned(), versions, context, made_from });
+        recent.push_back(RecentContext { namespace: namespace.to_owned(), context, made_from });
     }
 }
 

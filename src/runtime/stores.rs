@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -46,7 +47,13 @@ pub struct SeedStores {
     /// Set once every store is synced, which then stays so: every kept OSC answer asks, and asking the stores takes
     /// a lock in each.
     synced: Arc<std::sync::atomic::AtomicBool>,
+    /// Counts the events applied to any of the stores (bumped once the store holds the event's result; it starts at
+    /// [`FIRST_GENERATION`]): while it stays the same, nothing a reader saw in the stores has changed.
+    generation: Arc<AtomicU64>,
 }
+
+/// The stores' generation before any event; [`MadeFrom`] takes 0 for "never seen to hold".
+const FIRST_GENERATION: u64 = 1;
 
 /// The `resourceVersion`s of the seed objects an answer for a shoot namespace is made from: the same versions are the
 /// same objects.
@@ -132,6 +139,9 @@ pub struct MadeFrom {
     /// The last other versions looked at, and whether their content was the same: a fingerprint is taken once per
     /// change of the objects, not per reuse.
     last_other: std::sync::Mutex<Option<(InputVersions, bool)>>,
+    /// The stores' generation at which the answer was last seen to hold (0: never): until the stores change again it
+    /// holds without a look at them, which a kept answer would otherwise take on every reuse.
+    held_at: AtomicU64,
 }
 
 impl MadeFrom {
@@ -142,6 +152,7 @@ impl MadeFrom {
             versions: InputVersions::of(cluster, extension, base_configs)?,
             fingerprint: InputFingerprint::of(cluster, extension, base_configs)?,
             last_other: std::sync::Mutex::default(),
+            held_at: AtomicU64::new(0),
         })
     }
 
@@ -153,7 +164,17 @@ impl MadeFrom {
     /// Whether `stores` hold what the answer was made from, for the shoot namespace of `inputs`: `false` until they
     /// are synced and while its Cluster or Extension is not in them.
     pub fn holds_in(&self, stores: &SeedStores, inputs: &StoredInputs) -> bool {
-        self.holds_for(stores.stored_inputs(inputs))
+        // Taken before the stores are read: an event applied meanwhile bumps it past what is noted here, and the next
+        // reuse looks again.
+        let generation = stores.generation();
+        if self.held_at.load(Ordering::Relaxed) == generation {
+            return true;
+        }
+        let holds = self.holds_for(stores.stored_inputs(inputs));
+        if holds {
+            self.held_at.store(generation, Ordering::Relaxed);
+        }
+        holds
     }
 
     /// Whether `stored` (`None`: a Cluster or Extension missing) is what the answer was made from.
@@ -221,12 +242,15 @@ impl SeedStores {
             Some(namespace) => named(namespace),
             None => watcher::Config::default(),
         };
-        let (clusters, watch_clusters) = reflect(clusters_api, clusters_config, slim_cluster, |_| {});
+        let generation = Arc::new(AtomicU64::new(FIRST_GENERATION));
+        let (clusters, watch_clusters) =
+            reflect(clusters_api, clusters_config, slim_cluster, generation.clone(), |_| {});
         // gardenlet names the Extension of a shoot after its type; others are never read.
         let (extensions, watch_extensions) = reflect(
             extensions_api,
             named(EXTENSION_TYPE),
             |extension: &mut Extension| extension.metadata.managed_fields = None,
+            generation.clone(),
             |_| {},
         );
         let (changed, base_configs_changed) = tokio::sync::watch::channel(0u64);
@@ -234,6 +258,7 @@ impl SeedStores {
             Api::namespaced(client.clone(), &scope.configmap_namespace),
             named(BASE_CONFIGS_CONFIG_MAP),
             |config_map: &mut ConfigMap| config_map.metadata.managed_fields = None,
+            generation.clone(),
             // The event has reached the store when this runs: whoever reacts reads the new configs.
             base_configs_trigger(changed),
         );
@@ -245,6 +270,7 @@ impl SeedStores {
             base_configs,
             base_configs_changed,
             synced: Arc::default(),
+            generation,
         };
         let watches = async move {
             futures::join!(watch_clusters, watch_extensions, watch_base_configs);
@@ -263,7 +289,6 @@ impl SeedStores {
 
     /// Whether every store holds the result of its first list (and so every object that existed then).
     pub fn is_synced(&self) -> bool {
-        use std::sync::atomic::Ordering;
         if self.synced.load(Ordering::Acquire) {
             return true;
         }
@@ -272,6 +297,11 @@ impl SeedStores {
             self.synced.store(true, Ordering::Release);
         }
         synced
+    }
+
+    /// The stores' generation: it changes after every event applied to any of them (see [`MadeFrom::holds_in`]).
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// Waits until [`is_synced`](Self::is_synced); never returns if the watches do not run.
@@ -397,11 +427,12 @@ where
 }
 
 /// A store and the future that fills it from a watch; `slim` drops what no reader needs before an object is kept,
-/// `applied` sees each event once the store holds it.
+/// `generation` is bumped and then `applied` sees each event once the store holds it.
 fn reflect<K>(
     api: Api<K>,
     config: watcher::Config,
     slim: impl FnMut(&mut K) + Send + 'static,
+    generation: Arc<AtomicU64>,
     mut applied: impl FnMut(&watcher::Event<K>) + Send + 'static,
 ) -> (Reflected<K>, impl Future<Output = ()> + Send + 'static)
 where
@@ -413,6 +444,9 @@ where
     let watch = watcher(api, config).default_backoff().modify(slim).reflect(writer).for_each(move |event| {
         match event {
             Ok(event) => {
+                // The writer applied the event before passing it on (a readiness event too: the list is swapped in
+                // on `InitDone`).
+                generation.fetch_add(1, Ordering::Release);
                 if matches!(event, watcher::Event::InitDone) {
                     // The writer swapped the list into the store before it passed the event on.
                     listed_tx.send_if_modified(|listed| !std::mem::replace(listed, true));

@@ -39,6 +39,7 @@ use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use axum::body::Bytes;
 use kube::core::admission::{AdmissionResponse, Operation};
 
 use super::metrics::{AdmissionResult, DenialReason};
@@ -123,21 +124,32 @@ impl Outcome {
     }
 }
 
-/// A kept answer given to a review that came again.
+/// A kept answer given to a review that came again: the encoded AdmissionReview to send is the kept answer's bytes
+/// before its uid, the new review's uid, and the kept bytes after it. The kept bytes are shared, not copied: the
+/// answer goes out as these three parts.
 #[derive(Debug)]
 pub struct Reused {
-    /// The encoded AdmissionReview to send, with the new review's uid.
-    pub body: Vec<u8>,
-    /// Where the new review's uid is in `body`.
-    uid_at: Range<usize>,
+    head: Bytes,
+    uid: String,
+    tail: Bytes,
     pub outcome: Arc<Outcome>,
 }
 
 impl Reused {
     /// The new review's uid.
     pub fn uid(&self) -> &str {
-        // The memo put it in only after checking that it is UTF-8.
-        std::str::from_utf8(&self.body[self.uid_at.clone()]).unwrap_or_default()
+        &self.uid
+    }
+
+    /// The encoded answer in its parts, in order.
+    pub fn into_parts(self) -> [Bytes; 3] {
+        [self.head, Bytes::from(self.uid), self.tail]
+    }
+
+    /// The encoded answer in one piece.
+    #[cfg(test)]
+    pub fn to_vec(&self) -> Vec<u8> {
+        [&self.head[..], self.uid.as_bytes(), &self.tail[..]].concat()
     }
 }
 
@@ -171,8 +183,8 @@ struct Entry {
     /// The places in `review` where another plain string may stand (the uid among them), in order.
     spans: Box<[(Range<usize>, SpanText)]>,
     /// The encoded answer before and after its uid.
-    answer_head: Box<[u8]>,
-    answer_tail: Box<[u8]>,
+    answer_head: Bytes,
+    answer_tail: Bytes,
     outcome: Arc<Outcome>,
     reuse: Reuse,
     /// Given again since the eviction clock last passed it: it gets another round.
@@ -326,13 +338,14 @@ impl<S: BuildHasher> AnswerMemo<S> {
             self.forget(key, &entry);
             return None;
         }
-        let uid = &body[uid_at];
-        let mut answer = Vec::with_capacity(entry.answer_head.len() + uid.len() + entry.answer_tail.len());
-        answer.extend_from_slice(&entry.answer_head);
-        answer.extend_from_slice(uid);
-        answer.extend_from_slice(&entry.answer_tail);
-        let uid_at = entry.answer_head.len()..entry.answer_head.len() + uid.len();
-        Some(Reused { body: answer, uid_at, outcome: entry.outcome.clone() })
+        // `plain_uid_at` found a plain string: valid UTF-8.
+        let uid = std::str::from_utf8(&body[uid_at]).ok()?.to_owned();
+        Some(Reused {
+            head: entry.answer_head.clone(),
+            uid,
+            tail: entry.answer_tail.clone(),
+            outcome: entry.outcome.clone(),
+        })
     }
 
     /// Keeps `answer` (the encoded AdmissionReview answering `body`, whose request's uid is `uid`) for reviews that
@@ -365,8 +378,8 @@ impl<S: BuildHasher> AnswerMemo<S> {
         let entry = Arc::new(Entry {
             review: body.into(),
             spans: spans.into(),
-            answer_head: answer[..head.len() - uid.len()].into(),
-            answer_tail: answer[head.len()..].into(),
+            answer_head: Bytes::copy_from_slice(&answer[..head.len() - uid.len()]),
+            answer_tail: Bytes::copy_from_slice(&answer[head.len()..]),
             outcome: Arc::new(outcome),
             reuse,
             used: AtomicBool::new(false),

@@ -732,7 +732,43 @@ fn first_uid(body: &[u8]) -> Option<String> {
 /// The answer kept for a review that came again: counted and logged as the first one was, with its new uid.
 fn answered_again(path: &str, observer: Option<&Observer>, reused: Reused, started: Instant) -> Response {
     record(path, observer, reused.uid(), &reused.outcome, started, true);
-    ([(header::CONTENT_TYPE, "application/json")], reused.body).into_response()
+    let body = axum::body::Body::new(Parts { parts: reused.into_parts(), next: 0 });
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// A body sent as the bytes it already is in, part by part (a kept answer's shared head and tail around its uid):
+/// hyper writes the parts together, without them being copied into one buffer first.
+struct Parts<const N: usize> {
+    parts: [Bytes; N],
+    /// The first part not sent yet.
+    next: usize,
+}
+
+impl<const N: usize> http_body::Body for Parts<N> {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        while let Some(part) = this.parts.get_mut(this.next) {
+            this.next += 1;
+            if !part.is_empty() {
+                return std::task::Poll::Ready(Some(Ok(http_body::Frame::data(std::mem::take(part)))));
+            }
+        }
+        std::task::Poll::Ready(None)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.parts[self.next.min(N)..].iter().all(Bytes::is_empty)
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.parts[self.next.min(N)..].iter().map(|part| part.len() as u64).sum())
+    }
 }
 
 /// Counts and logs an answer to the review `uid`: the handler's, or (`reused`) the one kept for the same review.

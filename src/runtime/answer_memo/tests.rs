@@ -57,14 +57,14 @@ fn a_review_that_comes_again_with_a_new_uid_gets_the_kept_answer_with_that_uid()
     let again = review("0b8e2c4c-1b5e-4a8e-9c61-6f7d0f0c0002");
     let reused = memo.reuse(&again).expect("the kept answer");
     let (_, fresh, outcome) = answer(&again, true);
-    assert_eq!(String::from_utf8_lossy(&reused.body), String::from_utf8_lossy(&fresh));
+    assert_eq!(String::from_utf8_lossy(&reused.to_vec()), String::from_utf8_lossy(&fresh));
     assert_eq!(reused.uid(), "0b8e2c4c-1b5e-4a8e-9c61-6f7d0f0c0002");
     assert_eq!(*reused.outcome, outcome);
 
     // A uid of another length is put in as well.
     let short = review("x");
     let (_, fresh, _) = answer(&short, true);
-    assert_eq!(memo.reuse(&short).expect("the kept answer").body, fresh);
+    assert_eq!(memo.reuse(&short).expect("the kept answer").to_vec(), fresh);
 }
 
 #[test]
@@ -74,7 +74,7 @@ fn denials_are_kept_and_given_again_with_their_reason() {
     let again = review("b");
     let reused = memo.reuse(&again).expect("the kept denial");
     let (_, fresh, outcome) = answer(&again, false);
-    assert_eq!(reused.body, fresh);
+    assert_eq!(reused.to_vec(), fresh);
     assert_eq!(reused.outcome.result, AdmissionResult::Denied);
     assert_eq!(reused.outcome.denial, Some(DenialReason::Invalid));
     assert_eq!(reused.outcome.message, "spec.x: not allowed");
@@ -126,7 +126,7 @@ fn an_empty_uid_is_given_the_answer_when_the_decoder_accepts_it() {
     remembered(&memo, &review("a"), true, Reuse::Always);
     let body = review("");
     let (_, fresh, _) = answer(&body, true);
-    assert_eq!(memo.reuse(&body).map(|r| r.body), Some(fresh));
+    assert_eq!(memo.reuse(&body).map(|r| r.to_vec()), Some(fresh));
 }
 
 #[test]
@@ -150,7 +150,7 @@ fn the_uid_is_the_requests_even_where_another_uid_comes_first() {
     remembered(&memo, &body_with("same", "same"), true, Reuse::Always);
     let again = body_with("other", "same");
     let (_, fresh, _) = answer(&again, true);
-    assert_eq!(memo.reuse(&again).map(|r| r.body), Some(fresh));
+    assert_eq!(memo.reuse(&again).map(|r| r.to_vec()), Some(fresh));
     // The object's uid is part of the review like any other byte.
     assert!(memo.reuse(&body_with("same", "xxxx")).is_none());
 }
@@ -271,7 +271,7 @@ proptest! {
             let request = parse_review(&body).expect("a review the memo answered decodes");
             prop_assert_eq!(&request.uid, &uid_text);
             let (_, fresh, _) = answer(&body, true);
-            prop_assert_eq!(reused.body, fresh);
+            prop_assert_eq!(reused.to_vec(), fresh);
         } else {
             // Plain uids always match.
             let plain = !uid_text.contains(['"', '\\']) && !uid_text.bytes().any(|b| b < 0x20);
@@ -336,7 +336,7 @@ fn a_review_written_again_with_new_volatile_strings_gets_the_kept_allowed_answer
     let again = written_again("u2", "2026-12-01T16:40:01.5Z", "1041", [T2, T1], "1040");
     let reused = memo.reuse(&again).expect("the kept answer");
     let (_, fresh, outcome) = answer(&again, true);
-    assert_eq!(String::from_utf8_lossy(&reused.body), String::from_utf8_lossy(&fresh));
+    assert_eq!(String::from_utf8_lossy(&reused.to_vec()), String::from_utf8_lossy(&fresh));
     assert_eq!(reused.uid(), "u2");
     assert_eq!(*reused.outcome, outcome);
 
@@ -438,7 +438,7 @@ proptest! {
             let kept: serde_json::Value = serde_json::from_slice(&kept).expect("JSON");
             prop_assert_eq!(without_volatile(decoded), without_volatile(kept));
             let (_, fresh, _) = answer(&body, true);
-            prop_assert_eq!(reused.body, fresh);
+            prop_assert_eq!(reused.to_vec(), fresh);
         } else {
             let plain = |text: &str| !text.contains(['"', '\\']) && !text.bytes().any(|b| b < 0x20);
             prop_assert!(!(plain(&stamp) && plain(&version) && time == T2), "plain texts were not matched");
@@ -460,7 +460,7 @@ fn a_review_with_its_uid_after_the_objects_gets_the_kept_answer_too() {
     remembered(&memo, &kept, true, Reuse::Always);
     let again = sorted("u2", "s2");
     let (_, fresh, _) = answer(&again, true);
-    assert_eq!(memo.reuse(&again).expect("the kept answer").body, fresh);
+    assert_eq!(memo.reuse(&again).expect("the kept answer").to_vec(), fresh);
 }
 
 #[test]

@@ -374,6 +374,23 @@ impl AdmissionHandler for Reusable {
 }
 
 #[tokio::test]
+async fn a_body_of_parts_sends_the_non_empty_ones_in_order_and_says_what_is_left() {
+    let head = Bytes::from_static(br#"{"uid":""#);
+    let tail = Bytes::from_static(br#""}"#);
+    let mut body = Parts { parts: [head.clone(), Bytes::new(), Bytes::from_static(b"u-1"), tail.clone()], next: 0 };
+    assert_eq!(http_body::Body::size_hint(&body).exact(), Some(13));
+    let mut sent = Vec::new();
+    while !http_body::Body::is_end_stream(&body) {
+        let frame = body.frame().await.expect("a part before the end").expect("infallible");
+        sent.push(frame.into_data().expect("data"));
+        let left = 13 - sent.iter().map(Bytes::len).sum::<usize>();
+        assert_eq!(http_body::Body::size_hint(&body).exact(), Some(left as u64));
+    }
+    assert_eq!(sent, [head, Bytes::from_static(b"u-1"), tail], "the empty part is not sent");
+    assert!(body.frame().await.is_none());
+}
+
+#[tokio::test]
 async fn a_review_that_comes_again_gets_the_kept_answer_while_it_holds_counted_as_an_answer() {
     const REUSABLE: &str = "/webhooks/reusable";
     let holds = Arc::new(AtomicBool::new(true));

@@ -77,13 +77,14 @@ pub struct BenchOptions {
     #[arg(long, value_delimiter = ',', default_values_t = [1usize, 16, 64])]
     pub connections: Vec<usize>,
     /// Measured seconds of each load level and server, per round.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 4)]
     pub seconds: u64,
     /// Unmeasured seconds before each measurement.
     #[arg(long, default_value_t = 1)]
     pub warmup_seconds: u64,
-    /// Rounds of ours/limit alternation per level (their samples are merged).
-    #[arg(long, default_value_t = 2)]
+    /// Rounds of ours/limit alternation per level: the percentiles are taken over the requests of all rounds
+    /// together, throughput and CPU per request are the rounds' means.
+    #[arg(long, default_value_t = 3)]
     pub rounds: u32,
     /// Shoots of the controller scale run.
     #[arg(long, default_value_t = 500)]
@@ -457,7 +458,11 @@ async fn compare(
                 runs.push(load::run(target, connections, warmup, window, Some(ours_process.pid)).await?);
             }
         }
-        levels.push((connections, case_runs.iter().map(|runs| merge(runs)).collect::<Vec<_>>(), merge(&limit_runs)));
+        levels.push((
+            connections,
+            case_runs.iter().map(|runs| Summary::merged(runs)).collect::<Vec<_>>(),
+            Summary::merged(&limit_runs),
+        ));
     }
     for (case, (heading, _)) in measured.iter().enumerate() {
         println!("### {heading}\n");
@@ -515,27 +520,6 @@ fn json_decode_time(body: &[u8]) -> Duration {
         .collect();
     times.sort_unstable();
     times[SAMPLES / 2]
-}
-
-/// The summaries of several rounds as one: throughput averaged, percentiles of the rounds' worst.
-fn merge(runs: &[Summary]) -> Summary {
-    let n = runs.len().max(1) as f64;
-    Summary {
-        requests: runs.iter().map(|r| r.requests).sum(),
-        errors: runs.iter().map(|r| r.errors).sum(),
-        requests_per_second: runs.iter().map(|r| r.requests_per_second).sum::<f64>() / n,
-        p50: runs.iter().map(|r| r.p50).max().unwrap_or_default(),
-        p99: runs.iter().map(|r| r.p99).max().unwrap_or_default(),
-        max: runs.iter().map(|r| r.max).max().unwrap_or_default(),
-        server_cpu_per_request: mean(runs.iter().map(|r| r.server_cpu_per_request)),
-    }
-}
-
-/// The mean of durations that are all known; `None` when one is not.
-fn mean(durations: impl Iterator<Item = Option<Duration>>) -> Option<Duration> {
-    let known = durations.collect::<Option<Vec<_>>>()?;
-    let count = u32::try_from(known.len()).ok().filter(|&n| n > 0)?;
-    Some(known.iter().sum::<Duration>() / count)
 }
 
 /// A CPU time per request in microseconds, or `?` when it could not be read.

@@ -17,6 +17,8 @@ pub struct Summary {
     /// CPU time the server process spent per request of the measured window (user + system, all threads), when its
     /// pid was known: unlike throughput and latency, it hardly depends on what else the machine is doing.
     pub server_cpu_per_request: Option<Duration>,
+    /// Every request's latency, ascending: what the percentiles of several rounds together are taken from.
+    pub latencies: Vec<Duration>,
 }
 
 impl Summary {
@@ -32,8 +34,30 @@ impl Summary {
             p99: percentile(&latencies, 99.0),
             max: latencies.last().copied().unwrap_or_default(),
             server_cpu_per_request: None,
+            latencies,
         }
     }
+
+    /// Several rounds against one server as one: the percentiles of all their requests together, the mean
+    /// throughput and the mean CPU per request (`None` when a round's is unknown). A moment when the machine did
+    /// something else weighs by the requests it slowed, as it would in one long round; taking the worst round's
+    /// percentile instead would make one such moment the figure.
+    pub fn merged(runs: &[Summary]) -> Summary {
+        let rounds = runs.len().max(1) as f64;
+        let latencies = runs.iter().flat_map(|run| run.latencies.iter().copied()).collect();
+        // The throughput is the rounds' mean, not the requests over a window.
+        let mut merged = Summary::of(latencies, runs.iter().map(|run| run.errors).sum(), Duration::ZERO);
+        merged.requests_per_second = runs.iter().map(|run| run.requests_per_second).sum::<f64>() / rounds;
+        merged.server_cpu_per_request = mean(runs.iter().map(|run| run.server_cpu_per_request));
+        merged
+    }
+}
+
+/// The mean of durations that are all known; `None` when one is not, or there are none.
+pub fn mean(durations: impl Iterator<Item = Option<Duration>>) -> Option<Duration> {
+    let known = durations.collect::<Option<Vec<_>>>()?;
+    let count = u32::try_from(known.len()).ok().filter(|&n| n > 0)?;
+    Some(known.iter().sum::<Duration>() / count)
 }
 
 /// The nearest-rank percentile `p` (0 < p ≤ 100) of `sorted` (ascending); zero for no samples.
@@ -142,6 +166,32 @@ mod tests {
         assert_eq!(summary.p50, Duration::from_micros(200));
         assert_eq!(summary.p99, Duration::from_micros(400));
         assert_eq!(summary.max, Duration::from_micros(400));
+    }
+
+    #[test]
+    fn rounds_merge_into_the_percentiles_of_all_their_requests() {
+        let steady = |cpu| {
+            let mut run = Summary::of(micros(&[100; 200]), 0, Duration::from_secs(1));
+            run.server_cpu_per_request = Some(Duration::from_micros(cpu));
+            run
+        };
+        // One round had a slow moment: 3 of its 200 requests took 5 ms, more than 1 % of that round.
+        let mut hiccup = Summary::of([micros(&[100; 197]), micros(&[5000; 3])].concat(), 2, Duration::from_secs(1));
+        hiccup.server_cpu_per_request = Some(Duration::from_micros(30));
+        assert_eq!(hiccup.p99, Duration::from_micros(5000));
+
+        let merged = Summary::merged(&[steady(10), hiccup.clone(), steady(20)]);
+        assert_eq!((merged.requests, merged.errors), (600, 2));
+        assert!((merged.requests_per_second - 200.0).abs() < 1e-9, "{}", merged.requests_per_second);
+        assert_eq!(merged.p50, Duration::from_micros(100));
+        assert_eq!(merged.p99, Duration::from_micros(100), "3 of 600 requests are within the slowest 1 %");
+        assert_eq!(merged.max, Duration::from_micros(5000));
+        assert_eq!(merged.server_cpu_per_request, Some(Duration::from_micros(20)));
+
+        let mut unknown = steady(10);
+        unknown.server_cpu_per_request = None;
+        assert_eq!(Summary::merged(&[steady(10), unknown]).server_cpu_per_request, None);
+        assert_eq!(Summary::merged(&[hiccup]).p99, Duration::from_micros(5000), "one round is itself");
     }
 
     #[test]

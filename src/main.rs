@@ -1,6 +1,7 @@
 use clap::{Parser, Subcommand};
 use gardener_extension_cri_resmgr::commands::{admission, controller};
 use gardener_extension_cri_resmgr::runtime::inputs::load_image_vector;
+use gardener_extension_cri_resmgr::runtime::server::runtime_for_admission;
 use gardener_extension_cri_resmgr::runtime::serving::default_client;
 use gardener_extension_cri_resmgr::runtime::signals::wait_for_shutdown_signal;
 use gardener_extension_cri_resmgr::{logging, render};
@@ -31,8 +32,12 @@ enum Command {
     Render(render::RenderOptions),
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    // The webhook servers decide reviews on the threads that read them, which need the admission stack.
+    runtime_for_admission().build()?.block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     logging::init(cli.log_format);
     match cli.command {

@@ -598,6 +598,41 @@ async fn a_shoot_nested_as_deep_as_the_apiserver_allows_is_decoded_and_answered(
     assert!(String::from_utf8_lossy(&body).contains("levels deep"), "{}", String::from_utf8_lossy(&body));
 }
 
+/// Denies with the name of the thread the handler ran on.
+async fn thread_named(request: RawAdmissionRequest) -> AdmissionResponse {
+    let thread = std::thread::current().name().unwrap_or_default().to_owned();
+    AdmissionResponse::from(&request).deny(thread)
+}
+
+#[test]
+fn on_a_runtime_sized_for_admission_reviews_are_decided_on_its_own_threads() {
+    const DEEP: &str = "/webhooks/decode-shoot";
+    const THREAD: &str = "/webhooks/thread";
+    let mut server = handlers();
+    server.register(DEEP, decode_shoot).expect("register");
+    server.register(THREAD, thread_named).expect("register");
+    let router = routes(server.config(), &server.handlers, readiness(true, true));
+    let sized = runtime_for_admission().worker_threads(1).thread_name("sized").build().expect("runtime");
+    let ask = |path: &'static str, body: Vec<u8>| {
+        let router = router.clone();
+        let (status, body) =
+            sized.block_on(sized.spawn(async move { call_router(router, path, body.into()).await })).expect("task");
+        assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+        response_of(&body)
+    };
+
+    assert_eq!(ask(THREAD, review("t-1", "shoot"))["status"]["message"], "sized");
+    // As deep as the apiserver allows, on that thread, and a panic still gets an answer.
+    assert_eq!(ask(DEEP, deep_review("deep-1", 10_000 - 4))["allowed"], true);
+    assert_eq!(ask(PANIC, review("p-1", "shoot"))["status"]["message"], "internal error");
+    assert_eq!(ask(THREAD, review("t-2", "shoot"))["status"]["message"], "sized", "the thread outlived the panic");
+
+    // Served from a runtime of the usual stack, the review goes to the admission runtime.
+    let usual = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let (_, body) = usual.block_on(call_router(router, THREAD, review("t-3", "shoot").into()));
+    assert_eq!(response_of(&body)["status"]["message"], "admission");
+}
+
 #[tokio::test]
 async fn router_times_out_slow_handlers() {
     let started = Instant::now();

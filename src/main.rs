@@ -1,7 +1,7 @@
 use clap::{Parser, Subcommand};
 use gardener_extension_cri_resmgr::commands::{admission, controller};
 use gardener_extension_cri_resmgr::runtime::inputs::load_image_vector;
-use gardener_extension_cri_resmgr::runtime::server::runtime_for_admission;
+use gardener_extension_cri_resmgr::runtime::server::build_admission_runtime;
 use gardener_extension_cri_resmgr::runtime::serving::default_client;
 use gardener_extension_cri_resmgr::runtime::signals::wait_for_shutdown_signal;
 use gardener_extension_cri_resmgr::{logging, render};
@@ -34,7 +34,7 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     // The webhook servers decide reviews on the threads that read them, which need the admission stack.
-    runtime_for_admission().build()?.block_on(run())
+    build_admission_runtime(None, None)?.block_on(run())
 }
 
 async fn run() -> anyhow::Result<()> {

@@ -338,7 +338,7 @@ impl<S: BuildHasher> AnswerMemo<S> {
             self.forget(key, &entry);
             return None;
         }
-        // `plain_uid_at` found a plain string: valid UTF-8.
+        // `Entry::matches` found a plain string there (`plain_string_length`): valid UTF-8.
         let uid = std::str::from_utf8(&body[uid_at]).ok()?.to_owned();
         Some(Reused {
             head: entry.answer_head.clone(),

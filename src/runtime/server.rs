@@ -73,7 +73,8 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
 /// Objects may nest up to [`MAX_NESTING_DEPTH`](super::review::MAX_NESTING_DEPTH) levels (the apiserver's own bound), and serde's decoding,
 /// re-encoding and dropping of such values recurse once per level; the default 2 MiB of a tokio worker is not
 /// enough for that in every build, so admission work runs on threads sized for the bound. It is address space,
-/// not memory: pages are only touched as deep as a request actually nests.
+/// not memory: pages are only touched as deep as a request actually nests (in 2 MiB steps where transparent huge
+/// pages are always on).
 pub const ADMISSION_THREAD_STACK_BYTES: usize = 256 * 1024 * 1024;
 
 /// Liveness endpoint: 200 while the process serves.
@@ -732,19 +733,19 @@ fn first_uid(body: &[u8]) -> Option<String> {
 /// The answer kept for a review that came again: counted and logged as the first one was, with its new uid.
 fn answered_again(path: &str, observer: Option<&Observer>, reused: Reused, started: Instant) -> Response {
     record(path, observer, reused.uid(), &reused.outcome, started, true);
-    let body = axum::body::Body::new(Parts { parts: reused.into_parts(), next: 0 });
+    let body = axum::body::Body::new(PartsBody { parts: reused.into_parts(), next: 0 });
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 /// A body sent as the bytes it already is in, part by part (a kept answer's shared head and tail around its uid):
 /// hyper writes the parts together, without them being copied into one buffer first.
-struct Parts<const N: usize> {
+struct PartsBody<const N: usize> {
     parts: [Bytes; N],
     /// The first part not sent yet.
     next: usize,
 }
 
-impl<const N: usize> http_body::Body for Parts<N> {
+impl<const N: usize> http_body::Body for PartsBody<N> {
     type Data = Bytes;
     type Error = std::convert::Infallible;
 
@@ -763,11 +764,11 @@ impl<const N: usize> http_body::Body for Parts<N> {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.parts[self.next.min(N)..].iter().all(Bytes::is_empty)
+        self.parts[self.next..].iter().all(Bytes::is_empty)
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
-        http_body::SizeHint::with_exact(self.parts[self.next.min(N)..].iter().map(|part| part.len() as u64).sum())
+        http_body::SizeHint::with_exact(self.parts[self.next..].iter().map(|part| part.len() as u64).sum())
     }
 }
 
@@ -787,29 +788,51 @@ fn record(path: &str, observer: Option<&Observer>, uid: &str, outcome: &Outcome,
 }
 
 thread_local! {
-    /// Whether this thread's stack is [`ADMISSION_THREAD_STACK_BYTES`] (see [`runtime_for_admission`]).
+    /// Whether this thread's stack is [`ADMISSION_THREAD_STACK_BYTES`] (see [`build_admission_runtime`]).
     static SIZED_FOR_ADMISSION: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// A multi-thread runtime builder whose threads have the stack admission work needs
-/// ([`ADMISSION_THREAD_STACK_BYTES`]) and say so: a webhook server on such a runtime decides reviews on the thread
-/// that read them. On any other runtime it hands each to a runtime of its own with such threads, which costs two
-/// thread wake-ups per review (on a busy CPU, two context switches: a fifth of a first-seen OSC review's CPU).
-pub fn runtime_for_admission() -> tokio::runtime::Builder {
+/// Most blocking-pool threads a runtime for admission work keeps: each reserves the admission stack's address space,
+/// and the process makes only a few blocking calls at a time (file reads, name lookups).
+const ADMISSION_RUNTIME_MAX_BLOCKING_THREADS: usize = 64;
+
+/// A multi-thread runtime whose threads (workers and blocking pool alike) have the stack admission work needs
+/// ([`ADMISSION_THREAD_STACK_BYTES`]) and say so: a webhook server on it decides reviews on the thread that read them.
+/// On any other runtime the server hands each review to a runtime of this kind of its own, which costs two thread
+/// wake-ups per review (on a busy CPU, two context switches: a fifth of a first-seen OSC review's CPU). Built here,
+/// not handed out as a builder, so that no caller can give the threads another stack while they claim this one.
+/// `worker_threads` defaults as tokio's does.
+pub fn build_admission_runtime(
+    worker_threads: Option<usize>,
+    thread_name: Option<&str>,
+) -> io::Result<tokio::runtime::Runtime> {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     builder
         .enable_all()
+        .max_blocking_threads(ADMISSION_RUNTIME_MAX_BLOCKING_THREADS)
         .thread_stack_size(ADMISSION_THREAD_STACK_BYTES)
         .on_thread_start(|| SIZED_FOR_ADMISSION.with(|sized| sized.set(true)));
-    builder
+    if let Some(threads) = worker_threads {
+        builder.worker_threads(threads);
+    }
+    if let Some(name) = thread_name {
+        builder.thread_name(name);
+    }
+    builder.build()
 }
 
 /// One admission call where every step that walks the object has the stack it needs (see
 /// [`ADMISSION_THREAD_STACK_BYTES`]): on this thread when it is sized for that, else on the admission runtime, from
-/// which only the encoded answer comes back. (A task stays on the threads of its runtime, which are all alike.)
+/// which only the encoded answer comes back. A task stays on the threads of its runtime, which are all alike; a
+/// runtime's `block_on` thread is not one of them and never says it is sized. A panic outside the handler (which runs
+/// in a task of its own) is answered with 500 either way.
 async fn admit(webhook: Arc<Webhook>, body: Bytes) -> Response {
+    use futures::FutureExt as _;
     if SIZED_FOR_ADMISSION.with(std::cell::Cell::get) {
-        return admit_here(webhook, body).await;
+        return match std::panic::AssertUnwindSafe(admit_here(webhook.clone(), body)).catch_unwind().await {
+            Ok(response) => response,
+            Err(panic) => admission_failed(&webhook, &format!("admission panicked: {}", panic_message(&*panic))),
+        };
     }
     let path = webhook.path.clone();
     let runtime = match admission_runtime() {
@@ -822,12 +845,15 @@ async fn admit(webhook: Arc<Webhook>, body: Bytes) -> Response {
     };
     match AbortOnDrop(runtime.spawn(admit_here(webhook.clone(), body))).await {
         Ok(response) => response,
-        Err(e) => {
-            error!(%path, reason = %join_error_reason(e), "admission task failed");
-            webhook.failed();
-            (StatusCode::INTERNAL_SERVER_ERROR, "admission failed").into_response()
-        }
+        Err(e) => admission_failed(&webhook, &join_error_reason(e)),
     }
+}
+
+/// The answer to a review whose admission failed outside its handler.
+fn admission_failed(webhook: &Webhook, reason: &str) -> Response {
+    error!(path = %webhook.path, reason, "admission task failed");
+    webhook.failed();
+    (StatusCode::INTERNAL_SERVER_ERROR, "admission failed").into_response()
 }
 
 /// The process-wide runtime for admission work, started on first use and kept for the life of the process.
@@ -835,7 +861,7 @@ fn admission_runtime() -> Result<&'static tokio::runtime::Handle, &'static str> 
     static RUNTIME: std::sync::OnceLock<Result<tokio::runtime::Runtime, String>> = std::sync::OnceLock::new();
     let runtime = RUNTIME.get_or_init(|| {
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-        runtime_for_admission().worker_threads(threads).thread_name("admission").build().map_err(|e| e.to_string())
+        build_admission_runtime(Some(threads), Some("admission")).map_err(|e| e.to_string())
     });
     match runtime {
         Ok(runtime) => Ok(runtime.handle()),
@@ -888,13 +914,16 @@ fn join_error_reason(e: JoinError) -> String {
     if !e.is_panic() {
         return "handler task was cancelled".to_owned();
     }
-    let payload = e.into_panic();
-    let message = payload
+    format!("handler panicked: {}", panic_message(&*e.into_panic()))
+}
+
+/// What a panic said, when it said it in words.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
         .downcast_ref::<&str>()
         .map(|s| (*s).to_owned())
         .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "non-string panic payload".to_owned());
-    format!("handler panicked: {message}")
+        .unwrap_or_else(|| "non-string panic payload".to_owned())
 }
 
 /// Waits until `certificates` holds usable material, then builds the TLS configuration that serves it.

@@ -44,11 +44,12 @@ pub struct SeedStores {
     base_configs: Reflected<ConfigMap>,
     /// Bumped after every change of the base-configs store has been applied to it.
     base_configs_changed: tokio::sync::watch::Receiver<u64>,
-    /// Set once every store is synced, which then stays so: every kept OSC answer asks, and asking the stores takes
-    /// a lock in each.
+    /// Set once every store is synced, which then stays so: a kept OSC answer asks whenever the stores changed, and
+    /// asking the stores takes a lock in each.
     synced: Arc<std::sync::atomic::AtomicBool>,
-    /// Counts the events applied to any of the stores (bumped once the store holds the event's result; it starts at
-    /// [`FIRST_GENERATION`]): while it stays the same, nothing a reader saw in the stores has changed.
+    /// Counts the changes of any of the stores (starting at [`FIRST_GENERATION`]); each change is followed, within
+    /// the same poll of its watch, by a bump: a reader that sees the same count again has seen the same stores, or
+    /// ones a change newer that it may take as arriving a moment later (as any watch event may).
     generation: Arc<AtomicU64>,
 }
 
@@ -164,13 +165,18 @@ impl MadeFrom {
     /// Whether `stores` hold what the answer was made from, for the shoot namespace of `inputs`: `false` until they
     /// are synced and while its Cluster or Extension is not in them.
     pub fn holds_in(&self, stores: &SeedStores, inputs: &StoredInputs) -> bool {
-        // Taken before the stores are read: an event applied meanwhile bumps it past what is noted here, and the next
-        // reuse looks again.
-        let generation = stores.generation();
+        // Taken before the stores are read: a change meanwhile bumps it past what is noted here, and the next reuse
+        // looks again.
+        self.holds_at(stores.generation(), || stores.stored_inputs(inputs))
+    }
+
+    /// Whether the answer holds at the stores' `generation`, reading them (`read`) only when it was not seen to hold
+    /// at that generation before.
+    fn holds_at(&self, generation: u64, read: impl FnOnce() -> Option<StoredObjects>) -> bool {
         if self.held_at.load(Ordering::Relaxed) == generation {
             return true;
         }
-        let holds = self.holds_for(stores.stored_inputs(inputs));
+        let holds = self.holds_for(read());
         if holds {
             self.held_at.store(generation, Ordering::Relaxed);
         }
@@ -444,9 +450,11 @@ where
     let watch = watcher(api, config).default_backoff().modify(slim).reflect(writer).for_each(move |event| {
         match event {
             Ok(event) => {
-                // The writer applied the event before passing it on (a readiness event too: the list is swapped in
-                // on `InitDone`).
-                generation.fetch_add(1, Ordering::Release);
+                // The writer changed the store before passing these on (a re-list is swapped in on `InitDone`; its
+                // `Init` and `InitApply` only fill the writer's buffer).
+                if matches!(event, watcher::Event::Apply(_) | watcher::Event::Delete(_) | watcher::Event::InitDone) {
+                    generation.fetch_add(1, Ordering::Release);
+                }
                 if matches!(event, watcher::Event::InitDone) {
                     // The writer swapped the list into the store before it passed the event on.
                     listed_tx.send_if_modified(|listed| !std::mem::replace(listed, true));
@@ -613,6 +621,46 @@ mod tests {
             None,
             "a deleting Extension's answer is not kept"
         );
+    }
+
+    #[test]
+    fn an_answer_seen_to_hold_at_a_generation_holds_there_without_reading_the_stores() {
+        let cluster: Cluster = crate::yaml::from_str(include_str!("../../examples/10-cluster.yaml")).expect("Cluster");
+        let mut extension: Extension =
+            crate::yaml::from_str(include_str!("../../examples/20-extension.yaml")).expect("Extension");
+        let versioned = |mut cluster: Cluster, version: &str| {
+            cluster.metadata.resource_version = Some(version.into());
+            cluster
+        };
+        extension.metadata.resource_version = Some("2".into());
+        let made_from = MadeFrom::of(&versioned(cluster.clone(), "1"), &extension, None).expect("kept");
+        let reads = std::cell::Cell::new(0);
+        let stored = |cluster: Cluster| {
+            let extension = extension.clone();
+            let reads = &reads;
+            move || {
+                reads.set(reads.get() + 1);
+                Some((Arc::new(cluster), Arc::new(extension), None))
+            }
+        };
+        let mut changed = versioned(cluster.clone(), "3");
+        changed.spec.shoot.spec.provider.workers.clear();
+
+        // Never seen to hold: 0 is no generation, so the stores are read.
+        assert!(made_from.holds_at(FIRST_GENERATION, stored(versioned(cluster.clone(), "1"))));
+        assert_eq!(reads.get(), 1);
+        // Seen to hold at this generation: holds without a read, whatever the stores would say.
+        assert!(made_from.holds_at(FIRST_GENERATION, stored(changed.clone())));
+        assert_eq!(reads.get(), 1);
+        // A change bumped the generation: read again, and what does not hold is not noted.
+        assert!(!made_from.holds_at(FIRST_GENERATION + 1, stored(changed.clone())));
+        assert!(!made_from.holds_at(FIRST_GENERATION + 1, stored(changed)));
+        assert_eq!(reads.get(), 3);
+        // Back to what it was made from at a later generation: holds, and is noted there.
+        assert!(made_from.holds_at(FIRST_GENERATION + 2, stored(versioned(cluster.clone(), "1"))));
+        assert!(made_from.holds_at(FIRST_GENERATION + 2, || None));
+        assert_eq!(reads.get(), 4);
+        assert!(!made_from.holds_at(FIRST_GENERATION + 3, || None), "a Cluster or Extension gone");
     }
 
     #[test]

@@ -377,7 +377,7 @@ impl AdmissionHandler for Reusable {
 async fn a_body_of_parts_sends_the_non_empty_ones_in_order_and_says_what_is_left() {
     let head = Bytes::from_static(br#"{"uid":""#);
     let tail = Bytes::from_static(br#""}"#);
-    let mut body = Parts { parts: [head.clone(), Bytes::new(), Bytes::from_static(b"u-1"), tail.clone()], next: 0 };
+    let mut body = PartsBody { parts: [head.clone(), Bytes::new(), Bytes::from_static(b"u-1"), tail.clone()], next: 0 };
     assert_eq!(http_body::Body::size_hint(&body).exact(), Some(13));
     let mut sent = Vec::new();
     while !http_body::Body::is_end_stream(&body) {
@@ -612,7 +612,7 @@ fn on_a_runtime_sized_for_admission_reviews_are_decided_on_its_own_threads() {
     server.register(DEEP, decode_shoot).expect("register");
     server.register(THREAD, thread_named).expect("register");
     let router = routes(server.config(), &server.handlers, readiness(true, true));
-    let sized = runtime_for_admission().worker_threads(1).thread_name("sized").build().expect("runtime");
+    let sized = build_admission_runtime(Some(1), Some("sized")).expect("runtime");
     let ask = |path: &'static str, body: Vec<u8>| {
         let router = router.clone();
         let (status, body) =

@@ -146,8 +146,7 @@ impl Reused {
         [self.head, Bytes::from(self.uid), self.tail]
     }
 
-    /// The encoded answer in one piece.
-    #[cfg(test)]
+    /// The encoded answer in one piece, for checks against a fresh answer (the server sends the parts).
     pub fn to_vec(&self) -> Vec<u8> {
         [&self.head[..], self.uid.as_bytes(), &self.tail[..]].concat()
     }

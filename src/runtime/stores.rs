@@ -44,9 +44,6 @@ pub struct SeedStores {
     base_configs: Reflected<ConfigMap>,
     /// Bumped after every change of the base-configs store has been applied to it.
     base_configs_changed: tokio::sync::watch::Receiver<u64>,
-    /// Set once every store is synced, which then stays so: a kept OSC answer asks whenever the stores changed, and
-    /// asking the stores takes a lock in each.
-    synced: Arc<std::sync::atomic::AtomicBool>,
     /// Counts the changes of any of the stores (starting at [`FIRST_GENERATION`]); each change is followed, within
     /// the same poll of its watch, by a bump: a reader that sees the same count again has seen the same stores, or
     /// ones a change newer that it may take as arriving a moment later (as any watch event may).
@@ -275,7 +272,6 @@ impl SeedStores {
             extensions,
             base_configs,
             base_configs_changed,
-            synced: Arc::default(),
             generation,
         };
         let watches = async move {
@@ -295,17 +291,10 @@ impl SeedStores {
 
     /// Whether every store holds the result of its first list (and so every object that existed then).
     pub fn is_synced(&self) -> bool {
-        if self.synced.load(Ordering::Acquire) {
-            return true;
-        }
-        let synced = self.clusters.is_listed() && self.extensions.is_listed() && self.base_configs.is_listed();
-        if synced {
-            self.synced.store(true, Ordering::Release);
-        }
-        synced
+        self.clusters.is_listed() && self.extensions.is_listed() && self.base_configs.is_listed()
     }
 
-    /// The stores' generation: it changes after every event applied to any of them (see [`MadeFrom::holds_in`]).
+    /// The stores' generation: it changes after every change of any of them (see [`MadeFrom::holds_in`]).
     fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
     }
@@ -450,14 +439,17 @@ where
     let watch = watcher(api, config).default_backoff().modify(slim).reflect(writer).for_each(move |event| {
         match event {
             Ok(event) => {
-                // The writer changed the store before passing these on (a re-list is swapped in on `InitDone`; its
-                // `Init` and `InitApply` only fill the writer's buffer).
-                if matches!(event, watcher::Event::Apply(_) | watcher::Event::Delete(_) | watcher::Event::InitDone) {
-                    generation.fetch_add(1, Ordering::Release);
-                }
-                if matches!(event, watcher::Event::InitDone) {
-                    // The writer swapped the list into the store before it passed the event on.
-                    listed_tx.send_if_modified(|listed| !std::mem::replace(listed, true));
+                // The writer changed the store before passing these on: a (re-)list is swapped in on `InitDone`, its
+                // `Init` and `InitApply` only fill the writer's buffer.
+                match &event {
+                    watcher::Event::Apply(_) | watcher::Event::Delete(_) => {
+                        generation.fetch_add(1, Ordering::Release);
+                    }
+                    watcher::Event::InitDone => {
+                        generation.fetch_add(1, Ordering::Release);
+                        listed_tx.send_if_modified(|listed| !std::mem::replace(listed, true));
+                    }
+                    watcher::Event::Init | watcher::Event::InitApply(_) => {}
                 }
                 applied(&event);
             }
